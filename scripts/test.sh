@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# The test command: starts the Firestore and Pub/Sub emulators on free loopback
+# ports, checks formatting and vet, runs the Go tests against the emulators,
+# and always stops them.
+#
+#   scripts/test.sh                 # everything
+#   scripts/test.sh ./shared/...    # chosen packages (arguments go to `go test`)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source scripts/lib/emulators.sh
+trap stop_emulators EXIT
+
+unformatted=$(gofmt -l $(git ls-files '*.go'))
+if [[ -n "$unformatted" ]]; then
+  echo "gofmt needed on:" >&2; echo "$unformatted" >&2; exit 1
+fi
+args=("$@")
+((${#args[@]})) || args=(./...)
+go vet "${args[@]}"
+
+start_emulators
+go test -count=1 -timeout "${TEST_TIMEOUT:-20m}" "${args[@]}"

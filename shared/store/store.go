@@ -1,0 +1,321 @@
+// Package store keeps the system's state in Firestore: one document per
+// connected Gmail user (status, history cursor, watch, lease) under users/,
+// and per-message "announced" markers under users/{key}/messages/ that keep
+// retries and catch-up from announcing a message twice. Every change to a
+// user document happens in a transaction, and the cursor only moves forward.
+package store
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"cloud.google.com/go/firestore"
+	"google.golang.org/api/iterator"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+)
+
+// User statuses.
+const (
+	Active         = "active"
+	ReauthRequired = "reauth_required"
+	Disconnected   = "disconnected"
+)
+
+// ErrNotFound means there is no record for the user.
+var ErrNotFound = errors.New("user not found")
+
+// ErrNoChange, returned by an Update function, ends the transaction without a write.
+var ErrNoChange = errors.New("no change")
+
+// User is the record of one connected mailbox. History ids are Gmail's
+// (uint64 in the API); Firestore stores int64, which they fit.
+type User struct {
+	Key                string    `firestore:"-"`
+	Email              string    `firestore:"email"`
+	Status             string    `firestore:"status"`
+	Cursor             int64     `firestore:"cursor"`           // last history id fully announced
+	PendingHistoryID   int64     `firestore:"pendingHistoryId"` // newest history id a push has told of
+	Labels             []string  `firestore:"labels"`
+	LabelFilter        string    `firestore:"labelFilter"` // include or exclude
+	WatchExpiration    time.Time `firestore:"watchExpiration"`
+	RenewAt            time.Time `firestore:"renewAt"`   // when the watch is next due for renewal
+	SyncDueAt          time.Time `firestore:"syncDueAt"` // when the safety-net sync is next due
+	LastNotificationAt time.Time `firestore:"lastNotificationAt"`
+	LastSyncAt         time.Time `firestore:"lastSyncAt"`
+	LastRenewAt        time.Time `firestore:"lastRenewAt"`
+	ConnectedAt        time.Time `firestore:"connectedAt"`
+	ReauthSince        time.Time `firestore:"reauthSince"`
+	UpdatedAt          time.Time `firestore:"updatedAt"`
+	Lease              Lease     `firestore:"lease"`
+}
+
+// Lease marks the one sync of a user in progress; it lapses at Until, so a
+// crashed holder blocks nobody for long.
+type Lease struct {
+	Holder string    `firestore:"holder"`
+	Until  time.Time `firestore:"until"`
+}
+
+// HeldBy reports whether someone other than holder holds the lease at now.
+func (l Lease) HeldBy(holder string, now time.Time) bool {
+	return l.Holder != "" && l.Holder != holder && now.Before(l.Until)
+}
+
+// Key returns the user key for an address: a hash of its lower-cased form, so
+// no address appears in a document id, a secret name or a log line.
+func Key(email string) string {
+	sum := sha256.Sum256([]byte(strings.ToLower(strings.TrimSpace(email))))
+	return hex.EncodeToString(sum[:16])
+}
+
+// Store reads and writes users in one Firestore database.
+type Store struct {
+	fs  *firestore.Client
+	now func() time.Time
+}
+
+// New returns a Store over client; now is the clock (nil: time.Now).
+func New(client *firestore.Client, now func() time.Time) *Store {
+	if now == nil {
+		now = time.Now
+	}
+	return &Store{fs: client, now: now}
+}
+
+// Now returns the store's clock reading.
+func (s *Store) Now() time.Time { return s.now() }
+
+func (s *Store) users() *firestore.CollectionRef { return s.fs.Collection("users") }
+
+func (s *Store) markers(key string) *firestore.CollectionRef {
+	return s.users().Doc(key).Collection("messages")
+}
+
+// Get returns the user with key.
+func (s *Store) Get(ctx context.Context, key string) (User, error) {
+	snap, err := s.users().Doc(key).Get(ctx)
+	return decode(key, snap, err)
+}
+
+func decode(key string, snap *firestore.DocumentSnapshot, err error) (User, error) {
+	if status.Code(err) == codes.NotFound || (err == nil && !snap.Exists()) {
+		return User{}, fmt.Errorf("user %s: %w", key, ErrNotFound)
+	}
+	if err != nil {
+		return User{}, fmt.Errorf("read user %s: %w", key, err)
+	}
+	var u User
+	if err := snap.DataTo(&u); err != nil {
+		return User{}, fmt.Errorf("decode user %s: %w", key, err)
+	}
+	u.Key = key
+	return u, nil
+}
+
+// Update runs fn on the current record of key inside a transaction and writes
+// the result, unless fn returns ErrNoChange (the record is returned unchanged)
+// or another error (returned). fn may run more than once when transactions
+// contend, so it must only compute: no network calls, no side effects.
+func (s *Store) Update(ctx context.Context, key string, fn func(u *User) error) (User, error) {
+	var out User
+	ref := s.users().Doc(key)
+	err := s.fs.RunTransaction(ctx, func(ctx context.Context, tx *firestore.Transaction) error {
+		snap, err := tx.Get(ref)
+		u, err := decode(key, snap, err)
+		if err != nil {
+			return err
+		}
+		out = u
+		if err := fn(&u); err != nil {
+			return err
+		}
+		u.UpdatedAt = s.now()
+		out = u
+		return tx.Set(ref, u)
+	})
+	if errors.Is(err, ErrNoChange) {
+		return out, nil
+	}
+	return out, err
+}
+
+// Connection is what the consent flow learned about a mailbox.
+type Connection struct {
+	Email           string
+	Labels          []string
+	LabelFilter     string
+	HistoryID       int64 // the watch's history id
+	WatchExpiration time.Time
+	RenewAt         time.Time
+}
+
+// Connect creates or reactivates the user's record. An active or
+// reauth_required user keeps its cursor (messages that arrived meanwhile are
+// still owed) and is marked for a sync up to the new history id; a new or
+// disconnected user starts at the watch's history id. The cursor never moves
+// backwards. It reports whether the record was new.
+func (s *Store) Connect(ctx context.Context, c Connection) (User, bool, error) {
+	key := Key(c.Email)
+	ref := s.users().Doc(key)
+	var out User
+	var created bool
+	err := s.fs.RunTransaction(ctx, func(ctx context.Context, tx *firestore.Transaction) error {
+		now := s.now()
+		snap, err := tx.Get(ref)
+		u, err := decode(key, snap, err)
+		created = errors.Is(err, ErrNotFound)
+		if err != nil && !created {
+			return err
+		}
+		if created || u.Status == Disconnected {
+			u = User{Cursor: c.HistoryID, ConnectedAt: now, SyncDueAt: now.Add(time.Hour)}
+		} else {
+			u.PendingHistoryID = max(u.PendingHistoryID, c.HistoryID)
+			u.SyncDueAt = now
+		}
+		u.Key, u.Email, u.Status = key, strings.ToLower(c.Email), Active
+		u.Labels, u.LabelFilter = c.Labels, c.LabelFilter
+		u.WatchExpiration, u.RenewAt, u.LastRenewAt = c.WatchExpiration, c.RenewAt, now
+		u.ReauthSince, u.UpdatedAt = time.Time{}, now
+		out = u
+		return tx.Set(ref, u)
+	})
+	return out, created, err
+}
+
+// Marker records that a message was announced; ExpireAt drives a Firestore
+// TTL policy that removes it once no retry or catch-up can need it.
+type Marker struct {
+	EventID     string    `firestore:"eventId"`
+	HistoryID   int64     `firestore:"historyId"`
+	AnnouncedAt time.Time `firestore:"announcedAt"`
+	ExpireAt    time.Time `firestore:"expireAt"`
+}
+
+// Announced returns which of ids already have a marker.
+func (s *Store) Announced(ctx context.Context, key string, ids []string) (map[string]bool, error) {
+	done := make(map[string]bool, len(ids))
+	const chunk = 300
+	for start := 0; start < len(ids); start += chunk {
+		refs := make([]*firestore.DocumentRef, 0, chunk)
+		for _, id := range ids[start:min(start+chunk, len(ids))] {
+			refs = append(refs, s.markers(key).Doc(id))
+		}
+		snaps, err := s.fs.GetAll(ctx, refs)
+		if err != nil {
+			return nil, fmt.Errorf("read markers of %s: %w", key, err)
+		}
+		for _, snap := range snaps {
+			if snap.Exists() {
+				done[snap.Ref.ID] = true
+			}
+		}
+	}
+	return done, nil
+}
+
+// MarkAnnounced writes a marker for each message id.
+func (s *Store) MarkAnnounced(ctx context.Context, key string, markers map[string]Marker) error {
+	if len(markers) == 0 {
+		return nil
+	}
+	bw := s.fs.BulkWriter(ctx)
+	jobs := make([]*firestore.BulkWriterJob, 0, len(markers))
+	for id, m := range markers {
+		j, err := bw.Set(s.markers(key).Doc(id), m)
+		if err != nil {
+			bw.End()
+			return fmt.Errorf("mark %s announced: %w", key, err)
+		}
+		jobs = append(jobs, j)
+	}
+	bw.End()
+	for _, j := range jobs {
+		if _, err := j.Results(); err != nil {
+			return fmt.Errorf("mark %s announced: %w", key, err)
+		}
+	}
+	return nil
+}
+
+// DeleteMarkers removes every announced-message marker of the user.
+func (s *Store) DeleteMarkers(ctx context.Context, key string) error {
+	bw := s.fs.BulkWriter(ctx)
+	defer bw.End()
+	refs := s.markers(key).DocumentRefs(ctx)
+	for {
+		ref, err := refs.Next()
+		if err != nil {
+			if errors.Is(err, iterator.Done) {
+				return nil
+			}
+			return fmt.Errorf("list markers of %s: %w", key, err)
+		}
+		if _, err := bw.Delete(ref); err != nil {
+			return fmt.Errorf("delete markers of %s: %w", key, err)
+		}
+	}
+}
+
+// Due returns up to limit active users whose field (RenewDue or SyncDue) is
+// at or before t, in due order, starting after the user key `after` (paging;
+// "" for the first page). The query is served by a composite index on
+// (status, field).
+func (s *Store) Due(ctx context.Context, field string, t time.Time, after string, limit int) ([]User, error) {
+	q := s.users().Where("status", "==", Active).Where(field, "<=", t).
+		OrderBy(field, firestore.Asc).OrderBy(firestore.DocumentID, firestore.Asc).Limit(limit)
+	if after != "" {
+		snap, err := s.users().Doc(after).Get(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("page cursor %s: %w", after, err)
+		}
+		q = q.StartAfter(snap)
+	}
+	return s.query(ctx, q)
+}
+
+// Due fields.
+const (
+	RenewDue = "renewAt"
+	SyncDue  = "syncDueAt"
+)
+
+// WithStatus returns up to limit users with status, by key, after `after`.
+func (s *Store) WithStatus(ctx context.Context, st string, after string, limit int) ([]User, error) {
+	q := s.users().Where("status", "==", st).OrderBy(firestore.DocumentID, firestore.Asc).Limit(limit)
+	if after != "" {
+		q = q.StartAfter(after)
+	}
+	return s.query(ctx, q)
+}
+
+// List returns up to limit users of any status, by key, after `after`.
+func (s *Store) List(ctx context.Context, after string, limit int) ([]User, error) {
+	q := s.users().OrderBy(firestore.DocumentID, firestore.Asc).Limit(limit)
+	if after != "" {
+		q = q.StartAfter(after)
+	}
+	return s.query(ctx, q)
+}
+
+func (s *Store) query(ctx context.Context, q firestore.Query) ([]User, error) {
+	snaps, err := q.Documents(ctx).GetAll()
+	if err != nil {
+		return nil, fmt.Errorf("query users: %w", err)
+	}
+	users := make([]User, 0, len(snaps))
+	for _, snap := range snaps {
+		u, err := decode(snap.Ref.ID, snap, nil)
+		if err != nil {
+			return nil, err
+		}
+		users = append(users, u)
+	}
+	return users, nil
+}
