@@ -49,6 +49,9 @@ func (r *Reader) raw(name string) (string, bool) {
 	return v, ok && v != ""
 }
 
+// Problem records a problem with a setting that a caller checked itself.
+func (r *Reader) Problem(name, format string, args ...any) { r.fail(name, format, args...) }
+
 func (r *Reader) fail(name, format string, args ...any) {
 	r.problems = append(r.problems, name+": "+fmt.Sprintf(format, args...))
 }

@@ -1,0 +1,205 @@
+// Package gmailclient builds Gmail API clients that act for one connected
+// user: the user's refresh token comes from Secret Manager and becomes access
+// tokens through golang.org/x/oauth2, cached per user inside the instance
+// (never on disk or in Firestore). It also says which Gmail errors are worth
+// retrying, which mean the user must consent again, and what each call costs
+// in quota units.
+package gmailclient
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"strings"
+	"sync"
+
+	"golang.org/x/oauth2"
+	"google.golang.org/api/gmail/v1"
+	"google.golang.org/api/googleapi"
+	"google.golang.org/api/option"
+
+	"github.com/gmailwatch/gmailwatch/shared/config"
+)
+
+// Google's production endpoints; local runs point these at the sandbox.
+const (
+	GoogleAuthURL   = "https://accounts.google.com/o/oauth2/v2/auth"
+	GoogleTokenURL  = "https://oauth2.googleapis.com/token"
+	GoogleRevokeURL = "https://oauth2.googleapis.com/revoke"
+)
+
+// Scopes the system may ask for: metadata is the least-privilege default.
+const (
+	ScopeMetadata = gmail.GmailMetadataScope
+	ScopeReadonly = gmail.GmailReadonlyScope
+)
+
+// Settings are the OAuth client and endpoints, read from the environment.
+type Settings struct {
+	ClientID         string
+	ClientSecretName string // Secret Manager id of the OAuth client secret
+	Scope            string
+	AuthURL          string
+	TokenURL         string
+	RevokeURL        string
+	GmailEndpoint    string // "" for Google's
+}
+
+// ReadSettings reads the OAuth and Gmail settings from r.
+func ReadSettings(r *config.Reader) Settings {
+	return Settings{
+		ClientID:         r.String("OAUTH_CLIENT_ID", config.Required),
+		ClientSecretName: r.String("OAUTH_CLIENT_SECRET_NAME", "oauth-client-secret"),
+		Scope:            r.OneOf("GMAIL_SCOPE", ScopeMetadata, ScopeMetadata, ScopeReadonly),
+		AuthURL:          r.URL("OAUTH_AUTH_URL", GoogleAuthURL),
+		TokenURL:         r.URL("OAUTH_TOKEN_URL", GoogleTokenURL),
+		RevokeURL:        r.URL("OAUTH_REVOKE_URL", GoogleRevokeURL),
+		GmailEndpoint:    r.URL("GMAIL_ENDPOINT", ""),
+	}
+}
+
+// OAuthConfig returns the x/oauth2 configuration for the client.
+func (s Settings) OAuthConfig(clientSecret, redirectURL string, scopes ...string) *oauth2.Config {
+	return &oauth2.Config{
+		ClientID:     s.ClientID,
+		ClientSecret: clientSecret,
+		Endpoint:     oauth2.Endpoint{AuthURL: s.AuthURL, TokenURL: s.TokenURL, AuthStyle: oauth2.AuthStyleInParams},
+		RedirectURL:  redirectURL,
+		Scopes:       scopes,
+	}
+}
+
+// Service returns a Gmail client using ts, at the configured endpoint.
+func (s Settings) Service(ctx context.Context, ts oauth2.TokenSource) (*gmail.Service, error) {
+	opts := []option.ClientOption{option.WithHTTPClient(oauth2.NewClient(ctx, ts))}
+	if s.GmailEndpoint != "" {
+		opts = append(opts, option.WithEndpoint(s.GmailEndpoint))
+	}
+	svc, err := gmail.NewService(ctx, opts...)
+	if err != nil {
+		return nil, fmt.Errorf("gmail client: %w", err)
+	}
+	return svc, nil
+}
+
+// Secrets is where refresh tokens and the client secret are read from.
+type Secrets interface {
+	Access(ctx context.Context, id string) ([]byte, error)
+	RefreshToken(ctx context.Context, userKey string) (string, error)
+}
+
+// Factory hands out per-user Gmail clients, caching each user's token source
+// so access tokens are refreshed only when they expire.
+type Factory struct {
+	settings Settings
+	secrets  Secrets
+
+	mu      sync.Mutex
+	oauth   *oauth2.Config
+	sources map[string]oauth2.TokenSource
+}
+
+// NewFactory returns a Factory reading secrets from secrets.
+func NewFactory(s Settings, secrets Secrets) *Factory {
+	return &Factory{settings: s, secrets: secrets, sources: map[string]oauth2.TokenSource{}}
+}
+
+// Settings returns the factory's settings.
+func (f *Factory) Settings() Settings { return f.settings }
+
+// OAuth returns the OAuth configuration, reading the client secret once.
+func (f *Factory) OAuth(ctx context.Context) (*oauth2.Config, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.oauth != nil {
+		return f.oauth, nil
+	}
+	secret, err := f.secrets.Access(ctx, f.settings.ClientSecretName)
+	if err != nil {
+		return nil, fmt.Errorf("oauth client secret: %w", err)
+	}
+	f.oauth = f.settings.OAuthConfig(strings.TrimSpace(string(secret)), "")
+	return f.oauth, nil
+}
+
+// ForUser returns a Gmail client acting for the user. The token source
+// outlives ctx: it is cached for later calls in this instance.
+func (f *Factory) ForUser(ctx context.Context, userKey string) (*gmail.Service, error) {
+	f.mu.Lock()
+	ts := f.sources[userKey]
+	f.mu.Unlock()
+	if ts == nil {
+		conf, err := f.OAuth(ctx)
+		if err != nil {
+			return nil, err
+		}
+		refresh, err := f.secrets.RefreshToken(ctx, userKey)
+		if err != nil {
+			return nil, fmt.Errorf("refresh token of %s: %w", userKey, err)
+		}
+		ts = oauth2.ReuseTokenSource(nil, conf.TokenSource(context.Background(), &oauth2.Token{RefreshToken: refresh}))
+		f.mu.Lock()
+		f.sources[userKey] = ts
+		f.mu.Unlock()
+	}
+	return f.settings.Service(ctx, ts)
+}
+
+// Forget drops the cached token source of a user (after reauth or disconnect).
+func (f *Factory) Forget(userKey string) {
+	f.mu.Lock()
+	delete(f.sources, userKey)
+	f.mu.Unlock()
+}
+
+// IsInvalidGrant reports whether err means the refresh token no longer works
+// (revoked, expired, or the user removed access): the user must consent again.
+func IsInvalidGrant(err error) bool {
+	var re *oauth2.RetrieveError
+	return errors.As(err, &re) && re.ErrorCode == "invalid_grant"
+}
+
+// IsRetryable reports whether err is worth trying again: Gmail's rate limits,
+// server errors, and failures to reach it.
+func IsRetryable(err error) bool {
+	if err == nil || IsInvalidGrant(err) || errors.Is(err, context.Canceled) {
+		return false
+	}
+	var ge *googleapi.Error
+	if errors.As(err, &ge) {
+		if ge.Code == http.StatusTooManyRequests || ge.Code >= 500 {
+			return true
+		}
+		if ge.Code == http.StatusForbidden {
+			for _, e := range ge.Errors {
+				if e.Reason == "rateLimitExceeded" || e.Reason == "userRateLimitExceeded" {
+					return true
+				}
+			}
+		}
+		return false
+	}
+	var re *oauth2.RetrieveError
+	if errors.As(err, &re) {
+		return re.Response == nil || re.Response.StatusCode >= 500
+	}
+	return true // transport errors: connection refused, reset, deadline
+}
+
+// IsNotFound reports whether Gmail answered 404.
+func IsNotFound(err error) bool {
+	var ge *googleapi.Error
+	return errors.As(err, &ge) && ge.Code == http.StatusNotFound
+}
+
+// Units is Gmail's quota cost of each method used here.
+var Units = map[string]int{
+	"getProfile":    1,
+	"history.list":  2,
+	"messages.get":  5,
+	"messages.list": 5,
+	"labels.list":   1,
+	"watch":         100,
+	"stop":          50,
+}
