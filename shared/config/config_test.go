@@ -1,0 +1,90 @@
+package config_test
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/gmailwatch/gmailwatch/shared/config"
+)
+
+func TestReaderReportsEveryProblemAtOnce(t *testing.T) {
+	r := config.NewReader(config.FromMap(map[string]string{
+		"TIMEOUT": "soon",
+		"LIMIT":   "9000",
+		"MODE":    "sideways",
+		"HOOK":    "http://example.com/hook",
+		"FLAG":    "maybe",
+		"LABELS":  " , ",
+	}))
+	r.String("PROJECT_ID", config.Required)
+	r.Duration("TIMEOUT", time.Second)
+	r.Int("LIMIT", 1, 1, 100)
+	r.OneOf("MODE", "include", "include", "exclude")
+	r.URL("HOOK", "")
+	r.Bool("FLAG", false)
+	r.List("LABELS", nil)
+	err := r.Err()
+	if err == nil {
+		t.Fatal("Err() = nil, want every problem listed")
+	}
+	for _, want := range []string{"PROJECT_ID: missing", "TIMEOUT", "LIMIT: 9000 is outside 1..100", "MODE", "HOOK", "must use https", "FLAG", "LABELS: empty list"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error %q does not mention %q", err, want)
+		}
+	}
+}
+
+func TestReaderValuesAndDefaults(t *testing.T) {
+	r := config.NewReader(config.FromMap(map[string]string{
+		"PROJECT_ID": " demo ",
+		"TIMEOUT":    "90s",
+		"LIMIT":      "7",
+		"MODE":       "EXCLUDE",
+		"HOOK":       "http://127.0.0.1:8080/hook",
+		"LABELS":     "INBOX, IMPORTANT",
+		"FLAG":       "true",
+	}))
+	tests := []struct {
+		name      string
+		got, want any
+	}{
+		{"string trimmed", r.String("PROJECT_ID", config.Required), "demo"},
+		{"default", r.String("UNSET", "fallback"), "fallback"},
+		{"duration", r.Duration("TIMEOUT", time.Second), 90 * time.Second},
+		{"int", r.Int("LIMIT", 1, 1, 100), 7},
+		{"one of, canonical case", r.OneOf("MODE", "include", "include", "exclude"), "exclude"},
+		{"loopback http", r.URL("HOOK", ""), "http://127.0.0.1:8080/hook"},
+		{"list", strings.Join(r.List("LABELS", nil), "|"), "INBOX|IMPORTANT"},
+		{"bool", r.Bool("FLAG", false), true},
+	}
+	for _, tc := range tests {
+		if tc.got != tc.want {
+			t.Errorf("%s: got %v, want %v", tc.name, tc.got, tc.want)
+		}
+	}
+	if err := r.Err(); err != nil {
+		t.Fatalf("Err() = %v, want nil", err)
+	}
+}
+
+func TestCheckURL(t *testing.T) {
+	tests := []struct {
+		url string
+		ok  bool
+	}{
+		{"https://app.example.com/hooks", true},
+		{"http://localhost:9000/x", true},
+		{"http://[::1]:9000/x", true},
+		{"http://127.0.0.9/x", true},
+		{"http://app.example.com/hooks", false},
+		{"ftp://127.0.0.1/x", false},
+		{"/relative", false},
+		{"https://", false},
+	}
+	for _, tc := range tests {
+		if err := config.CheckURL(tc.url); (err == nil) != tc.ok {
+			t.Errorf("CheckURL(%q) = %v, want ok=%v", tc.url, err, tc.ok)
+		}
+	}
+}
