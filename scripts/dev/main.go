@@ -1,0 +1,179 @@
+// Command dev runs the whole system locally until interrupted (scripts/dev.sh).
+// With -demo it connects a sandbox user through the consent flow, delivers a
+// few messages, prints each event from the output topic as it arrives, and
+// exits: 0 when every expected event arrived, 1 otherwise.
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/cookiejar"
+	"net/url"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"syscall"
+	"time"
+
+	"cloud.google.com/go/pubsub/v2"
+
+	"github.com/gmailwatch/gmailwatch/scripts/stack"
+	"github.com/gmailwatch/gmailwatch/shared/events"
+)
+
+func main() {
+	demo := flag.Bool("demo", false, "connect a user, deliver messages, print the events, exit")
+	messages := flag.Int("messages", 3, "messages the demo delivers")
+	renewEvery := flag.Duration("renew-every", 5*time.Minute, "how often the local scheduler runs the renew function (0: never)")
+	flag.Parse()
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	st, err := stack.Start(ctx, stack.Options{})
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "dev: start:", err)
+		os.Exit(1)
+	}
+	defer st.Stop()
+	if err := describe(st); err != nil {
+		fmt.Fprintln(os.Stderr, "dev:", err)
+	}
+	if *demo {
+		if err := runDemo(ctx, st, *messages); err != nil {
+			fmt.Fprintln(os.Stderr, "demo failed:", err)
+			st.Stop()
+			os.Exit(1)
+		}
+		fmt.Println("demo: every event arrived")
+		return
+	}
+	fmt.Println("Running. Open the consent URL in a browser; Ctrl-C stops everything.")
+	var tick <-chan time.Time
+	if *renewEvery > 0 {
+		t := time.NewTicker(*renewEvery)
+		defer t.Stop()
+		tick = t.C
+	}
+	for {
+		select {
+		case <-ctx.Done():
+			fmt.Println("\nstopping")
+			return
+		case <-tick:
+			report, err := st.Renew(ctx)
+			fmt.Println("renew:", report, errOrEmpty(err))
+		}
+	}
+}
+
+func errOrEmpty(err error) string {
+	if err == nil {
+		return ""
+	}
+	return err.Error()
+}
+
+// describe prints what a person needs and writes it to .local/stack.json.
+func describe(st *stack.Stack) error {
+	fmt.Printf(`Local stack (project %s)
+  consent URL      %s
+  disconnect URL   %s
+  sandbox admin    %s/admin/  (mailboxes, messages, faults, quota: see scripts/sandbox/README.md)
+  webhook receiver %s
+  renew now        curl -X POST %s/
+  logs             %s
+  emulators        FIRESTORE_EMULATOR_HOST=%s PUBSUB_EMULATOR_HOST=%s
+`, st.Project, st.ConsentURL, st.DisconnectURL, st.SandboxURL, st.ReceiverURL, st.FunctionURLs["renew"], st.Logs, st.FirestoreHost, st.PubSubHost)
+	b, err := json.MarshalIndent(st, "", "  ")
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(filepath.Join(filepath.Dir(st.Logs), "stack.json"), append(b, '\n'), 0o644)
+}
+
+func runDemo(ctx context.Context, st *stack.Stack, n int) error {
+	const user = "demo.user@example.com"
+	if err := admin(ctx, st, "/admin/mailboxes", map[string]any{"email": user}, nil); err != nil {
+		return err
+	}
+	if err := admin(ctx, st, "/admin/oauth", map[string]any{"autoApprove": true}, nil); err != nil {
+		return err
+	}
+	// The consent flow, as a browser follows it: consent -> Google (sandbox) -> callback.
+	jar, _ := cookiejar.New(nil)
+	browser := &http.Client{Jar: jar, Timeout: 30 * time.Second}
+	resp, err := browser.Get(st.ConsentURL + "?login_hint=" + url.QueryEscape(user))
+	if err != nil {
+		return fmt.Errorf("consent flow: %w", err)
+	}
+	page, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("consent flow ended with %s: %s", resp.Status, page)
+	}
+	fmt.Printf("demo: %s connected through the consent flow\n", user)
+
+	want := map[string]string{}
+	for i := 1; i <= n; i++ {
+		var got struct{ ID string }
+		msg := map[string]any{"to": user, "from": "sender@example.net", "subject": fmt.Sprintf("Demo message %d", i), "body": "Hello from the sandbox.", "labelIds": []string{"INBOX", "UNREAD"}}
+		if err := admin(ctx, st, "/admin/messages", msg, &got); err != nil {
+			return err
+		}
+		want[got.ID] = msg["subject"].(string)
+		fmt.Printf("demo: delivered %s %q\n", got.ID, msg["subject"])
+	}
+
+	ctx, cancel := context.WithTimeout(ctx, 60*time.Second)
+	defer cancel()
+	sub := st.PubSub().Subscriber(stack.EventsPull)
+	err = sub.Receive(ctx, func(ctx context.Context, m *pubsub.Message) {
+		m.Ack()
+		e, err := events.Decode(m.Data)
+		if err != nil {
+			fmt.Println("demo: undecodable event:", err)
+			return
+		}
+		line, _ := json.Marshal(e)
+		fmt.Printf("event: %s\n", line)
+		if e.Type == events.MessageReceived {
+			delete(want, e.MessageID)
+			if len(want) == 0 {
+				cancel()
+			}
+		}
+	})
+	if err != nil && !errors.Is(err, context.Canceled) {
+		return err
+	}
+	if len(want) > 0 {
+		return fmt.Errorf("%d of %d events never arrived", len(want), n)
+	}
+	return nil
+}
+
+// admin calls the sandbox's admin API.
+func admin(ctx context.Context, st *stack.Stack, path string, body, out any) error {
+	b, _ := json.Marshal(body)
+	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, st.SandboxURL+path, bytes.NewReader(b))
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return fmt.Errorf("sandbox %s: %w", path, err)
+	}
+	defer resp.Body.Close()
+	data, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode/100 != 2 {
+		return fmt.Errorf("sandbox %s: %s: %s", path, resp.Status, data)
+	}
+	if out != nil {
+		return json.Unmarshal(data, out)
+	}
+	return nil
+}
