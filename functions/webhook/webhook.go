@@ -1,0 +1,406 @@
+// Package webhook is the Webhook function: triggered by every message on the
+// output events topic, it POSTs the event to the application's URL, signed per
+// Standard Webhooks with the same webhook-id on every attempt. It retries
+// briefly within one invocation and then returns an error so the platform
+// redelivers with backoff; an event the endpoint rejects, or still
+// undelivered once the retry window has passed, goes to the dead-letter topic,
+// from which scripts/replay puts it back.
+package webhook
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"net/http"
+	"net/url"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"cloud.google.com/go/pubsub/v2"
+	"github.com/GoogleCloudPlatform/functions-framework-go/functions"
+	"github.com/cloudevents/sdk-go/v2/event"
+
+	"github.com/gmailwatch/gmailwatch/shared/config"
+	"github.com/gmailwatch/gmailwatch/shared/events"
+	"github.com/gmailwatch/gmailwatch/shared/logging"
+	"github.com/gmailwatch/gmailwatch/shared/vault"
+	"github.com/gmailwatch/gmailwatch/shared/webhooksig"
+)
+
+func init() { functions.CloudEvent("Webhook", handle) }
+
+// Dead-letter reasons, in the "reason" attribute.
+const (
+	ReasonGone      = "gone"      // 410: the endpoint asked us to stop
+	ReasonRejected  = "rejected"  // another 4xx: the request will never be accepted as is
+	ReasonExpired   = "expired"   // retryable failures until the retry window passed
+	ReasonMalformed = "malformed" // not an event: delivering it cannot succeed
+)
+
+const (
+	maxResponseBody = 64 << 10
+	secretCacheTTL  = 5 * time.Minute
+	firstBackoff    = time.Second
+	maxBackoff      = 30 * time.Second
+)
+
+// Config is the function's settings.
+type Config struct {
+	ProjectID       string
+	URL             string        // WEBHOOK_URL: https, or http on loopback
+	SecretName      string        // WEBHOOK_SECRET_NAME: whitespace-separated whsec_ keys
+	Timeout         time.Duration // WEBHOOK_TIMEOUT: one attempt, response included
+	RetryWindow     time.Duration // WEBHOOK_RETRY_WINDOW: from first publish to dead-letter
+	CallBudget      time.Duration // WEBHOOK_CALL_BUDGET: attempts and waits in one invocation
+	DeadLetterTopic string        // DEAD_LETTER_TOPIC: topic id
+	SecretEndpoint  string        // SECRETMANAGER_ENDPOINT: loopback, local runs only
+}
+
+// ReadConfig reads the settings, reporting every problem in one error.
+func ReadConfig(lookup func(string) (string, bool)) (Config, error) {
+	r := config.NewReader(lookup)
+	c := Config{
+		ProjectID:       r.String("PROJECT_ID", config.Required),
+		URL:             r.URL("WEBHOOK_URL", config.Required),
+		SecretName:      r.String("WEBHOOK_SECRET_NAME", "webhook-signing-secret"),
+		Timeout:         r.Duration("WEBHOOK_TIMEOUT", 15*time.Second),
+		RetryWindow:     r.Duration("WEBHOOK_RETRY_WINDOW", 24*time.Hour),
+		CallBudget:      r.Duration("WEBHOOK_CALL_BUDGET", 40*time.Second),
+		DeadLetterTopic: r.String("DEAD_LETTER_TOPIC", config.Required),
+		SecretEndpoint:  r.String("SECRETMANAGER_ENDPOINT", ""),
+	}
+	if err := r.Err(); err != nil {
+		return Config{}, err
+	}
+	if c.CallBudget < c.Timeout {
+		return Config{}, fmt.Errorf("configuration: WEBHOOK_CALL_BUDGET %s is shorter than WEBHOOK_TIMEOUT %s", c.CallBudget, c.Timeout)
+	}
+	return c, nil
+}
+
+// SecretSource returns the latest value of a secret; *vault.Vault is one.
+type SecretSource interface {
+	Access(ctx context.Context, id string) ([]byte, error)
+}
+
+// Handler delivers events to one URL.
+type Handler struct {
+	cfg        Config
+	endpoint   string // host of the URL, safe to log (the path or query may carry a token)
+	secrets    SecretSource
+	deadLetter *pubsub.Publisher
+	client     *http.Client
+	log        *slog.Logger
+	now        func() time.Time
+	backoff    time.Duration
+
+	mu     sync.Mutex
+	keys   *webhooksig.Keyring
+	keysAt time.Time
+}
+
+// New returns a Handler; cfg must come from ReadConfig (or be as valid).
+func New(cfg Config, secrets SecretSource, deadLetter *pubsub.Publisher, log *slog.Logger) *Handler {
+	u, _ := url.Parse(cfg.URL)
+	return &Handler{
+		cfg:        cfg,
+		endpoint:   u.Host,
+		secrets:    secrets,
+		deadLetter: deadLetter,
+		client: &http.Client{
+			Transport: http.DefaultTransport.(*http.Transport).Clone(),
+			// A redirect is answered as a failure and never followed, so an
+			// event cannot be sent anywhere but the configured URL.
+			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+		},
+		log:     log,
+		now:     time.Now,
+		backoff: firstBackoff,
+	}
+}
+
+var (
+	prodOnce    sync.Once
+	prodHandler *Handler
+	prodErr     error
+)
+
+func handle(ctx context.Context, e event.Event) error {
+	prodOnce.Do(func() {
+		log := logging.New(os.Stdout, slog.LevelInfo)
+		cfg, err := ReadConfig(os.LookupEnv)
+		if err != nil {
+			prodErr = err
+			log.Error("webhook configuration", "error", err)
+			return
+		}
+		ctx := context.Background()
+		v, err := vault.New(ctx, cfg.ProjectID, cfg.SecretEndpoint)
+		if err != nil {
+			prodErr = err
+			return
+		}
+		ps, err := pubsub.NewClient(ctx, cfg.ProjectID)
+		if err != nil {
+			prodErr = fmt.Errorf("pubsub client: %w", err)
+			return
+		}
+		prodHandler = New(cfg, v, ps.Publisher(cfg.DeadLetterTopic), log)
+	})
+	if prodErr != nil {
+		return prodErr
+	}
+	return prodHandler.Handle(ctx, e)
+}
+
+// pushData is the data of a Pub/Sub CloudEvent (MessagePublishedData).
+type pushData struct {
+	Message struct {
+		Data        []byte            `json:"data"`
+		Attributes  map[string]string `json:"attributes"`
+		MessageID   string            `json:"messageId"`
+		PublishTime time.Time         `json:"publishTime"`
+	} `json:"message"`
+}
+
+// Handle delivers one event. It returns nil when the event was delivered or
+// dead-lettered, and an error when the platform should redeliver it.
+func (h *Handler) Handle(ctx context.Context, ce event.Event) error {
+	var push pushData
+	if err := json.Unmarshal(ce.Data(), &push); err != nil {
+		h.log.ErrorContext(ctx, "webhook: not a Pub/Sub message", "error", err, "cloudEventId", ce.ID())
+		return nil // nothing to deliver or keep
+	}
+	msg := push.Message
+	published := msg.PublishTime
+	if published.IsZero() {
+		published = ce.Time()
+	}
+	ev, err := events.Decode(msg.Data)
+	if err == nil && strings.Contains(ev.ID, ".") {
+		err = fmt.Errorf("event id %q contains '.'", ev.ID)
+	}
+	if err != nil {
+		return h.deadLetterMessage(ctx, msg.Data, msg.Attributes, published, ReasonMalformed, attempt{err: err}, 0)
+	}
+	log := h.log.With("eventId", ev.ID, "type", ev.Type, "user", ev.User, "endpoint", h.endpoint)
+
+	last, attempts := h.deliver(ctx, ev.ID, msg.Data)
+	switch class(last) {
+	case delivered:
+		log.InfoContext(ctx, "webhook delivered", "status", last.status, "attempts", attempts)
+		return nil
+	case gone:
+		log.ErrorContext(ctx, "webhook endpoint gone", "status", last.status, "attempts", attempts)
+		return h.deadLetterMessage(ctx, msg.Data, msg.Attributes, published, ReasonGone, last, attempts)
+	case rejected:
+		log.ErrorContext(ctx, "webhook rejected", "status", last.status, "attempts", attempts)
+		return h.deadLetterMessage(ctx, msg.Data, msg.Attributes, published, ReasonRejected, last, attempts)
+	}
+	if age := h.now().Sub(published); age >= h.cfg.RetryWindow {
+		log.ErrorContext(ctx, "webhook undeliverable within retry window", "status", last.status, "attempts", attempts, "result", last.String(), "age", age.Round(time.Second).String())
+		return h.deadLetterMessage(ctx, msg.Data, msg.Attributes, published, ReasonExpired, last, attempts)
+	}
+	if last.status >= 300 && last.status < 400 {
+		log.WarnContext(ctx, "webhook endpoint redirects; update WEBHOOK_URL", "status", last.status, "location", last.location)
+	}
+	log.WarnContext(ctx, "webhook delivery failed, will retry", "status", last.status, "attempts", attempts, "result", last.String())
+	return fmt.Errorf("deliver event %s: %s", ev.ID, last)
+}
+
+// attempt is the outcome of one POST.
+type attempt struct {
+	status     int // 0 when no response arrived
+	retryAfter time.Duration
+	location   string
+	err        error // why no response arrived, or why none was sent
+}
+
+func (a attempt) String() string {
+	if a.status == 0 {
+		return fmt.Sprintf("no response: %v", a.err)
+	}
+	return "status " + strconv.Itoa(a.status)
+}
+
+type outcome int
+
+const (
+	retryable outcome = iota
+	delivered
+	gone
+	rejected
+)
+
+// class sorts an attempt: 2xx delivered; 410 gone; 408, 429, 3xx, 5xx and no
+// response retryable; every other status rejected.
+func class(a attempt) outcome {
+	switch s := a.status; {
+	case s == 0, s == http.StatusRequestTimeout, s == http.StatusTooManyRequests, s >= 300 && s < 400, s >= 500:
+		return retryable
+	case s >= 200 && s < 300:
+		return delivered
+	case s == http.StatusGone:
+		return gone
+	}
+	return rejected
+}
+
+// deliver POSTs until an answer other than retryable, or until another try
+// (its wait plus a full timeout) would not end within the call budget.
+func (h *Handler) deliver(ctx context.Context, id string, body []byte) (attempt, int) {
+	end := h.now().Add(h.cfg.CallBudget)
+	if d, ok := ctx.Deadline(); ok && d.Before(end) {
+		end = d
+	}
+	for n := 1; ; n++ {
+		a := h.post(ctx, id, body)
+		if class(a) != retryable {
+			return a, n
+		}
+		wait := max(a.retryAfter, h.jitteredBackoff(n))
+		if h.now().Add(wait+h.cfg.Timeout).After(end) || !sleep(ctx, wait) {
+			return a, n
+		}
+	}
+}
+
+// jitteredBackoff is the wait before try n+1: exponential, at least half of
+// it fixed and the rest random, so failing endpoints are not hit in lockstep.
+func (h *Handler) jitteredBackoff(n int) time.Duration {
+	d := min(h.backoff<<min(n-1, 16), maxBackoff)
+	return d/2 + rand.N(d/2+1)
+}
+
+func sleep(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
+
+func (h *Handler) post(ctx context.Context, id string, body []byte) attempt {
+	keys, err := h.keyring(ctx)
+	if err != nil {
+		return attempt{err: err}
+	}
+	header, err := keys.Header(id, h.now(), body)
+	if err != nil {
+		return attempt{err: err}
+	}
+	ctx, cancel := context.WithTimeout(ctx, h.cfg.Timeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, h.cfg.URL, bytes.NewReader(body))
+	if err != nil {
+		return attempt{err: errors.New("cannot build request for WEBHOOK_URL")}
+	}
+	header.Set("Content-Type", "application/json")
+	header.Set("User-Agent", "gmailwatch-webhook/1")
+	req.Header = header
+	resp, err := h.client.Do(req)
+	if err != nil {
+		return attempt{err: transportError(err, h.cfg.Timeout)}
+	}
+	defer resp.Body.Close()
+	// Read a bounded amount so the connection can be reused; the content is not needed.
+	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, maxResponseBody))
+	return attempt{
+		status:     resp.StatusCode,
+		retryAfter: retryAfter(resp.Header.Get("Retry-After"), h.now()),
+		location:   resp.Header.Get("Location"),
+	}
+}
+
+// transportError drops the URL (its query may hold a receiver's token) from
+// a client error.
+func transportError(err error, timeout time.Duration) error {
+	if errors.Is(err, context.DeadlineExceeded) {
+		return fmt.Errorf("timeout after %s", timeout)
+	}
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		return ue.Err
+	}
+	return err
+}
+
+// retryAfter parses a Retry-After header: delay seconds or an HTTP date.
+func retryAfter(v string, now time.Time) time.Duration {
+	if v == "" {
+		return 0
+	}
+	if s, err := strconv.Atoi(v); err == nil {
+		return time.Duration(max(s, 0)) * time.Second
+	}
+	if t, err := http.ParseTime(v); err == nil {
+		return max(t.Sub(now), 0)
+	}
+	return 0
+}
+
+// keyring returns the signing keys, read from Secret Manager at most every
+// few minutes so a rotation takes effect without a redeploy. If a refresh
+// fails the previous keys are used.
+func (h *Handler) keyring(ctx context.Context) (*webhooksig.Keyring, error) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.keys != nil && h.now().Sub(h.keysAt) < secretCacheTTL {
+		return h.keys, nil
+	}
+	data, err := h.secrets.Access(ctx, h.cfg.SecretName)
+	if err == nil {
+		var keys *webhooksig.Keyring
+		if keys, err = webhooksig.Parse(string(data)); err == nil {
+			h.keys, h.keysAt = keys, h.now()
+			return keys, nil
+		}
+	}
+	err = fmt.Errorf("signing secret %s: %w", h.cfg.SecretName, err)
+	if h.keys != nil {
+		h.log.WarnContext(ctx, "webhook: using previous signing keys", "error", err)
+		return h.keys, nil
+	}
+	return nil, err
+}
+
+// deadLetterMessage publishes the message, unchanged, to the dead-letter
+// topic with why, the last status and the number of attempts as attributes.
+// An error means the platform should redeliver, so nothing is lost.
+func (h *Handler) deadLetterMessage(ctx context.Context, data []byte, attrs map[string]string, published time.Time, reason string, last attempt, attempts int) error {
+	out := map[string]string{}
+	for k, v := range attrs {
+		out[k] = v
+	}
+	out["reason"] = reason
+	out["status"] = strconv.Itoa(last.status)
+	out["attempts"] = strconv.Itoa(attempts)
+	out["publishTime"] = published.UTC().Format(time.RFC3339)
+	if last.err != nil {
+		out["error"] = truncate(logging.Scrub(last.err.Error()), 512)
+	}
+	id, err := h.deadLetter.Publish(ctx, &pubsub.Message{Data: data, Attributes: out}).Get(ctx)
+	if err != nil {
+		return fmt.Errorf("dead-letter %s event: %w", reason, err)
+	}
+	h.log.InfoContext(ctx, "webhook event dead-lettered", "eventId", attrs["id"], "reason", reason, "deadLetterMessageId", id)
+	return nil
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n]
+}
