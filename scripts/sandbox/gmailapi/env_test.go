@@ -1,0 +1,175 @@
+package gmailapi_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"net/http"
+	"net/http/httptest"
+	"sync"
+	"testing"
+	"time"
+
+	"cloud.google.com/go/pubsub/v2"
+	"golang.org/x/oauth2"
+	gmail "google.golang.org/api/gmail/v1"
+	"google.golang.org/api/googleapi"
+	"google.golang.org/api/option"
+
+	"github.com/gmailwatch/gmailwatch/scripts/sandbox/gmailapi"
+	"github.com/gmailwatch/gmailwatch/scripts/sandbox/googleauth"
+	"github.com/gmailwatch/gmailwatch/scripts/testenv"
+)
+
+const (
+	clientID     = "sandbox-client.apps.googleusercontent.com"
+	clientSecret = "GOCSPX-sandbox-secret"
+)
+
+// env is one Gmail fake with its OAuth provider behind a loopback HTTP
+// server, publishing to a Pub/Sub emulator project of its own.
+type env struct {
+	url    string
+	gmail  *gmailapi.Server
+	auth   *googleauth.Server
+	pubsub *pubsub.Client
+}
+
+func newEnv(t *testing.T, opts gmailapi.Options) *env {
+	t.Helper()
+	ps := testenv.PubSub(t, testenv.Project(t))
+	auth := googleauth.New(googleauth.Options{Clients: map[string]googleauth.Client{
+		clientID: {Secret: clientSecret, RedirectURIs: []string{"http://127.0.0.1/cb"}},
+	}})
+	opts.Auth, opts.PubSub = auth, ps
+	g := gmailapi.New(opts)
+	mux := http.NewServeMux()
+	auth.Register(mux)
+	g.Register(mux)
+	srv := httptest.NewServer(mux)
+	t.Cleanup(func() { g.Close() })
+	t.Cleanup(srv.Close)
+	return &env{url: srv.URL, gmail: g, auth: auth, pubsub: ps}
+}
+
+// mailbox creates email's mailbox and OAuth account and returns a Gmail
+// client holding a refresh token for scopes (gmail.metadata by default),
+// built the way the functions build theirs.
+func (e *env) mailbox(t *testing.T, email string, scopes ...string) *gmail.Service {
+	t.Helper()
+	if err := e.gmail.AddMailbox(email); err != nil {
+		t.Fatalf("AddMailbox(%s): %v", email, err)
+	}
+	e.auth.AddAccount(email)
+	return e.client(t, email, scopes...)
+}
+
+func (e *env) client(t *testing.T, email string, scopes ...string) *gmail.Service {
+	t.Helper()
+	if len(scopes) == 0 {
+		scopes = []string{gmailapi.ScopeMetadata}
+	}
+	cfg := oauth2.Config{ClientID: clientID, ClientSecret: clientSecret, Scopes: scopes,
+		Endpoint: oauth2.Endpoint{AuthURL: e.url + "/o/oauth2/v2/auth", TokenURL: e.url + "/token"}}
+	rt := e.auth.IssueRefreshToken(clientID, email, scopes)
+	ctx := context.Background()
+	svc, err := gmail.NewService(ctx, option.WithEndpoint(e.url+"/"), option.WithTokenSource(cfg.TokenSource(ctx, &oauth2.Token{RefreshToken: rt})))
+	if err != nil {
+		t.Fatalf("gmail.NewService: %v", err)
+	}
+	return svc
+}
+
+func (e *env) deliver(t *testing.T, d gmailapi.Delivery) gmailapi.Delivered {
+	t.Helper()
+	got, err := e.gmail.Deliver(d)
+	if err != nil {
+		t.Fatalf("Deliver(%+v): %v", d, err)
+	}
+	return got
+}
+
+// topic creates a topic with a pull subscription and returns its name and
+// a channel of the notifications arriving on it.
+func (e *env) topic(t *testing.T, id string) (string, <-chan gmailapi.Notification) {
+	t.Helper()
+	name := testenv.Topic(t, e.pubsub, id)
+	sub := testenv.Subscription(t, e.pubsub, name, id+"-sub")
+	ch := make(chan gmailapi.Notification, 100)
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		err := e.pubsub.Subscriber(sub).Receive(ctx, func(_ context.Context, m *pubsub.Message) {
+			m.Ack()
+			var n gmailapi.Notification
+			if err := json.Unmarshal(m.Data, &n); err != nil {
+				t.Errorf("notification %q is not JSON: %v", m.Data, err)
+			}
+			ch <- n
+		})
+		if err != nil && ctx.Err() == nil {
+			t.Errorf("receive %s: %v", sub, err)
+		}
+	}()
+	t.Cleanup(func() { cancel(); wg.Wait() })
+	return name, ch
+}
+
+// receive collects notifications for d, failing if fewer than want arrive.
+func receive(t *testing.T, ch <-chan gmailapi.Notification, want int, d time.Duration) []gmailapi.Notification {
+	t.Helper()
+	var got []gmailapi.Notification
+	deadline := time.After(d)
+	for {
+		select {
+		case n := <-ch:
+			got = append(got, n)
+		case <-deadline:
+			if len(got) < want {
+				t.Fatalf("got %d notifications %+v within %v, want at least %d", len(got), got, d, want)
+			}
+			return got
+		}
+	}
+}
+
+// apiError returns err's Google API error, failing when it is something else.
+func apiError(t *testing.T, err error) *googleapi.Error {
+	t.Helper()
+	var ge *googleapi.Error
+	if !errors.As(err, &ge) {
+		t.Fatalf("error %v (%T) is not a *googleapi.Error", err, err)
+	}
+	return ge
+}
+
+func wantAPIError(t *testing.T, what string, err error, code int, reason string) {
+	t.Helper()
+	if err == nil {
+		t.Fatalf("%s: got no error, want %d %s", what, code, reason)
+	}
+	ge := apiError(t, err)
+	if ge.Code != code || len(ge.Errors) == 0 || ge.Errors[0].Reason != reason {
+		t.Fatalf("%s: got %d %+v (%s), want %d %s", what, ge.Code, ge.Errors, ge.Message, code, reason)
+	}
+}
+
+// clock is a settable time source.
+type clock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func (c *clock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.t
+}
+
+func (c *clock) Advance(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.t = c.t.Add(d)
+}

@@ -1,0 +1,238 @@
+package gmailapi
+
+import (
+	"encoding/json"
+	"fmt"
+	"maps"
+	"math"
+	"math/rand/v2"
+	"slices"
+	"sync"
+	"time"
+)
+
+// Faults describe failures to inject into one mailbox's traffic, or every
+// mailbox's. The zero value injects nothing. Random draws come from a
+// generator seeded with Seed, so a run is repeatable given the same sequence
+// of calls.
+type Faults struct {
+	Seed uint64 `json:"seed,omitempty"`
+
+	// ErrorRate (0..1) of calls to ErrorMethods (all methods when empty)
+	// fail with one of ErrorCodes (429, 500, 503; all three when empty).
+	ErrorRate    float64  `json:"errorRate,omitempty"`
+	ErrorCodes   []int    `json:"errorCodes,omitempty"`
+	ErrorMethods []string `json:"errorMethods,omitempty"`
+
+	// Latency is added to every call; MethodLatency overrides it per method.
+	Latency       Duration            `json:"latency,omitempty"`
+	MethodLatency map[string]Duration `json:"methodLatency,omitempty"`
+
+	// Notifications: DropNotifications (0..1) are never published;
+	// DuplicateNotifications (0..1) are published 1+n times, n drawn from
+	// 1..DuplicateCopies (default 1); ReorderNotifications (0..1) are held back
+	// and published after the next one (or after a few intervals).
+	DropNotifications      float64 `json:"dropNotifications,omitempty"`
+	DuplicateNotifications float64 `json:"duplicateNotifications,omitempty"`
+	DuplicateCopies        int     `json:"duplicateCopies,omitempty"`
+	ReorderNotifications   float64 `json:"reorderNotifications,omitempty"`
+
+	// HistoryDelay hides a change from history.list until this long after it
+	// happened, while its notification goes out at once (Gmail's indexing race).
+	HistoryDelay Duration `json:"historyDelay,omitempty"`
+
+	// ExpireHistory answers 404 to history.list for every startHistoryId older
+	// than the mailbox's history id when the faults were set, as if the
+	// cursor had aged out of Gmail's retention window.
+	ExpireHistory bool `json:"expireHistory,omitempty"`
+}
+
+// Duration is a time.Duration written in JSON as a Go duration string
+// ("250ms", "2s"); a bare number is read as milliseconds.
+type Duration time.Duration
+
+// MarshalJSON writes d as a duration string.
+func (d Duration) MarshalJSON() ([]byte, error) { return json.Marshal(time.Duration(d).String()) }
+
+// UnmarshalJSON reads a duration string or a number of milliseconds.
+func (d *Duration) UnmarshalJSON(b []byte) error {
+	var v any
+	if err := json.Unmarshal(b, &v); err != nil {
+		return err
+	}
+	switch v := v.(type) {
+	case string:
+		p, err := time.ParseDuration(v)
+		if err != nil {
+			return fmt.Errorf("duration %q: want a value like 250ms or 2s", v)
+		}
+		*d = Duration(p)
+	case float64:
+		*d = Duration(v * float64(time.Millisecond))
+	default:
+		return fmt.Errorf("duration %s: want a string like 250ms or a number of milliseconds", b)
+	}
+	return nil
+}
+
+func (f Faults) validate() *Error {
+	for name, r := range map[string]float64{
+		"errorRate": f.ErrorRate, "dropNotifications": f.DropNotifications,
+		"duplicateNotifications": f.DuplicateNotifications, "reorderNotifications": f.ReorderNotifications,
+	} {
+		if math.IsNaN(r) || r < 0 || r > 1 {
+			return invalidArgument("faults: %s %v is outside 0..1", name, r)
+		}
+	}
+	for _, c := range f.ErrorCodes {
+		if c != 429 && c != 500 && c != 503 {
+			return invalidArgument("faults: error code %d is not one of 429, 500, 503", c)
+		}
+	}
+	methods := slices.Clone(f.ErrorMethods)
+	for m := range f.MethodLatency {
+		methods = append(methods, m)
+	}
+	for _, m := range methods {
+		if _, ok := Methods[m]; !ok {
+			return invalidArgument("faults: unknown method %q (want one of %v)", m, slices.Sorted(maps.Keys(Methods)))
+		}
+	}
+	lat := []Duration{f.Latency}
+	for _, d := range f.MethodLatency {
+		lat = append(lat, d)
+	}
+	for _, d := range lat {
+		if d < 0 || time.Duration(d) > time.Minute {
+			return invalidArgument("faults: latency %v is outside 0..1m", time.Duration(d))
+		}
+	}
+	if f.HistoryDelay < 0 || time.Duration(f.HistoryDelay) > 24*time.Hour {
+		return invalidArgument("faults: historyDelay %v is outside 0..24h", time.Duration(f.HistoryDelay))
+	}
+	if f.DuplicateCopies < 0 || f.DuplicateCopies > 10 {
+		return invalidArgument("faults: duplicateCopies %d is outside 0..10", f.DuplicateCopies)
+	}
+	return nil
+}
+
+// active is a Faults in force with its random source and, for
+// ExpireHistory, each mailbox's history id when it was set.
+type active struct {
+	Faults
+	rng          *rand.Rand
+	expiredBelow map[string]uint64
+}
+
+// faultSet holds the global faults and per-mailbox ones; a mailbox's own
+// faults take the place of the global ones.
+type faultSet struct {
+	mu     sync.Mutex
+	global *active
+	users  map[string]*active
+}
+
+func newFaultSet() *faultSet { return &faultSet{users: map[string]*active{}} }
+
+func (fs *faultSet) set(email string, f Faults, expiredBelow map[string]uint64) {
+	a := &active{Faults: f, rng: rand.New(rand.NewPCG(f.Seed, f.Seed+1)), expiredBelow: expiredBelow}
+	fs.mu.Lock()
+	defer fs.mu.Unlock()
+	if email == "" {
+		fs.global = a
+	} else {
+		fs.users[email] = a
+	}
+}
+
+func (fs *faultSet) clear(email string) {
+	fs.mu.Lock()
+	defer fs.mu.Unlock()
+	if email == "" {
+		fs.global, fs.users = nil, map[string]*active{}
+	} else {
+		delete(fs.users, email)
+	}
+}
+
+func (fs *faultSet) all() map[string]Faults {
+	fs.mu.Lock()
+	defer fs.mu.Unlock()
+	out := map[string]Faults{}
+	if fs.global != nil {
+		out[""] = fs.global.Faults
+	}
+	for e, a := range fs.users {
+		out[e] = a.Faults
+	}
+	return out
+}
+
+// with runs fn on the faults in force for email, under the lock; fn is not
+// called when there are none.
+func (fs *faultSet) with(email string, fn func(*active)) {
+	fs.mu.Lock()
+	defer fs.mu.Unlock()
+	a := fs.users[email]
+	if a == nil {
+		a = fs.global
+	}
+	if a != nil {
+		fn(a)
+	}
+}
+
+func (fs *faultSet) latency(email, method string) (d time.Duration) {
+	fs.with(email, func(a *active) {
+		d = time.Duration(a.Latency)
+		if m, ok := a.MethodLatency[method]; ok {
+			d = time.Duration(m)
+		}
+	})
+	return d
+}
+
+// injectedError returns the status code a call should fail with, or 0.
+func (fs *faultSet) injectedError(email, method string) (code int) {
+	fs.with(email, func(a *active) {
+		if a.ErrorRate == 0 || (len(a.ErrorMethods) > 0 && !slices.Contains(a.ErrorMethods, method)) {
+			return
+		}
+		if a.rng.Float64() >= a.ErrorRate {
+			return
+		}
+		codes := a.ErrorCodes
+		if len(codes) == 0 {
+			codes = []int{429, 500, 503}
+		}
+		code = codes[a.rng.IntN(len(codes))]
+	})
+	return code
+}
+
+func (fs *faultSet) historyDelay(email string) (d time.Duration) {
+	fs.with(email, func(a *active) { d = time.Duration(a.HistoryDelay) })
+	return d
+}
+
+func (fs *faultSet) expiredBelow(email string) (h uint64) {
+	fs.with(email, func(a *active) { h = a.expiredBelow[email] })
+	return h
+}
+
+// pushFate decides what happens to one notification: dropped, published
+// copies times, or held back to be published after a later one.
+func (fs *faultSet) pushFate(email string) (drop bool, copies int, hold bool) {
+	copies = 1
+	fs.with(email, func(a *active) {
+		if a.DropNotifications > 0 && a.rng.Float64() < a.DropNotifications {
+			drop = true
+			return
+		}
+		if a.DuplicateNotifications > 0 && a.rng.Float64() < a.DuplicateNotifications {
+			copies += 1 + a.rng.IntN(max(a.DuplicateCopies, 1))
+		}
+		hold = a.ReorderNotifications > 0 && a.rng.Float64() < a.ReorderNotifications
+	})
+	return drop, copies, hold
+}

@@ -1,0 +1,241 @@
+package gmailapi
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"log/slog"
+	"sync"
+	"time"
+
+	"cloud.google.com/go/pubsub/v2"
+	"cloud.google.com/go/pubsub/v2/apiv1/pubsubpb"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+)
+
+var errNoPubSub = errors.New("no Pub/Sub client")
+
+// PushStats counts what happened to a mailbox's notifications.
+type PushStats struct {
+	Published     int64  `json:"published"`  // Pub/Sub messages stored, copies included
+	Coalesced     int64  `json:"coalesced"`  // changes folded into a later notification by the per-user interval
+	Dropped       int64  `json:"dropped"`    // dropped by a fault
+	Duplicated    int64  `json:"duplicated"` // extra copies published by a fault
+	Reordered     int64  `json:"reordered"`  // held back by a fault and published after a later one
+	Failed        int64  `json:"failed"`     // publish errors
+	LastHistoryID uint64 `json:"lastHistoryId,omitempty"`
+}
+
+// Notification is the JSON Gmail publishes to a watch's topic.
+type Notification struct {
+	EmailAddress string `json:"emailAddress"`
+	HistoryID    uint64 `json:"historyId"`
+}
+
+type push struct {
+	topic     string
+	historyID uint64
+	copies    int
+}
+
+type pushState struct {
+	last      time.Time   // when the last notification went out
+	pending   uint64      // history id waiting for the interval to pass
+	topic     string      // the watch's topic for pending
+	timer     *time.Timer // fires when pending may go out
+	held      []push      // held back by the reorder fault
+	heldTimer *time.Timer
+	stats     PushStats
+}
+
+// pusher publishes watch notifications, at most one per user per interval
+// (later changes coalesce into the pending one, which carries the newest
+// history id), applying notification faults. It never blocks its callers on
+// Pub/Sub.
+type pusher struct {
+	client   *pubsub.Client
+	interval time.Duration
+	faults   *faultSet
+	log      *slog.Logger
+	wg       sync.WaitGroup
+
+	mu         sync.Mutex
+	closed     bool
+	publishers map[string]*pubsub.Publisher
+	users      map[string]*pushState
+}
+
+func newPusher(client *pubsub.Client, interval time.Duration, faults *faultSet, log *slog.Logger) *pusher {
+	return &pusher{client: client, interval: interval, faults: faults, log: log,
+		publishers: map[string]*pubsub.Publisher{}, users: map[string]*pushState{}}
+}
+
+func (p *pusher) topicExists(ctx context.Context, topic string) (bool, error) {
+	if p.client == nil {
+		return false, errNoPubSub
+	}
+	_, err := p.client.TopicAdminClient.GetTopic(ctx, &pubsubpb.GetTopicRequest{Topic: topic})
+	if status.Code(err) == codes.NotFound {
+		return false, nil
+	}
+	return err == nil, err
+}
+
+func (p *pusher) state(email string) *pushState {
+	st := p.users[email]
+	if st == nil {
+		st = &pushState{}
+		p.users[email] = st
+	}
+	return st
+}
+
+func (p *pusher) stats(email string) PushStats {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.state(email).stats
+}
+
+// notify announces that email's mailbox reached historyID.
+func (p *pusher) notify(email, topic string, historyID uint64) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.closed || p.client == nil {
+		return
+	}
+	st := p.state(email)
+	st.topic = topic
+	if st.timer != nil {
+		st.pending = max(st.pending, historyID)
+		st.stats.Coalesced++
+		return
+	}
+	if wait := time.Until(st.last.Add(p.interval)); wait > 0 {
+		st.pending = historyID
+		st.timer = time.AfterFunc(wait, func() { p.flush(email) })
+		return
+	}
+	p.sendLocked(email, st, push{topic: topic, historyID: historyID})
+}
+
+func (p *pusher) flush(email string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	st := p.state(email)
+	st.timer = nil
+	if p.closed || st.pending == 0 {
+		return
+	}
+	h := st.pending
+	st.pending = 0
+	p.sendLocked(email, st, push{topic: st.topic, historyID: h})
+}
+
+// cancel forgets email's pending and held notifications (users.stop).
+func (p *pusher) cancel(email string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	st := p.state(email)
+	for _, t := range []*time.Timer{st.timer, st.heldTimer} {
+		if t != nil {
+			t.Stop()
+		}
+	}
+	st.timer, st.heldTimer, st.pending, st.held = nil, nil, 0, nil
+}
+
+func (p *pusher) sendLocked(email string, st *pushState, n push) {
+	st.last = time.Now()
+	drop, copies, hold := p.faults.pushFate(email)
+	if drop {
+		st.stats.Dropped++
+		return
+	}
+	n.copies = copies
+	st.stats.Duplicated += int64(copies - 1)
+	if hold {
+		st.stats.Reordered++
+		st.held = append(st.held, n)
+		if st.heldTimer == nil {
+			st.heldTimer = time.AfterFunc(3*p.interval, func() { p.releaseHeld(email) })
+		}
+		return
+	}
+	batch := append([]push{n}, st.held...)
+	st.held = nil
+	if st.heldTimer != nil {
+		st.heldTimer.Stop()
+		st.heldTimer = nil
+	}
+	p.publishLocked(email, batch)
+}
+
+func (p *pusher) releaseHeld(email string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	st := p.state(email)
+	st.heldTimer = nil
+	if p.closed || len(st.held) == 0 {
+		return
+	}
+	batch := st.held
+	st.held = nil
+	p.publishLocked(email, batch)
+}
+
+// publishLocked publishes batch in order in the background.
+func (p *pusher) publishLocked(email string, batch []push) {
+	pubs := make([]*pubsub.Publisher, len(batch))
+	for i, n := range batch {
+		pub := p.publishers[n.topic]
+		if pub == nil {
+			pub = p.client.Publisher(n.topic)
+			pub.PublishSettings.DelayThreshold = time.Millisecond
+			p.publishers[n.topic] = pub
+		}
+		pubs[i] = pub
+	}
+	p.wg.Add(1)
+	go func() {
+		defer p.wg.Done()
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		for i, n := range batch {
+			data, _ := json.Marshal(Notification{EmailAddress: email, HistoryID: n.historyID})
+			for range n.copies {
+				_, err := pubs[i].Publish(ctx, &pubsub.Message{Data: data}).Get(ctx)
+				p.mu.Lock()
+				st := p.state(email)
+				if err != nil {
+					st.stats.Failed++
+					p.log.Warn("publish notification", "topic", n.topic, "error", err)
+				} else {
+					st.stats.Published++
+					st.stats.LastHistoryID = max(st.stats.LastHistoryID, n.historyID)
+				}
+				p.mu.Unlock()
+			}
+		}
+	}()
+}
+
+// close stops timers, waits for in-flight publishes and stops the publishers.
+func (p *pusher) close() {
+	p.mu.Lock()
+	p.closed = true
+	for _, st := range p.users {
+		for _, t := range []*time.Timer{st.timer, st.heldTimer} {
+			if t != nil {
+				t.Stop()
+			}
+		}
+	}
+	p.mu.Unlock()
+	p.wg.Wait()
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, pub := range p.publishers {
+		pub.Stop()
+	}
+}
