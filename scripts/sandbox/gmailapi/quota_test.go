@@ -32,7 +32,11 @@ func TestQuotaUnits(t *testing.T) {
 		},
 		func() error { return svc.Users.Stop("me").Do() },
 		// A call that fails on its parameters still costs its units.
-		func() error { _, err := svc.Users.Messages.Get("me", "00000000000000ff").Format("metadata").Do(); _ = err; return nil },
+		func() error {
+			_, err := svc.Users.Messages.Get("me", "00000000000000ff").Format("metadata").Do()
+			_ = err
+			return nil
+		},
 	}
 	for i, c := range calls {
 		if err := c(); err != nil {
