@@ -49,7 +49,8 @@ type request struct {
 }
 
 // receiver is an application endpoint on 127.0.0.1 that verifies every
-// request and answers with respond(n) for the n-th request (from 1).
+// request and answers with respond(n) for the n-th request (from 1) with
+// the same webhook-id.
 type receiver struct {
 	*httptest.Server
 	mu       sync.Mutex
@@ -67,8 +68,14 @@ func newReceiver(t *testing.T, respond func(n int, w http.ResponseWriter)) *rece
 	rv.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		body, _ := io.ReadAll(r.Body)
 		rv.mu.Lock()
-		rv.requests = append(rv.requests, request{at: time.Now(), id: r.Header.Get(webhooksig.HeaderID), body: string(body), verified: keys.Verify(body, r.Header), header: r.Header.Clone()})
-		n := len(rv.requests)
+		id := r.Header.Get(webhooksig.HeaderID)
+		rv.requests = append(rv.requests, request{at: time.Now(), id: id, body: string(body), verified: keys.Verify(body, r.Header), header: r.Header.Clone()})
+		n := 0
+		for _, q := range rv.requests {
+			if q.id == id {
+				n++
+			}
+		}
 		rv.mu.Unlock()
 		rv.respond(n, w)
 	}))
