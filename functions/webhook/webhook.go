@@ -176,8 +176,7 @@ type pushData struct {
 func (h *Handler) Handle(ctx context.Context, ce event.Event) error {
 	var push pushData
 	if err := json.Unmarshal(ce.Data(), &push); err != nil {
-		h.log.ErrorContext(ctx, "webhook: not a Pub/Sub message", "error", err, "cloudEventId", ce.ID())
-		return nil // nothing to deliver or keep
+		return h.deadLetterMessage(ctx, ce.Data(), nil, ce.Time(), ReasonMalformed, attempt{err: fmt.Errorf("not a Pub/Sub message: %w", err)}, 0)
 	}
 	msg := push.Message
 	published := msg.PublishTime

@@ -340,17 +340,25 @@ func TestBadMessagesAreDeadLettered(t *testing.T) {
 	tests := []struct {
 		name string
 		data string
+		raw  bool // the CloudEvent's data itself, not a Pub/Sub message
 	}{
-		{"not JSON", "not json"},
-		{"not an event", `{"hello":"world"}`},
-		{"id with a full stop", `{"specversion":"1","type":"gmail.message.received","id":"a.b"}`},
+		{"not a Pub/Sub message", "not a push", true},
+		{"not JSON", "not json", false},
+		{"not an event", `{"hello":"world"}`, false},
+		{"id with a full stop", `{"specversion":"1","type":"gmail.message.received","id":"a.b"}`, false},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			rv := newReceiver(t, status(200))
 			hs := newHarness(t, rv.URL, staticSecrets{testSecretName: testSecret}, nil)
-			if err := hs.h.Handle(context.Background(), pushEvent(t, []byte(tc.data), map[string]string{"id": "x"}, time.Now())); err != nil {
+			ce := pushEvent(t, []byte(tc.data), map[string]string{"id": "x"}, time.Now())
+			if tc.raw {
+				if err := ce.SetData(event.ApplicationJSON, []byte(tc.data)); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if err := hs.h.Handle(context.Background(), ce); err != nil {
 				t.Fatalf("Handle = %v, want nil (acknowledged)", err)
 			}
 			if n := len(rv.got()); n != 0 {
