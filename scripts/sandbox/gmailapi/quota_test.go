@@ -34,7 +34,7 @@ func TestQuotaUnits(t *testing.T) {
 		// A call that fails on its parameters still costs its units.
 		func() error {
 			_, err := svc.Users.Messages.Get("me", "00000000000000ff").Format("metadata").Do()
-			_ = err
+			wantAPIError(t, "get unknown message", err, 404, "notFound")
 			return nil
 		},
 	}
