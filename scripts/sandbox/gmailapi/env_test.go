@@ -101,7 +101,10 @@ func (e *env) topic(t *testing.T, id string) (string, <-chan gmailapi.Notificati
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		err := e.pubsub.Subscriber(sub).Receive(ctx, func(_ context.Context, m *pubsub.Message) {
+		s := e.pubsub.Subscriber(sub)
+		// One message at a time, so the channel sees them in the order Pub/Sub hands them out.
+		s.ReceiveSettings.MaxOutstandingMessages = 1
+		err := s.Receive(ctx, func(_ context.Context, m *pubsub.Message) {
 			m.Ack()
 			var n gmailapi.Notification
 			if err := json.Unmarshal(m.Data, &n); err != nil {

@@ -106,8 +106,8 @@ func TestInjectedLatency(t *testing.T) {
 		call     func() error
 		min, max time.Duration
 	}{
-		{"getProfile", func() error { _, err := svc.Users.GetProfile("me").Do(); return err }, 150 * time.Millisecond, 350 * time.Millisecond},
-		{"messages.get", func() error { _, err := svc.Users.Messages.Get("me", m.ID).Format("minimal").Do(); return err }, 400 * time.Millisecond, 800 * time.Millisecond},
+		{"getProfile", func() error { _, err := svc.Users.GetProfile("me").Do(); return err }, 150 * time.Millisecond, 1150 * time.Millisecond},
+		{"messages.get", func() error { _, err := svc.Users.Messages.Get("me", m.ID).Format("minimal").Do(); return err }, 400 * time.Millisecond, 1400 * time.Millisecond},
 	} {
 		start := time.Now()
 		if err := tc.call(); err != nil {
@@ -121,7 +121,8 @@ func TestInjectedLatency(t *testing.T) {
 
 func TestNotificationFaults(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t, gmailapi.Options{PushInterval: 50 * time.Millisecond})
+	// Pushes at most every 200ms; a held-back one is released after 600ms.
+	e := newEnv(t, gmailapi.Options{PushInterval: 200 * time.Millisecond})
 	svc := e.mailbox(t, "n@example.com")
 	topic, ch := e.topic(t, "gmail")
 	if _, err := svc.Users.Watch("me", &gmail.WatchRequest{TopicName: topic, LabelIds: []string{"INBOX"}}).Do(); err != nil {
@@ -129,7 +130,7 @@ func TestNotificationFaults(t *testing.T) {
 	}
 	deliver := func() uint64 {
 		h := e.deliver(t, gmailapi.Delivery{To: "n@example.com"}).HistoryID
-		time.Sleep(80 * time.Millisecond)
+		time.Sleep(250 * time.Millisecond)
 		return h
 	}
 	ids := func(ns []gmailapi.Notification) []uint64 {
@@ -159,7 +160,7 @@ func TestNotificationFaults(t *testing.T) {
 	// Duplicated: 2 or 3 copies of one notification.
 	e.gmail.SetFaults("n@example.com", gmailapi.Faults{DuplicateNotifications: 1, DuplicateCopies: 2})
 	h := deliver()
-	got := receive(t, ch, 2, 700*time.Millisecond)
+	got := receive(t, ch, 2, time.Second)
 	if len(got) < 2 || len(got) > 3 || countOf64(ids(got), h) != len(got) {
 		t.Fatalf("duplicated: got %v, want 2-3 copies of %d", ids(got), h)
 	}
@@ -169,14 +170,14 @@ func TestNotificationFaults(t *testing.T) {
 	held := deliver()
 	e.gmail.ClearFaults("n@example.com")
 	next := deliver()
-	got = receive(t, ch, 2, time.Second)
+	got = receive(t, ch, 2, 1500*time.Millisecond)
 	if !slices.Equal(ids(got), []uint64{next, held}) {
 		t.Fatalf("reordered: got %v, want [%d %d]", ids(got), next, held)
 	}
 	// Held back with nothing after it: it still goes out, a few intervals late.
 	e.gmail.SetFaults("n@example.com", gmailapi.Faults{ReorderNotifications: 1})
 	late := deliver()
-	got = receive(t, ch, 1, time.Second)
+	got = receive(t, ch, 1, 2*time.Second)
 	if !slices.Equal(ids(got), []uint64{late}) {
 		t.Fatalf("held alone: got %v, want [%d]", ids(got), late)
 	}
@@ -205,11 +206,12 @@ func TestDelayedHistoryVisibility(t *testing.T) {
 		t.Fatal(err)
 	}
 	start, _ := e.gmail.HistoryID("race@example.com")
-	if err := e.gmail.SetFaults("race@example.com", gmailapi.Faults{HistoryDelay: gmailapi.Duration(time.Second)}); err != nil {
+	if err := e.gmail.SetFaults("race@example.com", gmailapi.Faults{HistoryDelay: gmailapi.Duration(3 * time.Second)}); err != nil {
 		t.Fatal(err)
 	}
 	d := e.deliver(t, gmailapi.Delivery{To: "race@example.com"})
-	n := receive(t, ch, 1, 900*time.Millisecond)
+	delivered := time.Now()
+	n := receive(t, ch, 1, 2*time.Second)
 	if n[0].HistoryID != d.HistoryID {
 		t.Fatalf("push = %+v, want history %d", n[0], d.HistoryID)
 	}
@@ -221,7 +223,7 @@ func TestDelayedHistoryVisibility(t *testing.T) {
 	if _, err := svc.Users.Messages.Get("me", d.ID).Format("metadata").Do(); err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(1100 * time.Millisecond)
+	time.Sleep(time.Until(delivered.Add(3200 * time.Millisecond)))
 	r, err = svc.Users.History.List("me").StartHistoryId(start).Do()
 	if err != nil || len(r.History) != 1 || r.HistoryId != d.HistoryID {
 		t.Fatalf("history after the delay = %+v, %v; want the message at %d", r, err, d.HistoryID)
