@@ -319,6 +319,17 @@ func (st *Stack) Restart(ctx context.Context, name string) error {
 	return st.startFunction(ctx, name)
 }
 
+// PID returns the process id of a running function or the receiver (0 if none),
+// for measuring its memory.
+func (st *Stack) PID(name string) int {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	if p := st.procs[name]; p != nil {
+		return p.cmd.Process.Pid
+	}
+	return 0
+}
+
 // Renew runs the renew function once, as Cloud Scheduler does, and returns its report.
 func (st *Stack) Renew(ctx context.Context) (string, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, st.FunctionURLs["renew"]+"/", nil)
