@@ -1,0 +1,167 @@
+package consent
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+
+	"golang.org/x/oauth2"
+
+	"github.com/gmailwatch/gmailwatch/shared/events"
+	"github.com/gmailwatch/gmailwatch/shared/gmailclient"
+	"github.com/gmailwatch/gmailwatch/shared/store"
+	"github.com/gmailwatch/gmailwatch/shared/vault"
+)
+
+// Disconnecter ends a user's connection. It is the one code path behind
+// GET /disconnect and the operator's `scripts/admin disconnect`.
+type Disconnecter struct {
+	users   *store.Store
+	tokens  *vault.Vault
+	clients *gmailclient.Factory
+	events  publisher
+	http    *http.Client
+	log     *slog.Logger
+}
+
+// NewDisconnecter returns a Disconnecter; client carries the calls to
+// Google's token, revoke and Gmail endpoints.
+func NewDisconnecter(users *store.Store, tokens *vault.Vault, clients *gmailclient.Factory, pub *events.Publisher, client *http.Client, log *slog.Logger) *Disconnecter {
+	return &Disconnecter{users: users, tokens: tokens, clients: clients, events: pub, http: client, log: log}
+}
+
+// Disconnect marks the user of email disconnected, stops the watch, revokes
+// and deletes the refresh token, deletes the announced-message markers and
+// publishes gmail.user.disconnected. The status is written first, so from
+// then on notify and renew leave the user alone whatever happens next; a
+// failed call can be repeated and finishes the remaining steps, publishing
+// the same event id. found is false when no user record exists: then only a
+// stray token, if any, is revoked and deleted, and nothing is published.
+func (d *Disconnecter) Disconnect(ctx context.Context, email string) (found bool, err error) {
+	key := store.Key(email)
+	ctx = context.WithValue(ctx, oauth2.HTTPClient, d.http)
+	u, err := d.users.Update(ctx, key, func(u *store.User) error {
+		if u.Status == store.Disconnected {
+			return store.ErrNoChange
+		}
+		u.Status = store.Disconnected
+		return nil
+	})
+	found = err == nil
+	if err != nil && !errors.Is(err, store.ErrNotFound) {
+		return false, fmt.Errorf("disconnect %s: %w", key, err)
+	}
+	token, err := d.tokens.RefreshToken(ctx, key)
+	switch {
+	case errors.Is(err, vault.ErrNotFound):
+	case err != nil:
+		return found, fmt.Errorf("disconnect %s: %w", key, err)
+	default:
+		d.stopWatch(ctx, key, token)
+		if err := d.revoke(ctx, token); err != nil {
+			return found, fmt.Errorf("disconnect %s: %w", key, err)
+		}
+	}
+	if err := d.tokens.DeleteRefreshToken(ctx, key); err != nil {
+		return found, fmt.Errorf("disconnect %s: %w", key, err)
+	}
+	if !found {
+		d.log.InfoContext(ctx, "disconnect of unknown user", "user", key)
+		return false, nil
+	}
+	if err := d.users.DeleteMarkers(ctx, key); err != nil {
+		return true, fmt.Errorf("disconnect %s: %w", key, err)
+	}
+	ev := events.Event{
+		Type: events.UserDisconnect, ID: events.ID(events.UserDisconnect, key, fmt.Sprint(u.ConnectedAt.UnixMicro())),
+		Time: d.users.Now().UTC().Format(time.RFC3339Nano), User: key, EmailAddress: u.Email,
+	}
+	if err := d.events.Publish(ctx, ev); err != nil {
+		return true, fmt.Errorf("disconnect %s: %w", key, err)
+	}
+	d.log.InfoContext(ctx, "user disconnected", "user", key, "eventId", ev.ID)
+	return true, nil
+}
+
+// stopWatch calls users.stop with the stored token. A failure is only
+// logged: the watch lapses within 7 days and pushes for a disconnected
+// user are dropped anyway.
+func (d *Disconnecter) stopWatch(ctx context.Context, key, token string) {
+	conf, err := d.clients.OAuth(ctx)
+	if err == nil {
+		svc, serr := d.clients.Settings().Service(ctx, conf.TokenSource(ctx, &oauth2.Token{RefreshToken: token}))
+		err = serr
+		if err == nil {
+			err = svc.Users.Stop("me").Context(ctx).Do()
+		}
+	}
+	if err != nil {
+		d.log.WarnContext(ctx, "users.stop failed; the watch will lapse", "user", key, "error", err)
+	}
+}
+
+// revoke revokes token at Google's revoke endpoint; a token Google no longer
+// knows (already revoked or expired) counts as revoked.
+func (d *Disconnecter) revoke(ctx context.Context, token string) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, d.clients.Settings().RevokeURL,
+		strings.NewReader(url.Values{"token": {token}}.Encode()))
+	if err != nil {
+		return fmt.Errorf("revoke token: %w", err)
+	}
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	resp, err := d.http.Do(req)
+	if err != nil {
+		return fmt.Errorf("revoke token: %w", err)
+	}
+	defer resp.Body.Close()
+	var body struct {
+		Error string `json:"error"`
+	}
+	_ = json.NewDecoder(io.LimitReader(resp.Body, 4096)).Decode(&body)
+	if resp.StatusCode == http.StatusOK || (resp.StatusCode == http.StatusBadRequest && body.Error == "invalid_token") {
+		return nil
+	}
+	return fmt.Errorf("revoke token: status %d %s", resp.StatusCode, clip(body.Error))
+}
+
+// verifiedEmail returns the verified address in an ID token that came
+// straight from Google's token endpoint over TLS, which OpenID Connect Core
+// 3.1.3.7 accepts in place of checking the signature; the claims are checked.
+func verifiedEmail(idToken, clientID string, now time.Time) (string, error) {
+	parts := strings.Split(idToken, ".")
+	if len(parts) != 3 {
+		return "", errors.New("id token missing or malformed")
+	}
+	body, err := base64.RawURLEncoding.DecodeString(parts[1])
+	var c struct {
+		Iss           string          `json:"iss"`
+		Aud           string          `json:"aud"`
+		Exp           int64           `json:"exp"`
+		Email         string          `json:"email"`
+		EmailVerified json.RawMessage `json:"email_verified"`
+	}
+	if err != nil || json.Unmarshal(body, &c) != nil {
+		return "", errors.New("id token claims unreadable")
+	}
+	switch {
+	case c.Iss != "https://accounts.google.com" && c.Iss != "accounts.google.com":
+		return "", fmt.Errorf("id token issuer %q is not Google", clip(c.Iss))
+	case c.Aud != clientID:
+		return "", errors.New("id token is for another client")
+	case !now.Before(time.Unix(c.Exp, 0)):
+		return "", errors.New("id token expired")
+	case c.Email == "":
+		return "", errors.New("id token has no email")
+	case string(c.EmailVerified) != "true" && string(c.EmailVerified) != `"true"`:
+		return "", errors.New("id token email not verified")
+	}
+	return strings.ToLower(c.Email), nil
+}

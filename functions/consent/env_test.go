@@ -1,0 +1,410 @@
+package consent_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"reflect"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"cloud.google.com/go/firestore"
+	"cloud.google.com/go/pubsub/v2"
+	"golang.org/x/oauth2"
+
+	"github.com/gmailwatch/gmailwatch/functions/consent"
+	"github.com/gmailwatch/gmailwatch/scripts/sandbox"
+	"github.com/gmailwatch/gmailwatch/scripts/sandbox/gmailapi"
+	"github.com/gmailwatch/gmailwatch/scripts/sandbox/googleauth"
+	"github.com/gmailwatch/gmailwatch/scripts/sandbox/secrets"
+	"github.com/gmailwatch/gmailwatch/scripts/testenv"
+	"github.com/gmailwatch/gmailwatch/shared/config"
+	"github.com/gmailwatch/gmailwatch/shared/events"
+	"github.com/gmailwatch/gmailwatch/shared/store"
+	"github.com/gmailwatch/gmailwatch/shared/vault"
+)
+
+const (
+	clientID     = "consent-test.apps.googleusercontent.com"
+	clientSecret = "GOCSPX-consent-test-client-secret"
+	stateKey     = "state-signing-key-for-tests-0123456789abcdef"
+	alice        = "alice@example.com"
+	bob          = "bob@example.com" // may sign in, has no mailbox connected
+	eventsTopic  = "events"
+)
+
+// stack is the consent function on a loopback server, wired to the
+// Firestore and Pub/Sub emulators and to the sandbox's OAuth provider, Gmail
+// and Secret Manager, with a settable clock. Everything secret that crosses
+// the wire is remembered, and when the test ends its logs are checked for it.
+type stack struct {
+	project    string
+	cfg        consent.Config
+	url        string // the function's PUBLIC_URL
+	sandbox    *sandbox.Sandbox
+	auth       *googleauth.Server
+	gmail      *gmailapi.Server
+	secrets    *secrets.Server
+	fs         *firestore.Client
+	users      *store.Store
+	vault      *vault.Vault
+	publisher  *events.Publisher
+	httpClient *http.Client
+	clock      *clock
+	log        *slog.Logger
+	logs       *testenv.LogBuffer
+	handler    *consent.Handler
+	seen       *secretsSeen
+	browser    *http.Client // does not follow redirects; cookies are handled by the tests
+
+	mu     sync.Mutex
+	events []events.Event
+}
+
+func newStack(t *testing.T) *stack {
+	t.Helper()
+	ctx := context.Background()
+	s := &stack{project: testenv.Project(t), clock: &clock{}, seen: &secretsSeen{}}
+	s.seen.add(clientSecret, stateKey)
+	s.fs = testenv.Firestore(t, s.project)
+	s.users = store.New(s.fs, s.clock.Now)
+	ps := testenv.PubSub(t, s.project)
+	gmailTopic := testenv.Topic(t, ps, "gmail")
+	sub := testenv.Subscription(t, ps, testenv.Topic(t, ps, eventsTopic), "events-sub")
+	s.receive(t, ps, sub)
+
+	// The function's server comes first: its URL is the registered redirect URI.
+	var h http.Handler = http.NotFoundHandler()
+	fn := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { h.ServeHTTP(w, r) }))
+	t.Cleanup(fn.Close)
+	s.url = fn.URL
+
+	sb, err := sandbox.Start(ctx, sandbox.Options{ProjectID: s.project, ClientID: clientID, ClientSecret: clientSecret,
+		RedirectURIs: []string{s.url + consent.CallbackPath}})
+	if err != nil {
+		t.Fatalf("sandbox: %v", err)
+	}
+	t.Cleanup(func() { sb.Close() })
+	s.sandbox, s.auth, s.gmail, s.secrets = sb, sb.Auth, sb.Gmail, sb.Secrets
+	if err := sb.AddMailbox(alice); err != nil {
+		t.Fatal(err)
+	}
+	s.putVersion(t, "oauth-client-secret", clientSecret)
+	s.putVersion(t, "consent-state-key", stateKey)
+
+	s.cfg, err = consent.ReadConfig(config.FromMap(s.env(gmailTopic)))
+	if err != nil {
+		t.Fatalf("ReadConfig: %v", err)
+	}
+	s.vault, err = vault.New(ctx, s.project, s.sandbox.SecretManagerAddr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.vault.Close() })
+	s.publisher = events.NewPublisher(ps, eventsTopic)
+	t.Cleanup(s.publisher.Stop)
+	s.httpClient = &http.Client{Transport: &recorder{seen: s.seen}, Timeout: 20 * time.Second}
+	s.handler = consent.New(s.cfg, consent.Deps{Firestore: s.fs, Vault: s.vault, Events: s.publisher, HTTP: s.httpClient, Now: s.clock.Now}, testenvLogger(t, s))
+	h = s.handler
+	s.browser = &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	return s
+}
+
+// env is the function's environment as Terraform and local runs set it,
+// with the sandbox's endpoints.
+func (s *stack) env(gmailTopic string) map[string]string {
+	env := s.sandbox.Env()
+	for k, v := range map[string]string{"PROJECT_ID": s.project, "PUBLIC_URL": s.url, "GMAIL_TOPIC": gmailTopic, "EVENTS_TOPIC": eventsTopic} {
+		env[k] = v
+	}
+	return env
+}
+
+// testenvLogger returns the function's logger; when the test ends, nothing
+// secret seen on the wire may be in what it logged.
+func testenvLogger(t *testing.T, s *stack) *slog.Logger {
+	log, buf := testenv.Logger(t)
+	s.log, s.logs = log, buf
+	t.Cleanup(func() {
+		if leak := s.seen.foundIn(buf.String()); leak != "" {
+			t.Errorf("the logs contain a secret (%s)", leak)
+		}
+	})
+	return log
+}
+
+// putVersion adds value as the latest version of secret id.
+func (s *stack) putVersion(t *testing.T, id, value string) {
+	t.Helper()
+	if err := s.sandbox.PutSecret(context.Background(), s.project, id, []byte(value)); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// oauthConfig is the OAuth client as a test holding its secret sees it.
+func (s *stack) oauthConfig() *oauth2.Config {
+	return &oauth2.Config{ClientID: clientID, ClientSecret: clientSecret,
+		Endpoint: oauth2.Endpoint{TokenURL: s.sandbox.URL + "/token", AuthStyle: oauth2.AuthStyleInParams}}
+}
+
+// tokenVersions returns the versions of a user's refresh-token secret.
+func (s *stack) tokenVersions(email string) []secrets.Version {
+	v, _ := s.secrets.Secret("projects/" + s.project + "/secrets/" + vault.RefreshPrefix + store.Key(email))
+	return v
+}
+
+// receive collects every event published to the output topic.
+func (s *stack) receive(t *testing.T, ps *pubsub.Client, sub string) {
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		err := ps.Subscriber(sub).Receive(ctx, func(_ context.Context, m *pubsub.Message) {
+			m.Ack()
+			e, err := events.Decode(m.Data)
+			if err != nil {
+				t.Errorf("published %q is not an event: %v", m.Data, err)
+			}
+			s.mu.Lock()
+			s.events = append(s.events, e)
+			s.mu.Unlock()
+		})
+		if err != nil && ctx.Err() == nil {
+			t.Errorf("receive events: %v", err)
+		}
+	}()
+	t.Cleanup(func() { cancel(); <-done })
+}
+
+// published returns the events received so far, after waiting for stragglers.
+func (s *stack) published(wait time.Duration) []events.Event {
+	time.Sleep(wait)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]events.Event(nil), s.events...)
+}
+
+// awaitEvents waits until n events arrived and returns them.
+func (s *stack) awaitEvents(t *testing.T, n int) []events.Event {
+	t.Helper()
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		got := s.published(50 * time.Millisecond)
+		if len(got) >= n || time.Now().After(deadline) {
+			if len(got) != n {
+				t.Fatalf("got %d events, want %d: %+v", len(got), n, got)
+			}
+			return got
+		}
+	}
+}
+
+// begin opens path on the function (a browser following the redirect) and
+// lets the sandbox answer with its current behavior, up to the redirect to
+// the callback. It returns the state cookie and the callback URL, uncalled.
+func (s *stack) begin(t *testing.T, path string) (*http.Cookie, *url.URL) {
+	t.Helper()
+	resp := s.get(t, s.url+path, nil)
+	if resp.StatusCode != http.StatusFound {
+		t.Fatalf("GET %s: status %d, want 302", path, resp.StatusCode)
+	}
+	cookies := resp.Cookies()
+	if len(cookies) != 1 {
+		t.Fatalf("GET %s set %d cookies, want 1", path, len(cookies))
+	}
+	s.seen.add(cookies[0].Value)
+	auth := s.get(t, resp.Header.Get("Location"), nil)
+	if auth.StatusCode != http.StatusSeeOther {
+		body, _ := io.ReadAll(auth.Body)
+		t.Fatalf("authorize: status %d, want 303 (is the sandbox set to AutoApprove?): %s", auth.StatusCode, body)
+	}
+	cb, err := url.Parse(auth.Header.Get("Location"))
+	if err != nil || !strings.HasPrefix(cb.String(), s.url+consent.CallbackPath) {
+		t.Fatalf("authorize redirected to %q, not the callback", auth.Header.Get("Location"))
+	}
+	s.seen.add(cb.Query().Get("code"), cb.Query().Get("state"))
+	return cookies[0], cb
+}
+
+// finish calls the callback with cookie (nil: none) and returns the status
+// and page. No page may contain anything secret, and the cookie is cleared.
+func (s *stack) finish(t *testing.T, cb *url.URL, cookie *http.Cookie) (int, string) {
+	t.Helper()
+	resp := s.get(t, cb.String(), cookie)
+	body, _ := io.ReadAll(resp.Body)
+	if leak := s.seen.foundIn(string(body)); leak != "" {
+		t.Errorf("callback page contains a secret (%s)", leak)
+	}
+	if loc := resp.Header.Get("Location"); loc != "" {
+		t.Errorf("callback redirects to %q; it must only render a page", loc)
+	}
+	cleared := false
+	for _, c := range resp.Cookies() {
+		cleared = cleared || (c.MaxAge < 0 && c.Value == "")
+	}
+	if !cleared {
+		t.Errorf("callback did not clear the state cookie: %v", resp.Header["Set-Cookie"])
+	}
+	return resp.StatusCode, string(body)
+}
+
+func (s *stack) get(t *testing.T, u string, cookie *http.Cookie) *http.Response {
+	t.Helper()
+	req, err := http.NewRequest(http.MethodGet, u, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cookie != nil {
+		req.AddCookie(cookie)
+	}
+	resp, err := s.browser.Do(req)
+	if err != nil {
+		t.Fatalf("GET %s: %v", u, err)
+	}
+	t.Cleanup(func() { resp.Body.Close() })
+	return resp
+}
+
+// connect runs the whole connect flow for alice with an approving sandbox.
+func (s *stack) connect(t *testing.T) string {
+	t.Helper()
+	s.auth.SetBehavior(googleauth.Behavior{AutoApprove: true})
+	c, cb := s.begin(t, "/connect?login_hint="+alice)
+	status, body := s.finish(t, cb, c)
+	if status != http.StatusOK || !strings.Contains(body, `id="connected"`) {
+		t.Fatalf("connect: status %d, want 200 and the connected page:\n%s", status, body)
+	}
+	versions := s.tokenVersions(alice)
+	if len(versions) > 0 {
+		s.seen.add(string(versions[len(versions)-1].Data))
+	}
+	return body
+}
+
+// state is what a refused callback must leave as it was.
+type state struct {
+	Users  []store.User
+	Tokens map[string][]secrets.Version
+	Watch  gmailapi.WatchState
+	Events int
+}
+
+func (s *stack) snapshot(t *testing.T) state {
+	t.Helper()
+	users, err := s.users.List(context.Background(), "", 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w, err := s.gmail.Watch(alice)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.Notifications = gmailapi.PushStats{}
+	return state{
+		Users:  users,
+		Tokens: map[string][]secrets.Version{alice: s.tokenVersions(alice), bob: s.tokenVersions(bob)},
+		Watch:  w,
+		Events: len(s.published(time.Second)),
+	}
+}
+
+func (s *stack) unchanged(t *testing.T, before state) {
+	t.Helper()
+	if after := s.snapshot(t); !reflect.DeepEqual(after, before) {
+		t.Errorf("a refused request changed the state:\n got %+v\nwant %+v", after, before)
+	}
+}
+
+// secretsSeen is every secret value observed: tokens, codes, verifiers,
+// states and cookies.
+type secretsSeen struct {
+	mu     sync.Mutex
+	values []string
+}
+
+func (s *secretsSeen) add(vs ...string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, v := range vs {
+		if len(v) >= 8 {
+			s.values = append(s.values, v)
+		}
+	}
+}
+
+func (s *secretsSeen) count() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.values)
+}
+
+// foundIn returns a description of the first secret in text, or "".
+func (s *secretsSeen) foundIn(text string) string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, v := range s.values {
+		if strings.Contains(text, v) {
+			return v[:4] + "…"
+		}
+	}
+	return ""
+}
+
+// recorder is the function's transport: it remembers the secrets the
+// function sends to and receives from Google.
+type recorder struct{ seen *secretsSeen }
+
+func (r *recorder) RoundTrip(req *http.Request) (*http.Response, error) {
+	if tok, ok := strings.CutPrefix(req.Header.Get("Authorization"), "Bearer "); ok {
+		r.seen.add(tok)
+	}
+	if req.Body != nil {
+		body, _ := io.ReadAll(req.Body)
+		req.Body = io.NopCloser(bytes.NewReader(body))
+		if form, err := url.ParseQuery(string(body)); err == nil {
+			for _, k := range []string{"code", "code_verifier", "refresh_token", "token", "client_secret"} {
+				r.seen.add(form.Get(k))
+			}
+		}
+	}
+	resp, err := http.DefaultTransport.RoundTrip(req)
+	if err != nil || !strings.HasPrefix(resp.Header.Get("Content-Type"), "application/json") {
+		return resp, err
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body = io.NopCloser(bytes.NewReader(body))
+	var tok struct {
+		Access  string `json:"access_token"`
+		Refresh string `json:"refresh_token"`
+		ID      string `json:"id_token"`
+	}
+	if json.Unmarshal(body, &tok) == nil {
+		r.seen.add(tok.Access, tok.Refresh, tok.ID)
+	}
+	return resp, nil
+}
+
+// clock is the real time moved forward by Advance.
+type clock struct {
+	mu     sync.Mutex
+	offset time.Duration
+}
+
+func (c *clock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return time.Now().Add(c.offset)
+}
+
+func (c *clock) Advance(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.offset += d
+}

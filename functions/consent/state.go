@@ -1,0 +1,151 @@
+package consent
+
+import (
+	"context"
+	"crypto/hmac"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"strings"
+	"time"
+
+	"cloud.google.com/go/firestore"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+)
+
+// stateTTL is how long a started flow may take to come back.
+const stateTTL = 10 * time.Minute
+
+// minKeyBytes is the shortest state-signing key accepted.
+const minKeyBytes = 32
+
+// The flows a state belongs to.
+const (
+	flowConnect    = "connect"
+	flowDisconnect = "disconnect"
+)
+
+// flowState is what the state cookie carries. Only Nonce leaves the browser
+// (as the state parameter); the PKCE verifier never appears in a URL.
+type flowState struct {
+	Nonce    string `json:"n"`
+	Verifier string `json:"v"`
+	Flow     string `json:"f"`
+	Expires  int64  `json:"e"` // unix seconds
+}
+
+// Reasons a callback's state is refused.
+var (
+	errNoState      = errors.New("state missing")
+	errBadSignature = errors.New("state cookie signature invalid")
+	errExpired      = errors.New("state expired")
+	errMismatch     = errors.New("state does not match the cookie")
+	errReplayed     = errors.New("state already used")
+)
+
+func newNonce() string {
+	b := make([]byte, 32)
+	rand.Read(b)
+	return base64.RawURLEncoding.EncodeToString(b)
+}
+
+// seal returns s signed with key as a cookie value: payload "." HMAC-SHA256.
+func seal(key []byte, s flowState) string {
+	body, _ := json.Marshal(s)
+	payload := base64.RawURLEncoding.EncodeToString(body)
+	return payload + "." + base64.RawURLEncoding.EncodeToString(stateMAC(key, payload))
+}
+
+// unseal checks a cookie value's signature and expiry and returns its state.
+func unseal(key []byte, value string, now time.Time) (flowState, error) {
+	payload, sig, ok := strings.Cut(value, ".")
+	mac, err := base64.RawURLEncoding.DecodeString(sig)
+	if !ok || err != nil || !hmac.Equal(mac, stateMAC(key, payload)) {
+		return flowState{}, errBadSignature
+	}
+	var s flowState
+	body, err := base64.RawURLEncoding.DecodeString(payload)
+	if err != nil || json.Unmarshal(body, &s) != nil || s.Nonce == "" || s.Verifier == "" {
+		return flowState{}, errBadSignature // signed by us, so never expected
+	}
+	if !now.Before(time.Unix(s.Expires, 0)) {
+		return flowState{}, errExpired
+	}
+	return s, nil
+}
+
+func stateMAC(key []byte, payload string) []byte {
+	m := hmac.New(sha256.New, key)
+	m.Write([]byte("gmailwatch consent state\x00" + payload))
+	return m.Sum(nil)
+}
+
+// checkState verifies the callback's state against the cookie and uses it
+// up, so it is accepted at most once, by any instance.
+func (h *Handler) checkState(ctx context.Context, r *http.Request) (flowState, error) {
+	param := r.URL.Query().Get("state")
+	c, err := r.Cookie(h.cookie.Name)
+	if param == "" || err != nil || c.Value == "" {
+		return flowState{}, errNoState
+	}
+	key, err := h.signingKey(ctx)
+	if err != nil {
+		return flowState{}, err
+	}
+	s, err := unseal(key, c.Value, h.now())
+	if err != nil {
+		return flowState{}, err
+	}
+	if !hmac.Equal([]byte(param), []byte(s.Nonce)) {
+		return flowState{}, errMismatch
+	}
+	if err := h.states.use(ctx, s, h.now()); err != nil {
+		return flowState{}, err
+	}
+	return s, nil
+}
+
+// signingKey returns the state-signing key, read from Secret Manager once
+// it is read successfully.
+func (h *Handler) signingKey(ctx context.Context) ([]byte, error) {
+	h.keyMu.Lock()
+	defer h.keyMu.Unlock()
+	if h.stateKey != nil {
+		return h.stateKey, nil
+	}
+	b, err := h.tokens.Access(ctx, h.cfg.StateKeyName)
+	if err != nil {
+		return nil, fmt.Errorf("state key: %w", err)
+	}
+	b = []byte(strings.TrimSpace(string(b)))
+	if len(b) < minKeyBytes {
+		return nil, fmt.Errorf("state key %s: shorter than %d bytes", h.cfg.StateKeyName, minKeyBytes)
+	}
+	h.stateKey = b
+	return b, nil
+}
+
+// usedStates remembers used state nonces in Firestore (oauthStates/{hash}),
+// each kept until its expireAt, when a TTL policy may delete it.
+type usedStates struct{ col *firestore.CollectionRef }
+
+// use records s's nonce, failing with errReplayed if it was recorded before.
+func (u usedStates) use(ctx context.Context, s flowState, now time.Time) error {
+	sum := sha256.Sum256([]byte(s.Nonce))
+	_, err := u.col.Doc(hex.EncodeToString(sum[:])).Create(ctx, map[string]any{
+		"flow": s.Flow, "usedAt": now, "expireAt": time.Unix(s.Expires, 0).Add(time.Hour),
+	})
+	switch {
+	case status.Code(err) == codes.AlreadyExists:
+		return errReplayed
+	case err != nil:
+		return fmt.Errorf("record used state: %w", err)
+	}
+	return nil
+}
