@@ -5,6 +5,7 @@
 #
 #   scripts/test.sh                 # everything
 #   scripts/test.sh ./shared/...    # chosen packages (arguments go to `go test`)
+#   scripts/test.sh -run TestX ./functions/notify/
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/lib/emulators.sh
@@ -15,8 +16,11 @@ if [[ -n "$unformatted" ]]; then
   echo "gofmt needed on:" >&2; echo "$unformatted" >&2; exit 1
 fi
 args=("$@")
-((${#args[@]})) || args=(./...)
-go vet "${args[@]}"
+pkgs=()
+for a in "$@"; do [[ $a == -* ]] || pkgs+=("$a"); done
+# Flags such as -run or -v may come with packages; with no packages, test everything.
+((${#pkgs[@]})) || { pkgs=(./...); args+=(./...); }
+go vet "${pkgs[@]}"
 
 start_emulators
 go test -count=1 -timeout "${TEST_TIMEOUT:-20m}" "${args[@]}"
