@@ -17,7 +17,7 @@ if [[ -n "$unformatted" ]]; then
 fi
 args=("$@")
 pkgs=()
-for a in "$@"; do [[ $a == -* ]] || pkgs+=("$a"); done
+for a in "$@"; do [[ $a == ./* || $a == github.com/* ]] && pkgs+=("$a"); done
 # Flags such as -run or -v may come with packages; with no packages, test everything.
 ((${#pkgs[@]})) || { pkgs=(./...); args+=(./...); }
 go vet "${pkgs[@]}"
