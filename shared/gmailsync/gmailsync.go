@@ -1,0 +1,454 @@
+// Package gmailsync turns "the mailbox changed up to history id N" into one
+// gmail.message.received event per new message, announced exactly once: it
+// takes the user's lease, lists Gmail history from the user's cursor, fetches
+// the new messages' metadata, publishes the events, writes announced markers
+// and only then advances the cursor, which never moves backwards. The notify
+// function calls OnPush for every Gmail push; the renew function calls Sync
+// to reconcile users whose pushes were dropped or whose sync stalled.
+package gmailsync
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"sync/atomic"
+	"time"
+
+	"google.golang.org/api/gmail/v1"
+	"google.golang.org/api/googleapi"
+
+	"github.com/gmailwatch/gmailwatch/shared/config"
+	"github.com/gmailwatch/gmailwatch/shared/events"
+	"github.com/gmailwatch/gmailwatch/shared/gmailclient"
+	"github.com/gmailwatch/gmailwatch/shared/store"
+	"github.com/gmailwatch/gmailwatch/shared/vault"
+)
+
+// Outcomes of a push or a sync.
+const (
+	Synced         = "synced"          // the lease was taken and history read
+	Stale          = "stale"           // the push was not ahead of the cursor: no Gmail call
+	Busy           = "busy"            // another sync holds the lease; the push's id is recorded as pending
+	Inactive       = "inactive"        // the user is not active (reauth_required or disconnected)
+	Unknown        = "unknown"         // no such user
+	ReauthRequired = "reauth_required" // Gmail refused the refresh token: the user must consent again
+	Failed         = "failed"          // Gmail refused for good (logged); the cursor stays, a later sync retries
+)
+
+// Users is the part of the store a sync needs.
+type Users interface {
+	Get(ctx context.Context, key string) (store.User, error)
+	Update(ctx context.Context, key string, fn func(u *store.User) error) (store.User, error)
+	Announced(ctx context.Context, key string, ids []string) (map[string]bool, error)
+	MarkAnnounced(ctx context.Context, key string, markers map[string]store.Marker) error
+}
+
+// Mailboxes hands out Gmail clients acting for one user; *gmailclient.Factory is one.
+type Mailboxes interface {
+	ForUser(ctx context.Context, userKey string) (*gmail.Service, error)
+	Forget(userKey string)
+}
+
+// Publisher publishes events and returns once Pub/Sub stored them all; *events.Publisher is one.
+type Publisher interface {
+	Publish(ctx context.Context, evs ...events.Event) error
+}
+
+// Deps are what a Syncer works with.
+type Deps struct {
+	Users  Users
+	Gmail  Mailboxes
+	Events Publisher
+	Logger *slog.Logger
+	Now    func() time.Time // nil: time.Now
+}
+
+// Settings tune a Syncer; zero fields take the defaults ReadSettings documents.
+type Settings struct {
+	Labels         []string      // watched labels for users whose record names none
+	LabelFilter    string        // include or exclude, likewise
+	LeaseTTL       time.Duration // how long a lease lasts; a sync never works past it
+	GetConcurrency int           // messages.get calls in flight per sync
+	MarkerTTL      time.Duration // how long an announced marker is kept
+	CatchUpLimit   int           // messages a catch-up announces at most, newest first
+	MaxTries       int           // tries of one Gmail call on 429/5xx
+	BackoffBase    time.Duration // first backoff; doubles per try, full jitter
+	BackoffMax     time.Duration
+	RecheckDelay   time.Duration // wait before reading history again after an early push
+	Rechecks       int           // such waits per call before leaving the push pending
+	ReconcileAfter time.Duration // next safety-net sync after a complete one
+}
+
+// ReadSettings reads the sync settings from r.
+func ReadSettings(r *config.Reader) Settings {
+	return Settings{
+		Labels:         r.List("GMAIL_LABELS", []string{"INBOX"}),
+		LabelFilter:    r.OneOf("GMAIL_LABEL_FILTER", "include", "include", "exclude"),
+		LeaseTTL:       r.Duration("SYNC_LEASE_TTL", 2*time.Minute),
+		GetConcurrency: r.Int("SYNC_GET_CONCURRENCY", 10, 1, 100),
+		MarkerTTL:      r.Duration("MARKER_TTL", 14*24*time.Hour),
+		CatchUpLimit:   r.Int("CATCHUP_LIMIT", 500, 1, 10000),
+		MaxTries:       r.Int("GMAIL_MAX_TRIES", 5, 1, 20),
+		BackoffBase:    r.Duration("GMAIL_BACKOFF", 250*time.Millisecond),
+		BackoffMax:     r.Duration("GMAIL_BACKOFF_MAX", 8*time.Second),
+		RecheckDelay:   r.Duration("RECHECK_DELAY", 2*time.Second),
+		Rechecks:       r.Int("RECHECKS", 2, 0, 10),
+		ReconcileAfter: r.Duration("RECONCILE_AFTER", time.Hour),
+	}
+}
+
+func (s Settings) withDefaults() Settings {
+	d := ReadSettings(config.NewReader(config.FromMap(nil)))
+	if len(s.Labels) == 0 {
+		s.Labels = d.Labels
+	}
+	if s.LabelFilter == "" {
+		s.LabelFilter = d.LabelFilter
+	}
+	for _, p := range []struct{ v, def *time.Duration }{
+		{&s.LeaseTTL, &d.LeaseTTL}, {&s.MarkerTTL, &d.MarkerTTL}, {&s.BackoffBase, &d.BackoffBase},
+		{&s.BackoffMax, &d.BackoffMax}, {&s.RecheckDelay, &d.RecheckDelay}, {&s.ReconcileAfter, &d.ReconcileAfter},
+	} {
+		if *p.v <= 0 {
+			*p.v = *p.def
+		}
+	}
+	for _, p := range []struct{ v, def *int }{
+		{&s.GetConcurrency, &d.GetConcurrency}, {&s.CatchUpLimit, &d.CatchUpLimit}, {&s.MaxTries, &d.MaxTries},
+	} {
+		if *p.v <= 0 {
+			*p.v = *p.def
+		}
+	}
+	return s
+}
+
+// Syncer runs the sync algorithm. It is safe for concurrent use.
+type Syncer struct {
+	users  Users
+	gmail  Mailboxes
+	events Publisher
+	log    *slog.Logger
+	now    func() time.Time
+	set    Settings
+}
+
+// New returns a Syncer.
+func New(deps Deps, settings Settings) *Syncer {
+	if deps.Now == nil {
+		deps.Now = time.Now
+	}
+	if deps.Logger == nil {
+		deps.Logger = slog.New(slog.DiscardHandler)
+	}
+	return &Syncer{users: deps.Users, gmail: deps.Gmail, events: deps.Events, log: deps.Logger, now: deps.Now, set: settings.withDefaults()}
+}
+
+// Result tells what a push or sync did. With an error, Outcome is Synced (the
+// lease was taken) and the counters say how far the sync got.
+type Result struct {
+	Outcome       string
+	Announced     int   // events published
+	FromHistoryID int64 // cursor before
+	ToHistoryID   int64 // cursor after
+	Pending       int64 // pendingHistoryId left ahead of the cursor, 0 if none
+	Calls, Units  int   // Gmail calls made and quota units they cost
+	Rounds        int   // history reads
+	CaughtUp      bool  // the cursor was too old and messages.list filled in
+}
+
+// OnPush handles Gmail's notification that email's mailbox changed up to
+// historyID. A returned error is worth a retry; permanent problems are
+// logged and reported in Result.Outcome with a nil error.
+func (s *Syncer) OnPush(ctx context.Context, email string, historyID int64) (Result, error) {
+	key := store.Key(email)
+	if historyID <= 0 {
+		return Result{}, fmt.Errorf("push for %s: history id %d is not positive", key, historyID)
+	}
+	return s.run(ctx, key, historyID)
+}
+
+// Sync reads the user's history from the cursor whether or not a push asked,
+// under the same lease and with the same algorithm as OnPush.
+func (s *Syncer) Sync(ctx context.Context, userKey string) (Result, error) {
+	return s.run(ctx, userKey, 0)
+}
+
+func (s *Syncer) skipped(ctx context.Context, key, outcome string, u store.User) Result {
+	s.log.DebugContext(ctx, "sync skipped", "user", key, "outcome", outcome, "cursor", u.Cursor)
+	return Result{Outcome: outcome, FromHistoryID: u.Cursor, ToHistoryID: u.Cursor}
+}
+
+// run takes the lease for a push of pushID (0: a reconcile) and syncs until
+// nothing is pending, or records the push as pending when the lease is held.
+func (s *Syncer) run(ctx context.Context, key string, pushID int64) (Result, error) {
+	holder := newHolder()
+	var outcome string
+	u, err := s.users.Update(ctx, key, func(u *store.User) error {
+		now := s.now()
+		switch {
+		case u.Status != store.Active:
+			outcome = Inactive
+			return store.ErrNoChange
+		case pushID > 0 && pushID <= u.Cursor:
+			outcome = Stale
+			return store.ErrNoChange
+		}
+		if pushID > 0 {
+			u.PendingHistoryID = max(u.PendingHistoryID, pushID)
+			u.LastNotificationAt = now
+		}
+		if u.Lease.HeldBy(holder, now) {
+			outcome = Busy
+			if pushID == 0 {
+				return store.ErrNoChange
+			}
+			// If the holder dies, the renew function's safety net finds this user once the lease lapses.
+			if u.SyncDueAt.IsZero() || u.SyncDueAt.After(u.Lease.Until) {
+				u.SyncDueAt = u.Lease.Until
+			}
+			return nil
+		}
+		outcome = Synced
+		u.Lease = store.Lease{Holder: holder, Until: now.Add(s.set.LeaseTTL)}
+		return nil
+	})
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		return Result{Outcome: Unknown}, nil
+	case err != nil:
+		return Result{}, fmt.Errorf("lease of %s: %w", key, err)
+	case outcome != Synced:
+		res := s.skipped(ctx, key, outcome, u)
+		if outcome == Busy {
+			res.Pending = u.PendingHistoryID
+		}
+		return res, nil
+	}
+	return s.holding(ctx, u, holder)
+}
+
+// holding syncs while the lease is held: a round per pending history id,
+// with a short recheck when history lags behind a push.
+func (s *Syncer) holding(ctx context.Context, u store.User, holder string) (res Result, err error) {
+	start := time.Now()
+	m := &meter{}
+	res = Result{Outcome: Synced, FromHistoryID: u.Cursor, ToHistoryID: u.Cursor}
+	defer func() {
+		res.Calls, res.Units = int(m.calls.Load()), int(m.units.Load())
+		s.logSync(ctx, u.Key, res, time.Since(start), err)
+	}()
+	rechecks := 0
+	for {
+		target := u.PendingHistoryID
+		r, err := s.round(ctx, u, m)
+		res.Rounds++
+		res.Announced += r.announced
+		res.CaughtUp = res.CaughtUp || r.caughtUp
+		if err != nil {
+			return s.failed(ctx, u, holder, res, err)
+		}
+		stalled := r.historyID < target // history does not show the push yet
+		wait := stalled && rechecks < s.set.Rechecks && s.fits(ctx, u, s.set.RecheckDelay)
+		next, more, err := s.advance(ctx, u.Key, holder, r.historyID, target, wait)
+		if err != nil {
+			_ = s.release(ctx, u.Key, holder)
+			return res, err
+		}
+		u = next
+		res.ToHistoryID, res.Pending = u.Cursor, pendingOf(u)
+		if !more {
+			return res, nil
+		}
+		if wait && u.PendingHistoryID == target {
+			rechecks++
+			if err := sleep(ctx, s.set.RecheckDelay); err != nil {
+				_ = s.release(ctx, u.Key, holder)
+				return res, err
+			}
+		}
+	}
+}
+
+// fits reports whether d and a round's margin still fit in the call's
+// deadline and the lease.
+func (s *Syncer) fits(ctx context.Context, u store.User, d time.Duration) bool {
+	end := u.Lease.Until
+	if dl, ok := ctx.Deadline(); ok && dl.Before(end) {
+		end = dl
+	}
+	return s.now().Add(d + leaseMargin).Before(end)
+}
+
+func pendingOf(u store.User) int64 {
+	if u.PendingHistoryID > u.Cursor {
+		return u.PendingHistoryID
+	}
+	return 0
+}
+
+// advance moves the cursor to historyID (never back) and decides, in the same
+// transaction, whether the holder goes on (a later push is pending, or it will
+// recheck a lagging one) or releases the lease.
+func (s *Syncer) advance(ctx context.Context, key, holder string, historyID, target int64, recheck bool) (store.User, bool, error) {
+	var more bool
+	u, err := s.users.Update(ctx, key, func(u *store.User) error {
+		now := s.now()
+		more = false
+		u.Cursor = max(u.Cursor, historyID)
+		u.LastSyncAt = now
+		mine := u.Lease.Holder == holder
+		switch {
+		case u.PendingHistoryID <= u.Cursor:
+			u.SyncDueAt = now.Add(s.set.ReconcileAfter)
+		case mine && u.Status == store.Active && (u.PendingHistoryID > target || recheck):
+			more = true
+			u.Lease.Until = now.Add(s.set.LeaseTTL)
+			return nil
+		default:
+			u.SyncDueAt = now // history still lags a push: the next push or the safety net finishes it
+		}
+		if mine {
+			u.Lease = store.Lease{}
+		}
+		return nil
+	})
+	if err != nil {
+		return u, false, fmt.Errorf("advance cursor of %s to %d: %w", key, historyID, err)
+	}
+	return u, more, nil
+}
+
+// release gives the lease back after a failed round and marks the user due
+// for the safety net. It runs even when ctx is done.
+func (s *Syncer) release(ctx context.Context, key, holder string) error {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	defer cancel()
+	_, err := s.users.Update(ctx, key, func(u *store.User) error {
+		if u.Lease.Holder != holder {
+			return store.ErrNoChange
+		}
+		u.Lease = store.Lease{}
+		u.SyncDueAt = s.now()
+		return nil
+	})
+	return err
+}
+
+// failed ends a sync whose round failed: invalid_grant marks the user for
+// reauthorization, other permanent errors are logged, retryable ones returned.
+func (s *Syncer) failed(ctx context.Context, u store.User, holder string, res Result, err error) (Result, error) {
+	if rerr := s.release(ctx, u.Key, holder); rerr != nil {
+		s.log.WarnContext(ctx, "lease not released", "user", u.Key, "error", rerr)
+	}
+	switch {
+	case gmailclient.IsInvalidGrant(err):
+		res.Outcome = ReauthRequired
+		if _, err := s.MarkReauth(ctx, u.Key); err != nil {
+			return res, err
+		}
+		return res, nil
+	case errors.Is(err, vault.ErrNotFound) || (!gmailclient.IsRetryable(err) && ctx.Err() == nil):
+		// A retry would fail alike; the push stays pending and the safety net tries again later.
+		res.Outcome = Failed
+		s.log.ErrorContext(ctx, "sync refused for good", "user", u.Key, "error", err)
+		return res, nil
+	}
+	return res, err
+}
+
+func isUnauthorized(err error) bool {
+	var ge *googleapi.Error
+	return errors.As(err, &ge) && ge.Code == http.StatusUnauthorized
+}
+
+// MarkReauth moves an active user to reauth_required and publishes
+// gmail.user.reauth_required; it reports whether this call made the change.
+// The event is published before the change is stored, with an id fixed by the
+// user's connection, so a retry after a failure repeats the same id and a
+// lost event is impossible.
+func (s *Syncer) MarkReauth(ctx context.Context, userKey string) (bool, error) {
+	u, err := s.users.Get(ctx, userKey)
+	if err != nil {
+		return false, err
+	}
+	if u.Status != store.Active {
+		return false, nil
+	}
+	epoch := fmt.Sprint(u.ConnectedAt.UnixMicro())
+	ev := events.Event{
+		Type: events.UserReauth, ID: events.ID(events.UserReauth, userKey, epoch),
+		Time: s.now().UTC().Format(time.RFC3339Nano), User: userKey, EmailAddress: u.Email,
+	}
+	if err := s.events.Publish(ctx, ev); err != nil {
+		return false, fmt.Errorf("reauth of %s: %w", userKey, err)
+	}
+	var changed bool
+	_, err = s.users.Update(ctx, userKey, func(v *store.User) error {
+		changed = false
+		if v.Status != store.Active || fmt.Sprint(v.ConnectedAt.UnixMicro()) != epoch {
+			return store.ErrNoChange
+		}
+		v.Status, v.ReauthSince, changed = store.ReauthRequired, s.now(), true
+		return nil
+	})
+	if err != nil {
+		return false, fmt.Errorf("reauth of %s: %w", userKey, err)
+	}
+	s.gmail.Forget(userKey)
+	if changed {
+		s.log.WarnContext(ctx, "user must consent again", "user", userKey, "eventId", ev.ID)
+	}
+	return changed, nil
+}
+
+func (s *Syncer) logSync(ctx context.Context, key string, res Result, d time.Duration, err error) {
+	attrs := []any{
+		"user", key, "outcome", res.Outcome, "fromHistoryId", res.FromHistoryID, "toHistoryId", res.ToHistoryID,
+		"messages", res.Announced, "calls", res.Calls, "units", res.Units, "rounds", res.Rounds,
+		"durationMs", d.Milliseconds(),
+	}
+	if res.Pending > 0 {
+		attrs = append(attrs, "pendingHistoryId", res.Pending)
+	}
+	if res.CaughtUp {
+		attrs = append(attrs, "caughtUp", true)
+	}
+	if err != nil {
+		s.log.WarnContext(ctx, "sync failed, will retry", append(attrs, "error", err)...)
+		return
+	}
+	s.log.InfoContext(ctx, "sync", attrs...)
+}
+
+// leaseMargin is kept free at the end of a lease so a round ends before it lapses.
+const leaseMargin = 5 * time.Second
+
+func newHolder() string {
+	b := make([]byte, 8)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+// meter counts Gmail calls and their quota units; rounds fetch concurrently.
+type meter struct{ calls, units atomic.Int64 }
+
+func (m *meter) add(method string) {
+	m.calls.Add(1)
+	m.units.Add(int64(gmailclient.Units[method]))
+}
+
+func sleep(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}

@@ -1,0 +1,296 @@
+package gmailsync
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"slices"
+	"strings"
+	"time"
+
+	"golang.org/x/sync/errgroup"
+	"google.golang.org/api/gmail/v1"
+
+	"github.com/gmailwatch/gmailwatch/shared/events"
+	"github.com/gmailwatch/gmailwatch/shared/gmailclient"
+	"github.com/gmailwatch/gmailwatch/shared/store"
+)
+
+// Headers fetched with every message, as the event carries them.
+var Headers = []string{"From", "To", "Subject", "Date"}
+
+// roundResult is what one read of history achieved.
+type roundResult struct {
+	historyID int64 // everything up to here is announced: the cursor may move here
+	announced int
+	caughtUp  bool
+}
+
+// round reads history from the user's cursor and announces what is new. A
+// 401 means the cached access token was revoked: the token source is dropped
+// and the round retried once, so a dead refresh token shows as invalid_grant.
+func (s *Syncer) round(ctx context.Context, u store.User, m *meter) (roundResult, error) {
+	ctx, cancel := context.WithDeadline(ctx, u.Lease.Until.Add(-leaseMargin))
+	defer cancel()
+	var r roundResult
+	var err error
+	for try := 0; try < 2; try++ {
+		var svc *gmail.Service
+		svc, err = s.gmail.ForUser(ctx, u.Key)
+		if err != nil {
+			return r, fmt.Errorf("gmail client of %s: %w", u.Key, err)
+		}
+		r, err = s.read(ctx, svc, u, m)
+		if !isUnauthorized(err) {
+			break
+		}
+		s.gmail.Forget(u.Key)
+	}
+	return r, err
+}
+
+func (s *Syncer) read(ctx context.Context, svc *gmail.Service, u store.User, m *meter) (roundResult, error) {
+	f := s.filterOf(u)
+	ids, historyID, err := s.history(ctx, svc, u, f, m)
+	if gmailclient.IsNotFound(err) {
+		return s.catchUp(ctx, svc, u, f, m)
+	}
+	if err != nil {
+		return roundResult{}, err
+	}
+	n, err := s.announce(ctx, svc, u, ids, nil, m)
+	return roundResult{historyID: historyID, announced: n}, err
+}
+
+// filter is the set of watched labels: include announces messages carrying
+// one of them, exclude those carrying none.
+type filter struct {
+	labels  []string
+	exclude bool
+}
+
+func (s *Syncer) filterOf(u store.User) filter {
+	f := filter{labels: u.Labels, exclude: strings.EqualFold(u.LabelFilter, "exclude")}
+	if len(f.labels) == 0 {
+		f = filter{labels: s.set.Labels, exclude: strings.EqualFold(s.set.LabelFilter, "exclude")}
+	}
+	return f
+}
+
+func (f filter) matches(labels []string) bool {
+	hit := slices.ContainsFunc(labels, func(l string) bool { return slices.Contains(f.labels, l) })
+	return hit != f.exclude
+}
+
+// history lists every page of messageAdded records after the cursor and
+// returns the ids of watched messages, first seen first, with the history id
+// the listing reached.
+func (s *Syncer) history(ctx context.Context, svc *gmail.Service, u store.User, f filter, m *meter) ([]string, int64, error) {
+	call := svc.Users.History.List("me").StartHistoryId(uint64(u.Cursor)).HistoryTypes("messageAdded").MaxResults(500)
+	if len(f.labels) == 1 && !f.exclude {
+		call.LabelId(f.labels[0]) // labelId takes one label; otherwise filter below
+	}
+	var ids []string
+	seen := map[string]bool{}
+	reached := u.Cursor
+	for page := ""; ; {
+		var resp *gmail.ListHistoryResponse
+		err := s.retry(ctx, m, "history.list", func() (err error) {
+			resp, err = call.PageToken(page).Context(ctx).Do()
+			return err
+		})
+		if err != nil {
+			return nil, 0, fmt.Errorf("history.list user %s from %d: %w", u.Key, u.Cursor, err)
+		}
+		for _, h := range resp.History {
+			for _, added := range h.MessagesAdded {
+				if msg := added.Message; msg != nil && !seen[msg.Id] && f.matches(msg.LabelIds) {
+					seen[msg.Id] = true
+					ids = append(ids, msg.Id)
+				}
+			}
+		}
+		reached = max(reached, int64(resp.HistoryId))
+		if page = resp.NextPageToken; page == "" {
+			return ids, reached, nil
+		}
+	}
+}
+
+// catchUp replaces history that Gmail no longer has: it reads the mailbox's
+// history id first (whatever arrives later shows in history after it), then
+// lists the newest watched messages up to CatchUpLimit and announces those
+// not announced before.
+func (s *Syncer) catchUp(ctx context.Context, svc *gmail.Service, u store.User, f filter, m *meter) (roundResult, error) {
+	var profile *gmail.Profile
+	err := s.retry(ctx, m, "getProfile", func() (err error) {
+		profile, err = svc.Users.GetProfile("me").Context(ctx).Do()
+		return err
+	})
+	if err != nil {
+		return roundResult{}, fmt.Errorf("getProfile user %s: %w", u.Key, err)
+	}
+	var ids []string
+	lists := [][]string{nil} // exclude: every message, filtered once fetched
+	if !f.exclude {
+		lists = lists[:0]
+		for _, l := range f.labels { // labelIds means all of them, so one list per label
+			lists = append(lists, []string{l})
+		}
+	}
+	for _, labels := range lists {
+		more, err := s.list(ctx, svc, u.Key, labels, s.set.CatchUpLimit-len(ids), m)
+		if err != nil {
+			return roundResult{}, err
+		}
+		for _, id := range more {
+			if !slices.Contains(ids, id) {
+				ids = append(ids, id)
+			}
+		}
+	}
+	s.log.WarnContext(ctx, "history expired, catching up with messages.list", "user", u.Key,
+		"cursor", u.Cursor, "historyId", profile.HistoryId, "listed", len(ids), "limit", s.set.CatchUpLimit,
+		"truncated", len(ids) >= s.set.CatchUpLimit)
+	var keep func(*gmail.Message) bool
+	if f.exclude {
+		keep = func(msg *gmail.Message) bool { return f.matches(msg.LabelIds) }
+	}
+	n, err := s.announce(ctx, svc, u, ids, keep, m)
+	return roundResult{historyID: int64(profile.HistoryId), announced: n, caughtUp: true}, err
+}
+
+// list returns up to limit message ids carrying labels, newest first.
+func (s *Syncer) list(ctx context.Context, svc *gmail.Service, key string, labels []string, limit int, m *meter) ([]string, error) {
+	var ids []string
+	for page := ""; len(ids) < limit; {
+		call := svc.Users.Messages.List("me").MaxResults(int64(min(limit-len(ids), 500))).PageToken(page)
+		if len(labels) > 0 {
+			call.LabelIds(labels...)
+		}
+		var resp *gmail.ListMessagesResponse
+		err := s.retry(ctx, m, "messages.list", func() (err error) {
+			resp, err = call.Context(ctx).Do()
+			return err
+		})
+		if err != nil {
+			return nil, fmt.Errorf("messages.list user %s labels %v: %w", key, labels, err)
+		}
+		for _, msg := range resp.Messages {
+			ids = append(ids, msg.Id)
+		}
+		if page = resp.NextPageToken; page == "" {
+			break
+		}
+	}
+	return ids[:min(len(ids), limit)], nil
+}
+
+// announce fetches the messages not yet announced, publishes one event each
+// and waits for Pub/Sub, then writes their markers. A message deleted
+// meanwhile is skipped; keep, when set, drops fetched messages.
+func (s *Syncer) announce(ctx context.Context, svc *gmail.Service, u store.User, ids []string, keep func(*gmail.Message) bool, m *meter) (int, error) {
+	if len(ids) == 0 {
+		return 0, nil
+	}
+	done, err := s.users.Announced(ctx, u.Key, ids)
+	if err != nil {
+		return 0, err
+	}
+	ids = slices.DeleteFunc(slices.Clone(ids), func(id string) bool { return done[id] })
+	msgs := make([]*gmail.Message, len(ids))
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(s.set.GetConcurrency)
+	for i, id := range ids {
+		g.Go(func() error {
+			err := s.retry(gctx, m, "messages.get", func() (err error) {
+				msgs[i], err = svc.Users.Messages.Get("me", id).Format("metadata").MetadataHeaders(Headers...).Context(gctx).Do()
+				return err
+			})
+			if gmailclient.IsNotFound(err) {
+				s.log.DebugContext(ctx, "message gone before it was fetched", "user", u.Key, "messageId", id)
+				msgs[i] = nil
+				return nil
+			}
+			if err != nil {
+				return fmt.Errorf("messages.get user %s: %w", u.Key, err)
+			}
+			return nil
+		})
+	}
+	if err := g.Wait(); err != nil {
+		return 0, err
+	}
+	now := s.now()
+	var evs []events.Event
+	markers := map[string]store.Marker{}
+	for _, msg := range msgs {
+		if msg == nil || (keep != nil && !keep(msg)) {
+			continue
+		}
+		ev := messageEvent(u, msg, now)
+		evs = append(evs, ev)
+		markers[msg.Id] = store.Marker{EventID: ev.ID, HistoryID: int64(msg.HistoryId), AnnouncedAt: now, ExpireAt: now.Add(s.set.MarkerTTL)}
+	}
+	if len(evs) == 0 {
+		return 0, nil
+	}
+	if err := s.events.Publish(ctx, evs...); err != nil {
+		return 0, err
+	}
+	if err := s.users.MarkAnnounced(ctx, u.Key, markers); err != nil {
+		return len(evs), err
+	}
+	return len(evs), nil
+}
+
+func messageEvent(u store.User, msg *gmail.Message, now time.Time) events.Event {
+	ev := events.Event{
+		Type:         events.MessageReceived,
+		ID:           events.ID(events.MessageReceived, u.Key, msg.Id),
+		Time:         now.UTC().Format(time.RFC3339Nano),
+		User:         u.Key,
+		EmailAddress: u.Email,
+		MessageID:    msg.Id,
+		ThreadID:     msg.ThreadId,
+		HistoryID:    msg.HistoryId,
+		LabelIDs:     msg.LabelIds,
+		InternalDate: msg.InternalDate,
+		Snippet:      msg.Snippet,
+	}
+	if msg.Payload != nil {
+		for _, h := range msg.Payload.Headers {
+			switch {
+			case strings.EqualFold(h.Name, "From") && ev.From == "":
+				ev.From = h.Value
+			case strings.EqualFold(h.Name, "To") && ev.To == "":
+				ev.To = h.Value
+			case strings.EqualFold(h.Name, "Subject") && ev.Subject == "":
+				ev.Subject = h.Value
+			case strings.EqualFold(h.Name, "Date") && ev.Date == "":
+				ev.Date = h.Value
+			}
+		}
+	}
+	return ev
+}
+
+// retry runs one Gmail call, trying again on 429 and 5xx with exponential
+// backoff and full jitter while tries and the deadline allow.
+func (s *Syncer) retry(ctx context.Context, m *meter, method string, call func() error) error {
+	for try := 1; ; try++ {
+		m.add(method)
+		err := call()
+		if err == nil || !gmailclient.IsRetryable(err) || try >= s.set.MaxTries || ctx.Err() != nil {
+			return err
+		}
+		backoff := min(s.set.BackoffBase<<(try-1), s.set.BackoffMax)
+		wait := rand.N(backoff) + time.Millisecond
+		if dl, ok := ctx.Deadline(); ok && time.Until(dl) < wait {
+			return err
+		}
+		if sleep(ctx, wait) != nil {
+			return err
+		}
+	}
+}
