@@ -1,0 +1,197 @@
+// Package notify is the Notify function: triggered by every Gmail push on the
+// Gmail topic, it decodes {"emailAddress","historyId"} and hands it to the
+// sync algorithm, which announces each new message once. Malformed pushes and
+// unknown users are logged and acknowledged; only failures worth retrying
+// return an error, so Pub/Sub redelivers the push.
+package notify
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/mail"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+
+	"cloud.google.com/go/firestore"
+	"cloud.google.com/go/pubsub/v2"
+	"github.com/GoogleCloudPlatform/functions-framework-go/functions"
+	"github.com/cloudevents/sdk-go/v2/event"
+
+	"github.com/gmailwatch/gmailwatch/shared/config"
+	"github.com/gmailwatch/gmailwatch/shared/events"
+	"github.com/gmailwatch/gmailwatch/shared/gmailclient"
+	"github.com/gmailwatch/gmailwatch/shared/gmailsync"
+	"github.com/gmailwatch/gmailwatch/shared/logging"
+	"github.com/gmailwatch/gmailwatch/shared/store"
+	"github.com/gmailwatch/gmailwatch/shared/vault"
+)
+
+func init() { functions.CloudEvent("Notify", production.handle) }
+
+// Syncer is what the function needs of the sync algorithm; *gmailsync.Syncer is one.
+type Syncer interface {
+	OnPush(ctx context.Context, email string, historyID int64) (gmailsync.Result, error)
+}
+
+type handler struct {
+	syncer  Syncer
+	log     *slog.Logger
+	project string
+}
+
+// production is built from the environment at the first push.
+var production = &lazy{build: fromEnv}
+
+type lazy struct {
+	build func(context.Context) (*handler, error)
+	once  sync.Once
+	h     *handler
+	err   error
+}
+
+func (l *lazy) handle(ctx context.Context, e event.Event) error {
+	l.once.Do(func() {
+		if l.h, l.err = l.build(context.Background()); l.err != nil {
+			logging.New(os.Stderr, slog.LevelInfo).Error("notify cannot start: pushes are retried until this is fixed", "error", l.err)
+		}
+	})
+	if l.err != nil {
+		return l.err
+	}
+	return l.h.handle(ctx, e)
+}
+
+func fromEnv(ctx context.Context) (*handler, error) {
+	r := config.NewReader(os.LookupEnv)
+	project := r.String("PROJECT_ID", config.Required)
+	topic := r.String("EVENTS_TOPIC", config.Required)
+	secretEndpoint := r.String("SECRETMANAGER_ENDPOINT", "")
+	gmailSettings := gmailclient.ReadSettings(r)
+	syncSettings := gmailsync.ReadSettings(r)
+	if err := r.Err(); err != nil {
+		return nil, err
+	}
+	fs, err := firestore.NewClient(ctx, project)
+	if err != nil {
+		return nil, fmt.Errorf("firestore client: %w", err)
+	}
+	ps, err := pubsub.NewClient(ctx, project)
+	if err != nil {
+		return nil, fmt.Errorf("pubsub client: %w", err)
+	}
+	secrets, err := vault.New(ctx, project, secretEndpoint)
+	if err != nil {
+		return nil, err
+	}
+	log := logging.New(os.Stdout, slog.LevelInfo)
+	return &handler{
+		syncer: gmailsync.New(gmailsync.Deps{
+			Users:  store.New(fs, nil),
+			Gmail:  gmailclient.NewFactory(gmailSettings, secrets),
+			Events: events.NewPublisher(ps, topic),
+			Logger: log,
+		}, syncSettings),
+		log:     log,
+		project: project,
+	}, nil
+}
+
+func (h *handler) handle(ctx context.Context, e event.Event) error {
+	if tp, ok := e.Extensions()["traceparent"].(string); ok {
+		ctx = logging.WithTrace(ctx, h.project, tp)
+	}
+	p, err := decodePush(e.Data())
+	if err != nil {
+		h.log.WarnContext(ctx, "push ignored", "reason", err.Error(), "eventId", e.ID(), "bytes", len(e.Data()))
+		return nil
+	}
+	key := store.Key(p.EmailAddress)
+	res, err := h.syncer.OnPush(ctx, p.EmailAddress, p.HistoryID)
+	if err != nil {
+		return fmt.Errorf("push for user %s at history %d: %w", key, p.HistoryID, err)
+	}
+	if res.Outcome == gmailsync.Unknown {
+		h.log.WarnContext(ctx, "push ignored", "reason", "no such user", "user", key, "historyId", p.HistoryID, "eventId", e.ID())
+	}
+	return nil
+}
+
+// MaxPushBytes caps a push body; Gmail's are about 200 bytes.
+const MaxPushBytes = 64 << 10
+
+// push is Gmail's notification.
+type push struct {
+	EmailAddress string
+	HistoryID    int64
+}
+
+// decodePush reads the Pub/Sub envelope {"message":{"data":base64,...},
+// "subscription":...} and the Gmail notification inside it. historyId may be
+// a JSON number or a decimal string. Errors name what is wrong, never the
+// address or the body.
+func decodePush(body []byte) (push, error) {
+	if len(body) > MaxPushBytes {
+		return push{}, fmt.Errorf("body of %d bytes is over %d", len(body), MaxPushBytes)
+	}
+	var envelope struct {
+		Message *struct {
+			Data []byte `json:"data"` // base64 in JSON
+		} `json:"message"`
+	}
+	if err := json.Unmarshal(body, &envelope); err != nil {
+		return push{}, fmt.Errorf("pub/sub envelope: %s", jsonProblem(err))
+	}
+	if envelope.Message == nil || len(envelope.Message.Data) == 0 {
+		return push{}, errors.New("pub/sub envelope: no message data")
+	}
+	var n struct {
+		EmailAddress *string         `json:"emailAddress"`
+		HistoryID    json.RawMessage `json:"historyId"`
+	}
+	if err := json.Unmarshal(envelope.Message.Data, &n); err != nil {
+		return push{}, fmt.Errorf("gmail notification: %s", jsonProblem(err))
+	}
+	if n.EmailAddress == nil {
+		return push{}, errors.New("gmail notification: emailAddress missing")
+	}
+	addr, err := mail.ParseAddress(*n.EmailAddress)
+	if err != nil || addr.Name != "" || addr.Address != strings.TrimSpace(*n.EmailAddress) {
+		return push{}, errors.New("gmail notification: emailAddress is not an address")
+	}
+	if len(n.HistoryID) == 0 || string(n.HistoryID) == "null" {
+		return push{}, errors.New("gmail notification: historyId missing")
+	}
+	digits := string(n.HistoryID)
+	if strings.HasPrefix(digits, `"`) {
+		if err := json.Unmarshal(n.HistoryID, &digits); err != nil {
+			return push{}, errors.New("gmail notification: historyId is not a string or number")
+		}
+	}
+	id, err := strconv.ParseInt(digits, 10, 64)
+	if err != nil || id <= 0 || digits[0] == '+' {
+		return push{}, errors.New("gmail notification: historyId is not a positive whole number")
+	}
+	return push{EmailAddress: addr.Address, HistoryID: id}, nil
+}
+
+// jsonProblem describes a JSON error without quoting the input.
+func jsonProblem(err error) string {
+	var syntax *json.SyntaxError
+	var typ *json.UnmarshalTypeError
+	var b64 base64.CorruptInputError
+	switch {
+	case errors.As(err, &syntax):
+		return fmt.Sprintf("not JSON (offset %d)", syntax.Offset)
+	case errors.As(err, &typ):
+		return fmt.Sprintf("%s is a JSON %s, want %s", typ.Field, typ.Value, typ.Type)
+	case errors.As(err, &b64):
+		return fmt.Sprintf("message data is not base64 (byte %d)", int64(b64))
+	}
+	return "malformed JSON"
+}
