@@ -18,6 +18,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"time"
 
@@ -88,13 +89,19 @@ func describe(st *stack.Stack) error {
   webhook receiver %s
   renew now        curl -X POST %s/
   logs             %s
+  settings         .local/env  (for operator commands: set -a; . .local/env; go run ./scripts/admin list)
   emulators        FIRESTORE_EMULATOR_HOST=%s PUBSUB_EMULATOR_HOST=%s
 `, st.Project, st.ConsentURL, st.DisconnectURL, st.SandboxURL, st.ReceiverURL, st.FunctionURLs["renew"], st.Logs, st.FirestoreHost, st.PubSubHost)
 	b, err := json.MarshalIndent(st, "", "  ")
 	if err != nil {
 		return err
 	}
-	return os.WriteFile(filepath.Join(filepath.Dir(st.Logs), "stack.json"), append(b, '\n'), 0o644)
+	dir := filepath.Dir(st.Logs)
+	if err := os.WriteFile(filepath.Join(dir, "stack.json"), append(b, '\n'), 0o644); err != nil {
+		return err
+	}
+	// The functions' settings, for operator commands: set -a; . .local/env
+	return os.WriteFile(filepath.Join(dir, "env"), []byte(strings.Join(st.Env(), "\n")+"\n"), 0o600)
 }
 
 func runDemo(ctx context.Context, st *stack.Stack, n int) error {
