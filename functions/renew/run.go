@@ -1,0 +1,396 @@
+package renew
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"sync"
+	"time"
+
+	"golang.org/x/sync/errgroup"
+	"google.golang.org/api/gmail/v1"
+	"google.golang.org/api/googleapi"
+
+	"github.com/gmailwatch/gmailwatch/shared/gmailclient"
+	"github.com/gmailwatch/gmailwatch/shared/gmailsync"
+	"github.com/gmailwatch/gmailwatch/shared/store"
+)
+
+// Report is what one run did, logged and answered as JSON.
+type Report struct {
+	Renewed        int     `json:"renewed"`          // watches renewed
+	Reconciled     int     `json:"reconciled"`       // mailboxes synced by the safety net
+	Skipped        int     `json:"skipped"`          // due users left for a later run: lease held by a sync, user changed meanwhile, or Gmail answered 429
+	Failed         int     `json:"failed"`           // renewals, syncs or stops that failed; the users stay due
+	ReauthRequired int     `json:"reauth_required"`  // users whose refresh token Gmail refused, now marked reauth_required
+	WatchesStopped int     `json:"watches_stopped"`  // watches of long-reauth_required users stopped, or left to lapse when the token is dead
+	RateLimited    int     `json:"rate_limited"`     // 429s from Gmail, each slowing the limiter
+	Stopped        bool    `json:"stopped"`          // the time budget ended the run before every due user was taken
+	Remaining      int64   `json:"remaining"`        // renewals plus reconciles still due when the run ended
+	Units          int     `json:"units"`            // Gmail quota units paced by the limiter
+	UnitsPerSecond float64 `json:"units_per_second"` // the limiter's rate at the end
+	DurationMS     int64   `json:"duration_ms"`
+	Error          string  `json:"error,omitempty"`
+}
+
+// Quota units reserved before each kind of work. A reconcile reserves one
+// history.list and is charged the rest of what its sync spent afterwards.
+const (
+	watchUnits     = 100
+	stopUnits      = 50
+	reconcileUnits = 2
+)
+
+// What one user's work came to.
+type outcome int
+
+const (
+	nothing outcome = iota
+	renewed
+	reconciled
+	skipped
+	failed
+	reauth
+	watchStopped
+	rateLimited
+)
+
+// phase is one kind of work over one query of users in a stable order.
+type phase struct {
+	units int // reserved before each user
+	list  func(context.Context, store.Position, int) ([]store.User, error)
+	at    func(store.User) time.Time // the field the query orders by
+	wants func(store.User) bool      // nil: every user listed
+	do    func(context.Context, store.User) outcome
+}
+
+type run struct {
+	h       *Handler
+	now     time.Time       // due times are compared with this clock reading
+	startBy time.Time       // the end of the budget: no user is started after it
+	work    context.Context // in-flight work, cancelled finishGrace after startBy
+	stopped bool
+
+	mu    sync.Mutex
+	rep   Report
+	units int
+}
+
+// Run works through the due users once and returns the report.
+func (h *Handler) Run(ctx context.Context) Report {
+	start := time.Now()
+	work, cancel := context.WithDeadline(ctx, start.Add(h.set.RunBudget+finishGrace))
+	defer cancel()
+	r := &run{h: h, now: h.d.Now(), startBy: start.Add(h.set.RunBudget), work: work}
+	phases := []phase{
+		{units: watchUnits, list: r.due(store.RenewDue), at: func(u store.User) time.Time { return u.RenewAt }, do: r.renew},
+		{units: reconcileUnits, list: r.due(store.SyncDue), at: func(u store.User) time.Time { return u.SyncDueAt }, do: r.reconcile},
+		{units: stopUnits, list: r.reauthWatches, at: func(u store.User) time.Time { return u.WatchExpiration }, wants: r.stopDue, do: r.stopWatch},
+	}
+	var err error
+	for _, p := range phases {
+		if err = r.walk(p); err != nil || r.stopped {
+			break
+		}
+	}
+	rep := r.rep
+	rep.Stopped, rep.Units, rep.UnitsPerSecond = r.stopped, r.units, h.limiter.rate()
+	remaining, cerr := r.remaining(ctx)
+	rep.Remaining = remaining
+	rep.DurationMS = time.Since(start).Milliseconds()
+	if err = errors.Join(err, cerr); err != nil {
+		rep.Error = err.Error()
+		h.d.Logger.ErrorContext(ctx, "renew run failed", "report", rep, "error", err)
+		return rep
+	}
+	h.d.Logger.InfoContext(ctx, "renew run", "report", rep)
+	return rep
+}
+
+// finishGrace is how long work in flight may go on after the budget, before
+// it is cancelled: with the default budget of 8 minutes a run ends within
+// 8.5, inside the function's 9-minute timeout.
+const finishGrace = 30 * time.Second
+
+// recordTimeout bounds storing what Gmail already did; it runs even when
+// the run's work is cancelled, so spent quota is never lost to a cancel.
+const recordTimeout = 10 * time.Second
+
+// walk pages through p's users, working on each with bounded concurrency,
+// until none is left or the budget ends.
+func (r *run) walk(p phase) error {
+	var g errgroup.Group
+	g.SetLimit(r.h.set.Concurrency)
+	defer g.Wait()
+	var from store.Position
+	for {
+		users, err := p.list(r.work, from, r.h.set.PageSize)
+		if err != nil {
+			if r.work.Err() != nil { // the budget ended during the query
+				r.stopped = true
+				return nil
+			}
+			return err
+		}
+		for _, u := range users {
+			if p.wants != nil && !p.wants(u) {
+				continue
+			}
+			if !r.mayStart(p.units) {
+				r.stopped = true
+				return nil
+			}
+			g.Go(func() error {
+				r.count(p.do(r.work, u))
+				return nil
+			})
+		}
+		if len(users) < r.h.set.PageSize {
+			return nil
+		}
+		last := users[len(users)-1]
+		from = store.Position{At: p.at(last), Key: last.Key}
+	}
+}
+
+// mayStart waits for the quota to start work costing units, and reports
+// false, spending nothing, when that would not be before startBy.
+func (r *run) mayStart(units int) bool {
+	if !time.Now().Before(r.startBy) {
+		return false
+	}
+	ctx, cancel := context.WithDeadline(r.work, r.startBy)
+	defer cancel()
+	if r.h.limiter.wait(ctx, units) != nil {
+		return false
+	}
+	r.spent(units)
+	return true
+}
+
+func (r *run) spent(units int) {
+	r.mu.Lock()
+	r.units += units
+	r.mu.Unlock()
+}
+
+func (r *run) count(o outcome) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	switch o {
+	case renewed:
+		r.rep.Renewed++
+	case reconciled:
+		r.rep.Reconciled++
+	case skipped:
+		r.rep.Skipped++
+	case failed:
+		r.rep.Failed++
+	case reauth:
+		r.rep.ReauthRequired++
+	case watchStopped:
+		r.rep.WatchesStopped++
+	case rateLimited:
+		r.rep.RateLimited++
+		r.rep.Skipped++
+	}
+}
+
+func (r *run) due(field string) func(context.Context, store.Position, int) ([]store.User, error) {
+	return func(ctx context.Context, from store.Position, limit int) ([]store.User, error) {
+		return r.h.d.Users.DueAfter(ctx, field, r.now, from, limit)
+	}
+}
+
+func (r *run) reauthWatches(ctx context.Context, from store.Position, limit int) ([]store.User, error) {
+	return r.h.d.Users.ReauthWatches(ctx, r.now, from, limit)
+}
+
+// remaining counts the renewals and reconciles still due.
+func (r *run) remaining(ctx context.Context) (int64, error) {
+	ctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+	defer cancel()
+	var n int64
+	for _, field := range []string{store.RenewDue, store.SyncDue} {
+		c, err := r.h.d.Users.CountDue(ctx, field, r.now)
+		if err != nil {
+			return n, err
+		}
+		n += c
+	}
+	return n, nil
+}
+
+// renew calls users.watch again and stores the new expiration.
+func (r *run) renew(ctx context.Context, u store.User) outcome {
+	log := r.h.d.Logger.With("user", u.Key)
+	var expires time.Time
+	err := r.gmail(ctx, u.Key, func(svc *gmail.Service) (err error) {
+		_, expires, err = r.h.set.Watch.Watch(ctx, svc)
+		return err
+	})
+	switch {
+	case gmailclient.IsInvalidGrant(err):
+		return r.markReauth(ctx, u.Key)
+	case isRateLimited(err):
+		r.h.limiter.slowDown()
+		level, msg := slog.LevelWarn, "watch renewal rate limited"
+		if u.WatchExpiration.Before(r.now.Add(r.h.set.Watch.RenewBefore / 2)) {
+			level, msg = slog.LevelError, "watch close to expiry"
+		}
+		log.Log(ctx, level, msg, "watchExpiration", u.WatchExpiration, "error", err)
+		return rateLimited
+	case err != nil:
+		log.ErrorContext(ctx, "watch renewal failed", "watchExpiration", u.WatchExpiration, "error", err)
+		return failed
+	}
+	r.h.limiter.speedUp()
+	now := r.h.d.Now()
+	active := true
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), recordTimeout)
+	defer cancel()
+	_, err = r.h.d.Users.Update(ctx, u.Key, func(v *store.User) error {
+		if active = v.Status == store.Active; !active {
+			return store.ErrNoChange // disconnected or marked meanwhile
+		}
+		v.WatchExpiration, v.LastRenewAt = expires, now
+		v.RenewAt = r.h.set.Watch.NextRenewal(expires, now)
+		return nil
+	})
+	switch {
+	case err != nil:
+		log.ErrorContext(ctx, "watch renewed but not recorded", "error", err)
+		return failed
+	case !active:
+		return skipped
+	}
+	log.DebugContext(ctx, "watch renewed", "watchExpiration", expires)
+	return renewed
+}
+
+// reconcile runs the shared sync for a user whose pushes may have been lost.
+func (r *run) reconcile(ctx context.Context, u store.User) outcome {
+	res, err := r.h.d.Syncer.Sync(ctx, u.Key)
+	if extra := res.Units - reconcileUnits; extra > 0 {
+		r.h.limiter.debit(extra)
+		r.spent(extra)
+	}
+	switch {
+	case isRateLimited(err):
+		r.h.limiter.slowDown()
+		r.h.d.Logger.WarnContext(ctx, "reconcile rate limited", "user", u.Key, "error", err)
+		return rateLimited
+	case err != nil:
+		r.h.d.Logger.ErrorContext(ctx, "reconcile failed", "user", u.Key, "error", err)
+		return failed
+	}
+	switch res.Outcome {
+	case gmailsync.Synced:
+		r.h.limiter.speedUp()
+		return reconciled
+	case gmailsync.ReauthRequired:
+		return reauth
+	case gmailsync.Failed: // logged by the sync
+		return failed
+	}
+	return skipped // busy, or no longer active
+}
+
+func (r *run) markReauth(ctx context.Context, key string) outcome {
+	changed, err := r.h.d.Syncer.MarkReauth(ctx, key)
+	switch {
+	case err != nil:
+		r.h.d.Logger.ErrorContext(ctx, "reauth not recorded", "user", key, "error", err)
+		return failed
+	case !changed:
+		return skipped
+	}
+	return reauth
+}
+
+// stopDue reports whether a reauth_required user has waited REAUTH_STOP_AFTER.
+func (r *run) stopDue(u store.User) bool {
+	return !u.ReauthSince.IsZero() && !r.now.Before(u.ReauthSince.Add(r.h.set.ReauthStopAfter))
+}
+
+// stopWatch ends the watch of a user who has not consented again for
+// REAUTH_STOP_AFTER. Its refresh token is most likely dead (that is why it
+// is reauth_required), and then Gmail lets nothing be done: the watch lapses
+// by itself at its expiration, at most 7 days after its last renewal. Either
+// way the user's watchExpiration is set to now, recording that the watch is
+// no longer live for the system, so it is not tried again every hour; a
+// retryable failure leaves it for the next run.
+func (r *run) stopWatch(ctx context.Context, u store.User) outcome {
+	log := r.h.d.Logger.With("user", u.Key)
+	err := r.gmail(ctx, u.Key, func(svc *gmail.Service) error {
+		if err := svc.Users.Stop("me").Context(ctx).Do(); err != nil {
+			return fmt.Errorf("users.stop: %w", err)
+		}
+		return nil
+	})
+	switch {
+	case err == nil:
+		log.InfoContext(ctx, "watch stopped", "reauthSince", u.ReauthSince)
+	case isRateLimited(err):
+		r.h.limiter.slowDown()
+		log.WarnContext(ctx, "watch stop rate limited", "error", err)
+		return rateLimited
+	case gmailclient.IsInvalidGrant(err) || !gmailclient.IsRetryable(err):
+		log.InfoContext(ctx, "watch left to lapse", "watchExpiration", u.WatchExpiration, "reason", err)
+	default:
+		log.WarnContext(ctx, "watch stop failed", "error", err)
+		return failed
+	}
+	now := r.h.d.Now()
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), recordTimeout)
+	defer cancel()
+	_, err = r.h.d.Users.Update(ctx, u.Key, func(v *store.User) error {
+		if v.Status != store.ReauthRequired || !v.WatchExpiration.After(now) {
+			return store.ErrNoChange // consented again meanwhile, or already recorded
+		}
+		v.WatchExpiration = now
+		return nil
+	})
+	if err != nil {
+		log.ErrorContext(ctx, "watch stop not recorded", "error", err)
+		return failed
+	}
+	return watchStopped
+}
+
+// gmail runs fn with the user's Gmail client. A 401 means the cached access
+// token was revoked: the token source is dropped and fn tried once more, so
+// a dead refresh token shows as invalid_grant.
+func (r *run) gmail(ctx context.Context, key string, fn func(*gmail.Service) error) error {
+	for try := 0; ; try++ {
+		svc, err := r.h.d.Gmail.ForUser(ctx, key)
+		if err != nil {
+			return fmt.Errorf("gmail client of %s: %w", key, err)
+		}
+		err = fn(svc)
+		var ge *googleapi.Error
+		if try > 0 || !errors.As(err, &ge) || ge.Code != http.StatusUnauthorized {
+			return err
+		}
+		r.h.d.Gmail.Forget(key)
+	}
+}
+
+// isRateLimited reports whether Gmail refused a call for quota.
+func isRateLimited(err error) bool {
+	var ge *googleapi.Error
+	if !errors.As(err, &ge) {
+		return false
+	}
+	if ge.Code == http.StatusTooManyRequests {
+		return true
+	}
+	for _, e := range ge.Errors {
+		if ge.Code == http.StatusForbidden && (e.Reason == "rateLimitExceeded" || e.Reason == "userRateLimitExceeded") {
+			return true
+		}
+	}
+	return false
+}
