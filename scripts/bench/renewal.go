@@ -1,0 +1,97 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/sync/errgroup"
+
+	"github.com/gmailwatch/gmailwatch/scripts/sandbox/gmailapi"
+)
+
+// Renewal is one renew run over users whose watches are all due, with the
+// Gmail project quota set low enough to be the bottleneck.
+type Renewal struct {
+	UsersWanted      int             `json:"usersWanted"`
+	Users            int             `json:"users"` // seeded in the seed budget
+	SeedSeconds      float64         `json:"seedSeconds"`
+	SeedPerSecond    float64         `json:"seedPerSecond"`
+	QuotaPerMinute   int             `json:"quotaUnitsPerMinute"`
+	AllowedPerSecond float64         `json:"allowedWatchesPerSecond"` // quota / 60 / 100 units per watch
+	Renewed          int             `json:"renewed"`
+	Seconds          float64         `json:"seconds"` // the run's own duration
+	PerSecond        float64         `json:"watchesPerSecond"`
+	Ratio            float64         `json:"achievedOverAllowed"`
+	WatchCalls       int64           `json:"watchCalls"`
+	RateLimited      int64           `json:"rateLimited"` // Gmail's 429s during the run
+	Run              json.RawMessage `json:"run"`         // the function's report
+}
+
+// renewal seeds the users (sandbox mailbox and token, secret, Firestore
+// record due for renewal), sets the quota, and runs the renew function once.
+func (b *bench) renewal(ctx context.Context) error {
+	r := &Renewal{UsersWanted: b.cfg.RenewUsers, QuotaPerMinute: b.cfg.RenewQuota}
+	b.progress("renewal: seeding %d users (budget %v)", b.cfg.RenewUsers, b.cfg.SeedBudget)
+	seedCtx, cancel := context.WithTimeout(ctx, b.cfg.SeedBudget)
+	defer cancel()
+	due := time.Now().Add(-time.Minute)
+	var seeded atomic.Int64
+	start := time.Now()
+	g, gctx := errgroup.WithContext(seedCtx)
+	g.SetLimit(32)
+	for _, e := range emails("renew-%05d@bench.test", b.cfg.RenewUsers) {
+		if gctx.Err() != nil {
+			break
+		}
+		g.Go(func() error {
+			if _, _, err := b.connect(gctx, e, modeSystem, false, due); err != nil {
+				if gctx.Err() != nil {
+					return nil // the budget ended mid-seed
+				}
+				return err
+			}
+			if n := seeded.Add(1); n%1000 == 0 {
+				b.progress("renewal: %d users seeded", n)
+			}
+			return nil
+		})
+	}
+	if err := g.Wait(); err != nil {
+		return fmt.Errorf("seed: %w", err)
+	}
+	if ctx.Err() != nil {
+		return ctx.Err()
+	}
+	r.Users, r.SeedSeconds = int(seeded.Load()), round2(time.Since(start).Seconds())
+	r.SeedPerSecond = round2(float64(r.Users) / r.SeedSeconds)
+	r.AllowedPerSecond = round2(float64(b.cfg.RenewQuota) / 60 / float64(gmailapi.Methods[gmailapi.WatchMethod]))
+
+	b.sb.Gmail.SetQuotaLimits(0, b.cfg.RenewQuota)
+	defer b.sb.Gmail.SetQuotaLimits(0, defaultProjectUnit)
+	b.sb.Gmail.ResetUsage()
+	b.progress("renewal: renew run over %d users at %d units/min (%.1f watches/s allowed)", r.Users, r.QuotaPerMinute, r.AllowedPerSecond)
+	out, err := b.st.Renew(ctx)
+	if err != nil {
+		return fmt.Errorf("renew run: %w: %s", err, out)
+	}
+	var rep struct {
+		Renewed    int   `json:"renewed"`
+		DurationMS int64 `json:"duration_ms"`
+	}
+	if err := json.Unmarshal([]byte(out), &rep); err != nil {
+		return fmt.Errorf("renew report %q: %w", out, err)
+	}
+	usage := b.sb.Gmail.Usage("")
+	r.Run = json.RawMessage(out)
+	r.Renewed, r.Seconds = rep.Renewed, round2(float64(rep.DurationMS)/1000)
+	r.WatchCalls, r.RateLimited = usage.Calls[gmailapi.WatchMethod], usage.RateLimited
+	if r.Seconds > 0 {
+		r.PerSecond = round2(float64(r.Renewed) / r.Seconds)
+		r.Ratio = round2(r.PerSecond / r.AllowedPerSecond)
+	}
+	b.rep.Renewal = r
+	return nil
+}

@@ -1,0 +1,299 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"runtime"
+	"strings"
+	"text/tabwriter"
+	"time"
+)
+
+// Report is everything a run measured; the JSON file holds it whole.
+type Report struct {
+	Command     string      `json:"command"`
+	Started     time.Time   `json:"started"`
+	Environment Environment `json:"environment"`
+	Workload    *Workload   `json:"workload,omitempty"` // quota and latency
+	Throughput  *Throughput `json:"throughput,omitempty"`
+	ColdStart   *ColdStart  `json:"coldStart,omitempty"`
+	Renewal     *Renewal    `json:"renewal,omitempty"`
+	Targets     []Target    `json:"targets"`
+	// Load is the machine's one-minute load average as each section began:
+	// the figures are only as quiet as the machine was.
+	Load []LoadSample `json:"load"`
+
+	sections []string
+}
+
+// Environment is what the figures depend on.
+type Environment struct {
+	CPUs           int      `json:"cpus"`
+	Go             string   `json:"go"`
+	Commit         string   `json:"commit"`
+	Sections       []string `json:"sections"`
+	GmailLatencyMS float64  `json:"gmailLatencyMs"` // injected by the sandbox
+	GmailRoundTrip Dist     `json:"gmailRoundTrip"` // measured through the real client
+	// FirestoreTransaction is a read-then-write transaction on the
+	// emulator, alone: what each lease or cursor move costs at best.
+	FirestoreTransaction Dist    `json:"firestoreTransaction"`
+	Mailboxes            int     `json:"workloadUsersPerMode"`
+	Singles              int     `json:"singlesPerUser"`
+	Bursts               int     `json:"burstsPerUser"`
+	BurstSize            int     `json:"burstSize"`
+	DuplicateRate        float64 `json:"duplicatePushRate"`
+}
+
+// LoadSample is the load average when a section began.
+type LoadSample struct {
+	Section string  `json:"section"`
+	Load1   float64 `json:"load1"`
+}
+
+func (r *Report) load(section string) {
+	b, _ := os.ReadFile("/proc/loadavg")
+	var l float64
+	fmt.Sscan(string(b), &l)
+	r.Load = append(r.Load, LoadSample{section, l})
+}
+
+// commit names the code measured: HEAD, and whether the tree had changes.
+func commit() string {
+	head, err := exec.Command("git", "rev-parse", "--short", "HEAD").Output()
+	if err != nil {
+		return "unknown"
+	}
+	c := strings.TrimSpace(string(head))
+	if st, _ := exec.Command("git", "status", "--porcelain", "--untracked-files=no").Output(); len(st) > 0 {
+		c += " with uncommitted changes"
+	}
+	return c
+}
+
+// Target is one of the issue's targets and whether the run met it.
+type Target struct {
+	Name string `json:"name"`
+	Want string `json:"want"`
+	Got  string `json:"got"`
+	Met  bool   `json:"met"`
+}
+
+func newReport(c Config) *Report {
+	return &Report{Started: time.Now().UTC(), sections: c.Sections, Environment: Environment{
+		CPUs: runtime.NumCPU(), Go: runtime.Version() + " " + runtime.GOOS + "/" + runtime.GOARCH, Commit: commit(), Sections: c.Sections,
+		GmailLatencyMS: ms(c.GmailLatency), Mailboxes: c.Mailboxes, Singles: c.Singles, Bursts: c.Bursts,
+		BurstSize: c.BurstSize, DuplicateRate: c.DuplicateRate,
+	}}
+}
+
+func (r *Report) runs(s string) bool {
+	for _, x := range r.sections {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
+
+// AllMet reports whether every target checked was met.
+func (r *Report) AllMet() bool {
+	for _, t := range r.Targets {
+		if !t.Met {
+			return false
+		}
+	}
+	return true
+}
+
+// evaluate checks the issue's targets against what was measured.
+func (r *Report) evaluate() {
+	add := func(name, want, got string, met bool) { r.Targets = append(r.Targets, Target{name, want, got, met}) }
+	if w := r.Workload; w != nil {
+		s, bl := w.System, w.Baseline
+		if r.runs("quota") {
+			for _, p := range []struct {
+				kind string
+				ph   Phase
+			}{{"singles", s.Single}, {"bursts", s.Burst}} {
+				add("(1) "+p.kind+": units per message within 10% of the floor",
+					fmt.Sprintf("<= %.2f (1.1 x %.2f)", 1.1*p.ph.FloorPerMessage, p.ph.FloorPerMessage),
+					fmt.Sprintf("%.2f", p.ph.UnitsPerMessage), p.ph.UnitsPerMessage <= 1.1*p.ph.FloorPerMessage)
+			}
+			add("(1) bursts: at least 2x fewer units than the baseline", fmt.Sprintf(">= 2.00x (baseline %.2f)", bl.Burst.UnitsPerMessage),
+				fmt.Sprintf("%.2fx", ratio(bl.Burst.UnitsPerMessage, s.Burst.UnitsPerMessage)), bl.Burst.UnitsPerMessage >= 2*s.Burst.UnitsPerMessage)
+			if s.Probe != nil {
+				add("(1) duplicated and stale pushes cost 0 Gmail calls", fmt.Sprintf("0 calls for %d pushes", s.Probe.Duplicate+s.Probe.Stale),
+					fmt.Sprintf("%d calls", s.Probe.Calls), s.Probe.Calls == 0 && s.Probe.Duplicate > 0)
+			}
+			lost, twice := s.Single.Missing+s.Burst.Missing, s.Single.DuplicateEvents+s.Burst.DuplicateEvents
+			add("every message announced once (system)", "0 missing, 0 twice", fmt.Sprintf("%d missing, %d twice", lost, twice), lost == 0 && twice == 0)
+		}
+		if r.runs("latency") {
+			floor := w.PushHop.P50 + 2*r.Environment.GmailRoundTrip.P50
+			add("(2) single-message p50 within 1.5x of the floor", fmt.Sprintf("<= %.1f ms (1.5 x %.1f)", 1.5*floor, floor),
+				fmt.Sprintf("%.1f ms", s.Single.Latency.P50), s.Single.Latency.P50 <= 1.5*floor)
+			add("(2) burst-of-10 p50 within 2x of a single", fmt.Sprintf("<= %.1f ms (2 x %.1f)", 2*s.Single.Latency.P50, s.Single.Latency.P50),
+				fmt.Sprintf("%.1f ms", s.Burst.Latency.P50), s.Burst.Latency.P50 <= 2*s.Single.Latency.P50)
+		}
+	}
+	if n := r.Renewal; n != nil {
+		add("(4) renewal rate at least 0.9 of the quota-allowed rate", fmt.Sprintf(">= 0.90 (of %.1f watches/s)", n.AllowedPerSecond),
+			fmt.Sprintf("%.2f (%.1f/s)", n.Ratio, n.PerSecond), n.Ratio >= 0.9)
+		add("(4) zero 429s during renewal", "0", fmt.Sprint(n.RateLimited), n.RateLimited == 0)
+	}
+	if c := r.ColdStart; c != nil {
+		calls, checked := 0, len(c.Isolation) > 0
+		for _, i := range c.Isolation {
+			calls += i.CallsBefore
+		}
+		got := fmt.Sprintf("%d calls in %d isolated starts", calls, len(c.Isolation))
+		if !checked {
+			got = c.IsolationError
+		}
+		add("(5) no network call before the first request", "0", got, checked && calls == 0)
+		for _, f := range c.Functions {
+			add("(5) "+f.Name+": under 100 ms to ready (port accepting, p50)", "< 100 ms",
+				fmt.Sprintf("%.1f ms (max %.1f)", f.Listen.P50, f.Listen.Max), f.Listen.P50 < 100)
+		}
+	}
+}
+
+func ratio(a, b float64) float64 {
+	if b == 0 {
+		return 0
+	}
+	return a / b
+}
+
+// Write stores the report as indented JSON.
+func (r *Report) Write(path string) error {
+	b, err := json.MarshalIndent(r, "", "  ")
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(path, append(b, '\n'), 0o644)
+}
+
+// Print writes the tables.
+func (r *Report) Print(out io.Writer) {
+	e := r.Environment
+	fmt.Fprintf(out, "gmailwatch benchmarks, %s\n", r.Started.Format(time.RFC3339))
+	fmt.Fprintf(out, "command: %s\n", r.Command)
+	fmt.Fprintf(out, "machine: %d CPUs, %s; Firestore and Pub/Sub emulators, Google sandbox, every function its own process, loopback only\n", e.CPUs, e.Go)
+	fmt.Fprintf(out, "code:    %s\n", e.Commit)
+	var loads []string
+	for _, l := range r.Load {
+		loads = append(loads, fmt.Sprintf("%s %.1f", l.Section, l.Load1))
+	}
+	fmt.Fprintf(out, "load:    1-min load average at each section's start: %s\n", strings.Join(loads, ", "))
+	fmt.Fprintf(out, "Firestore emulator: one read-then-write transaction alone p50 %.1f ms, p99 %.1f ms (n=%d)\n",
+		e.FirestoreTransaction.P50, e.FirestoreTransaction.P99, e.FirestoreTransaction.N)
+	fmt.Fprintf(out, "Gmail:   %.0f ms added to every call by the sandbox; round trip through the client p50 %.1f ms, p99 %.1f ms (n=%d)\n",
+		e.GmailLatencyMS, e.GmailRoundTrip.P50, e.GmailRoundTrip.P99, e.GmailRoundTrip.N)
+	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
+	row := func(cells ...any) {
+		for i, c := range cells {
+			if i > 0 {
+				fmt.Fprint(tw, "\t")
+			}
+			fmt.Fprint(tw, c)
+		}
+		fmt.Fprintln(tw)
+	}
+	if w := r.Workload; w != nil && r.runs("quota") {
+		fmt.Fprintf(out, "\n1. Quota: Gmail units per delivered message (%d users per mode, %d singles and %d bursts of %d each; %.0f%% of pushes duplicated)\n",
+			e.Mailboxes, e.Singles, e.Bursts, e.BurstSize, 100*e.DuplicateRate)
+		row("", "messages", "system", "floor", "baseline", "pushes (copies)", "history.list sys/base", "messages.get sys/base", "events twice sys/base")
+		for _, p := range []struct {
+			name string
+			s, b Phase
+		}{{"singles", w.System.Single, w.Baseline.Single}, {fmt.Sprintf("bursts of %d", e.BurstSize), w.System.Burst, w.Baseline.Burst}} {
+			row("  "+p.name, p.s.Messages, f2(p.s.UnitsPerMessage), f2(p.s.FloorPerMessage), f2(p.b.UnitsPerMessage),
+				fmt.Sprintf("%d (%d)", p.s.Pushes, p.s.DuplicatePushes),
+				fmt.Sprintf("%d / %d", p.s.Calls["history.list"], p.b.Calls["history.list"]),
+				fmt.Sprintf("%d / %d", p.s.Calls["messages.get"], p.b.Calls["messages.get"]),
+				fmt.Sprintf("%d / %d", p.s.DuplicateEvents, p.b.DuplicateEvents))
+		}
+		tw.Flush()
+		if s, b := w.System.Probe, w.Baseline.Probe; s != nil && b != nil {
+			fmt.Fprintf(out, "  duplicate and stale pushes sent straight to the handler (%d + %d): system %d Gmail calls (%d units), baseline %d calls (%d units)\n",
+				s.Duplicate, s.Stale, s.Calls, s.Units, b.Calls, b.Units)
+		}
+		fmt.Fprintln(out, "  floor: 5 units per message (messages.get) + 2 per episode (one history.list per single or burst)")
+	}
+	if w := r.Workload; w != nil && r.runs("latency") {
+		floor := w.PushHop.P50 + 2*e.GmailRoundTrip.P50
+		fmt.Fprintf(out, "\n2. Latency: sandbox accepting a message -> its event on the output topic (Pub/Sub publish time), ms\n")
+		row("", "n", "p50", "p99", "max")
+		row("  push hop (sandbox -> push endpoint)", w.PushHop.N, f1(w.PushHop.P50), f1(w.PushHop.P99), f1(w.PushHop.Max))
+		row("  floor: push hop + 2 Gmail round trips", "", f1(floor), "", "")
+		for _, l := range []struct {
+			name string
+			d    Dist
+		}{
+			{"  system, single", w.System.Single.Latency}, {fmt.Sprintf("  system, burst of %d", e.BurstSize), w.System.Burst.Latency},
+			{"  baseline, single", w.Baseline.Single.Latency}, {fmt.Sprintf("  baseline, burst of %d", e.BurstSize), w.Baseline.Burst.Latency},
+		} {
+			row(l.name, l.d.N, f1(l.d.P50), f1(l.d.P99), f1(l.d.Max))
+		}
+		tw.Flush()
+		fmt.Fprintln(out, "  Gmail (and the sandbox) pushes at most once per user per second: a change within the second after a push waits for the next one.")
+	}
+	if t := r.Throughput; t != nil {
+		fmt.Fprintf(out, "\n3. Throughput: one notify instance, %d concurrent pushes (one new message each, each worker its own user), %.0f s\n", t.Concurrency, t.Seconds)
+		row("  messages/s", "messages", "failed", "announced", "push p50 ms", "push p99 ms", "peak RSS MiB", "notify CPU s", "Firestore tx p50 ms")
+		row("  "+f1(t.MessagesPerSecond), t.Messages, t.Failed, t.Announced, f1(t.Request.P50), f1(t.Request.P99), f1(t.PeakRSSMiB), f1(t.CPUSeconds),
+			f1(t.FirestoreUnderLoad.P50))
+		tw.Flush()
+		if t.FirstError != "" {
+			fmt.Fprintf(out, "  first error: %s\n", t.FirstError)
+		}
+	}
+	if c := r.ColdStart; c != nil {
+		fmt.Fprintf(out, "\n5. Cold start: one binary per function (its package + the framework), started with the stack's settings, ms\n")
+		row("", "size MiB", "stripped MiB", "listening p50", "max", "first request p50", "max", "first request")
+		for _, f := range c.Functions {
+			row("  "+f.Name, f1(f.SizeMiB), f1(f.StrippedMiB), f1(f.Listen.P50), f1(f.Listen.Max), f1(f.FirstRequest.P50), f1(f.FirstRequest.Max),
+				fmt.Sprintf("%s -> %d", f.FirstRequestIs, f.FirstStatus))
+		}
+		tw.Flush()
+		if c.IsolationError != "" {
+			fmt.Fprintf(out, "  isolation: %s\n", c.IsolationError)
+		} else {
+			fmt.Fprintln(out, "  isolated (unshare -rn: loopback only; strace of connect/sendto/sendmsg/sendmmsg; request sent 300 ms after the port is bound):")
+			row("", "settings", "listening ms", "network calls before 1st request", "after", "first answer")
+			for _, i := range c.Isolation {
+				set, ans := "none", fmt.Sprint(i.FirstStatus)
+				if i.Configured {
+					set = "stack's (unreachable here)"
+				}
+				if i.FirstError != "" {
+					ans = i.FirstError
+				}
+				row("  "+i.Function, set, f1(i.ListenMS), i.CallsBefore, i.CallsAfter, ans)
+			}
+			tw.Flush()
+		}
+	}
+	if n := r.Renewal; n != nil {
+		fmt.Fprintf(out, "\n4. Renewal: one renew run, every watch due, Gmail project quota %d units/min (renew told the same)\n", n.QuotaPerMinute)
+		row("  users", "seeded in s", "renewed", "run s", "watches/s", "allowed/s", "achieved/allowed", "watch calls", "429s")
+		row(fmt.Sprintf("  %d of %d", n.Users, n.UsersWanted), f1(n.SeedSeconds), n.Renewed, f1(n.Seconds), f2(n.PerSecond), f2(n.AllowedPerSecond), f2(n.Ratio), n.WatchCalls, n.RateLimited)
+		tw.Flush()
+	}
+	fmt.Fprintln(out, "\nTargets")
+	for _, t := range r.Targets {
+		met := "MISSED"
+		if t.Met {
+			met = "met"
+		}
+		row("  "+t.Name, t.Want, t.Got, met)
+	}
+	tw.Flush()
+}
+
+func f1(f float64) string { return fmt.Sprintf("%.1f", f) }
+func f2(f float64) string { return fmt.Sprintf("%.2f", f) }
