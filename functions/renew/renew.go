@@ -55,7 +55,7 @@ func ReadSettings(r *config.Reader) Settings {
 		Watch:           gmailclient.ReadWatchSettings(r),
 		UnitsPerMinute:  r.Int("QUOTA_UNITS_PER_MINUTE", 1_200_000, 100, 100_000_000),
 		RunBudget:       r.Duration("RUN_BUDGET", 8*time.Minute),
-		ReauthStopAfter: r.Duration("REAUTH_STOP_AFTER", 7*24*time.Hour),
+		ReauthStopAfter: r.Duration("REAUTH_STOP_AFTER", 24*time.Hour),
 		Concurrency:     r.Int("RENEW_CONCURRENCY", 32, 1, 1000),
 		PageSize:        r.Int("RENEW_PAGE_SIZE", 300, 1, 1000),
 	}
