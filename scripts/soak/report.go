@@ -9,7 +9,6 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
-	"strings"
 	"time"
 
 	"github.com/gmailwatch/gmailwatch/scripts/sandbox/gmailapi"
@@ -111,8 +110,10 @@ type Latency struct {
 const killSlack = 5 * time.Second
 
 func (s *soak) report(drained time.Duration) *Report {
-	r := &Report{Command: "go run ./scripts/soak " + strings.Join(os.Args[1:], " "), Elapsed: time.Since(s.began).Round(time.Second).String()}
 	c := s.cfg
+	r := &Report{Elapsed: time.Since(s.began).Round(time.Second).String(), Command: fmt.Sprintf(
+		"go run ./scripts/soak -users %d -messages %d -fault-rate %v -seed %d -kills %d -revoke %d -duration %v -drain %v -renew-every %v",
+		c.Users, c.Messages, c.FaultRate, c.Seed, c.Kills, c.Revoke, c.Duration, c.Drain, c.RenewEvery)}
 	r.Config.Users, r.Config.Messages, r.Config.Kills, r.Config.Revoke = c.Users, c.Messages, c.Kills, c.Revoke
 	r.Config.FaultRate, r.Config.Seed = c.FaultRate, c.Seed
 	r.Config.Duration, r.Config.Drain, r.Config.RenewEvery = c.Duration.String(), c.Drain.String(), c.RenewEvery.String()
@@ -267,20 +268,20 @@ func (s *soak) injected(r *Report) {
 	s.gate.mu.Lock()
 	in.OutageRefused = s.gate.refused
 	s.gate.mu.Unlock()
-	s.killMu.Lock()
+	s.tallyMu.Lock()
 	in.KillLog = slices.Clone(s.kills)
 	for _, k := range s.kills {
 		in.Kills[k.Function]++
 	}
 	in.RenewRuns, in.RenewErrors = s.renewRun, s.renewErr
-	s.killMu.Unlock()
+	s.tallyMu.Unlock()
 	r.Injected = in
 }
 
 // killedBetween reports whether one of functions was killed within [from, to].
 func (s *soak) killedBetween(from, to time.Time, functions ...string) bool {
-	s.killMu.Lock()
-	defer s.killMu.Unlock()
+	s.tallyMu.Lock()
+	defer s.tallyMu.Unlock()
 	return slices.ContainsFunc(s.kills, func(k killed) bool {
 		return slices.Contains(functions, k.Function) && !k.At.Before(from) && !k.At.After(to)
 	})

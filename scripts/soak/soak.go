@@ -97,7 +97,7 @@ type soak struct {
 	revokedAt map[int]time.Time
 	revoking  sync.WaitGroup
 
-	killMu   sync.Mutex
+	tallyMu  sync.Mutex // kills and renew runs
 	kills    []killed
 	renewRun int
 	renewErr int
@@ -389,9 +389,9 @@ func (s *soak) kill(ctx context.Context, function string) {
 	if err := s.st.Restart(ctx, function); err != nil {
 		k.Error = err.Error()
 	}
-	s.killMu.Lock()
+	s.tallyMu.Lock()
 	s.kills = append(s.kills, k)
-	s.killMu.Unlock()
+	s.tallyMu.Unlock()
 }
 
 func (s *soak) renewLoop(ctx context.Context) {
@@ -400,12 +400,12 @@ func (s *soak) renewLoop(ctx context.Context) {
 		if ctx.Err() != nil {
 			return
 		}
-		s.killMu.Lock()
+		s.tallyMu.Lock()
 		s.renewRun++
 		if err != nil {
 			s.renewErr++
 		}
-		s.killMu.Unlock()
+		s.tallyMu.Unlock()
 		if !sleep(ctx, s.cfg.RenewEvery) {
 			return
 		}
@@ -476,9 +476,9 @@ func (s *soak) status() {
 		}
 	}
 	s.mu.Unlock()
-	s.killMu.Lock()
+	s.tallyMu.Lock()
 	kills, renews := len(s.kills), s.renewRun
-	s.killMu.Unlock()
+	s.tallyMu.Unlock()
 	s.progress("sent %d, required %d, announced %d, webhook %d, kills %d, renew runs %d", sent, required, onTopic, onHook, kills, renews)
 }
 

@@ -50,6 +50,7 @@ func TestSoak(t *testing.T) {
 		{"cursor regressions", len(rep.Cursor.Regressions), 0},
 		{"revoked users marked", rep.Reauth.Marked, 1},
 		{"kills done", len(rep.Injected.KillLog), cfg.Kills},
+		{"kills not restarted", len(slices.DeleteFunc(slices.Clone(rep.Injected.KillLog), func(k killed) bool { return k.Error == "" })), 0},
 	} {
 		if c.got != c.want {
 			t.Errorf("%s = %d, want %d", c.what, c.got, c.want)
