@@ -21,7 +21,8 @@ type process struct {
 }
 
 func startProcess(name, logDir string, env []string, bin string, args ...string) (*process, error) {
-	logf, err := os.Create(filepath.Join(logDir, name+".log"))
+	// Append, so a restarted process keeps the log of the one that was killed.
+	logf, err := os.OpenFile(filepath.Join(logDir, name+".log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
 		return nil, err
 	}

@@ -170,8 +170,7 @@ func Start(ctx context.Context, opts Options) (st *Stack, err error) {
 			return st, err
 		}
 		st.ReceiverURL = st.FunctionURLs["receiver"] + "/webhook"
-		if err := st.startProcess(ctx, "receiver", ports["receiver"], filepath.Join(opts.Dir, "bin", "receiver"),
-			"-addr", fmt.Sprintf("127.0.0.1:%d", ports["receiver"]), "-secret-file", secretFile); err != nil {
+		if err := st.startReceiver(ctx); err != nil {
 			return st, err
 		}
 	} else {
@@ -286,8 +285,10 @@ func (st *Stack) startFunction(ctx context.Context, name string) error {
 	return st.startProcessEnv(ctx, name, st.FunctionURLs[name], env, filepath.Join(st.dir, "bin", "serve"))
 }
 
-func (st *Stack) startProcess(ctx context.Context, name string, port int, bin string, args ...string) error {
-	return st.startProcessEnv(ctx, name, fmt.Sprintf("http://127.0.0.1:%d", port), nil, bin, args...)
+func (st *Stack) startReceiver(ctx context.Context) error {
+	url := st.FunctionURLs["receiver"]
+	return st.startProcessEnv(ctx, "receiver", url, nil, filepath.Join(st.dir, "bin", "receiver"),
+		"-addr", strings.TrimPrefix(url, "http://"), "-secret-file", filepath.Join(st.dir, "webhook-secret"))
 }
 
 func (st *Stack) startProcessEnv(ctx context.Context, name, url string, env []string, bin string, args ...string) error {
@@ -316,6 +317,9 @@ func (st *Stack) Restart(ctx context.Context, name string) error {
 		return fmt.Errorf("no process %q", name)
 	}
 	p.kill()
+	if name == "receiver" {
+		return st.startReceiver(ctx)
+	}
 	return st.startFunction(ctx, name)
 }
 
