@@ -103,6 +103,7 @@ func Start(ctx context.Context, opts Options) (st *Stack, err error) {
 		}
 	}()
 	st.Logs = filepath.Join(opts.Dir, "logs")
+	_ = os.RemoveAll(st.Logs) // each run starts with fresh logs
 	if err := os.MkdirAll(st.Logs, 0o755); err != nil {
 		return st, err
 	}
