@@ -65,7 +65,9 @@ func seal(key []byte, s flowState) string {
 // unseal checks a cookie value's signature and expiry and returns its state.
 func unseal(key []byte, value string, now time.Time) (flowState, error) {
 	payload, sig, ok := strings.Cut(value, ".")
-	mac, err := base64.RawURLEncoding.DecodeString(sig)
+	// Strict: a signature that differs only in the unused bits of its last
+	// character is another cookie, and must not verify.
+	mac, err := base64.RawURLEncoding.Strict().DecodeString(sig)
 	if !ok || err != nil || !hmac.Equal(mac, stateMAC(key, payload)) {
 		return flowState{}, errBadSignature
 	}
