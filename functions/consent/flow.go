@@ -81,11 +81,11 @@ func (h *Handler) oauthConfig(ctx context.Context, flow string) (*oauth2.Config,
 
 // refusal is a callback turned down: the page and status shown, the
 // message on it, and the reason logged. Statuses: 400 when the request cannot
-// succeed as sent (state missing, mismatched, tampered, expired or replayed;
-// code missing, replayed or failing PKCE); 403 when access was not given (the
-// user denied, withheld the Gmail scope, or the ID token proves no account);
-// 502 when Google's answer is unusable (no refresh token, token endpoint
-// down); 500, outside refusals, for failures on our side.
+// succeed as sent (state missing, mismatched, tampered, expired, replayed or
+// ambiguous; code missing, replayed or failing PKCE); 403 when access was not
+// given (the user denied, withheld the Gmail scope, or the ID token proves no
+// account); 502 when Google's answer is unusable (no refresh token, token
+// endpoint down); 500, outside refusals, for failures on our side.
 type refusal struct {
 	page   string
 	status int
@@ -121,7 +121,7 @@ func (h *Handler) finish(ctx context.Context, r *http.Request) (string, pageData
 	st, err := h.checkState(ctx, r)
 	switch {
 	case errors.Is(err, errNoState), errors.Is(err, errBadSignature), errors.Is(err, errExpired),
-		errors.Is(err, errMismatch), errors.Is(err, errReplayed):
+		errors.Is(err, errMismatch), errors.Is(err, errReplayed), errors.Is(err, errTwoCookies):
 		return "", pageData{}, &refusal{pageError, http.StatusBadRequest, msgStartAgain, err.Error()}
 	case err != nil:
 		return "", pageData{}, err

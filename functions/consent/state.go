@@ -47,6 +47,7 @@ var (
 	errExpired      = errors.New("state expired")
 	errMismatch     = errors.New("state does not match the cookie")
 	errReplayed     = errors.New("state already used")
+	errTwoCookies   = errors.New("more than one state cookie")
 )
 
 func newNonce() string {
@@ -89,13 +90,19 @@ func stateMAC(key []byte, payload string) []byte {
 }
 
 // checkState verifies the callback's state against the cookie and uses it
-// up, so it is accepted at most once, by any instance.
+// up, so it is accepted at most once, by any instance. A browser holds one
+// state cookie; a second one was planted (from a sibling domain or another
+// path), so the request is refused rather than a cookie chosen.
 func (h *Handler) checkState(ctx context.Context, r *http.Request) (flowState, error) {
 	param := r.URL.Query().Get("state")
-	c, err := r.Cookie(h.cookie.Name)
-	if param == "" || err != nil || c.Value == "" {
+	cookies := r.CookiesNamed(h.cookie.Name)
+	if len(cookies) > 1 {
+		return flowState{}, errTwoCookies
+	}
+	if param == "" || len(cookies) == 0 || cookies[0].Value == "" {
 		return flowState{}, errNoState
 	}
+	c := cookies[0]
 	key, err := h.signingKey(ctx)
 	if err != nil {
 		return flowState{}, err
