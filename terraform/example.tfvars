@@ -1,0 +1,19 @@
+# Example variables: copy to terraform.tfvars and replace the values.
+# scripts/tf-check.sh plans with this file, so every optional part is on.
+
+project_id      = "gmailwatch-demo"
+project_number  = "123456789012"
+region          = "us-central1"
+oauth_client_id = "123456789012-abcdefghijklmnopqrstuvwxyz012345.apps.googleusercontent.com"
+
+# Optional: deliver events to an HTTPS endpoint, signed (Standard Webhooks).
+webhook_url = "https://hooks.example.com/gmail"
+
+# Optional: who is emailed when an alert fires.
+alert_emails = ["oncall@example.com"]
+
+# Defaults, shown for reference:
+# gmail_scope        = "https://www.googleapis.com/auth/gmail.metadata"
+# gmail_labels       = ["INBOX"]
+# gmail_label_filter = "include"
+# renew_schedule     = "0 * * * *"

@@ -1,0 +1,168 @@
+# One runtime identity per function, holding only what that function uses.
+resource "google_service_account" "function" {
+  for_each = local.functions
+
+  account_id   = "${var.name_prefix}${each.key}"
+  display_name = "gmailwatch ${each.key} function"
+  depends_on   = [google_project_service.enabled]
+}
+
+# Cloud Scheduler signs its OIDC token to renew as this account.
+resource "google_service_account" "scheduler" {
+  account_id   = "${var.name_prefix}scheduler"
+  display_name = "gmailwatch renew scheduler"
+  depends_on   = [google_project_service.enabled]
+}
+
+# Cloud Build builds the function images as this account instead of the
+# default compute account, which new projects leave without roles.
+resource "google_service_account" "builder" {
+  account_id   = "${var.name_prefix}builder"
+  display_name = "gmailwatch function builds"
+  depends_on   = [google_project_service.enabled]
+}
+
+# --- Firestore: no finer IAM than the project exists.
+resource "google_project_iam_member" "datastore_user" {
+  for_each = toset(["consent", "notify", "renew"])
+
+  project = var.project_id
+  role    = "roles/datastore.user"
+  member  = google_service_account.function[each.key].member
+}
+
+# IAM targets below name resources by their configured names rather than
+# computed ids, so a plan shows every grant in full for the policy tests.
+
+# --- Secrets named in variables: accessor on each secret itself.
+resource "google_secret_manager_secret_iam_member" "oauth_client_accessor" {
+  for_each = toset(["consent", "notify", "renew"])
+
+  secret_id = google_secret_manager_secret.oauth_client.secret_id
+  role      = "roles/secretmanager.secretAccessor"
+  member    = google_service_account.function[each.key].member
+}
+
+resource "google_secret_manager_secret_iam_member" "state_key_accessor" {
+  secret_id = google_secret_manager_secret.state_key.secret_id
+  role      = "roles/secretmanager.secretAccessor"
+  member    = google_service_account.function["consent"].member
+}
+
+resource "google_secret_manager_secret_iam_member" "webhook_accessor" {
+  count = local.webhook_enabled ? 1 : 0
+
+  secret_id = google_secret_manager_secret.webhook.secret_id
+  role      = "roles/secretmanager.secretAccessor"
+  member    = google_service_account.function["webhook"].member
+}
+
+# --- Per-user refresh-token secrets, created at consent time: every grant is
+# confined by an IAM condition to secret names starting with the prefix.
+resource "google_project_iam_custom_role" "refresh_token_writer" {
+  role_id     = "gmailwatchRefreshTokenWriter"
+  title       = "gmailwatch refresh-token writer"
+  description = "Create, rotate, read and delete the per-user gmail-refresh-* secrets."
+  permissions = [
+    "secretmanager.secrets.create",
+    "secretmanager.secrets.delete",
+    "secretmanager.secrets.get",
+    "secretmanager.versions.access",
+    "secretmanager.versions.add",
+    "secretmanager.versions.destroy",
+    "secretmanager.versions.get",
+    "secretmanager.versions.list",
+  ]
+  depends_on = [google_project_service.enabled]
+}
+
+resource "google_project_iam_member" "consent_refresh_tokens" {
+  project = var.project_id
+  role    = "projects/${var.project_id}/roles/${google_project_iam_custom_role.refresh_token_writer.role_id}"
+  member  = google_service_account.function["consent"].member
+
+  # secrets.create is checked on the parent project, whose resource name
+  # cannot carry the secret id: the project clause admits only that check.
+  condition {
+    title       = "gmail-refresh secrets only"
+    description = "Secrets whose id starts with ${local.refresh_token_prefix}, and the project-level create check."
+    expression  = "resource.name.startsWith(\"${local.secret_name_prefix}\") || resource.type == \"cloudresourcemanager.googleapis.com/Project\""
+  }
+}
+
+resource "google_project_iam_member" "refresh_token_accessor" {
+  for_each = toset(["notify", "renew"])
+
+  project = var.project_id
+  role    = "roles/secretmanager.secretAccessor"
+  member  = google_service_account.function[each.key].member
+
+  condition {
+    title       = "gmail-refresh secrets only"
+    description = "Secrets whose id starts with ${local.refresh_token_prefix}."
+    expression  = "resource.name.startsWith(\"${local.secret_name_prefix}\")"
+  }
+}
+
+# --- Pub/Sub: publish on the one topic each function writes to.
+resource "google_pubsub_topic_iam_member" "events_publisher" {
+  for_each = toset(["consent", "notify", "renew"])
+
+  topic  = google_pubsub_topic.events.name
+  role   = "roles/pubsub.publisher"
+  member = google_service_account.function[each.key].member
+}
+
+resource "google_pubsub_topic_iam_member" "dead_letter_publisher" {
+  count = local.webhook_enabled ? 1 : 0
+
+  topic  = google_pubsub_topic.dead_letter.name
+  role   = "roles/pubsub.publisher"
+  member = google_service_account.function["webhook"].member
+}
+
+# --- Invocation. Event-triggered functions are invoked by their own account
+# (the trigger identity); renew by the scheduler; consent by anyone, since
+# users' browsers reach it.
+resource "google_cloud_run_v2_service_iam_member" "trigger_invoker" {
+  for_each = { for name, f in local.functions : name => f if f.trigger_topic != null }
+
+  location = var.region
+  name     = google_cloudfunctions2_function.function[each.key].name
+  role     = "roles/run.invoker"
+  member   = google_service_account.function[each.key].member
+}
+
+resource "google_cloud_run_v2_service_iam_member" "scheduler_invoker" {
+  location = var.region
+  name     = google_cloudfunctions2_function.function["renew"].name
+  role     = "roles/run.invoker"
+  member   = google_service_account.scheduler.member
+}
+
+resource "google_cloud_run_v2_service_iam_member" "consent_public" {
+  location = var.region
+  name     = google_cloudfunctions2_function.function["consent"].name
+  role     = "roles/run.invoker"
+  member   = "allUsers"
+}
+
+# --- Builds.
+resource "google_project_iam_member" "builder_log_writer" {
+  project = var.project_id
+  role    = "roles/logging.logWriter"
+  member  = google_service_account.builder.member
+}
+
+resource "google_artifact_registry_repository_iam_member" "builder_writer" {
+  location   = google_artifact_registry_repository.functions.location
+  repository = google_artifact_registry_repository.functions.repository_id
+  role       = "roles/artifactregistry.writer"
+  member     = google_service_account.builder.member
+}
+
+resource "google_storage_bucket_iam_member" "builder_source_reader" {
+  bucket = google_storage_bucket.source.name
+  role   = "roles/storage.objectViewer"
+  member = google_service_account.builder.member
+}

@@ -1,0 +1,73 @@
+locals {
+  source_root = var.source_dir != "" ? var.source_dir : "${path.module}/.."
+  build_dir   = var.build_dir != "" ? var.build_dir : "${path.module}/.build"
+
+  # Per-user refresh tokens live in secrets named by this prefix; the
+  # functions create and read them, IAM conditions confine them to it.
+  refresh_token_prefix = "gmail-refresh-"
+  secret_name_prefix   = "projects/${var.project_number}/secrets/${local.refresh_token_prefix}"
+
+  gmail_topic = "projects/${var.project_id}/topics/${var.gmail_topic_name}"
+
+  # Cloud Functions serves every function at this predictable URL too, so the
+  # consent function can know its own callback before it exists.
+  consent_name = "${var.name_prefix}consent"
+  public_url   = var.consent_public_url != "" ? var.consent_public_url : "https://${var.region}-${var.project_id}.cloudfunctions.net/${local.consent_name}"
+
+  webhook_enabled = var.webhook_url != ""
+
+  common_env = {
+    PROJECT_ID               = var.project_id
+    GMAIL_TOPIC              = local.gmail_topic
+    EVENTS_TOPIC             = var.events_topic_name
+    GMAIL_SCOPE              = var.gmail_scope
+    GMAIL_LABELS             = join(",", var.gmail_labels)
+    GMAIL_LABEL_FILTER       = var.gmail_label_filter
+    OAUTH_CLIENT_ID          = var.oauth_client_id
+    OAUTH_CLIENT_SECRET_NAME = var.oauth_client_secret_name
+    STATE_KEY_SECRET_NAME    = var.state_key_secret_name
+    PUBLIC_URL               = local.public_url
+  }
+
+  # What differs between the functions. trigger_topic null means an HTTP function.
+  functions = merge({
+    consent = {
+      entry_point   = "Consent"
+      public        = true
+      trigger_topic = null
+      env           = {}
+    }
+    notify = {
+      entry_point   = "Notify"
+      public        = false
+      trigger_topic = "projects/${var.project_id}/topics/${google_pubsub_topic.gmail.name}"
+      env           = {}
+    }
+    renew = {
+      entry_point   = "Renew"
+      public        = false
+      trigger_topic = null
+      env = {
+        RENEW_BEFORE           = var.renew_before
+        RENEW_EVERY            = var.renew_every
+        RECONCILE_AFTER        = var.reconcile_after
+        QUOTA_UNITS_PER_MINUTE = tostring(var.quota_units_per_minute)
+        RUN_BUDGET             = var.run_budget
+        REAUTH_STOP_AFTER      = var.reauth_stop_after
+      }
+    }
+    }, local.webhook_enabled ? {
+    webhook = {
+      entry_point   = "Webhook"
+      public        = false
+      trigger_topic = "projects/${var.project_id}/topics/${google_pubsub_topic.events.name}"
+      env = {
+        WEBHOOK_URL          = var.webhook_url
+        WEBHOOK_SECRET_NAME  = var.webhook_secret_name
+        WEBHOOK_TIMEOUT      = var.webhook_timeout
+        WEBHOOK_RETRY_WINDOW = var.webhook_retry_window
+        DEAD_LETTER_TOPIC    = var.dead_letter_topic_name
+      }
+    }
+  } : {})
+}

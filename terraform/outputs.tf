@@ -1,0 +1,61 @@
+output "consent_url" {
+  description = "Page a user opens to connect their Gmail account."
+  value       = "${local.public_url}/connect"
+}
+
+output "oauth_redirect_uri" {
+  description = "Authorized redirect URI to register on the OAuth web client."
+  value       = "${local.public_url}/oauth2/callback"
+}
+
+output "public_url" {
+  description = "Base URL of the consent function (PUBLIC_URL)."
+  value       = local.public_url
+}
+
+output "gmail_topic" {
+  description = "Full name of the topic Gmail publishes to (GMAIL_TOPIC)."
+  value       = google_pubsub_topic.gmail.id
+}
+
+output "events_topic" {
+  description = "Full name of the output events topic."
+  value       = google_pubsub_topic.events.id
+}
+
+output "events_subscription" {
+  description = "Pull subscription on the output topic for the application (null when not created)."
+  value       = one(google_pubsub_subscription.events[*].id)
+}
+
+output "dead_letter_topic" {
+  description = "Full name of the topic that holds undeliverable webhook events."
+  value       = google_pubsub_topic.dead_letter.id
+}
+
+output "dead_letter_subscription" {
+  description = "Subscription that keeps dead-lettered events for replay."
+  value       = google_pubsub_subscription.dead_letter.id
+}
+
+output "service_accounts" {
+  description = "Service account email of each function, the scheduler and the build."
+  value = merge(
+    { for name, sa in google_service_account.function : name => sa.email },
+    { scheduler = google_service_account.scheduler.email, builder = google_service_account.builder.email },
+  )
+}
+
+output "secrets" {
+  description = "Secret ids whose values scripts/set-secrets.sh adds."
+  value = {
+    oauth_client_secret = google_secret_manager_secret.oauth_client.secret_id
+    state_key           = google_secret_manager_secret.state_key.secret_id
+    webhook_secret      = google_secret_manager_secret.webhook.secret_id
+  }
+}
+
+output "function_uris" {
+  description = "Cloud Run URI of each function."
+  value       = { for name, f in google_cloudfunctions2_function.function : name => f.service_config[0].uri }
+}

@@ -1,0 +1,16 @@
+// Package policy checks the Terraform in terraform/ without a cloud account.
+//
+// Its tests read the JSON of a real plan (`terraform show -json`, path in
+// TF_PLAN_JSON, written by scripts/tf-check.sh) and enforce least privilege:
+// no primitive roles, nothing public but the consent function, one service
+// account per function, secret access only on named secrets or on the
+// gmail-refresh- prefix, the Gmail publisher binding, retried triggers and an
+// OIDC-authenticated scheduler. Each rule also runs on hand-made plans in
+// testdata, one that must pass and one that must fail, so no rule can pass
+// vacuously. Without TF_PLAN_JSON the real-plan checks skip.
+//
+// The packaging test unpacks each function's upload (the real archive_file
+// zip when the plan names one, else the same file set assembled from the
+// repository), adds the main package the Go buildpack generates, and builds
+// and starts it the way Cloud Functions would.
+package policy

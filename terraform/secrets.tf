@@ -1,0 +1,31 @@
+# Only the secrets exist here: their values are added by
+# scripts/set-secrets.sh, so they never enter Terraform state.
+resource "google_secret_manager_secret" "oauth_client" {
+  secret_id = var.oauth_client_secret_name
+
+  replication {
+    auto {}
+  }
+
+  depends_on = [google_project_service.enabled]
+}
+
+resource "google_secret_manager_secret" "state_key" {
+  secret_id = var.state_key_secret_name
+
+  replication {
+    auto {}
+  }
+
+  depends_on = [google_project_service.enabled]
+}
+
+resource "google_secret_manager_secret" "webhook" {
+  secret_id = var.webhook_secret_name
+
+  replication {
+    auto {}
+  }
+
+  depends_on = [google_project_service.enabled]
+}

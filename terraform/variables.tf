@@ -1,0 +1,370 @@
+variable "project_id" {
+  description = "Google Cloud project id that receives every resource."
+  type        = string
+
+  validation {
+    condition     = can(regex("^[a-z][a-z0-9-]{4,28}[a-z0-9]$", var.project_id))
+    error_message = "The project_id must be 6-30 lower-case letters, digits or hyphens, starting with a letter."
+  }
+}
+
+variable "project_number" {
+  description = "Numeric project number (gcloud projects describe PROJECT --format='value(projectNumber)'). Secret Manager IAM conditions match secret names by project number, and taking it as input keeps plan free of cloud reads."
+  type        = string
+
+  validation {
+    condition     = can(regex("^[0-9]{6,20}$", var.project_number))
+    error_message = "The project_number must be the numeric project number, not the project id."
+  }
+}
+
+variable "region" {
+  description = "Region of the functions, the Cloud Scheduler job, the Artifact Registry repository and the source bucket."
+  type        = string
+  default     = "us-central1"
+
+  validation {
+    condition     = can(regex("^[a-z]+-[a-z]+[0-9]+$", var.region))
+    error_message = "The region must be a Cloud Functions region such as us-central1 or europe-west1."
+  }
+}
+
+variable "firestore_location" {
+  description = "Location of the Firestore database: a multi-region (nam5, eur3) or a region. It cannot be changed after creation."
+  type        = string
+  default     = "nam5"
+
+  validation {
+    condition     = can(regex("^[a-z0-9-]+$", var.firestore_location))
+    error_message = "The firestore_location must be a Firestore location id such as nam5, eur3 or us-central1."
+  }
+}
+
+variable "name_prefix" {
+  description = "Prefix of the function, service account and scheduler job names."
+  type        = string
+  default     = "gmailwatch-"
+
+  validation {
+    condition     = can(regex("^[a-z][a-z0-9-]{0,19}$", var.name_prefix))
+    error_message = "The name_prefix must be 1-20 lower-case letters, digits or hyphens, starting with a letter (service account ids are limited to 30 characters)."
+  }
+}
+
+variable "labels" {
+  description = "Extra labels on every resource that takes labels."
+  type        = map(string)
+  default     = {}
+}
+
+variable "runtime" {
+  description = "Cloud Functions Go runtime. Keep it in step with the go directive of go.mod."
+  type        = string
+  default     = "go126"
+
+  validation {
+    condition     = can(regex("^go[0-9]{3}$", var.runtime))
+    error_message = "The runtime must be a Go runtime id such as go126."
+  }
+}
+
+variable "source_dir" {
+  description = "Root of the Go module whose functions are deployed (holds go.mod). Empty means the parent of this directory."
+  type        = string
+  default     = ""
+}
+
+variable "build_dir" {
+  description = "Directory where the function source zips are written. Empty means .build inside this directory."
+  type        = string
+  default     = ""
+}
+
+variable "consent_public_url" {
+  description = "Public base URL of the consent function when it is served from your own domain (https, no trailing slash). Empty means its cloudfunctions.net URL."
+  type        = string
+  default     = ""
+
+  validation {
+    condition     = var.consent_public_url == "" || can(regex("^https://[^/?#\\s]+(/[^?#\\s]*[^/?#\\s])?$", var.consent_public_url))
+    error_message = "The consent_public_url must be empty or an https:// URL without a trailing slash, query or fragment."
+  }
+}
+
+variable "oauth_client_id" {
+  description = "OAuth 2.0 web client id created in the console (APIs & Services > Credentials). Its secret goes to Secret Manager with scripts/set-secrets.sh, never here."
+  type        = string
+
+  validation {
+    condition     = can(regex("^[0-9]+-[a-z0-9]+\\.apps\\.googleusercontent\\.com$", var.oauth_client_id))
+    error_message = "The oauth_client_id must look like 1234-abc.apps.googleusercontent.com."
+  }
+}
+
+variable "gmail_scope" {
+  description = "Gmail OAuth scope requested at consent. gmail.metadata is the least privilege that lists history and reads headers."
+  type        = string
+  default     = "https://www.googleapis.com/auth/gmail.metadata"
+
+  validation {
+    condition = contains([
+      "https://www.googleapis.com/auth/gmail.metadata",
+      "https://www.googleapis.com/auth/gmail.readonly",
+    ], var.gmail_scope)
+    error_message = "The gmail_scope must be the gmail.metadata or gmail.readonly scope URL."
+  }
+}
+
+variable "gmail_labels" {
+  description = "Gmail label ids given to users.watch and used to filter history."
+  type        = list(string)
+  default     = ["INBOX"]
+
+  validation {
+    condition     = length(var.gmail_labels) > 0 && alltrue([for l in var.gmail_labels : can(regex("^[A-Za-z0-9_-]+$", l))])
+    error_message = "The gmail_labels must be a non-empty list of label ids such as INBOX or Label_12 (no commas or spaces)."
+  }
+}
+
+variable "gmail_label_filter" {
+  description = "Whether gmail_labels are the labels to watch (include) or the labels to ignore (exclude)."
+  type        = string
+  default     = "include"
+
+  validation {
+    condition     = contains(["include", "exclude"], var.gmail_label_filter)
+    error_message = "The gmail_label_filter must be include or exclude."
+  }
+}
+
+variable "gmail_topic_name" {
+  description = "Pub/Sub topic id that Gmail publishes mailbox changes to."
+  type        = string
+  default     = "gmail-notifications"
+
+  validation {
+    condition     = can(regex("^[A-Za-z][A-Za-z0-9._~%+-]{2,254}$", var.gmail_topic_name)) && !startswith(var.gmail_topic_name, "goog")
+    error_message = "The gmail_topic_name must be a valid Pub/Sub topic id (3-255 characters, starting with a letter, not with goog)."
+  }
+}
+
+variable "events_topic_name" {
+  description = "Pub/Sub topic id of the output events the application consumes."
+  type        = string
+  default     = "gmail-events"
+
+  validation {
+    condition     = can(regex("^[A-Za-z][A-Za-z0-9._~%+-]{2,254}$", var.events_topic_name)) && !startswith(var.events_topic_name, "goog")
+    error_message = "The events_topic_name must be a valid Pub/Sub topic id (3-255 characters, starting with a letter, not with goog)."
+  }
+}
+
+variable "events_subscription_name" {
+  description = "Pull subscription created on the output topic for the application, so no event published before the application subscribes is lost. Empty creates none."
+  type        = string
+  default     = "gmail-events-app"
+
+  validation {
+    condition     = var.events_subscription_name == "" || can(regex("^[A-Za-z][A-Za-z0-9._~%+-]{2,254}$", var.events_subscription_name))
+    error_message = "The events_subscription_name must be empty or a valid Pub/Sub subscription id."
+  }
+}
+
+variable "dead_letter_topic_name" {
+  description = "Pub/Sub topic id for events the webhook could not deliver; a pull subscription of the same name keeps them for replay."
+  type        = string
+  default     = "gmail-events-dead-letter"
+
+  validation {
+    condition     = can(regex("^[A-Za-z][A-Za-z0-9._~%+-]{2,254}$", var.dead_letter_topic_name)) && !startswith(var.dead_letter_topic_name, "goog")
+    error_message = "The dead_letter_topic_name must be a valid Pub/Sub topic id (3-255 characters, starting with a letter, not with goog)."
+  }
+}
+
+variable "oauth_client_secret_name" {
+  description = "Secret Manager secret id holding the OAuth client secret."
+  type        = string
+  default     = "oauth-client-secret"
+
+  validation {
+    condition     = can(regex("^[A-Za-z0-9_-]{1,255}$", var.oauth_client_secret_name)) && !startswith(var.oauth_client_secret_name, "gmail-refresh-")
+    error_message = "The oauth_client_secret_name must be a secret id (letters, digits, - and _) that does not start with gmail-refresh-."
+  }
+}
+
+variable "state_key_secret_name" {
+  description = "Secret Manager secret id holding the key that signs OAuth state."
+  type        = string
+  default     = "consent-state-key"
+
+  validation {
+    condition     = can(regex("^[A-Za-z0-9_-]{1,255}$", var.state_key_secret_name)) && !startswith(var.state_key_secret_name, "gmail-refresh-")
+    error_message = "The state_key_secret_name must be a secret id (letters, digits, - and _) that does not start with gmail-refresh-."
+  }
+}
+
+variable "webhook_secret_name" {
+  description = "Secret Manager secret id holding the webhook signing secret (whsec_...)."
+  type        = string
+  default     = "webhook-signing-secret"
+
+  validation {
+    condition     = can(regex("^[A-Za-z0-9_-]{1,255}$", var.webhook_secret_name)) && !startswith(var.webhook_secret_name, "gmail-refresh-")
+    error_message = "The webhook_secret_name must be a secret id (letters, digits, - and _) that does not start with gmail-refresh-."
+  }
+}
+
+variable "webhook_url" {
+  description = "HTTPS URL the webhook function delivers events to. Empty deploys no webhook function."
+  type        = string
+  default     = ""
+
+  validation {
+    condition     = var.webhook_url == "" || can(regex("^https://[^/?#\\s]+", var.webhook_url))
+    error_message = "The webhook_url must be empty or an https:// URL."
+  }
+}
+
+variable "webhook_timeout" {
+  description = "Time the webhook function waits for one delivery (Go duration)."
+  type        = string
+  default     = "15s"
+
+  validation {
+    condition     = can(regex("^([0-9]+(ms|s|m|h))+$", var.webhook_timeout))
+    error_message = "The webhook_timeout must be a Go duration such as 15s."
+  }
+}
+
+variable "webhook_retry_window" {
+  description = "How long after publication an undeliverable event keeps being retried before it is dead-lettered (Go duration, at most the 24h Eventarc retries for)."
+  type        = string
+  default     = "24h"
+
+  validation {
+    condition     = can(regex("^([0-9]+(ms|s|m|h))+$", var.webhook_retry_window))
+    error_message = "The webhook_retry_window must be a Go duration such as 24h."
+  }
+}
+
+variable "renew_schedule" {
+  description = "Cron schedule of the renew function (watch renewal and reconciliation)."
+  type        = string
+  default     = "0 * * * *"
+
+  validation {
+    condition     = length(split(" ", trimspace(var.renew_schedule))) == 5
+    error_message = "The renew_schedule must be a five-field cron expression such as \"0 * * * *\"."
+  }
+}
+
+variable "renew_time_zone" {
+  description = "Time zone of renew_schedule."
+  type        = string
+  default     = "Etc/UTC"
+}
+
+variable "renew_before" {
+  description = "Renew a watch when it expires within this long (RENEW_BEFORE, Go duration). Gmail watches last 7 days."
+  type        = string
+  default     = "48h"
+
+  validation {
+    condition     = can(regex("^([0-9]+(ms|s|m|h))+$", var.renew_before))
+    error_message = "The renew_before must be a Go duration such as 48h."
+  }
+}
+
+variable "renew_every" {
+  description = "Renew a watch last renewed longer ago than this (RENEW_EVERY, Go duration); Google recommends daily."
+  type        = string
+  default     = "24h"
+
+  validation {
+    condition     = can(regex("^([0-9]+(ms|s|m|h))+$", var.renew_every))
+    error_message = "The renew_every must be a Go duration such as 24h."
+  }
+}
+
+variable "reconcile_after" {
+  description = "Sync a user whose last sync is older than this, in case notifications were dropped (RECONCILE_AFTER, Go duration)."
+  type        = string
+  default     = "1h"
+
+  validation {
+    condition     = can(regex("^([0-9]+(ms|s|m|h))+$", var.reconcile_after))
+    error_message = "The reconcile_after must be a Go duration such as 1h."
+  }
+}
+
+variable "quota_units_per_minute" {
+  description = "Gmail API quota units per minute the renew function may spend (QUOTA_UNITS_PER_MINUTE); the project limit is 1,200,000."
+  type        = number
+  default     = 1200000
+
+  validation {
+    condition     = var.quota_units_per_minute >= 100 && var.quota_units_per_minute <= 1200000 && floor(var.quota_units_per_minute) == var.quota_units_per_minute
+    error_message = "The quota_units_per_minute must be a whole number from 100 to 1200000."
+  }
+}
+
+variable "run_budget" {
+  description = "Time one renew run may work before it stops and leaves the rest to the next run (RUN_BUDGET, Go duration). Keep it below the renew function timeout."
+  type        = string
+  default     = "8m"
+
+  validation {
+    condition     = can(regex("^([0-9]+(ms|s|m|h))+$", var.run_budget))
+    error_message = "The run_budget must be a Go duration such as 8m."
+  }
+}
+
+variable "reauth_stop_after" {
+  description = "How long a user may stay in reauth_required before renew stops retrying it (REAUTH_STOP_AFTER, Go duration)."
+  type        = string
+  default     = "720h"
+
+  validation {
+    condition     = can(regex("^([0-9]+(ms|s|m|h))+$", var.reauth_stop_after))
+    error_message = "The reauth_stop_after must be a Go duration such as 720h."
+  }
+}
+
+variable "function_settings" {
+  description = "Per-function memory, timeout (seconds) and instance limits. Event-triggered functions may run at most 540 s, HTTP ones 3600 s."
+  type = map(object({
+    memory        = string
+    timeout       = number
+    max_instances = number
+  }))
+  default = {
+    consent = { memory = "256M", timeout = 60, max_instances = 10 }
+    notify  = { memory = "256M", timeout = 300, max_instances = 100 }
+    renew   = { memory = "512M", timeout = 540, max_instances = 1 }
+    webhook = { memory = "256M", timeout = 120, max_instances = 50 }
+  }
+
+  validation {
+    condition     = length(setsubtract(["consent", "notify", "renew", "webhook"], keys(var.function_settings))) == 0
+    error_message = "The function_settings must have an entry for each of consent, notify, renew and webhook."
+  }
+
+  validation {
+    condition = alltrue([
+      for name, s in var.function_settings :
+      s.timeout >= 1 && s.timeout <= (contains(["notify", "webhook"], name) ? 540 : 3600) && s.max_instances >= 1 && can(regex("^[0-9]+(M|Mi|G|Gi)$", s.memory))
+    ])
+    error_message = "Each function needs memory like 256M, max_instances >= 1 and a timeout of 1-540 s (notify, webhook) or 1-3600 s (consent, renew)."
+  }
+}
+
+variable "alert_emails" {
+  description = "Email addresses notified by the alert policies. Empty creates the policies without notification channels."
+  type        = list(string)
+  default     = []
+
+  validation {
+    condition     = alltrue([for e in var.alert_emails : can(regex("^[^@\\s]+@[^@\\s]+\\.[^@\\s]+$", e))])
+    error_message = "Each alert_emails entry must be an email address."
+  }
+}

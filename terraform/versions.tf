@@ -1,0 +1,21 @@
+terraform {
+  required_version = ">= 1.5.7"
+
+  required_providers {
+    google = {
+      source  = "hashicorp/google"
+      version = ">= 8.0, < 9.0"
+    }
+    archive = {
+      source  = "hashicorp/archive"
+      version = ">= 2.7, < 3.0"
+    }
+  }
+}
+
+provider "google" {
+  project = var.project_id
+  region  = var.region
+
+  default_labels = merge({ app = "gmailwatch" }, var.labels)
+}
