@@ -1,8 +1,9 @@
 // Package notify is the Notify function: triggered by every Gmail push on the
 // Gmail topic, it decodes {"emailAddress","historyId"} and hands it to the
-// sync algorithm, which announces each new message once. Malformed pushes and
-// unknown users are logged and acknowledged; only failures worth retrying
-// return an error, so Pub/Sub redelivers the push.
+// sync algorithm, which announces each new message once. Events that are not
+// messages of the Gmail topic, malformed pushes and unknown users are logged
+// and acknowledged; only failures worth retrying return an error, so Pub/Sub
+// redelivers the push.
 package notify
 
 import (
@@ -43,7 +44,15 @@ type handler struct {
 	syncer  Syncer
 	log     *slog.Logger
 	project string
+	source  string // CloudEvent source of the Gmail topic's messages
 }
+
+// messagePublished is the CloudEvent type of a Pub/Sub message, from
+// Eventarc and from the functions framework's push conversion alike.
+const messagePublished = "google.cloud.pubsub.topic.v1.messagePublished"
+
+// topicSource is the CloudEvent source of messages of topic (projects/P/topics/T).
+func topicSource(topic string) string { return "//pubsub.googleapis.com/" + topic }
 
 // production is built from the environment at the first push.
 var production = &lazy{build: fromEnv}
@@ -70,6 +79,7 @@ func (l *lazy) handle(ctx context.Context, e event.Event) error {
 func fromEnv(ctx context.Context) (*handler, error) {
 	r := config.NewReader(os.LookupEnv)
 	project := r.String("PROJECT_ID", config.Required)
+	gmailTopic := r.String("GMAIL_TOPIC", config.Required)
 	topic := r.String("EVENTS_TOPIC", config.Required)
 	secretEndpoint := r.String("SECRETMANAGER_ENDPOINT", "")
 	gmailSettings := gmailclient.ReadSettings(r)
@@ -99,12 +109,21 @@ func fromEnv(ctx context.Context) (*handler, error) {
 		}, syncSettings),
 		log:     log,
 		project: project,
+		source:  topicSource(gmailTopic),
 	}, nil
 }
 
 func (h *handler) handle(ctx context.Context, e event.Event) error {
 	if tp, ok := e.Extensions()["traceparent"].(string); ok {
 		ctx = logging.WithTrace(ctx, h.project, tp)
+	}
+	// Gmail's pushes come with this type and source, from Eventarc or, in
+	// local runs, the framework's push conversion. Anything else is forged or
+	// misrouted, and a push in it is not Gmail's word.
+	if e.Type() != messagePublished || e.Source() != h.source {
+		h.log.ErrorContext(ctx, "push ignored", "reason", "not a message of GMAIL_TOPIC",
+			"type", clip(e.Type()), "source", clip(e.Source()), "eventId", clip(e.ID()))
+		return nil
 	}
 	p, err := decodePush(e.Data())
 	if err != nil {
@@ -178,6 +197,14 @@ func decodePush(body []byte) (push, error) {
 		return push{}, errors.New("gmail notification: historyId is not a positive whole number")
 	}
 	return push{EmailAddress: addr.Address, HistoryID: id}, nil
+}
+
+// clip shortens a value from the request before it is logged.
+func clip(s string) string {
+	if len(s) > 128 {
+		return s[:128]
+	}
+	return s
 }
 
 // jsonProblem describes a JSON error without quoting the input.

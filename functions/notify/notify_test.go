@@ -115,7 +115,7 @@ func (w *world) handler() (*handler, *testenv.LogBuffer) {
 	log, buf := testenv.Logger(w.t)
 	s := gmailsync.New(gmailsync.Deps{Users: w.store, Gmail: gmailclient.NewFactory(w.gmail, v), Events: pub, Logger: log},
 		gmailsync.Settings{BackoffBase: time.Millisecond, BackoffMax: 10 * time.Millisecond, MaxTries: 2})
-	return &handler{syncer: s, log: log, project: w.project}, buf
+	return &handler{syncer: s, log: log, project: w.project, source: topicSource("projects/p/topics/gmail")}, buf
 }
 
 // events waits for at least want events, and a little more for duplicates.
@@ -278,6 +278,7 @@ func TestEndToEnd(t *testing.T) {
 	url := "http://127.0.0.1:" + port
 
 	gmailTopic := testenv.Topic(t, w.ps, "gmail")
+	t.Setenv("GMAIL_TOPIC", gmailTopic)
 	_, err := w.ps.SubscriptionAdminClient.CreateSubscription(ctx, &pubsubpb.Subscription{
 		Name: "projects/" + w.project + "/subscriptions/notify", Topic: gmailTopic, AckDeadlineSeconds: 10,
 		PushConfig: &pubsubpb.PushConfig{PushEndpoint: url + "/" + gmailTopic},
