@@ -67,15 +67,20 @@ func TestDecodePush(t *testing.T) {
 	}
 }
 
-// FuzzDecodePush checks that no body makes the decoder panic, and that what
-// it accepts is a usable push that survives a round trip.
+// FuzzDecodePush checks that no body makes the decoder panic, that its
+// errors are short and never quote an address, and that what it accepts is
+// a usable push that survives a round trip.
 func FuzzDecodePush(f *testing.F) {
 	for _, seed := range []string{
 		`{"emailAddress":"user@example.com","historyId":9876543210}`,
 		`{"emailAddress":"user@example.com","historyId":"1234567"}`,
+		`{"emailAddress":" Spaced@Example.com ","historyId":"007"}`,
 		`{"emailAddress":"a@b.co","historyId":-1}`,
 		`{"emailAddress":"a@b.co","historyId":1e3}`,
+		`{"emailAddress":"\u0000@b.co","historyId":1}`,
+		`{"emailAddress":"a@b.co","emailAddress":"c@d.co","historyId":2}`,
 		`{"emailAddress":5}`,
+		`{"emailAddress":"x@y.z","historyId":12345678901234567890123}`,
 		`not json`,
 		``,
 	} {
@@ -83,12 +88,17 @@ func FuzzDecodePush(f *testing.F) {
 	}
 	f.Add([]byte(`{"message":{"data":"%%%"}}`))
 	f.Add([]byte(`{"message":null}`))
+	f.Add([]byte(`{"message":{"data":"eyJlbWFpbEFkZHJlc3MiOiJhQGIuY28iLCJoaXN0b3J5SWQiOjF9","attributes":{"k":"v"},"messageId":"1"},"subscription":"projects/p/subscriptions/s"}`))
+	f.Add([]byte(`{"message":{"data":1234567890123456789012345678901234567890}}`))
 	f.Add([]byte(`[]`))
 	f.Fuzz(func(t *testing.T, body []byte) {
 		p, err := decodePush(body)
 		if err != nil {
 			if p != (push{}) {
 				t.Fatalf("error %v with a non-empty push %+v", err, p)
+			}
+			if msg := err.Error(); strings.Contains(msg, "@") || len(msg) > 120 {
+				t.Fatalf("error %q quotes the push", msg)
 			}
 			return
 		}
