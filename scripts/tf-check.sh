@@ -71,8 +71,8 @@ grep -E '^Plan:' "$work/plan.txt" >&2
 
 tf show -json "$work/plan.tfplan" >"$work/plan.json"
 
-step "policy and packaging tests"
+step "policy, variable and packaging tests"
 cd "$root"
-TF_PLAN_JSON="$work/plan.json" go test -count=1 ./terraform/policy/...
+TF_PLAN_JSON="$work/plan.json" TF_BIN="$cache/bin/terraform" go test -count=1 ./terraform/policy/...
 
 step "done"

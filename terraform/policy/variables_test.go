@@ -1,0 +1,78 @@
+package policy
+
+import (
+	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// tfBinEnv names the Terraform binary scripts/tf-check.sh built; its CLI
+// configuration (dev_overrides) comes in TF_CLI_CONFIG_FILE.
+const tfBinEnv = "TF_BIN"
+
+// TestVariableValidation plans with one bad variable at a time on top of the
+// example variables: each must be refused with its own message (a refused
+// plan writes no plan and no state, so nothing changes).
+func TestVariableValidation(t *testing.T) {
+	bin := os.Getenv(tfBinEnv)
+	if bin == "" {
+		t.Skipf("%s is not set: run scripts/tf-check.sh to check variable validation with Terraform", tfBinEnv)
+	}
+	tests := []struct {
+		name, value, want string
+	}{
+		{"project_id", "My_Project", "The project_id must be"},
+		{"project_number", "gmailwatch-demo", "The project_number must be the numeric project number"},
+		{"region", "Mars", "The region must be"},
+		{"name_prefix", "a-prefix-longer-than-twenty", "The name_prefix must be"},
+		{"oauth_client_id", "not-a-client-id", "The oauth_client_id must look like"},
+		{"consent_public_url", "http://consent.example.com/", "The consent_public_url must be"},
+		{"gmail_scope", "https://mail.google.com/", "The gmail_scope must be"},
+		{"gmail_labels", `["INBOX,SPAM"]`, "The gmail_labels must be"},
+		{"gmail_labels", `[]`, "The gmail_labels must be"},
+		{"gmail_label_filter", "INCLUDE_ALL", "The gmail_label_filter must be"},
+		{"gmail_topic_name", "goog-topic", "The gmail_topic_name must be"},
+		{"oauth_client_secret_name", "gmail-refresh-admin", "The oauth_client_secret_name must be"},
+		{"webhook_url", "http://hooks.example.com/gmail", "The webhook_url must be empty or an https:// URL"},
+		{"webhook_timeout", "15", "The webhook_timeout must be a Go duration"},
+		{"renew_schedule", "0 * * *", "The renew_schedule must be a five-field cron"},
+		{"renew_before", "two days", "The renew_before must be a Go duration"},
+		{"quota_units_per_minute", "5000000", "The quota_units_per_minute must be"},
+		{"function_settings", `{consent={memory="256M",timeout=60,max_instances=1}}`, "must have an entry for each of consent, notify, renew and webhook"},
+		{"function_settings", `{consent={memory="256M",timeout=60,max_instances=1},notify={memory="256M",timeout=900,max_instances=1},renew={memory="256M",timeout=60,max_instances=1},webhook={memory="256M",timeout=60,max_instances=1}}`, "timeout of 1-540 s"},
+		{"alert_emails", `["oncall"]`, "Each alert_emails entry must be an email address"},
+	}
+	dir, err := filepath.Abs("..")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range tests {
+		t.Run(tc.name+"="+tc.value, func(t *testing.T) {
+			t.Parallel()
+			work := t.TempDir()
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+			defer cancel()
+			cmd := exec.CommandContext(ctx, bin, "plan", "-no-color", "-input=false", "-lock=false",
+				"-state="+filepath.Join(work, "terraform.tfstate"),
+				"-var-file=example.tfvars",
+				"-var=build_dir="+filepath.Join(work, "build"),
+				"-var="+tc.name+"="+tc.value)
+			cmd.Dir = dir
+			cmd.Env = append(os.Environ(), "TF_DATA_DIR="+filepath.Join(work, "data"),
+				"HTTPS_PROXY=http://127.0.0.1:9", "HTTP_PROXY=http://127.0.0.1:9", "NO_PROXY=")
+			out, err := cmd.CombinedOutput()
+			if err == nil {
+				t.Fatalf("plan with %s=%s succeeded, want it refused", tc.name, tc.value)
+			}
+			// Terraform wraps long messages; compare with whitespace folded.
+			got := strings.Join(strings.Fields(string(out)), " ")
+			if !strings.Contains(got, tc.want) || !strings.Contains(got, "Invalid value for variable") {
+				t.Errorf("plan with %s=%s: got\n%s\nwant an invalid-variable error containing %q", tc.name, tc.value, out, tc.want)
+			}
+		})
+	}
+}
