@@ -443,7 +443,7 @@ func TestReadConfig(t *testing.T) {
 	}{
 		{"valid https", valid, ""},
 		{"http on loopback for local runs", with("WEBHOOK_URL", "http://127.0.0.1:8089/hook"), ""},
-		{"http elsewhere", with("WEBHOOK_URL", "http://app.example.com/hook"), `WEBHOOK_URL: "http://app.example.com/hook" must use https`},
+		{"http elsewhere", with("WEBHOOK_URL", "http://app.example.com/hook"), `WEBHOOK_URL: "http://app.example.com/…" must use https`},
 		{"relative URL", with("WEBHOOK_URL", "/hook"), "is not an absolute URL"},
 		{"missing URL", with("WEBHOOK_URL", ""), "WEBHOOK_URL: missing"},
 		{"bad timeout", with("WEBHOOK_TIMEOUT", "soon"), "WEBHOOK_TIMEOUT"},

@@ -11,6 +11,7 @@ package config
 import (
 	"errors"
 	"fmt"
+	"net"
 	"net/url"
 	"os"
 	"strconv"
@@ -161,11 +162,13 @@ func (r *Reader) URL(name, def string) string {
 	return v
 }
 
-// CheckURL accepts https URLs, and http URLs only on loopback hosts.
+// CheckURL accepts https URLs, and http URLs only on loopback hosts. Its
+// errors show at most the URL's scheme and host: a path or query may hold a
+// token.
 func CheckURL(raw string) error {
 	u, err := url.Parse(raw)
-	if err != nil || u.Host == "" {
-		return fmt.Errorf("%q is not an absolute URL", raw)
+	if err != nil || u.Hostname() == "" {
+		return errors.New("the value is not an absolute URL")
 	}
 	switch {
 	case u.Scheme == "https":
@@ -173,12 +176,14 @@ func CheckURL(raw string) error {
 	case u.Scheme == "http" && IsLoopback(u.Hostname()):
 		return nil
 	}
-	return fmt.Errorf("%q must use https (http only on loopback)", raw)
+	return fmt.Errorf("%q must use https (http only on loopback)", u.Scheme+"://"+u.Host+"/…")
 }
 
-// IsLoopback reports whether host names this machine.
+// IsLoopback reports whether host names this machine: localhost or a
+// loopback address, not a name that merely starts with "127.".
 func IsLoopback(host string) bool {
-	return host == "localhost" || host == "::1" || strings.HasPrefix(host, "127.")
+	ip := net.ParseIP(host)
+	return host == "localhost" || ip != nil && ip.IsLoopback()
 }
 
 // Err returns one error naming every problem, or nil.

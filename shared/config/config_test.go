@@ -81,10 +81,19 @@ func TestCheckURL(t *testing.T) {
 		{"ftp://127.0.0.1/x", false},
 		{"/relative", false},
 		{"https://", false},
+		{"https://:443/x", false},
+		{"http://127.0.0.1.evil.example/x", false},
+		{"http://127.evil.example/x", false},
+		{"http://user:s3cret@app.example.com/hooks/T0K3N?key=s3cret#s3cret", false},
+		{"https://app.example.com/hooks/\x00s3cret", false},
 	}
 	for _, tc := range tests {
-		if err := config.CheckURL(tc.url); (err == nil) != tc.ok {
+		err := config.CheckURL(tc.url)
+		if (err == nil) != tc.ok {
 			t.Errorf("CheckURL(%q) = %v, want ok=%v", tc.url, err, tc.ok)
+		}
+		if err != nil && (strings.Contains(err.Error(), "s3cret") || strings.Contains(err.Error(), "T0K3N")) {
+			t.Errorf("CheckURL(%q) = %v: the error quotes the path, query or password", tc.url, err)
 		}
 	}
 }
