@@ -4,7 +4,8 @@
 // briefly within one invocation and then returns an error so the platform
 // redelivers with backoff; an event the endpoint rejects, or still
 // undelivered once the retry window has passed, goes to the dead-letter topic,
-// from which scripts/replay puts it back.
+// from which scripts/replay puts it back. Only messages of the events topic
+// are delivered: anything else is logged and acknowledged.
 package webhook
 
 import (
@@ -62,6 +63,7 @@ type Config struct {
 	CallBudget      time.Duration // WEBHOOK_CALL_BUDGET: attempts and waits in one invocation
 	DeadLetterTopic string        // DEAD_LETTER_TOPIC: topic id
 	SecretEndpoint  string        // SECRETMANAGER_ENDPOINT: loopback, local runs only
+	EventsTopic     string        // projects/PROJECT_ID/topics/EVENTS_TOPIC: the trigger's topic
 }
 
 // ReadConfig reads the settings, reporting every problem in one error.
@@ -77,6 +79,7 @@ func ReadConfig(lookup func(string) (string, bool)) (Config, error) {
 		DeadLetterTopic: r.String("DEAD_LETTER_TOPIC", config.Required),
 		SecretEndpoint:  r.String("SECRETMANAGER_ENDPOINT", ""),
 	}
+	c.EventsTopic = "projects/" + c.ProjectID + "/topics/" + r.String("EVENTS_TOPIC", config.Required)
 	if err := r.Err(); err != nil {
 		return Config{}, err
 	}
@@ -171,9 +174,22 @@ type pushData struct {
 	} `json:"message"`
 }
 
-// Handle delivers one event. It returns nil when the event was delivered or
-// dead-lettered, and an error when the platform should redeliver it.
+// messagePublished is the CloudEvent type of a Pub/Sub message, from
+// Eventarc and from the functions framework's push conversion alike.
+const messagePublished = "google.cloud.pubsub.topic.v1.messagePublished"
+
+// Handle delivers one event. It returns nil when the event was delivered,
+// dead-lettered or not a message of the events topic, and an error when the
+// platform should redeliver it.
 func (h *Handler) Handle(ctx context.Context, ce event.Event) error {
+	// Anything else is forged or misrouted: it is not signed and sent to the
+	// application, nor dead-lettered, from where a replay would publish it
+	// to the events topic.
+	if ce.Type() != messagePublished || ce.Source() != "//pubsub.googleapis.com/"+h.cfg.EventsTopic {
+		h.log.ErrorContext(ctx, "webhook: event not from the events topic ignored",
+			"type", truncate(ce.Type(), 128), "source", truncate(ce.Source(), 128), "ceId", truncate(ce.ID(), 128))
+		return nil
+	}
 	var push pushData
 	if err := json.Unmarshal(ce.Data(), &push); err != nil {
 		return h.deadLetterMessage(ctx, ce.Data(), nil, ce.Time(), ReasonMalformed, attempt{err: fmt.Errorf("not a Pub/Sub message: %w", err)}, 0)

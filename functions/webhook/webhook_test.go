@@ -109,7 +109,7 @@ func newHarness(t *testing.T, url string, secrets SecretSource, edit func(*Confi
 	cfg := Config{
 		ProjectID: ps.Project(), URL: url, SecretName: testSecretName,
 		Timeout: 300 * time.Millisecond, RetryWindow: 24 * time.Hour, CallBudget: 1500 * time.Millisecond,
-		DeadLetterTopic: "webhook-dead-letter",
+		DeadLetterTopic: "webhook-dead-letter", EventsTopic: "projects/p/topics/gmail-events",
 	}
 	if edit != nil {
 		edit(&cfg)
@@ -423,6 +423,7 @@ func TestRotationSignsWithEveryKey(t *testing.T) {
 func TestReadConfig(t *testing.T) {
 	valid := map[string]string{
 		"PROJECT_ID": "p", "WEBHOOK_URL": "https://app.example.com/hooks/gmail", "DEAD_LETTER_TOPIC": "webhook-dead-letter",
+		"EVENTS_TOPIC": "gmail-events",
 	}
 	with := func(k, v string) map[string]string {
 		m := map[string]string{}
@@ -458,7 +459,8 @@ func TestReadConfig(t *testing.T) {
 					t.Fatalf("ReadConfig = %v, want nil", err)
 				}
 				want := Config{ProjectID: "p", URL: tc.env["WEBHOOK_URL"], SecretName: "webhook-signing-secret", Timeout: 15 * time.Second,
-					RetryWindow: 24 * time.Hour, CallBudget: 40 * time.Second, DeadLetterTopic: "webhook-dead-letter"}
+					RetryWindow: 24 * time.Hour, CallBudget: 40 * time.Second, DeadLetterTopic: "webhook-dead-letter",
+					EventsTopic: "projects/p/topics/gmail-events"}
 				if cfg != want {
 					t.Errorf("ReadConfig = %+v, want %+v", cfg, want)
 				}

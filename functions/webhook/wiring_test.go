@@ -70,7 +70,7 @@ func TestRegisteredFunction(t *testing.T) {
 	fl.Close()
 	for k, v := range map[string]string{
 		"FUNCTION_TARGET": "Webhook", "PROJECT_ID": project, "WEBHOOK_URL": rv.URL + "/hook",
-		"DEAD_LETTER_TOPIC": "webhook-dead-letter", "SECRETMANAGER_ENDPOINT": sl.Addr().String(),
+		"DEAD_LETTER_TOPIC": "webhook-dead-letter", "SECRETMANAGER_ENDPOINT": sl.Addr().String(), "EVENTS_TOPIC": "gmail-events",
 		"WEBHOOK_TIMEOUT": "2s", "WEBHOOK_CALL_BUDGET": "10s",
 	} {
 		t.Setenv(k, v)
