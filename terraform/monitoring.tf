@@ -4,7 +4,7 @@
 locals {
   services = { for name in keys(local.functions) : name => "${var.name_prefix}${name}" }
 
-  service_filter = "resource.type=\"cloud_run_revision\" AND resource.labels.service_name=(${join(" OR ", [for s in values(local.services) : "\"${s}\""])})"
+  service_filter = "resource.type=\"cloud_run_revision\" AND (${join(" OR ", [for s in values(local.services) : "resource.labels.service_name=\"${s}\""])})"
 
   log_alerts = {
     watch_expiring = {
