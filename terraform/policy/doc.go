@@ -12,5 +12,7 @@
 // The packaging test unpacks each function's upload (the real archive_file
 // zip when the plan names one, else the same file set assembled from the
 // repository), adds the main package the Go buildpack generates, and builds
-// and starts it the way Cloud Functions would.
+// and starts it the way Cloud Functions would. Each validated variable is
+// planned with a bad value (TF_BIN names the Terraform binary), and
+// scripts/set-secrets.sh runs against a fake gcloud.
 package policy

@@ -1,0 +1,112 @@
+package policy
+
+import (
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+)
+
+// fakeGcloud records each call's arguments and, for "secrets versions add",
+// the payload read from standard input; "versions list" prints
+// $FAKE_VERSIONS and "config get-value project" prints $FAKE_PROJECT.
+const fakeGcloud = `#!/usr/bin/env bash
+set -eu
+echo "$*" >>"$FAKE_DIR/calls"
+case "$*" in
+"config get-value project") echo "${FAKE_PROJECT:-}" ;;
+"secrets versions list "*) echo "${FAKE_VERSIONS:-}" ;;
+"secrets versions add "*) cat >"$FAKE_DIR/payload-$4" ;;
+*) echo "unexpected gcloud $*" >&2; exit 1 ;;
+esac
+`
+
+// TestSetSecrets runs scripts/set-secrets.sh against a fake gcloud.
+func TestSetSecrets(t *testing.T) {
+	script, err := filepath.Abs("../../scripts/set-secrets.sh")
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name        string
+		args        []string
+		stdin       string
+		project     string // what gcloud config reports
+		versions    string // what versions list reports
+		wantExit    int
+		wantStderr  string
+		wantWritten []string // secrets that get a new version
+	}{
+		{name: "first run", args: []string{"--project", "p1"}, stdin: "client-s3cret\n", wantWritten: []string{"oauth-client-secret", "consent-state-key", "webhook-signing-secret"}},
+		{name: "project from gcloud config", stdin: "client-s3cret\n", project: "p1", wantWritten: []string{"oauth-client-secret", "consent-state-key", "webhook-signing-secret"}},
+		{name: "generated secrets kept", args: []string{"--project", "p1"}, stdin: "client-s3cret\n", versions: "projects/1/secrets/x/versions/1", wantWritten: []string{"oauth-client-secret"}, wantStderr: "already has a value"},
+		{name: "rotate", args: []string{"--rotate", "--project", "p1"}, stdin: "client-s3cret\n", versions: "projects/1/secrets/x/versions/1", wantWritten: []string{"oauth-client-secret", "consent-state-key", "webhook-signing-secret"}},
+		{name: "empty client secret", args: []string{"--project", "p1"}, stdin: "\n", wantExit: 2, wantStderr: "empty OAuth client secret"},
+		{name: "no input", args: []string{"--project", "p1"}, stdin: "", wantExit: 2, wantStderr: "empty OAuth client secret"},
+		{name: "no project", stdin: "client-s3cret\n", wantExit: 2, wantStderr: "no project"},
+		{name: "unknown argument", args: []string{"--force"}, stdin: "client-s3cret\n", wantExit: 2, wantStderr: "unknown argument --force"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			bin := filepath.Join(dir, "bin")
+			if err := os.MkdirAll(bin, 0o755); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(filepath.Join(bin, "gcloud"), []byte(fakeGcloud), 0o755); err != nil {
+				t.Fatal(err)
+			}
+			cmd := exec.Command("bash", append([]string{script}, tc.args...)...)
+			cmd.Stdin = strings.NewReader(tc.stdin)
+			cmd.Env = append(os.Environ(), "PATH="+bin+":"+os.Getenv("PATH"), "FAKE_DIR="+dir,
+				"FAKE_PROJECT="+tc.project, "FAKE_VERSIONS="+tc.versions)
+			var stderr strings.Builder
+			cmd.Stderr = &stderr
+			err := cmd.Run()
+			exit := 0
+			if ee, ok := err.(*exec.ExitError); ok {
+				exit = ee.ExitCode()
+			} else if err != nil {
+				t.Fatal(err)
+			}
+			if exit != tc.wantExit || !strings.Contains(stderr.String(), tc.wantStderr) {
+				t.Fatalf("exit %d, stderr\n%s\nwant exit %d and stderr containing %q", exit, stderr.String(), tc.wantExit, tc.wantStderr)
+			}
+
+			var written []string
+			payloads := map[string]string{}
+			for _, name := range []string{"oauth-client-secret", "consent-state-key", "webhook-signing-secret"} {
+				if data, err := os.ReadFile(filepath.Join(dir, "payload-"+name)); err == nil {
+					written = append(written, name)
+					payloads[name] = string(data)
+				}
+			}
+			if got, want := strings.Join(written, ","), strings.Join(tc.wantWritten, ","); got != want {
+				t.Fatalf("secrets written: got %q, want %q", got, want)
+			}
+			if p, ok := payloads["oauth-client-secret"]; ok && p != "client-s3cret" {
+				t.Errorf("oauth client secret payload = %q, want %q (no trailing newline)", p, "client-s3cret")
+			}
+			if p, ok := payloads["consent-state-key"]; ok && !regexp.MustCompile(`^[A-Za-z0-9+/]{43}=$`).MatchString(p) {
+				t.Errorf("state key payload = %q, want 32 random bytes in base64", p)
+			}
+			if p, ok := payloads["webhook-signing-secret"]; ok && !regexp.MustCompile(`^whsec_[A-Za-z0-9+/]{43}=$`).MatchString(p) {
+				t.Errorf("webhook secret payload = %q, want whsec_ and 32 random bytes in base64", p)
+			}
+
+			calls, _ := os.ReadFile(filepath.Join(dir, "calls"))
+			for name, p := range payloads {
+				if strings.Contains(string(calls), p) || strings.Contains(stderr.String(), p) {
+					t.Errorf("the %s value appears on a command line or in the output", name)
+				}
+			}
+			for _, line := range strings.Split(strings.TrimSpace(string(calls)), "\n") {
+				if strings.HasPrefix(line, "secrets ") && !strings.Contains(line, "--project=p1") {
+					t.Errorf("gcloud %s: want --project=p1", line)
+				}
+			}
+		})
+	}
+}
