@@ -19,7 +19,7 @@ while (($#)); do
 	case "$1" in
 	--rotate) rotate=1 ;;
 	--project) project="${2:?--project needs a value}"; shift ;;
-	-h | --help) sed -n '2,14p' "$0"; exit 0 ;;
+	-h | --help) sed -n '2,13p' "$0"; exit 0 ;;
 	*) echo "set-secrets: unknown argument $1" >&2; exit 2 ;;
 	esac
 	shift
