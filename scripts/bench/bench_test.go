@@ -144,13 +144,14 @@ func TestBench(t *testing.T) {
 		what      string
 		got, want any
 	}{
-		{"system single messages", w.System.Single.Messages, 4},
-		{"system single announced", w.System.Single.Announced, 4},
-		{"system burst messages", w.System.Burst.Messages, 8},
-		{"system burst announced", w.System.Burst.Announced, 8},
-		{"system single latencies", w.System.Single.Latency.N, 4},
-		{"baseline burst announced", w.Baseline.Burst.Announced, 8},
-		{"system units cover a get per message", w.System.Burst.Units >= 5*8, true},
+		{"system latency single messages", w.System.Latency.Single.Messages, 4},
+		{"system latency single announced", w.System.Latency.Single.Announced, 4},
+		{"system latency single timed", w.System.Latency.Single.Latency.N, 4},
+		{"system quota burst messages", w.System.Quota.Burst.Messages, 8},
+		{"system quota burst announced", w.System.Quota.Burst.Announced, 8},
+		{"system quota pushes duplicated", w.System.Quota.Single.DuplicatePushes+w.System.Quota.Burst.DuplicatePushes > 0, true},
+		{"baseline latency burst announced", w.Baseline.Latency.Burst.Announced, 8},
+		{"system units cover a get per message", w.System.Quota.Burst.Units >= 5*8, true},
 		{"push hops timed", w.PushHop.N > 0, true},
 		{"probe pushes", w.System.Probe.Duplicate + w.System.Probe.Stale, 6},
 		{"system probe Gmail calls", w.System.Probe.Calls, int64(0)},

@@ -93,6 +93,7 @@ func parseFlags(args []string, errOut io.Writer) (Config, string, error) {
 	fs.IntVar(&c.RenewQuota, "renew-quota", d.RenewQuota, "Gmail project quota in units per minute during the renewal section (the renew function is told the same)")
 	fs.DurationVar(&c.SeedBudget, "seed-budget", d.SeedBudget, "time allowed for seeding the renewal users; fewer are used if it runs out")
 	fs.IntVar(&c.ColdRuns, "cold-runs", d.ColdRuns, "starts per function binary in the cold-start section")
+	fs.StringVar(&c.Push, "push", d.Push, "how Gmail pushes reach notify and the baseline: relay (pulled and POSTed in parallel, as Pub/Sub push does) or emulator (the emulator's own push, about two at a time)")
 	fs.StringVar(&c.Dir, "dir", d.Dir, "directory for the stack's state, logs and the built binaries")
 	out := fs.String("out", "", "where the JSON report goes (default: bench.json in -dir)")
 	if err := fs.Parse(args); err != nil {

@@ -45,6 +45,7 @@ type Environment struct {
 	Bursts               int     `json:"burstsPerUser"`
 	BurstSize            int     `json:"burstSize"`
 	DuplicateRate        float64 `json:"duplicatePushRate"`
+	Push                 string  `json:"push"` // relay or emulator
 }
 
 // LoadSample is the load average when a section began.
@@ -85,7 +86,7 @@ func newReport(c Config) *Report {
 	return &Report{Started: time.Now().UTC(), sections: c.Sections, Environment: Environment{
 		CPUs: runtime.NumCPU(), Go: runtime.Version() + " " + runtime.GOOS + "/" + runtime.GOARCH, Commit: commit(), Sections: c.Sections,
 		GmailLatencyMS: ms(c.GmailLatency), Mailboxes: c.Mailboxes, Singles: c.Singles, Bursts: c.Bursts,
-		BurstSize: c.BurstSize, DuplicateRate: c.DuplicateRate,
+		BurstSize: c.BurstSize, DuplicateRate: c.DuplicateRate, Push: c.Push,
 	}}
 }
 
@@ -113,30 +114,36 @@ func (r *Report) evaluate() {
 	add := func(name, want, got string, met bool) { r.Targets = append(r.Targets, Target{name, want, got, met}) }
 	if w := r.Workload; w != nil {
 		s, bl := w.System, w.Baseline
-		if r.runs("quota") {
+		if q, bq := s.Quota, bl.Quota; q != nil && bq != nil {
 			for _, p := range []struct {
 				kind string
 				ph   Phase
-			}{{"singles", s.Single}, {"bursts", s.Burst}} {
+			}{{"singles", q.Single}, {"bursts", q.Burst}} {
 				add("(1) "+p.kind+": units per message within 10% of the floor",
 					fmt.Sprintf("<= %.2f (1.1 x %.2f)", 1.1*p.ph.FloorPerMessage, p.ph.FloorPerMessage),
 					fmt.Sprintf("%.2f", p.ph.UnitsPerMessage), p.ph.UnitsPerMessage <= 1.1*p.ph.FloorPerMessage)
 			}
-			add("(1) bursts: at least 2x fewer units than the baseline", fmt.Sprintf(">= 2.00x (baseline %.2f)", bl.Burst.UnitsPerMessage),
-				fmt.Sprintf("%.2fx", ratio(bl.Burst.UnitsPerMessage, s.Burst.UnitsPerMessage)), bl.Burst.UnitsPerMessage >= 2*s.Burst.UnitsPerMessage)
-			if s.Probe != nil {
-				add("(1) duplicated and stale pushes cost 0 Gmail calls", fmt.Sprintf("0 calls for %d pushes", s.Probe.Duplicate+s.Probe.Stale),
-					fmt.Sprintf("%d calls", s.Probe.Calls), s.Probe.Calls == 0 && s.Probe.Duplicate > 0)
-			}
-			lost, twice := s.Single.Missing+s.Burst.Missing, s.Single.DuplicateEvents+s.Burst.DuplicateEvents
-			add("every message announced once (system)", "0 missing, 0 twice", fmt.Sprintf("%d missing, %d twice", lost, twice), lost == 0 && twice == 0)
+			add("(1) bursts: at least 2x fewer units than the baseline", fmt.Sprintf(">= 2.00x (baseline %.2f)", bq.Burst.UnitsPerMessage),
+				fmt.Sprintf("%.2fx", ratio(bq.Burst.UnitsPerMessage, q.Burst.UnitsPerMessage)), bq.Burst.UnitsPerMessage >= 2*q.Burst.UnitsPerMessage)
 		}
-		if r.runs("latency") {
-			floor := w.PushHop.P50 + 2*r.Environment.GmailRoundTrip.P50
+		if p := s.Probe; p != nil {
+			add("(1) duplicated and stale pushes cost 0 Gmail calls", fmt.Sprintf("0 calls for %d pushes", p.Duplicate+p.Stale),
+				fmt.Sprintf("%d calls", p.Calls), p.Calls == 0 && p.Duplicate > 0)
+		}
+		lost, twice := 0, 0
+		for _, k := range []*Kinds{s.Latency, s.Quota} {
+			if k != nil {
+				lost += k.Single.Missing + k.Burst.Missing
+				twice += k.Single.DuplicateEvents + k.Burst.DuplicateEvents
+			}
+		}
+		add("every message announced once (system)", "0 missing, 0 twice", fmt.Sprintf("%d missing, %d twice", lost, twice), lost == 0 && twice == 0)
+		if l := s.Latency; l != nil {
+			floor := w.floor(r.Environment)
 			add("(2) single-message p50 within 1.5x of the floor", fmt.Sprintf("<= %.1f ms (1.5 x %.1f)", 1.5*floor, floor),
-				fmt.Sprintf("%.1f ms", s.Single.Latency.P50), s.Single.Latency.P50 <= 1.5*floor)
-			add("(2) burst-of-10 p50 within 2x of a single", fmt.Sprintf("<= %.1f ms (2 x %.1f)", 2*s.Single.Latency.P50, s.Single.Latency.P50),
-				fmt.Sprintf("%.1f ms", s.Burst.Latency.P50), s.Burst.Latency.P50 <= 2*s.Single.Latency.P50)
+				fmt.Sprintf("%.1f ms", l.Single.Latency.P50), l.Single.Latency.P50 <= 1.5*floor)
+			add("(2) burst-of-10 p50 within 2x of a single", fmt.Sprintf("<= %.1f ms (2 x %.1f)", 2*l.Single.Latency.P50, l.Single.Latency.P50),
+				fmt.Sprintf("%.1f ms", l.Burst.Latency.P50), l.Burst.Latency.P50 <= 2*l.Single.Latency.P50)
 		}
 	}
 	if n := r.Renewal; n != nil {
@@ -160,6 +167,10 @@ func (r *Report) evaluate() {
 		}
 	}
 }
+
+// floor is the least a push can take to become an event: the push hop and
+// two Gmail round trips (history.list, then messages.get).
+func (w *Workload) floor(e Environment) float64 { return w.PushHop.P50 + 2*e.GmailRoundTrip.P50 }
 
 func ratio(a, b float64) float64 {
 	if b == 0 {
@@ -203,19 +214,21 @@ func (r *Report) Print(out io.Writer) {
 		}
 		fmt.Fprintln(tw)
 	}
-	if w := r.Workload; w != nil && r.runs("quota") {
+	if w := r.Workload; w != nil && w.System.Quota != nil && w.Baseline.Quota != nil {
 		fmt.Fprintf(out, "\n1. Quota: Gmail units per delivered message (%d users per mode, %d singles and %d bursts of %d each; %.0f%% of pushes duplicated)\n",
 			e.Mailboxes, e.Singles, e.Bursts, e.BurstSize, 100*e.DuplicateRate)
-		row("", "messages", "system", "floor", "baseline", "pushes (copies)", "history.list sys/base", "messages.get sys/base", "events twice sys/base")
+		row("", "messages", "system", "floor", "baseline", "pushes (copies)", "history.list sys/base", "messages.get sys/base", "events twice sys/base", "pushes retried sys/base")
+		s, b := w.System.Quota, w.Baseline.Quota
 		for _, p := range []struct {
 			name string
 			s, b Phase
-		}{{"singles", w.System.Single, w.Baseline.Single}, {fmt.Sprintf("bursts of %d", e.BurstSize), w.System.Burst, w.Baseline.Burst}} {
+		}{{"singles", s.Single, b.Single}, {fmt.Sprintf("bursts of %d", e.BurstSize), s.Burst, b.Burst}} {
 			row("  "+p.name, p.s.Messages, f2(p.s.UnitsPerMessage), f2(p.s.FloorPerMessage), f2(p.b.UnitsPerMessage),
 				fmt.Sprintf("%d (%d)", p.s.Pushes, p.s.DuplicatePushes),
 				fmt.Sprintf("%d / %d", p.s.Calls["history.list"], p.b.Calls["history.list"]),
 				fmt.Sprintf("%d / %d", p.s.Calls["messages.get"], p.b.Calls["messages.get"]),
-				fmt.Sprintf("%d / %d", p.s.DuplicateEvents, p.b.DuplicateEvents))
+				fmt.Sprintf("%d / %d", p.s.DuplicateEvents, p.b.DuplicateEvents),
+				fmt.Sprintf("%d / %d", p.s.Retried, p.b.Retried))
 		}
 		tw.Flush()
 		if s, b := w.System.Probe, w.Baseline.Probe; s != nil && b != nil {
@@ -224,23 +237,31 @@ func (r *Report) Print(out io.Writer) {
 		}
 		fmt.Fprintln(out, "  floor: 5 units per message (messages.get) + 2 per episode (one history.list per single or burst)")
 	}
-	if w := r.Workload; w != nil && r.runs("latency") {
-		floor := w.PushHop.P50 + 2*e.GmailRoundTrip.P50
-		fmt.Fprintf(out, "\n2. Latency: sandbox accepting a message -> its event on the output topic (Pub/Sub publish time), ms\n")
+	if w := r.Workload; w != nil && w.System.Latency != nil && w.Baseline.Latency != nil {
+		fmt.Fprintf(out, "\n2. Latency: sandbox accepting a message -> its event on the output topic (Pub/Sub publish time), ms; every push once\n")
 		row("", "n", "p50", "p99", "max")
 		row("  push hop (sandbox -> push endpoint)", w.PushHop.N, f1(w.PushHop.P50), f1(w.PushHop.P99), f1(w.PushHop.Max))
-		row("  floor: push hop + 2 Gmail round trips", "", f1(floor), "", "")
+		row("  floor: push hop + 2 Gmail round trips", "", f1(w.floor(e)), "", "")
 		for _, l := range []struct {
 			name string
 			d    Dist
 		}{
-			{"  system, single", w.System.Single.Latency}, {fmt.Sprintf("  system, burst of %d", e.BurstSize), w.System.Burst.Latency},
-			{"  baseline, single", w.Baseline.Single.Latency}, {fmt.Sprintf("  baseline, burst of %d", e.BurstSize), w.Baseline.Burst.Latency},
+			{"  system, single", w.System.Latency.Single.Latency}, {fmt.Sprintf("  system, burst of %d", e.BurstSize), w.System.Latency.Burst.Latency},
+			{"  baseline, single", w.Baseline.Latency.Single.Latency}, {fmt.Sprintf("  baseline, burst of %d", e.BurstSize), w.Baseline.Latency.Burst.Latency},
 		} {
 			row(l.name, l.d.N, f1(l.d.P50), f1(l.d.P99), f1(l.d.Max))
 		}
+		if q := w.System.Quota; q != nil {
+			row("  system, single, pushes duplicated", q.Single.Latency.N, f1(q.Single.Latency.P50), f1(q.Single.Latency.P99), f1(q.Single.Latency.Max))
+			row(fmt.Sprintf("  system, burst of %d, pushes duplicated", e.BurstSize), q.Burst.Latency.N, f1(q.Burst.Latency.P50), f1(q.Burst.Latency.P99), f1(q.Burst.Latency.Max))
+		}
 		tw.Flush()
 		fmt.Fprintln(out, "  Gmail (and the sandbox) pushes at most once per user per second: a change within the second after a push waits for the next one.")
+		if e.Push == pushRelay {
+			fmt.Fprintln(out, "  Pushes: pulled from the Gmail topic and POSTed to each handler in parallel, as Pub/Sub push delivers (-push relay).")
+		} else {
+			fmt.Fprintln(out, "  Pushes: the Pub/Sub emulator's own push delivery, about two requests in flight per subscription (-push emulator).")
+		}
 	}
 	if t := r.Throughput; t != nil {
 		fmt.Fprintf(out, "\n3. Throughput: one notify instance, %d concurrent pushes (one new message each, each worker its own user), %.0f s\n", t.Concurrency, t.Seconds)

@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -47,6 +48,11 @@ func (b *bench) throughput(ctx context.Context) error {
 	})
 	if err != nil {
 		return err
+	}
+	// Restarting recreates the function's log: keep the earlier sections' one.
+	logs := filepath.Join(b.st.Logs, "notify.log")
+	if data, err := os.ReadFile(logs); err == nil {
+		_ = os.WriteFile(filepath.Join(b.st.Logs, "notify-before-throughput.log"), data, 0o644)
 	}
 	if err := b.st.Restart(ctx, "notify"); err != nil {
 		return err
