@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strconv"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -245,6 +246,22 @@ func (b *bench) setUp(ctx, observe context.Context, observers *errgroup.Group) e
 		return err
 	}
 	b.rep.Environment.FirestoreTransaction = distOf(tx)
+	var contended []time.Duration
+	var mu sync.Mutex
+	g, gctx := errgroup.WithContext(ctx)
+	for range 2 { // two at once on the same document, as two pushes of one user are
+		g.Go(func() error {
+			d, err := b.firestoreProbe(gctx, 4)
+			mu.Lock()
+			contended = append(contended, d...)
+			mu.Unlock()
+			return err
+		})
+	}
+	if err := g.Wait(); err != nil {
+		return err
+	}
+	b.rep.Environment.FirestoreContended = distOf(contended)
 	return b.measureRoundTrip(ctx)
 }
 

@@ -123,7 +123,7 @@ func TestBench(t *testing.T) {
 	}
 	cfg := Config{Sections: Sections, GmailLatency: 20 * time.Millisecond, Mailboxes: 2, Singles: 2, Bursts: 1, BurstSize: 4,
 		DuplicateRate: 0.5, Concurrency: 4, Duration: 2 * time.Second, RenewUsers: 30, RenewQuota: 60_000,
-		SeedBudget: time.Minute, ColdRuns: 1, Dir: t.TempDir()}
+		SeedBudget: time.Minute, ColdRuns: 1, Push: pushRelay, Dir: t.TempDir()}
 	var progress bytes.Buffer
 	cfg.Progress = &progress
 	rep, err := Run(t.Context(), cfg)
