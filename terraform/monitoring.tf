@@ -20,7 +20,7 @@ locals {
       title = "Gmail user needs reauthorization"
       filter = join(" AND ", [
         local.service_filter,
-        "jsonPayload.message=\"user marked reauth_required\"",
+        "jsonPayload.message=\"user must consent again\"",
       ])
       doc = "A user's refresh token was revoked or expired (invalid_grant): no mail is announced for that user until they open the consent URL again."
     }
@@ -28,7 +28,7 @@ locals {
       title = "Events dead-lettered"
       filter = join(" AND ", [
         local.service_filter,
-        "(jsonPayload.message=\"event dead-lettered\" OR jsonPayload.message=\"webhook endpoint gone\")",
+        "(jsonPayload.message=\"webhook event dead-lettered\" OR jsonPayload.message=\"webhook endpoint gone\")",
       ])
       doc = "The webhook could not deliver events; they wait in the dead-letter subscription for replay."
     }
