@@ -9,10 +9,12 @@ resource "google_firestore_database" "main" {
   depends_on = [google_project_service.enabled]
 }
 
-# renew pages through users by status and the time each is next due:
-# watches to renew (renewAt) and mailboxes to reconcile (syncDueAt).
+# renew pages through users by status and a time: active users whose watch is
+# due for renewal (renewAt) or whose mailbox is due for reconciliation
+# (syncDueAt), and reauth_required users whose watch has not lapsed yet
+# (watchExpiration). See shared/store.
 resource "google_firestore_index" "users_by_status" {
-  for_each = toset(["renewAt", "syncDueAt"])
+  for_each = toset(["renewAt", "syncDueAt", "watchExpiration"])
 
   database   = google_firestore_database.main.name
   collection = "users"

@@ -298,13 +298,13 @@ variable "reconcile_after" {
 }
 
 variable "quota_units_per_minute" {
-  description = "Gmail API quota units per minute the renew function may spend (QUOTA_UNITS_PER_MINUTE); the project limit is 1,200,000."
+  description = "Gmail API quota units per minute the renew function may spend (QUOTA_UNITS_PER_MINUTE); Gmail's default project limit is 1,200,000, raise this only with the quota."
   type        = number
   default     = 1200000
 
   validation {
-    condition     = var.quota_units_per_minute >= 100 && var.quota_units_per_minute <= 1200000 && floor(var.quota_units_per_minute) == var.quota_units_per_minute
-    error_message = "The quota_units_per_minute must be a whole number from 100 to 1200000."
+    condition     = var.quota_units_per_minute >= 100 && var.quota_units_per_minute <= 100000000 && floor(var.quota_units_per_minute) == var.quota_units_per_minute
+    error_message = "The quota_units_per_minute must be a whole number from 100 to 100000000."
   }
 }
 
@@ -320,13 +320,13 @@ variable "run_budget" {
 }
 
 variable "reauth_stop_after" {
-  description = "How long a user may stay in reauth_required before renew stops retrying it (REAUTH_STOP_AFTER, Go duration)."
+  description = "How long a user may stay in reauth_required before renew stops the user's Gmail watch (REAUTH_STOP_AFTER, Go duration)."
   type        = string
-  default     = "720h"
+  default     = "24h"
 
   validation {
     condition     = can(regex("^([0-9]+(ms|s|m|h))+$", var.reauth_stop_after))
-    error_message = "The reauth_stop_after must be a Go duration such as 720h."
+    error_message = "The reauth_stop_after must be a Go duration such as 24h."
   }
 }
 

@@ -41,7 +41,7 @@ func TestVariableValidation(t *testing.T) {
 		{"webhook_timeout", "15", "The webhook_timeout must be a Go duration"},
 		{"renew_schedule", "0 * * *", "The renew_schedule must be a five-field cron"},
 		{"renew_before", "two days", "The renew_before must be a Go duration"},
-		{"quota_units_per_minute", "5000000", "The quota_units_per_minute must be"},
+		{"quota_units_per_minute", "99", "The quota_units_per_minute must be"},
 		{"function_settings", `{consent={memory="256M",timeout=60,max_instances=1}}`, "must have an entry for each of consent, notify, renew and webhook"},
 		{"function_settings", `{consent={memory="256M",timeout=60,max_instances=1},notify={memory="256M",timeout=900,max_instances=1},renew={memory="256M",timeout=60,max_instances=1},webhook={memory="256M",timeout=60,max_instances=1}}`, "timeout of 1-540 s"},
 		{"alert_emails", `["oncall"]`, "Each alert_emails entry must be an email address"},
