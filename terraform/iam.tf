@@ -63,14 +63,13 @@ resource "google_project_iam_custom_role" "refresh_token_writer" {
   role_id     = "gmailwatchRefreshTokenWriter"
   title       = "gmailwatch refresh-token writer"
   description = "Create, rotate, read and delete the per-user gmail-refresh-* secrets."
+  # Exactly the calls shared/vault makes.
   permissions = [
     "secretmanager.secrets.create",
     "secretmanager.secrets.delete",
-    "secretmanager.secrets.get",
     "secretmanager.versions.access",
     "secretmanager.versions.add",
     "secretmanager.versions.destroy",
-    "secretmanager.versions.get",
     "secretmanager.versions.list",
   ]
   depends_on = [google_project_service.enabled]
