@@ -238,10 +238,10 @@ func (b *bench) setUp(ctx, observe context.Context, observers *errgroup.Group) e
 		observers.Go(func() error { return b.relay(observe, "notify", b.notifyURL()) })
 		observers.Go(func() error { return b.relay(observe, baselinePush, b.base.url) })
 	}
-	if _, err := b.firestoreProbe(ctx, 5); err != nil { // the emulator's first transactions are slow
+	if _, err := b.firestoreProbe(ctx, "latency", 5); err != nil { // the emulator's first transactions are slow
 		return err
 	}
-	tx, err := b.firestoreProbe(ctx, 20)
+	tx, err := b.firestoreProbe(ctx, "latency", 20)
 	if err != nil {
 		return err
 	}
@@ -251,7 +251,7 @@ func (b *bench) setUp(ctx, observe context.Context, observers *errgroup.Group) e
 	g, gctx := errgroup.WithContext(ctx)
 	for range 2 { // two at once on the same document, as two pushes of one user are
 		g.Go(func() error {
-			d, err := b.firestoreProbe(gctx, 4)
+			d, err := b.firestoreProbe(gctx, "latency", 4)
 			mu.Lock()
 			contended = append(contended, d...)
 			mu.Unlock()
@@ -267,8 +267,8 @@ func (b *bench) setUp(ctx, observe context.Context, observers *errgroup.Group) e
 
 // firestoreProbe times n transactions, one after another, that read and
 // write one document: the emulator's share of every lease and cursor move.
-func (b *bench) firestoreProbe(ctx context.Context, n int) ([]time.Duration, error) {
-	ref := b.fs.Collection("bench-probe").Doc("latency")
+func (b *bench) firestoreProbe(ctx context.Context, doc string, n int) ([]time.Duration, error) {
+	ref := b.fs.Collection("bench-probe").Doc(doc)
 	var out []time.Duration
 	for i := range n {
 		start := time.Now()

@@ -272,6 +272,8 @@ func (r *Report) Print(out io.Writer) {
 		row("  "+f1(t.MessagesPerSecond), t.Messages, t.Failed, t.Announced, f1(t.Request.P50), f1(t.Request.P99), f1(t.PeakRSSMiB), f1(t.CPUSeconds),
 			f1(t.FirestoreUnderLoad.P50))
 		tw.Flush()
+		fmt.Fprintf(out, "  Firestore emulator alone, %d transactions in flight on their own documents: %.0f/s (notify makes 2 transactions, a read and a batch write per message)\n",
+			t.Concurrency, t.FirestoreCapacity)
 		if t.FirstError != "" {
 			fmt.Fprintf(out, "  first error: %s\n", t.FirstError)
 		}

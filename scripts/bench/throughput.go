@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -30,8 +31,13 @@ type Throughput struct {
 	// FirestoreUnderLoad is the bench's own read-then-write transaction,
 	// one after another during the run: what each of notify's transactions
 	// waited for.
-	FirestoreUnderLoad Dist   `json:"firestoreTransactionUnderLoad"`
-	FirstError         string `json:"firstError,omitempty"`
+	FirestoreUnderLoad Dist `json:"firestoreTransactionUnderLoad"`
+	// FirestoreCapacity is what the emulator sustains alone with as many
+	// transactions in flight, each on its own document: the ceiling for
+	// notify, which makes two transactions, a read and a batch write per
+	// message.
+	FirestoreCapacity float64 `json:"firestoreTransactionsPerSecond"`
+	FirstError        string  `json:"firstError,omitempty"`
 }
 
 // throughput restarts notify (so its peak RSS is this run's), then keeps
@@ -59,6 +65,11 @@ func (b *bench) throughput(ctx context.Context) error {
 	}
 	pid := b.st.PID("notify")
 	url := b.notifyURL()
+	b.progress("throughput: Firestore emulator capacity, %d transactions at once for 5 s", n)
+	capacity, err := b.firestoreCapacity(ctx, n, 5*time.Second)
+	if err != nil {
+		return err
+	}
 	b.progress("throughput: warm-up, one push per user")
 	if _, _, err := b.load(ctx, url, users, 1, time.Time{}); err != nil {
 		return fmt.Errorf("warm-up: %w", err)
@@ -73,7 +84,7 @@ func (b *bench) throughput(ctx context.Context) error {
 	go func() {
 		defer close(probed)
 		for probing.Err() == nil {
-			d, _ := b.firestoreProbe(probing, 1)
+			d, _ := b.firestoreProbe(probing, "latency", 1)
 			fsLat = append(fsLat, d...)
 		}
 	}()
@@ -85,7 +96,7 @@ func (b *bench) throughput(ctx context.Context) error {
 		return err
 	}
 	t := &Throughput{Concurrency: n, Seconds: round2(elapsed.Seconds()), Messages: res.ok.Load(), Failed: res.failed.Load(),
-		Request: distOf(res.latency), CPUSeconds: round2(cpuSeconds(pid) - cpu0), FirestoreUnderLoad: distOf(fsLat)}
+		Request: distOf(res.latency), CPUSeconds: round2(cpuSeconds(pid) - cpu0), FirestoreUnderLoad: distOf(fsLat), FirestoreCapacity: capacity}
 	t.MessagesPerSecond = round2(float64(t.Messages) / elapsed.Seconds())
 	if e := res.firstErr.Load(); e != nil {
 		t.FirstError = e.(string)
@@ -154,6 +165,30 @@ func (b *bench) load(ctx context.Context, url string, users []string, rounds int
 		return res, ds, fmt.Errorf("%d of %d pushes failed: %v", res.failed.Load(), len(users)*rounds, res.firstErr.Load())
 	}
 	return res, ds, ctx.Err()
+}
+
+// firestoreCapacity counts the transactions per second the emulator completes
+// with n in flight, each worker on its own document.
+func (b *bench) firestoreCapacity(ctx context.Context, n int, d time.Duration) (float64, error) {
+	ctx, cancel := context.WithTimeout(ctx, d)
+	defer cancel()
+	var done atomic.Int64
+	var wg sync.WaitGroup
+	start := time.Now()
+	for i := range n {
+		wg.Go(func() {
+			for ctx.Err() == nil {
+				if _, err := b.firestoreProbe(ctx, fmt.Sprintf("capacity-%03d", i), 1); err == nil {
+					done.Add(1)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	if done.Load() == 0 {
+		return 0, errors.New("firestore capacity: no transaction completed")
+	}
+	return round2(float64(done.Load()) / time.Since(start).Seconds()), nil
 }
 
 // peakRSS reads VmHWM, the process's peak resident set, in MiB.
