@@ -194,6 +194,10 @@ func TestBench(t *testing.T) {
 	if b, err := os.ReadFile(out); err != nil || json.Unmarshal(b, &back) != nil || back.Throughput.Messages != tp.Messages {
 		t.Errorf("bench.json does not read back: %v", err)
 	}
+	var again bytes.Buffer
+	if err := printFile(out, &again); err != nil || again.String() != table.String() {
+		t.Errorf("-print of bench.json = %v\n%s\nwant the run's own table\n%s", err, again.String(), table.String())
+	}
 	if t.Failed() {
 		t.Log(table.String(), "\n", progress.String())
 	}

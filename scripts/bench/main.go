@@ -22,12 +22,14 @@
 //	go run ./scripts/bench -only quota,latency -latency 100ms
 //	go run ./scripts/bench -only renewal -users 2000 -renew-quota 120000
 //
-// Exit status: 0 when every target was met, 1 when one was missed, 2 when the
+// `go run ./scripts/bench -print bench.json` prints the tables of a report
+// again. Exit status: 0 when every target was met, 1 when one was missed, 2 when the
 // benchmark could not run.
 package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -44,6 +46,13 @@ import (
 func main() {
 	if len(os.Args) > 1 && os.Args[1] == isolatedProbeArg {
 		os.Exit(isolatedProbe(os.Args[2:], os.Stdout))
+	}
+	if len(os.Args) == 3 && os.Args[1] == "-print" {
+		if err := printFile(os.Args[2], os.Stdout); err != nil {
+			fmt.Fprintln(os.Stderr, "bench:", err)
+			os.Exit(2)
+		}
+		return
 	}
 	cfg, out, err := parseFlags(os.Args[1:], os.Stderr)
 	if errors.Is(err, flag.ErrHelp) {
@@ -121,6 +130,20 @@ func parseFlags(args []string, errOut io.Writer) (Config, string, error) {
 		*out = filepath.Join(c.Dir, "bench.json")
 	}
 	return c, *out, nil
+}
+
+// printFile prints the tables of a JSON report written earlier.
+func printFile(path string, out io.Writer) error {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return err
+	}
+	var r Report
+	if err := json.Unmarshal(b, &r); err != nil {
+		return fmt.Errorf("%s: %w", path, err)
+	}
+	r.Print(out)
+	return nil
 }
 
 // sleep waits d or until ctx ends.
