@@ -16,7 +16,9 @@ import (
 	"github.com/GoogleCloudPlatform/functions-framework-go/funcframework"
 
 	"github.com/gmailwatch/gmailwatch/scripts/sandbox/gmailapi"
+	"github.com/gmailwatch/gmailwatch/scripts/sandbox/secrets"
 	"github.com/gmailwatch/gmailwatch/shared/store"
+	"github.com/gmailwatch/gmailwatch/shared/vault"
 )
 
 // asDeployed serves h through the functions framework on 127.0.0.1, as the
@@ -70,9 +72,11 @@ func (b *hugeBody) Read(p []byte) (int, error) {
 
 // renewState is what a refused request must leave as it was.
 type renewState struct {
-	Users []store.User
-	Watch gmailapi.WatchState
-	Usage gmailapi.Usage
+	Users  []store.User
+	Token  []secrets.Version
+	Watch  gmailapi.WatchState
+	Usage  gmailapi.Usage
+	Events int // published since the last snapshot
 }
 
 func (e *env) snapshot(t *testing.T, email string) renewState {
@@ -85,13 +89,15 @@ func (e *env) snapshot(t *testing.T, email string) renewState {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return renewState{Users: users, Watch: w, Usage: e.sb.Gmail.Usage("")}
+	token, _ := e.sb.Secrets.Secret("projects/" + e.h.set.ProjectID + "/secrets/" + vault.RefreshPrefix + store.Key(email))
+	return renewState{Users: users, Token: token, Watch: w, Usage: e.sb.Gmail.Usage(""), Events: len(e.pull(t, 300*time.Millisecond))}
 }
 
 // TestHostileRequestsStartNoRun sends requests other than Cloud Scheduler's
 // POST to the function served as deployed, while a user's watch is due for
 // renewal, so any run would call Gmail. Each is refused with no Gmail call
-// and no change, and no body, however large, is read: the answer comes
+// and no change (Firestore users, the token in Secret Manager, the Gmail
+// watch and quota, the output topic), and no body, however large, is read: the answer comes
 // before the client has sent a third of 100 MiB. A POST with such a body
 // then runs (the body is ignored by design), still without reading it.
 func TestHostileRequestsStartNoRun(t *testing.T) {
