@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/base64"
+	"fmt"
 	"html"
 	"io"
 	"log/slog"
@@ -204,16 +205,21 @@ func FuzzCallback(f *testing.F) {
 		h.ServeHTTP(w, r)
 		return w
 	}
-	// What the refusal pages say whatever the request: a value found in them
-	// is not a reflection.
-	static := serve("", "").Body.String() + serve("state=x&error=x", "").Body.String()
+	// What the refusal pages say whatever the request (no state; denied;
+	// Google's error; a code refused): a value found in them is not a reflection.
+	sealed := map[string]bool{}
+	static := serve("", "").Body.String()
+	for i, q := range []string{"error=access_denied", "error=server_error", "code=4/x"} {
+		s := flowState{Nonce: fmt.Sprint("static-nonce-", i), Verifier: fmt.Sprint("static-verifier-", i), Flow: flowConnect, Expires: fuzzNow.Add(stateTTL).Unix()}
+		sealed[s.Verifier] = true
+		static += serve("state="+s.Nonce+"&"+q, "consent-state="+seal(fuzzKey, s)).Body.String()
+	}
 	reflected := func(text, value string) bool {
 		if len(value) < 16 || strings.Contains(static, value) {
 			return false
 		}
 		return strings.Contains(text, value) || strings.Contains(text, html.EscapeString(value))
 	}
-	sealed := map[string]bool{}
 	for _, s := range fuzzStates {
 		sealed[s.Verifier] = true
 		c := seal(fuzzKey, s)
