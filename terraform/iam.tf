@@ -132,6 +132,28 @@ resource "google_cloud_run_v2_service_iam_member" "trigger_invoker" {
   member   = google_service_account.function[each.key].member
 }
 
+# The webhook's push subscription presents the webhook account's OIDC token;
+# Pub/Sub's service agent mints it (projects created before April 2021 need
+# this grant explicitly).
+resource "google_cloud_run_v2_service_iam_member" "webhook_pusher" {
+  count = local.webhook_enabled ? 1 : 0
+
+  location = var.region
+  name     = google_cloudfunctions2_function.function["webhook"].name
+  role     = "roles/run.invoker"
+  member   = google_service_account.function["webhook"].member
+}
+
+resource "google_service_account_iam_member" "pubsub_token_creator" {
+  count = local.webhook_enabled ? 1 : 0
+
+  service_account_id = "projects/${var.project_id}/serviceAccounts/${var.name_prefix}webhook@${var.project_id}.iam.gserviceaccount.com"
+  role               = "roles/iam.serviceAccountTokenCreator"
+  member             = "serviceAccount:service-${var.project_number}@gcp-sa-pubsub.iam.gserviceaccount.com"
+
+  depends_on = [google_service_account.function]
+}
+
 resource "google_cloud_run_v2_service_iam_member" "scheduler_invoker" {
   location = var.region
   name     = google_cloudfunctions2_function.function["renew"].name

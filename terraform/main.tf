@@ -57,10 +57,13 @@ locals {
       }
     }
     }, local.webhook_enabled ? {
+    # Fed by its own push subscription (pubsub.tf), not an Eventarc trigger:
+    # Eventarc gives up on an event after 24 hours, so the function could not
+    # retry for 24 hours and still dead-letter what never got through.
     webhook = {
       entry_point   = "Webhook"
       public        = false
-      trigger_topic = "projects/${var.project_id}/topics/${google_pubsub_topic.events.name}"
+      trigger_topic = null
       env = {
         WEBHOOK_URL          = var.webhook_url
         WEBHOOK_SECRET_NAME  = var.webhook_secret_name

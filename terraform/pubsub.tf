@@ -47,3 +47,37 @@ resource "google_pubsub_subscription" "dead_letter" {
     ttl = ""
   }
 }
+
+# Events reach the webhook function through this push subscription. It keeps
+# an undelivered event for 7 days and redelivers with backoff, so the
+# function's retry window (webhook_retry_window, at least 24 h) always ends in
+# delivery or the dead-letter topic, never in the event expiring unrecorded.
+# The push is authenticated with the webhook account's OIDC token; the path
+# names the topic, from which the functions framework builds the CloudEvent.
+resource "google_pubsub_subscription" "webhook" {
+  count = local.webhook_enabled ? 1 : 0
+
+  name  = "${var.name_prefix}webhook"
+  topic = google_pubsub_topic.events.name
+
+  ack_deadline_seconds       = min(var.function_settings["webhook"].timeout, 600)
+  message_retention_duration = "604800s"
+
+  retry_policy {
+    minimum_backoff = "10s"
+    maximum_backoff = "600s"
+  }
+
+  expiration_policy {
+    ttl = ""
+  }
+
+  push_config {
+    push_endpoint = "${google_cloudfunctions2_function.function["webhook"].url}/projects/${var.project_id}/topics/${google_pubsub_topic.events.name}"
+    oidc_token {
+      service_account_email = google_service_account.function["webhook"].email
+    }
+  }
+
+  depends_on = [google_cloud_run_v2_service_iam_member.webhook_pusher]
+}

@@ -237,7 +237,7 @@ variable "webhook_timeout" {
 }
 
 variable "webhook_retry_window" {
-  description = "How long after publication an undeliverable event keeps being retried before it is dead-lettered (Go duration, at most the 24h Eventarc retries for)."
+  description = "How long after publication an undeliverable event keeps being retried before it is dead-lettered (Go duration; at least 24h, under the 7 days the webhook subscription keeps events)."
   type        = string
   default     = "24h"
 

@@ -5,6 +5,7 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+	"time"
 )
 
 const (
@@ -254,7 +255,35 @@ func triggersRetry(p *plan) []string {
 			out = append(out, fmt.Sprintf("%s retry_policy = %q, want %s: failed events would be dropped", f.address, str(f.trigger, "retry_policy"), retryPolicy))
 		}
 	}
+	if webhook, ok := p.function("Webhook"); ok {
+		out = append(out, webhookPushed(p, webhook)...)
+	}
 	return out
+}
+
+// webhookPushed checks that the webhook function is fed by a push
+// subscription that keeps events well past the function's 24-hour retry
+// window and authenticates with OIDC; an Eventarc trigger would give up on an
+// event after 24 hours, before the function could dead-letter it.
+func webhookPushed(p *plan, webhook function) []string {
+	if webhook.trigger != nil {
+		return []string{webhook.address + " has an Eventarc trigger, which drops events after 24 h: feed it by a push subscription"}
+	}
+	for _, r := range p.ofType("google_pubsub_subscription") {
+		push := block(r.Values, "push_config")
+		if push == nil || topicID(str(r.Values, "topic")) != topicID(webhook.env["EVENTS_TOPIC"]) {
+			continue
+		}
+		var out []string
+		if block(push, "oidc_token") == nil {
+			out = append(out, r.Address+" pushes to the webhook without an OIDC token")
+		}
+		if d, err := time.ParseDuration(str(r.Values, "message_retention_duration")); err != nil || d < 48*time.Hour {
+			out = append(out, fmt.Sprintf("%s keeps events for %q, want at least 48h so retries last 24 h", r.Address, str(r.Values, "message_retention_duration")))
+		}
+		return out
+	}
+	return []string{"no push subscription on the events topic feeds " + webhook.address}
 }
 
 func schedulerUsesOIDC(p *plan) []string {
@@ -354,7 +383,10 @@ func TestPolicyFixtures(t *testing.T) {
 			`google_project_iam_member.consent_tokens grants projects/demo-project/roles/tokenWriter to serviceAccount:consent@demo-project.iam.gserviceaccount.com project-wide with condition "resource.name.startsWith(\"projects/123456789/secrets/gmail-refresh-\") || true"`,
 		}},
 		{"gmail push account publishes to the gmail topic", []string{`no roles/pubsub.publisher for serviceAccount:gmail-api-push@system.gserviceaccount.com on topic "gmail-notifications"`}},
-		{"event triggers retry", []string{`google_cloudfunctions2_function.function["notify"] retry_policy = "RETRY_POLICY_DO_NOT_RETRY"`}},
+		{"event triggers retry", []string{
+			`google_cloudfunctions2_function.function["notify"] retry_policy = "RETRY_POLICY_DO_NOT_RETRY"`,
+			`google_cloudfunctions2_function.function["webhook"] has an Eventarc trigger`,
+		}},
 		{"scheduler calls renew with oidc", []string{"google_cloud_scheduler_job.renew has no oidc_token service account"}},
 		{"no secret values in terraform", []string{"google_secret_manager_secret_version.oauth puts a secret value in Terraform state"}},
 	}
