@@ -2,7 +2,6 @@ package consent_test
 
 import (
 	"bufio"
-	"context"
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/base64"
@@ -16,40 +15,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/GoogleCloudPlatform/functions-framework-go/funcframework"
-
 	"github.com/gmailwatch/gmailwatch/functions/consent"
 	"github.com/gmailwatch/gmailwatch/scripts/sandbox/googleauth"
+	"github.com/gmailwatch/gmailwatch/scripts/testenv"
 )
-
-// asDeployed serves h through the functions framework on 127.0.0.1, as the
-// Cloud Functions runtime does (its ServeMux, with path cleaning, in front),
-// and returns host:port. h is registered without a name and FUNCTION_TARGET
-// names no function, so the framework serves the last function registered
-// without a name: h, with the stack's clients and logger. Not for parallel tests.
-func asDeployed(t *testing.T, h http.Handler) string {
-	t.Helper()
-	if err := funcframework.RegisterHTTPFunctionContext(context.Background(), "/", h.ServeHTTP); err != nil {
-		t.Fatal(err)
-	}
-	t.Setenv("FUNCTION_TARGET", "HostileRequestsTarget")
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := l.Addr().String()
-	l.Close()
-	go func() { _ = funcframework.StartHostPort("127.0.0.1", strings.TrimPrefix(addr, "127.0.0.1:")) }()
-	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
-		if c, err := net.Dial("tcp", addr); err == nil {
-			c.Close()
-			return addr
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("the functions framework never listened on %s", addr)
-		}
-	}
-}
 
 // sendRaw writes one request to addr exactly as given (request line, header
 // lines, body) and returns the response and its body.
@@ -153,7 +122,7 @@ const (
 func TestHostileRequestsChangeNothing(t *testing.T) {
 	s := newStack(t)
 	s.connect(t)
-	addr := asDeployed(t, s.handler)
+	addr := strings.TrimPrefix(testenv.ServeHTTP(t, s.handler.ServeHTTP), "http://")
 	s.auth.SetBehavior(googleauth.Behavior{AutoApprove: true})
 	c1, cb1 := s.begin(t, "/connect")
 	c2, _ := s.begin(t, "/connect")

@@ -10,33 +10,12 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/GoogleCloudPlatform/functions-framework-go/funcframework"
-	"github.com/cloudevents/sdk-go/v2/event"
-
 	"github.com/gmailwatch/gmailwatch/scripts/sandbox/gmailapi"
 	"github.com/gmailwatch/gmailwatch/scripts/sandbox/secrets"
+	"github.com/gmailwatch/gmailwatch/scripts/testenv"
 	"github.com/gmailwatch/gmailwatch/shared/store"
 	"github.com/gmailwatch/gmailwatch/shared/vault"
 )
-
-// asDeployed serves fn through the functions framework on 127.0.0.1, as the
-// Cloud Functions runtime does (its ServeMux, the CloudEvents SDK and the
-// Pub/Sub push conversion in front), and returns the base URL. fn is
-// registered without a name and FUNCTION_TARGET names no function, so the
-// framework serves the last function registered without a name: fn. Not for
-// parallel tests.
-func asDeployed(t *testing.T, fn func(context.Context, event.Event) error) string {
-	t.Helper()
-	if err := funcframework.RegisterCloudEventFunctionContext(context.Background(), "/", fn); err != nil {
-		t.Fatal(err)
-	}
-	t.Setenv("FUNCTION_TARGET", "HostileRequestsTarget")
-	port := freePort(t)
-	go func() { _ = funcframework.StartHostPort("127.0.0.1", port) }()
-	url := "http://127.0.0.1:" + port
-	waitHTTP(t, url)
-	return url
-}
 
 // worldState is what a refused push must leave as it was.
 type worldState struct {
@@ -72,7 +51,7 @@ func TestHostilePushesChangeNothing(t *testing.T) {
 	h, logs := w.handler()
 	gmailTopic := "projects/" + w.project + "/topics/gmail"
 	h.source = topicSource(gmailTopic)
-	url := asDeployed(t, h.handle)
+	url := testenv.ServeCloudEvent(t, h.handle)
 	d, err := w.sb.Deliver(gmailapi.Delivery{To: email, Subject: "only a genuine push announces this"})
 	if err != nil {
 		t.Fatal(err)

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"reflect"
 	"strings"
@@ -13,42 +12,12 @@ import (
 	"testing"
 	"time"
 
-	"github.com/GoogleCloudPlatform/functions-framework-go/funcframework"
-
 	"github.com/gmailwatch/gmailwatch/scripts/sandbox/gmailapi"
 	"github.com/gmailwatch/gmailwatch/scripts/sandbox/secrets"
+	"github.com/gmailwatch/gmailwatch/scripts/testenv"
 	"github.com/gmailwatch/gmailwatch/shared/store"
 	"github.com/gmailwatch/gmailwatch/shared/vault"
 )
-
-// asDeployed serves h through the functions framework on 127.0.0.1, as the
-// Cloud Functions runtime does (its ServeMux, with path cleaning, in front),
-// and returns the base URL. h is registered without a name and
-// FUNCTION_TARGET names no function, so the framework serves the last
-// function registered without a name: h. Not for parallel tests.
-func asDeployed(t *testing.T, h http.HandlerFunc) string {
-	t.Helper()
-	if err := funcframework.RegisterHTTPFunctionContext(context.Background(), "/", h); err != nil {
-		t.Fatal(err)
-	}
-	t.Setenv("FUNCTION_TARGET", "HostileRequestsTarget")
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := l.Addr().String()
-	l.Close()
-	go func() { _ = funcframework.StartHostPort("127.0.0.1", strings.TrimPrefix(addr, "127.0.0.1:")) }()
-	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
-		if c, err := net.Dial("tcp", addr); err == nil {
-			c.Close()
-			return "http://" + addr
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("the functions framework never listened on %s", addr)
-		}
-	}
-}
 
 // hugeBody streams n zero bytes and counts how many were taken from it.
 type hugeBody struct{ n, taken atomic.Int64 }
@@ -105,7 +74,7 @@ func TestHostileRequestsStartNoRun(t *testing.T) {
 	const email = "due@example.com"
 	e.connect(t, email, func(u *store.User) { u.RenewAt = time.Now().Add(-time.Minute) })
 	var read atomic.Int64
-	url := asDeployed(t, func(w http.ResponseWriter, r *http.Request) {
+	url := testenv.ServeHTTP(t, func(w http.ResponseWriter, r *http.Request) {
 		r.Body = countedBody{r.Body, &read}
 		e.h.ServeHTTP(w, r)
 	})

@@ -1,50 +1,17 @@
 package webhook
 
 import (
-	"context"
 	"encoding/base64"
 	"encoding/json"
 	"io"
-	"net"
 	"net/http"
 	"slices"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/GoogleCloudPlatform/functions-framework-go/funcframework"
-	"github.com/cloudevents/sdk-go/v2/event"
+	"github.com/gmailwatch/gmailwatch/scripts/testenv"
 )
-
-// asDeployed serves fn through the functions framework on 127.0.0.1, as the
-// Cloud Functions runtime does (its ServeMux, the CloudEvents SDK and the
-// Pub/Sub push conversion in front), and returns the base URL. fn is
-// registered without a name and FUNCTION_TARGET names no function, so the
-// framework serves the last function registered without a name: fn. Not for
-// parallel tests.
-func asDeployed(t *testing.T, fn func(context.Context, event.Event) error) string {
-	t.Helper()
-	if err := funcframework.RegisterCloudEventFunctionContext(context.Background(), "/", fn); err != nil {
-		t.Fatal(err)
-	}
-	t.Setenv("FUNCTION_TARGET", "HostileRequestsTarget")
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := l.Addr().String()
-	l.Close()
-	go func() { _ = funcframework.StartHostPort("127.0.0.1", strings.TrimPrefix(addr, "127.0.0.1:")) }()
-	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
-		if c, err := net.Dial("tcp", addr); err == nil {
-			c.Close()
-			return "http://" + addr
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("the functions framework never listened on %s", addr)
-		}
-	}
-}
 
 // TestHostileTriggersChangeNothing posts forged, malformed and misrouted
 // requests to the function served as deployed. Each gets its status; none
@@ -55,7 +22,7 @@ func asDeployed(t *testing.T, fn func(context.Context, event.Event) error) strin
 func TestHostileTriggersChangeNothing(t *testing.T) {
 	rv := newReceiver(t, status(http.StatusNoContent))
 	hs := newHarness(t, rv.URL+"/hook", staticSecrets{testSecretName: testSecret}, nil)
-	url := asDeployed(t, hs.h.Handle)
+	url := testenv.ServeCloudEvent(t, hs.h.Handle)
 	ev, valid := testEvent(900)
 	withStop, _ := testEvent(901)
 	withStop.ID = "id.with.a.full.stop"
