@@ -187,6 +187,23 @@ func (s *Syncer) skipped(ctx context.Context, key, outcome string, u store.User)
 // nothing is pending, or records the push as pending when the lease is held.
 func (s *Syncer) run(ctx context.Context, key string, pushID int64) (Result, error) {
 	holder := newHolder()
+	// A plain read first: a push that is stale, for an inactive user, or
+	// already recorded as pending while another sync holds the lease adds
+	// nothing, and needs no transaction. Duplicated pushes would otherwise
+	// all contend on the user's document. Committed state only grows (cursor,
+	// pending), so what this read shows covered stays covered.
+	if pushID > 0 {
+		if u, err := s.users.Get(ctx, key); err == nil {
+			switch {
+			case u.Status != store.Active:
+				return s.skipped(ctx, key, Inactive, u), nil
+			case pushID <= u.Cursor:
+				return s.skipped(ctx, key, Stale, u), nil
+			case pushID <= u.PendingHistoryID && u.Lease.HeldBy(holder, s.now()):
+				return s.skipped(ctx, key, Busy, u), nil
+			}
+		}
+	}
 	var outcome string
 	u, err := s.users.Update(ctx, key, func(u *store.User) error {
 		now := s.now()
