@@ -63,7 +63,7 @@ func ReadSettings(r *config.Reader) Settings {
 
 // Users is the part of the store a run needs; *store.Store is one.
 type Users interface {
-	DueAfter(ctx context.Context, field string, t time.Time, from store.Position, limit int) ([]store.User, error)
+	Due(ctx context.Context, field string, t time.Time, from store.Position, limit int) ([]store.User, error)
 	CountDue(ctx context.Context, field string, t time.Time) (int64, error)
 	ReauthWatches(ctx context.Context, now time.Time, from store.Position, limit int) ([]store.User, error)
 	Update(ctx context.Context, key string, fn func(u *store.User) error) (store.User, error)

@@ -102,7 +102,7 @@ func newEnv(t *testing.T, o envOptions) *env {
 	// so that runs under a time budget measure the function, not that.
 	now := time.Now()
 	for _, field := range []string{store.RenewDue, store.SyncDue} {
-		_, err1 := users.DueAfter(ctx, field, now, store.Position{}, 1)
+		_, err1 := users.Due(ctx, field, now, store.Position{}, 1)
 		_, err2 := users.CountDue(ctx, field, now)
 		if err := errors.Join(err1, err2); err != nil {
 			t.Fatal(err)

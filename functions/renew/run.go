@@ -200,7 +200,7 @@ func (r *run) count(o outcome) {
 
 func (r *run) due(field string) func(context.Context, store.Position, int) ([]store.User, error) {
 	return func(ctx context.Context, from store.Position, limit int) ([]store.User, error) {
-		return r.h.d.Users.DueAfter(ctx, field, r.now, from, limit)
+		return r.h.d.Users.Due(ctx, field, r.now, from, limit)
 	}
 }
 

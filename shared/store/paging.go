@@ -9,19 +9,19 @@ import (
 )
 
 // Position is where a page of users ordered by (time field, key) ended; the
-// next page starts after it. Unlike the document Due pages after, it is a
-// value, so it stays valid when the last page's users were changed meanwhile
-// (a renewed user leaves the due set, and its new renewAt must not move the
-// next page past users still due).
+// next page starts after it. It is a value, not a document, so it stays valid
+// when the last page's users were changed meanwhile (a renewed user leaves the
+// due set, and its new renewAt must not move the next page past users still
+// due).
 type Position struct {
 	At  time.Time
 	Key string
 }
 
-// DueAfter returns up to limit active users whose field (RenewDue or SyncDue)
-// is at or before t, in due order, after from (the zero Position for the
-// first page). It uses the same composite index as Due.
-func (s *Store) DueAfter(ctx context.Context, field string, t time.Time, from Position, limit int) ([]User, error) {
+// Due returns up to limit active users whose field (RenewDue or SyncDue) is
+// at or before t, in due order, after from (the zero Position for the first
+// page). It is served by a composite index on (status, field).
+func (s *Store) Due(ctx context.Context, field string, t time.Time, from Position, limit int) ([]User, error) {
 	q := s.users().Where("status", "==", Active).Where(field, "<=", t)
 	return s.page(ctx, q, field, from, limit)
 }

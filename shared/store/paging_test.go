@@ -28,7 +28,7 @@ func seed(t *testing.T, s *store.Store, n int, set func(i int, u *store.User)) [
 	return keys
 }
 
-func TestDueAfterPagesStayValidWhenThePreviousPageChanges(t *testing.T) {
+func TestDuePagesStayValidWhenThePreviousPageChanges(t *testing.T) {
 	s := newStore(t)
 	ctx := context.Background()
 	now := time.Now().Truncate(time.Millisecond)
@@ -42,7 +42,7 @@ func TestDueAfterPagesStayValidWhenThePreviousPageChanges(t *testing.T) {
 	var got []string
 	var from store.Position
 	for page := 0; page < 10; page++ {
-		users, err := s.DueAfter(ctx, store.RenewDue, now, from, 2)
+		users, err := s.Due(ctx, store.RenewDue, now, from, 2)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -263,37 +263,11 @@ func (s *Store) DeleteMarkers(ctx context.Context, key string) error {
 	}
 }
 
-// Due returns up to limit active users whose field (RenewDue or SyncDue) is
-// at or before t, in due order, starting after the user key `after` (paging;
-// "" for the first page). The query is served by a composite index on
-// (status, field).
-func (s *Store) Due(ctx context.Context, field string, t time.Time, after string, limit int) ([]User, error) {
-	q := s.users().Where("status", "==", Active).Where(field, "<=", t).
-		OrderBy(field, firestore.Asc).OrderBy(firestore.DocumentID, firestore.Asc).Limit(limit)
-	if after != "" {
-		snap, err := s.users().Doc(after).Get(ctx)
-		if err != nil {
-			return nil, fmt.Errorf("page cursor %s: %w", after, err)
-		}
-		q = q.StartAfter(snap)
-	}
-	return s.query(ctx, q)
-}
-
 // Due fields.
 const (
 	RenewDue = "renewAt"
 	SyncDue  = "syncDueAt"
 )
-
-// WithStatus returns up to limit users with status, by key, after `after`.
-func (s *Store) WithStatus(ctx context.Context, st string, after string, limit int) ([]User, error) {
-	q := s.users().Where("status", "==", st).OrderBy(firestore.DocumentID, firestore.Asc).Limit(limit)
-	if after != "" {
-		q = q.StartAfter(after)
-	}
-	return s.query(ctx, q)
-}
 
 // List returns up to limit users of any status, by key, after `after`.
 func (s *Store) List(ctx context.Context, after string, limit int) ([]User, error) {

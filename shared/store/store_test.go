@@ -164,7 +164,7 @@ func TestDuePagesInOrder(t *testing.T) {
 		}
 	}
 	var got []time.Time
-	after := ""
+	var after store.Position
 	for {
 		page, err := s.Due(ctx, store.RenewDue, base.Add(5*time.Minute), after, 2)
 		if err != nil {
@@ -176,7 +176,8 @@ func TestDuePagesInOrder(t *testing.T) {
 		for _, u := range page {
 			got = append(got, u.RenewAt)
 		}
-		after = page[len(page)-1].Key
+		last := page[len(page)-1]
+		after = store.Position{At: last.RenewAt, Key: last.Key}
 	}
 	want := []int{0, 1, 3, 4, 5}
 	if len(got) != len(want) {
