@@ -1,20 +1,19 @@
 #!/usr/bin/env bash
-# The test command: starts the Firestore and Pub/Sub emulators on free loopback
-# ports, checks formatting and vet, runs the Go tests against the emulators,
-# and always stops them.
+# The test command: checks formatting and vet, then runs the Go tests with
+# the Firestore and Pub/Sub emulators started on free loopback ports (by
+# scripts/emulators, which always stops them).
 #
 #   scripts/test.sh                 # everything
 #   scripts/test.sh ./shared/...    # chosen packages (arguments go to `go test`)
 #   scripts/test.sh -run TestX ./functions/notify/
 set -euo pipefail
 cd "$(dirname "$0")/.."
-source scripts/lib/emulators.sh
-trap stop_emulators EXIT
 
 unformatted=$(gofmt -l $(git ls-files '*.go'))
 if [[ -n "$unformatted" ]]; then
   echo "gofmt needed on:" >&2; echo "$unformatted" >&2; exit 1
 fi
+
 args=("$@")
 pkgs=()
 for a in "$@"; do [[ $a == ./* || $a == github.com/* ]] && pkgs+=("$a"); done
@@ -22,5 +21,4 @@ for a in "$@"; do [[ $a == ./* || $a == github.com/* ]] && pkgs+=("$a"); done
 ((${#pkgs[@]})) || { pkgs=(./...); args+=(./...); }
 go vet "${pkgs[@]}"
 
-start_emulators
-go test -count=1 -timeout "${TEST_TIMEOUT:-20m}" "${args[@]}"
+exec go run ./scripts/emulators go test -count=1 -timeout "${TEST_TIMEOUT:-20m}" "${args[@]}"

@@ -86,6 +86,47 @@ func waitHTTP(ctx context.Context, url string, p *process) error {
 	}
 }
 
+// Emulators are Google's Firestore and Pub/Sub emulators, each on a free
+// loopback port.
+type Emulators struct {
+	FirestoreHost string
+	PubSubHost    string
+	procs         []*process
+}
+
+// StartEmulators starts both emulators, logging to logDir, and waits until
+// they answer. On error nothing is left running.
+func StartEmulators(ctx context.Context, logDir string) (*Emulators, error) {
+	e := &Emulators{}
+	for _, kind := range []string{"firestore", "pubsub"} {
+		p, addr, err := startEmulator(ctx, kind, logDir)
+		if err != nil {
+			e.Stop()
+			return nil, err
+		}
+		e.procs = append(e.procs, p)
+		if kind == "firestore" {
+			e.FirestoreHost = addr
+		} else {
+			e.PubSubHost = addr
+		}
+	}
+	return e, nil
+}
+
+// Env returns the variables Google's client libraries read to use them.
+func (e *Emulators) Env() []string {
+	return []string{"FIRESTORE_EMULATOR_HOST=" + e.FirestoreHost, "PUBSUB_EMULATOR_HOST=" + e.PubSubHost}
+}
+
+// Stop ends both emulators and the Java processes they started.
+func (e *Emulators) Stop() {
+	for _, p := range e.procs {
+		p.stop(5 * time.Second)
+	}
+	e.procs = nil
+}
+
 // startEmulator runs `gcloud [beta] emulators KIND start` on a free port.
 func startEmulator(ctx context.Context, kind, logDir string) (*process, string, error) {
 	port, err := FreePort()

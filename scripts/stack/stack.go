@@ -78,7 +78,7 @@ type Stack struct {
 	env      []string
 	mu       sync.Mutex
 	procs    map[string]*process
-	emus     []*process
+	emus     *Emulators
 	pubsub   *pubsub.Client
 	stopping bool
 }
@@ -209,21 +209,14 @@ func (st *Stack) build(ctx context.Context, root string) error {
 	return nil
 }
 
-func (st *Stack) startEmulators(ctx context.Context) error {
-	fs, fsAddr, err := startEmulator(ctx, "firestore", st.Logs)
-	if err != nil {
+func (st *Stack) startEmulators(ctx context.Context) (err error) {
+	if st.emus, err = StartEmulators(ctx, st.Logs); err != nil {
 		return err
 	}
-	st.emus = append(st.emus, fs)
-	ps, psAddr, err := startEmulator(ctx, "pubsub", st.Logs)
-	if err != nil {
-		return err
-	}
-	st.emus = append(st.emus, ps)
-	st.FirestoreHost, st.PubSubHost = fsAddr, psAddr
+	st.FirestoreHost, st.PubSubHost = st.emus.FirestoreHost, st.emus.PubSubHost
 	// The client libraries in this process (sandbox, topic set-up) use them too.
-	os.Setenv("FIRESTORE_EMULATOR_HOST", fsAddr)
-	os.Setenv("PUBSUB_EMULATOR_HOST", psAddr)
+	os.Setenv("FIRESTORE_EMULATOR_HOST", st.FirestoreHost)
+	os.Setenv("PUBSUB_EMULATOR_HOST", st.PubSubHost)
 	st.pubsub, err = pubsub.NewClient(ctx, st.Project)
 	return err
 }
@@ -378,8 +371,8 @@ func (st *Stack) Stop() {
 	if st.pubsub != nil {
 		_ = st.pubsub.Close()
 	}
-	for _, p := range st.emus {
-		p.stop(5 * time.Second)
+	if st.emus != nil {
+		st.emus.Stop()
 	}
 }
 
