@@ -28,6 +28,7 @@ import (
 	"cloud.google.com/go/pubsub/v2"
 	"github.com/GoogleCloudPlatform/functions-framework-go/functions"
 	"github.com/cloudevents/sdk-go/v2/event"
+	"github.com/googleapis/gax-go/v2"
 
 	"github.com/gmailwatch/gmailwatch/shared/config"
 	"github.com/gmailwatch/gmailwatch/shared/events"
@@ -282,7 +283,7 @@ func (h *Handler) deliver(ctx context.Context, id string, body []byte) (attempt,
 			return a, n
 		}
 		wait := max(a.retryAfter, h.jitteredBackoff(n))
-		if h.now().Add(wait+h.cfg.Timeout).After(end) || !sleep(ctx, wait) {
+		if h.now().Add(wait+h.cfg.Timeout).After(end) || gax.Sleep(ctx, wait) != nil {
 			return a, n
 		}
 	}
@@ -293,17 +294,6 @@ func (h *Handler) deliver(ctx context.Context, id string, body []byte) (attempt,
 func (h *Handler) jitteredBackoff(n int) time.Duration {
 	d := min(h.backoff<<min(n-1, 16), maxBackoff)
 	return d/2 + rand.N(d/2+1)
-}
-
-func sleep(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return true
-	case <-ctx.Done():
-		return false
-	}
 }
 
 func (h *Handler) post(ctx context.Context, id string, body []byte) attempt {

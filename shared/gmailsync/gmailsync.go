@@ -26,6 +26,7 @@ import (
 	"github.com/gmailwatch/gmailwatch/shared/gmailclient"
 	"github.com/gmailwatch/gmailwatch/shared/store"
 	"github.com/gmailwatch/gmailwatch/shared/vault"
+	"github.com/googleapis/gax-go/v2"
 )
 
 // Outcomes of a push or a sync.
@@ -283,7 +284,7 @@ func (s *Syncer) holding(ctx context.Context, u store.User, holder string) (res 
 		}
 		if wait && u.PendingHistoryID == target {
 			rechecks++
-			if err := sleep(ctx, s.set.RecheckDelay); err != nil {
+			if err := gax.Sleep(ctx, s.set.RecheckDelay); err != nil {
 				_ = s.release(ctx, u.Key, holder)
 				return res, err
 			}
@@ -457,15 +458,4 @@ type meter struct{ calls, units atomic.Int64 }
 func (m *meter) add(method string) {
 	m.calls.Add(1)
 	m.units.Add(int64(gmailclient.Units[method]))
-}
-
-func sleep(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	}
 }

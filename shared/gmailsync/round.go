@@ -3,7 +3,6 @@ package gmailsync
 import (
 	"context"
 	"fmt"
-	"math/rand/v2"
 	"slices"
 	"strings"
 	"time"
@@ -14,6 +13,7 @@ import (
 	"github.com/gmailwatch/gmailwatch/shared/events"
 	"github.com/gmailwatch/gmailwatch/shared/gmailclient"
 	"github.com/gmailwatch/gmailwatch/shared/store"
+	"github.com/googleapis/gax-go/v2"
 )
 
 // Headers fetched with every message, as the event carries them.
@@ -278,18 +278,18 @@ func messageEvent(u store.User, msg *gmail.Message, now time.Time) events.Event 
 // retry runs one Gmail call, trying again on 429 and 5xx with exponential
 // backoff and full jitter while tries and the deadline allow.
 func (s *Syncer) retry(ctx context.Context, m *meter, method string, call func() error) error {
+	bo := gax.Backoff{Initial: s.set.BackoffBase, Max: s.set.BackoffMax, Multiplier: 2}
 	for try := 1; ; try++ {
 		m.add(method)
 		err := call()
 		if err == nil || !gmailclient.IsRetryable(err) || try >= s.set.MaxTries || ctx.Err() != nil {
 			return err
 		}
-		backoff := min(s.set.BackoffBase<<(try-1), s.set.BackoffMax)
-		wait := rand.N(backoff) + time.Millisecond
+		wait := bo.Pause()
 		if dl, ok := ctx.Deadline(); ok && time.Until(dl) < wait {
 			return err
 		}
-		if sleep(ctx, wait) != nil {
+		if gax.Sleep(ctx, wait) != nil {
 			return err
 		}
 	}
