@@ -180,20 +180,19 @@ func traceHeader(r *http.Request) string {
 }
 
 var (
-	prodOnce    sync.Once
-	prodLog     = logging.New(os.Stdout, slog.LevelInfo)
-	prodHandler *Handler
-	prodErr     error
+	prodLog = logging.New(os.Stdout, slog.LevelInfo)
+	// prodHandler is the deployed handler, built from the environment at the first request.
+	prodHandler = sync.OnceValues(func() (*Handler, error) { return production(context.Background(), prodLog) })
 )
 
 func serve(w http.ResponseWriter, r *http.Request) {
-	prodOnce.Do(func() { prodHandler, prodErr = production(context.Background(), prodLog) })
-	if prodErr != nil {
-		prodLog.ErrorContext(r.Context(), "consent function unavailable", "error", prodErr)
+	h, err := prodHandler()
+	if err != nil {
+		prodLog.ErrorContext(r.Context(), "consent function unavailable", "error", err)
 		writePage(w, pageError, http.StatusInternalServerError, pageData{Message: "The service is not configured. Please try again later."})
 		return
 	}
-	prodHandler.ServeHTTP(w, r)
+	h.ServeHTTP(w, r)
 }
 
 // production builds the deployed Handler from the environment.

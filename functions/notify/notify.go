@@ -33,7 +33,9 @@ import (
 	"github.com/gmailwatch/gmailwatch/shared/vault"
 )
 
-func init() { functions.CloudEvent("Notify", production.handle) }
+func init() {
+	functions.CloudEvent("Notify", func(ctx context.Context, e event.Event) error { return handleWith(production, ctx, e) })
+}
 
 // Syncer is what the function needs of the sync algorithm; *gmailsync.Syncer is one.
 type Syncer interface {
@@ -54,26 +56,23 @@ const messagePublished = "google.cloud.pubsub.topic.v1.messagePublished"
 // topicSource is the CloudEvent source of messages of topic (projects/P/topics/T).
 func topicSource(topic string) string { return "//pubsub.googleapis.com/" + topic }
 
-// production is built from the environment at the first push.
-var production = &lazy{build: fromEnv}
-
-type lazy struct {
-	build func(context.Context) (*handler, error)
-	once  sync.Once
-	h     *handler
-	err   error
-}
-
-func (l *lazy) handle(ctx context.Context, e event.Event) error {
-	l.once.Do(func() {
-		if l.h, l.err = l.build(context.Background()); l.err != nil {
-			logging.New(os.Stderr, slog.LevelInfo).Error("notify cannot start: pushes are retried until this is fixed", "error", l.err)
-		}
-	})
-	if l.err != nil {
-		return l.err
+// production is the deployed handler, built from the environment at the
+// first push. If that fails every push returns the error, so Pub/Sub keeps
+// the pushes until the configuration is fixed.
+var production = sync.OnceValues(func() (*handler, error) {
+	h, err := fromEnv(context.Background())
+	if err != nil {
+		logging.New(os.Stderr, slog.LevelInfo).Error("notify cannot start: pushes are retried until this is fixed", "error", err)
 	}
-	return l.h.handle(ctx, e)
+	return h, err
+})
+
+func handleWith(get func() (*handler, error), ctx context.Context, e event.Event) error {
+	h, err := get()
+	if err != nil {
+		return err
+	}
+	return h.handle(ctx, e)
 }
 
 func fromEnv(ctx context.Context) (*handler, error) {

@@ -354,9 +354,9 @@ func TestMissingConfigurationFailsEveryPushWithOneBuild(t *testing.T) {
 		os.Unsetenv(k)
 	}
 	builds := 0
-	l := &lazy{build: func(ctx context.Context) (*handler, error) { builds++; return fromEnv(ctx) }}
+	get := sync.OnceValues(func() (*handler, error) { builds++; return fromEnv(context.Background()) })
 	for i := range 2 {
-		err := l.handle(context.Background(), cloudEvent(t, `{"emailAddress":"a@b.co","historyId":5}`, false))
+		err := handleWith(get, context.Background(), cloudEvent(t, `{"emailAddress":"a@b.co","historyId":5}`, false))
 		for _, name := range []string{"PROJECT_ID", "EVENTS_TOPIC", "OAUTH_CLIENT_ID"} {
 			if err == nil || !strings.Contains(err.Error(), name) {
 				t.Errorf("push %d without %s: got %v, want an error naming it (so Pub/Sub keeps the push)", i, name, err)

@@ -109,20 +109,17 @@ func New(d Deps, s Settings) *Handler {
 	return &Handler{d: d, set: s, limiter: newQuotaLimiter(s.UnitsPerMinute)}
 }
 
-var (
-	prodOnce    sync.Once
-	prodHandler *Handler
-	prodErr     error
-)
+// production is the deployed handler, built from the environment at the first run.
+var production = sync.OnceValues(func() (*Handler, error) { return fromEnv(context.Background(), os.LookupEnv) })
 
 func serve(w http.ResponseWriter, r *http.Request) {
-	prodOnce.Do(func() { prodHandler, prodErr = fromEnv(context.Background(), os.LookupEnv) })
-	if prodErr != nil {
-		logging.New(os.Stdout, slog.LevelInfo).ErrorContext(r.Context(), "renew not started", "error", prodErr)
-		writeJSON(w, http.StatusInternalServerError, map[string]string{"error": prodErr.Error()})
+	h, err := production()
+	if err != nil {
+		logging.New(os.Stdout, slog.LevelInfo).ErrorContext(r.Context(), "renew not started", "error", err)
+		writeJSON(w, http.StatusInternalServerError, map[string]string{"error": err.Error()})
 		return
 	}
-	prodHandler.ServeHTTP(w, r)
+	h.ServeHTTP(w, r)
 }
 
 // fromEnv builds the production handler from the environment.

@@ -131,38 +131,32 @@ func New(cfg Config, secrets SecretSource, deadLetter *pubsub.Publisher, log *sl
 	}
 }
 
-var (
-	prodOnce    sync.Once
-	prodHandler *Handler
-	prodErr     error
-)
+// production is the deployed handler, built from the environment at the first event.
+var production = sync.OnceValues(func() (*Handler, error) {
+	log := logging.New(os.Stdout, slog.LevelInfo)
+	cfg, err := ReadConfig(os.LookupEnv)
+	if err != nil {
+		log.Error("webhook configuration", "error", err)
+		return nil, err
+	}
+	ctx := context.Background()
+	v, err := vault.New(ctx, cfg.ProjectID, cfg.SecretEndpoint)
+	if err != nil {
+		return nil, err
+	}
+	ps, err := pubsub.NewClient(ctx, cfg.ProjectID)
+	if err != nil {
+		return nil, fmt.Errorf("pubsub client: %w", err)
+	}
+	return New(cfg, v, ps.Publisher(cfg.DeadLetterTopic), log), nil
+})
 
 func handle(ctx context.Context, e event.Event) error {
-	prodOnce.Do(func() {
-		log := logging.New(os.Stdout, slog.LevelInfo)
-		cfg, err := ReadConfig(os.LookupEnv)
-		if err != nil {
-			prodErr = err
-			log.Error("webhook configuration", "error", err)
-			return
-		}
-		ctx := context.Background()
-		v, err := vault.New(ctx, cfg.ProjectID, cfg.SecretEndpoint)
-		if err != nil {
-			prodErr = err
-			return
-		}
-		ps, err := pubsub.NewClient(ctx, cfg.ProjectID)
-		if err != nil {
-			prodErr = fmt.Errorf("pubsub client: %w", err)
-			return
-		}
-		prodHandler = New(cfg, v, ps.Publisher(cfg.DeadLetterTopic), log)
-	})
-	if prodErr != nil {
-		return prodErr
+	h, err := production()
+	if err != nil {
+		return err
 	}
-	return prodHandler.Handle(ctx, e)
+	return h.Handle(ctx, e)
 }
 
 // pushData is the data of a Pub/Sub CloudEvent (MessagePublishedData).
