@@ -1,0 +1,136 @@
+// Package platform is what every function needs of Google Cloud and the
+// functions runtime, in one place: the settings they all read (project,
+// events topic, Secret Manager endpoint), the Google clients, built once
+// each and only when asked for, the deployed handler, built once at the
+// first request or event, the trace context of a request or event, and the
+// check that a CloudEvent is a message of the expected Pub/Sub topic.
+//
+// Each function package has the same wiring:
+//
+//	func init() { functions.CloudEvent("Notify", handle) }
+//	var production = platform.Production("notify", build)
+//	func build(ctx context.Context, lookup platform.Lookup) (*Handler, error) // ReadConfig, then platform.NewClients
+package platform
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"os"
+	"sync"
+
+	"cloud.google.com/go/firestore"
+	"cloud.google.com/go/pubsub/v2"
+	"github.com/cloudevents/sdk-go/v2/event"
+
+	"github.com/gmailwatch/gmailwatch/shared/config"
+	"github.com/gmailwatch/gmailwatch/shared/events"
+	"github.com/gmailwatch/gmailwatch/shared/logging"
+	"github.com/gmailwatch/gmailwatch/shared/vault"
+)
+
+// Settings are read by every function.
+type Settings struct {
+	ProjectID      string // PROJECT_ID
+	EventsTopic    string // EVENTS_TOPIC: the output topic's id
+	SecretEndpoint string // SECRETMANAGER_ENDPOINT: loopback, local runs only
+}
+
+// ReadSettings reads the settings every function shares from r.
+func ReadSettings(r *config.Reader) Settings {
+	return Settings{
+		ProjectID:      r.String("PROJECT_ID", config.Required),
+		EventsTopic:    r.String("EVENTS_TOPIC", config.Required),
+		SecretEndpoint: r.String("SECRETMANAGER_ENDPOINT", ""),
+	}
+}
+
+// Lookup reads one environment variable; os.LookupEnv is the deployed one.
+type Lookup = func(string) (string, bool)
+
+// Production returns the deployed handler of the function name, built by
+// build from the process environment at the first call; later calls return
+// the same handler, or the same error, which is logged each time. A function
+// then fails every request, so Pub/Sub keeps the pushes and Cloud Scheduler
+// retries until the configuration is fixed.
+func Production[H any](name string, build func(context.Context, Lookup) (H, error)) func() (H, error) {
+	once := sync.OnceValues(func() (H, error) { return build(context.Background(), os.LookupEnv) })
+	return func() (H, error) {
+		h, err := once()
+		if err != nil {
+			logging.New(os.Stderr, slog.LevelInfo).Error(name+" cannot start: requests fail until this is fixed", "error", err)
+		}
+		return h, err
+	}
+}
+
+// Clients builds the Google clients of one project, each at most once and
+// only when first asked for, so a function creates only what it uses.
+type Clients struct {
+	Settings  Settings
+	Firestore func() (*firestore.Client, error)
+	PubSub    func() (*pubsub.Client, error)
+	Vault     func() (*vault.Vault, error)
+}
+
+// NewClients returns the clients of s.ProjectID, with Secret Manager at
+// s.SecretEndpoint when set.
+func NewClients(ctx context.Context, s Settings) *Clients {
+	return &Clients{
+		Settings: s,
+		Firestore: sync.OnceValues(func() (*firestore.Client, error) {
+			c, err := firestore.NewClient(ctx, s.ProjectID)
+			if err != nil {
+				return nil, fmt.Errorf("firestore client: %w", err)
+			}
+			return c, nil
+		}),
+		PubSub: sync.OnceValues(func() (*pubsub.Client, error) {
+			c, err := pubsub.NewClient(ctx, s.ProjectID)
+			if err != nil {
+				return nil, fmt.Errorf("pubsub client: %w", err)
+			}
+			return c, nil
+		}),
+		Vault: sync.OnceValues(func() (*vault.Vault, error) { return vault.New(ctx, s.ProjectID, s.SecretEndpoint) }),
+	}
+}
+
+// Events returns a publisher to the events topic.
+func (c *Clients) Events() (*events.Publisher, error) {
+	ps, err := c.PubSub()
+	if err != nil {
+		return nil, err
+	}
+	return events.NewPublisher(ps, c.Settings.EventsTopic), nil
+}
+
+// TraceRequest returns ctx carrying the trace of an HTTP request: the W3C
+// traceparent header, or Google's X-Cloud-Trace-Context when there is none
+// (Cloud Run sends both, for the same trace).
+func TraceRequest(ctx context.Context, projectID string, r *http.Request) context.Context {
+	header := r.Header.Get("traceparent")
+	if header == "" {
+		header = r.Header.Get("X-Cloud-Trace-Context")
+	}
+	return logging.WithTrace(ctx, projectID, header)
+}
+
+// TraceEvent returns ctx carrying the trace of a CloudEvent: its
+// distributed-tracing traceparent extension.
+func TraceEvent(ctx context.Context, projectID string, e event.Event) context.Context {
+	header, _ := e.Extensions()["traceparent"].(string)
+	return logging.WithTrace(ctx, projectID, header)
+}
+
+// MessagePublished is the CloudEvent type of a Pub/Sub message, from
+// Eventarc and from the functions framework's push conversion alike.
+const MessagePublished = "google.cloud.pubsub.topic.v1.messagePublished"
+
+// IsMessageOf reports whether e is a message of topic (projects/P/topics/T).
+// Anything else reaching a Pub/Sub-triggered function is forged or
+// misrouted, and its content is not to be trusted as the topic's.
+func IsMessageOf(e event.Event, topic string) bool {
+	return e.Type() == MessagePublished && e.Source() == "//pubsub.googleapis.com/"+topic
+}
