@@ -1,0 +1,36 @@
+package store
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"time"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+)
+
+// ErrStateUsed means an OAuth state nonce was recorded before: the callback
+// carrying it is a replay.
+var ErrStateUsed = errors.New("state already used")
+
+// UseState records an OAuth state nonce as used, in oauthStates/{sha256 of
+// the nonce}, so each is accepted at most once by any instance. The document
+// keeps the flow and when it was used, and an expireAt (an hour after the
+// state's own expiry) for a Firestore TTL policy. It fails with ErrStateUsed
+// when the nonce was recorded before.
+func (s *Store) UseState(ctx context.Context, nonce, flow string, expires time.Time) error {
+	sum := sha256.Sum256([]byte(nonce))
+	_, err := s.fs.Collection("oauthStates").Doc(hex.EncodeToString(sum[:])).Create(ctx, map[string]any{
+		"flow": flow, "usedAt": s.now(), "expireAt": expires.Add(time.Hour),
+	})
+	switch {
+	case status.Code(err) == codes.AlreadyExists:
+		return ErrStateUsed
+	case err != nil:
+		return fmt.Errorf("record used state: %w", err)
+	}
+	return nil
+}
