@@ -1,9 +1,11 @@
 // Package gmailclient builds Gmail API clients that act for one connected
 // user: the user's refresh token comes from Secret Manager and becomes access
 // tokens through golang.org/x/oauth2, cached per user inside the instance
-// (never on disk or in Firestore). It also says which Gmail errors are worth
-// retrying, which mean the user must consent again, and what each call costs
-// in quota units.
+// (never on disk or in Firestore). It is the one Gmail call policy: a call
+// answered 401 is tried once more with a fresh token source (Factory.Do),
+// and it says which Gmail errors are worth retrying, which are rate limits,
+// which mean the user must consent again, and what each call costs in quota
+// units.
 package gmailclient
 
 import (
@@ -20,6 +22,7 @@ import (
 	"google.golang.org/api/option"
 
 	"github.com/gmailwatch/gmailwatch/shared/config"
+	"github.com/gmailwatch/gmailwatch/shared/vault"
 )
 
 // Google's production endpoints; local runs point these at the sandbox.
@@ -83,25 +86,20 @@ func (s Settings) Service(ctx context.Context, ts oauth2.TokenSource) (*gmail.Se
 	return svc, nil
 }
 
-// Secrets is where refresh tokens and the client secret are read from.
-type Secrets interface {
-	Access(ctx context.Context, id string) ([]byte, error)
-	RefreshToken(ctx context.Context, userKey string) (string, error)
-}
-
 // Factory hands out per-user Gmail clients, caching each user's token source
 // so access tokens are refreshed only when they expire.
 type Factory struct {
 	settings Settings
-	secrets  Secrets
+	secrets  *vault.Vault
 
 	mu      sync.Mutex
 	oauth   *oauth2.Config
 	sources map[string]oauth2.TokenSource
 }
 
-// NewFactory returns a Factory reading secrets from secrets.
-func NewFactory(s Settings, secrets Secrets) *Factory {
+// NewFactory returns a Factory reading the client secret and refresh tokens
+// from secrets.
+func NewFactory(s Settings, secrets *vault.Vault) *Factory {
 	return &Factory{settings: s, secrets: secrets, sources: map[string]oauth2.TokenSource{}}
 }
 
@@ -135,6 +133,9 @@ func (f *Factory) ForUser(ctx context.Context, userKey string) (*gmail.Service, 
 			return nil, err
 		}
 		refresh, err := f.secrets.RefreshToken(ctx, userKey)
+		if errors.Is(err, vault.ErrNotFound) {
+			return nil, fmt.Errorf("refresh token of %s: %w: %w", userKey, ErrNoRefreshToken, err)
+		}
 		if err != nil {
 			return nil, fmt.Errorf("refresh token of %s: %w", userKey, err)
 		}
@@ -153,6 +154,36 @@ func (f *Factory) Forget(userKey string) {
 	f.mu.Unlock()
 }
 
+// Do runs fn with a Gmail client acting for the user. A 401 means the cached
+// access token was revoked: the token source is dropped and fn tried once
+// more with a fresh one, so a dead refresh token shows as invalid_grant.
+func (f *Factory) Do(ctx context.Context, userKey string, fn func(*gmail.Service) error) error {
+	for try := 0; ; try++ {
+		svc, err := f.ForUser(ctx, userKey)
+		if err != nil {
+			return fmt.Errorf("gmail client of %s: %w", userKey, err)
+		}
+		err = fn(svc)
+		var ge *googleapi.Error
+		if try > 0 || !errors.As(err, &ge) || ge.Code != http.StatusUnauthorized {
+			return err
+		}
+		f.Forget(userKey)
+	}
+}
+
+// Stop ends the mailbox's watch (users.stop).
+func Stop(ctx context.Context, svc *gmail.Service) error {
+	if err := svc.Users.Stop("me").Context(ctx).Do(); err != nil {
+		return fmt.Errorf("users.stop: %w", err)
+	}
+	return nil
+}
+
+// ErrNoRefreshToken means Secret Manager holds no refresh token for the
+// user: no call can succeed until the user connects again.
+var ErrNoRefreshToken = errors.New("no refresh token")
+
 // IsInvalidGrant reports whether err means the refresh token no longer works
 // (revoked, expired, or the user removed access): the user must consent again.
 func IsInvalidGrant(err error) bool {
@@ -168,23 +199,31 @@ func IsRetryable(err error) bool {
 	}
 	var ge *googleapi.Error
 	if errors.As(err, &ge) {
-		if ge.Code == http.StatusTooManyRequests || ge.Code >= 500 {
-			return true
-		}
-		if ge.Code == http.StatusForbidden {
-			for _, e := range ge.Errors {
-				if e.Reason == "rateLimitExceeded" || e.Reason == "userRateLimitExceeded" {
-					return true
-				}
-			}
-		}
-		return false
+		return ge.Code >= 500 || IsRateLimited(err)
 	}
 	var re *oauth2.RetrieveError
 	if errors.As(err, &re) {
 		return re.Response == nil || re.Response.StatusCode >= 500
 	}
 	return true // transport errors: connection refused, reset, deadline
+}
+
+// IsRateLimited reports whether Gmail refused a call for quota: 429, or 403
+// with a rate-limit reason.
+func IsRateLimited(err error) bool {
+	var ge *googleapi.Error
+	if !errors.As(err, &ge) {
+		return false
+	}
+	if ge.Code == http.StatusTooManyRequests {
+		return true
+	}
+	for _, e := range ge.Errors {
+		if ge.Code == http.StatusForbidden && (e.Reason == "rateLimitExceeded" || e.Reason == "userRateLimitExceeded") {
+			return true
+		}
+	}
+	return false
 }
 
 // IsNotFound reports whether Gmail answered 404.

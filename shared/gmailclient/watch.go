@@ -24,16 +24,28 @@ type WatchSettings struct {
 // ReadWatchSettings reads the watch settings from r.
 func ReadWatchSettings(r *config.Reader) WatchSettings {
 	w := WatchSettings{
-		Topic:       r.String("GMAIL_TOPIC", config.Required),
-		Labels:      r.List("GMAIL_LABELS", []string{"INBOX"}),
-		LabelFilter: r.OneOf("GMAIL_LABEL_FILTER", "include", "include", "exclude"),
+		Topic:       ReadTopic(r),
 		RenewBefore: r.Duration("RENEW_BEFORE", 48*time.Hour),
 		RenewEvery:  r.Duration("RENEW_EVERY", 24*time.Hour),
 	}
-	if p := strings.Split(w.Topic, "/"); w.Topic != "" && (len(p) != 4 || p[0] != "projects" || p[2] != "topics" || p[1] == "" || p[3] == "") {
-		r.Problem("GMAIL_TOPIC", "%q is not projects/PROJECT/topics/TOPIC", w.Topic)
-	}
+	w.Labels, w.LabelFilter = ReadLabels(r)
 	return w
+}
+
+// ReadTopic reads GMAIL_TOPIC, the topic Gmail pushes to: projects/P/topics/T.
+func ReadTopic(r *config.Reader) string {
+	topic := r.String("GMAIL_TOPIC", config.Required)
+	if p := strings.Split(topic, "/"); topic != "" && (len(p) != 4 || p[0] != "projects" || p[2] != "topics" || p[1] == "" || p[3] == "") {
+		r.Problem("GMAIL_TOPIC", "%q is not projects/PROJECT/topics/TOPIC", topic)
+	}
+	return topic
+}
+
+// ReadLabels reads the watched labels (GMAIL_LABELS, default INBOX) and
+// whether a watch includes or excludes them (GMAIL_LABEL_FILTER). The watch
+// and the sync's filter both take them from here.
+func ReadLabels(r *config.Reader) (labels []string, filter string) {
+	return r.List("GMAIL_LABELS", []string{"INBOX"}), r.OneOf("GMAIL_LABEL_FILTER", "include", "include", "exclude")
 }
 
 // Watch asks Gmail to push changes of the mailbox to the topic. It returns
