@@ -2,7 +2,6 @@ package consent_test
 
 import (
 	"context"
-	"os"
 	"os/exec"
 	"slices"
 	"strings"
@@ -11,6 +10,7 @@ import (
 
 	"github.com/chromedp/chromedp"
 
+	"github.com/gmailwatch/gmailwatch/scripts/testenv"
 	"github.com/gmailwatch/gmailwatch/shared/store"
 )
 
@@ -20,10 +20,7 @@ const chromium = "/usr/bin/chromium"
 // flow: /connect, the sandbox's consent page, Allow, the connected page.
 func TestConnectInABrowser(t *testing.T) {
 	if _, err := exec.LookPath(chromium); err != nil {
-		if os.Getenv("CI") != "" {
-			t.Fatalf("%s is missing; CI must install Debian's chromium package", chromium)
-		}
-		t.Skipf("%s is missing (apt-get install -y chromium)", chromium)
+		testenv.Missing(t, chromium+" is missing: scripts/setup.sh installs Debian's chromium package")
 	}
 	s := newStack(t) // the sandbox shows its consent page: no AutoApprove
 
