@@ -14,18 +14,13 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net/http"
 	"sync/atomic"
 	"time"
-
-	"google.golang.org/api/gmail/v1"
-	"google.golang.org/api/googleapi"
 
 	"github.com/gmailwatch/gmailwatch/shared/config"
 	"github.com/gmailwatch/gmailwatch/shared/events"
 	"github.com/gmailwatch/gmailwatch/shared/gmailclient"
 	"github.com/gmailwatch/gmailwatch/shared/store"
-	"github.com/gmailwatch/gmailwatch/shared/vault"
 	"github.com/googleapis/gax-go/v2"
 )
 
@@ -40,30 +35,11 @@ const (
 	Failed         = "failed"          // Gmail refused for good (logged); the cursor stays, a later sync retries
 )
 
-// Users is the part of the store a sync needs.
-type Users interface {
-	Get(ctx context.Context, key string) (store.User, error)
-	Update(ctx context.Context, key string, fn func(u *store.User) error) (store.User, error)
-	Announced(ctx context.Context, key string, ids []string) (map[string]bool, error)
-	MarkAnnounced(ctx context.Context, key string, markers map[string]store.Marker) error
-}
-
-// Mailboxes hands out Gmail clients acting for one user; *gmailclient.Factory is one.
-type Mailboxes interface {
-	ForUser(ctx context.Context, userKey string) (*gmail.Service, error)
-	Forget(userKey string)
-}
-
-// Publisher publishes events and returns once Pub/Sub stored them all; *events.Publisher is one.
-type Publisher interface {
-	Publish(ctx context.Context, evs ...events.Event) error
-}
-
 // Deps are what a Syncer works with.
 type Deps struct {
-	Users  Users
-	Gmail  Mailboxes
-	Events Publisher
+	Users  *store.Store
+	Gmail  *gmailclient.Factory
+	Events *events.Publisher
 	Logger *slog.Logger
 	Now    func() time.Time // nil: time.Now
 }
@@ -84,11 +60,10 @@ type Settings struct {
 	ReconcileAfter time.Duration // next safety-net sync after a complete one
 }
 
-// ReadSettings reads the sync settings from r.
+// ReadSettings reads the sync settings from r. The watched labels are the
+// watch's (gmailclient.ReadLabels): the caller sets them.
 func ReadSettings(r *config.Reader) Settings {
 	return Settings{
-		Labels:         r.List("GMAIL_LABELS", []string{"INBOX"}),
-		LabelFilter:    r.OneOf("GMAIL_LABEL_FILTER", "include", "include", "exclude"),
 		LeaseTTL:       r.Duration("SYNC_LEASE_TTL", 2*time.Minute),
 		GetConcurrency: r.Int("SYNC_GET_CONCURRENCY", 10, 1, 100),
 		MarkerTTL:      r.Duration("MARKER_TTL", 14*24*time.Hour),
@@ -103,12 +78,13 @@ func ReadSettings(r *config.Reader) Settings {
 }
 
 func (s Settings) withDefaults() Settings {
-	d := ReadSettings(config.NewReader(config.FromMap(nil)))
+	r := config.NewReader(config.FromMap(nil))
+	d := ReadSettings(r)
 	if len(s.Labels) == 0 {
-		s.Labels = d.Labels
+		s.Labels, _ = gmailclient.ReadLabels(r)
 	}
 	if s.LabelFilter == "" {
-		s.LabelFilter = d.LabelFilter
+		_, s.LabelFilter = gmailclient.ReadLabels(r)
 	}
 	for _, p := range []struct{ v, def *time.Duration }{
 		{&s.LeaseTTL, &d.LeaseTTL}, {&s.MarkerTTL, &d.MarkerTTL}, {&s.BackoffBase, &d.BackoffBase},
@@ -130,9 +106,9 @@ func (s Settings) withDefaults() Settings {
 
 // Syncer runs the sync algorithm. It is safe for concurrent use.
 type Syncer struct {
-	users  Users
-	gmail  Mailboxes
-	events Publisher
+	users  *store.Store
+	gmail  *gmailclient.Factory
+	events *events.Publisher
 	log    *slog.Logger
 	now    func() time.Time
 	set    Settings
@@ -370,18 +346,13 @@ func (s *Syncer) failed(ctx context.Context, u store.User, holder string, res Re
 			return res, err
 		}
 		return res, nil
-	case errors.Is(err, vault.ErrNotFound) || (!gmailclient.IsRetryable(err) && ctx.Err() == nil):
+	case errors.Is(err, gmailclient.ErrNoRefreshToken) || (!gmailclient.IsRetryable(err) && ctx.Err() == nil):
 		// A retry would fail alike; the push stays pending and the safety net tries again later.
 		res.Outcome = Failed
 		s.log.ErrorContext(ctx, "sync refused for good", "user", u.Key, "error", err)
 		return res, nil
 	}
 	return res, err
-}
-
-func isUnauthorized(err error) bool {
-	var ge *googleapi.Error
-	return errors.As(err, &ge) && ge.Code == http.StatusUnauthorized
 }
 
 // MarkReauth moves an active user to reauth_required and publishes

@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gmailwatch/gmailwatch/scripts/testenv"
+
 	"github.com/gmailwatch/gmailwatch/scripts/sandbox/gmailapi"
 	"github.com/gmailwatch/gmailwatch/shared/events"
 	"github.com/gmailwatch/gmailwatch/shared/gmailclient"
@@ -604,11 +606,11 @@ func TestPermanentFailureKeepsThePushPending(t *testing.T) {
 		breakIt func(e *env, key string) error
 	}{
 		{"refresh token missing", func(e *env, key string) error {
-			return e.vault.DeleteRefreshToken(context.Background(), key)
+			return e.Vault.DeleteRefreshToken(context.Background(), key)
 		}},
 		{"grant without a Gmail scope", func(e *env, key string) error {
-			rt := e.sb.Auth.IssueRefreshToken(clientID, "mia@example.com", []string{"openid", "email"})
-			return e.vault.PutRefreshToken(context.Background(), key, rt)
+			rt := e.sb.Auth.IssueRefreshToken(testenv.ClientID, "mia@example.com", []string{"openid", "email"})
+			return e.Vault.PutRefreshToken(context.Background(), key, rt)
 		}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

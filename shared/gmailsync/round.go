@@ -26,26 +26,17 @@ type roundResult struct {
 	caughtUp  bool
 }
 
-// round reads history from the user's cursor and announces what is new. A
-// 401 means the cached access token was revoked: the token source is dropped
-// and the round retried once, so a dead refresh token shows as invalid_grant.
+// round reads history from the user's cursor and announces what is new,
+// under the Gmail call policy of gmailclient (a 401 retried once with a
+// fresh token source).
 func (s *Syncer) round(ctx context.Context, u store.User, m *meter) (roundResult, error) {
 	ctx, cancel := context.WithDeadline(ctx, u.Lease.Until.Add(-leaseMargin))
 	defer cancel()
 	var r roundResult
-	var err error
-	for try := 0; try < 2; try++ {
-		var svc *gmail.Service
-		svc, err = s.gmail.ForUser(ctx, u.Key)
-		if err != nil {
-			return r, fmt.Errorf("gmail client of %s: %w", u.Key, err)
-		}
+	err := s.gmail.Do(ctx, u.Key, func(svc *gmail.Service) (err error) {
 		r, err = s.read(ctx, svc, u, m)
-		if !isUnauthorized(err) {
-			break
-		}
-		s.gmail.Forget(u.Key)
-	}
+		return err
+	})
 	return r, err
 }
 
