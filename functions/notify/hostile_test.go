@@ -50,8 +50,8 @@ func TestHostilePushesChangeNothing(t *testing.T) {
 	w := newWorld(t)
 	h, logs := w.handler()
 	gmailTopic := "projects/" + w.project + "/topics/gmail"
-	h.source = topicSource(gmailTopic)
-	url := testenv.ServeCloudEvent(t, h.handle)
+	h.gmailTopic = gmailTopic
+	url := testenv.ServeCloudEvent(t, h.Handle)
 	d, err := w.sb.Deliver(gmailapi.Delivery{To: email, Subject: "only a genuine push announces this"})
 	if err != nil {
 		t.Fatal(err)

@@ -17,109 +17,99 @@ import (
 	"os"
 	"strconv"
 	"strings"
-	"sync"
 
-	"cloud.google.com/go/firestore"
-	"cloud.google.com/go/pubsub/v2"
 	"github.com/GoogleCloudPlatform/functions-framework-go/functions"
 	"github.com/cloudevents/sdk-go/v2/event"
 
 	"github.com/gmailwatch/gmailwatch/shared/config"
-	"github.com/gmailwatch/gmailwatch/shared/events"
 	"github.com/gmailwatch/gmailwatch/shared/gmailclient"
 	"github.com/gmailwatch/gmailwatch/shared/gmailsync"
 	"github.com/gmailwatch/gmailwatch/shared/logging"
+	"github.com/gmailwatch/gmailwatch/shared/platform"
 	"github.com/gmailwatch/gmailwatch/shared/store"
-	"github.com/gmailwatch/gmailwatch/shared/vault"
 )
 
-func init() {
-	functions.CloudEvent("Notify", func(ctx context.Context, e event.Event) error { return handleWith(production, ctx, e) })
+func init() { functions.CloudEvent("Notify", handle) }
+
+// Config is the function's settings.
+type Config struct {
+	Platform   platform.Settings
+	GmailTopic string // GMAIL_TOPIC: the trigger's topic
+	Gmail      gmailclient.Settings
+	Sync       gmailsync.Settings
 }
 
-// Syncer is what the function needs of the sync algorithm; *gmailsync.Syncer is one.
-type Syncer interface {
-	OnPush(ctx context.Context, email string, historyID int64) (gmailsync.Result, error)
+// ReadConfig reads the settings, reporting every problem in one error.
+func ReadConfig(lookup platform.Lookup) (Config, error) {
+	r := config.NewReader(lookup)
+	c := Config{Platform: platform.ReadSettings(r), GmailTopic: gmailclient.ReadTopic(r), Gmail: gmailclient.ReadSettings(r), Sync: gmailsync.ReadSettings(r)}
+	c.Sync.Labels, c.Sync.LabelFilter = gmailclient.ReadLabels(r)
+	return c, r.Err()
 }
 
-type handler struct {
-	syncer  Syncer
-	log     *slog.Logger
-	project string
-	source  string // CloudEvent source of the Gmail topic's messages
+// Handler syncs the user of each Gmail push.
+type Handler struct {
+	syncer     *gmailsync.Syncer
+	log        *slog.Logger
+	project    string
+	gmailTopic string // projects/P/topics/T of Gmail's pushes
 }
 
-// messagePublished is the CloudEvent type of a Pub/Sub message, from
-// Eventarc and from the functions framework's push conversion alike.
-const messagePublished = "google.cloud.pubsub.topic.v1.messagePublished"
-
-// topicSource is the CloudEvent source of messages of topic (projects/P/topics/T).
-func topicSource(topic string) string { return "//pubsub.googleapis.com/" + topic }
+// New returns a Handler for pushes of gmailTopic (projects/P/topics/T).
+func New(syncer *gmailsync.Syncer, project, gmailTopic string, log *slog.Logger) *Handler {
+	return &Handler{syncer: syncer, log: log, project: project, gmailTopic: gmailTopic}
+}
 
 // production is the deployed handler, built from the environment at the
 // first push. If that fails every push returns the error, so Pub/Sub keeps
 // the pushes until the configuration is fixed.
-var production = sync.OnceValues(func() (*handler, error) {
-	h, err := fromEnv(context.Background())
-	if err != nil {
-		logging.New(os.Stderr, slog.LevelInfo).Error("notify cannot start: pushes are retried until this is fixed", "error", err)
-	}
-	return h, err
-})
+var production = platform.Production("notify", build)
 
-func handleWith(get func() (*handler, error), ctx context.Context, e event.Event) error {
-	h, err := get()
+func handle(ctx context.Context, e event.Event) error {
+	h, err := production()
 	if err != nil {
 		return err
 	}
-	return h.handle(ctx, e)
+	return h.Handle(ctx, e)
 }
 
-func fromEnv(ctx context.Context) (*handler, error) {
-	r := config.NewReader(os.LookupEnv)
-	project := r.String("PROJECT_ID", config.Required)
-	gmailTopic := r.String("GMAIL_TOPIC", config.Required)
-	topic := r.String("EVENTS_TOPIC", config.Required)
-	secretEndpoint := r.String("SECRETMANAGER_ENDPOINT", "")
-	gmailSettings := gmailclient.ReadSettings(r)
-	syncSettings := gmailsync.ReadSettings(r)
-	if err := r.Err(); err != nil {
+// build wires the handler to the deployed clients.
+func build(ctx context.Context, lookup platform.Lookup) (*Handler, error) {
+	cfg, err := ReadConfig(lookup)
+	if err != nil {
 		return nil, err
 	}
-	fs, err := firestore.NewClient(ctx, project)
+	c := platform.NewClients(ctx, cfg.Platform)
+	fs, err := c.Firestore()
 	if err != nil {
-		return nil, fmt.Errorf("firestore client: %w", err)
+		return nil, err
 	}
-	ps, err := pubsub.NewClient(ctx, project)
+	secrets, err := c.Vault()
 	if err != nil {
-		return nil, fmt.Errorf("pubsub client: %w", err)
+		return nil, err
 	}
-	secrets, err := vault.New(ctx, project, secretEndpoint)
+	pub, err := c.Events()
 	if err != nil {
 		return nil, err
 	}
 	log := logging.New(os.Stdout, slog.LevelInfo)
-	return &handler{
-		syncer: gmailsync.New(gmailsync.Deps{
-			Users:  store.New(fs, nil),
-			Gmail:  gmailclient.NewFactory(gmailSettings, secrets),
-			Events: events.NewPublisher(ps, topic),
-			Logger: log,
-		}, syncSettings),
-		log:     log,
-		project: project,
-		source:  topicSource(gmailTopic),
-	}, nil
+	syncer := gmailsync.New(gmailsync.Deps{
+		Users:  store.New(fs, nil),
+		Gmail:  gmailclient.NewFactory(cfg.Gmail, secrets),
+		Events: pub,
+		Logger: log,
+	}, cfg.Sync)
+	return New(syncer, cfg.Platform.ProjectID, cfg.GmailTopic, log), nil
 }
 
-func (h *handler) handle(ctx context.Context, e event.Event) error {
-	if tp, ok := e.Extensions()["traceparent"].(string); ok {
-		ctx = logging.WithTrace(ctx, h.project, tp)
-	}
+// Handle decodes one push and syncs its user. It returns an error only when
+// the push is worth redelivering.
+func (h *Handler) Handle(ctx context.Context, e event.Event) error {
+	ctx = platform.TraceEvent(ctx, h.project, e)
 	// Gmail's pushes come with this type and source, from Eventarc or, in
 	// local runs, the framework's push conversion. Anything else is forged or
 	// misrouted, and a push in it is not Gmail's word.
-	if e.Type() != messagePublished || e.Source() != h.source {
+	if !platform.IsMessageOf(e, h.gmailTopic) {
 		h.log.ErrorContext(ctx, "push ignored", "reason", "not a message of GMAIL_TOPIC",
 			"type", clip(e.Type()), "source", clip(e.Source()), "eventId", clip(e.ID()))
 		return nil

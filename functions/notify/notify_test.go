@@ -10,11 +10,9 @@ import (
 	"os"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
-	"cloud.google.com/go/pubsub/v2"
 	"cloud.google.com/go/pubsub/v2/apiv1/pubsubpb"
 	"github.com/GoogleCloudPlatform/functions-framework-go/funcframework"
 	"github.com/cloudevents/sdk-go/v2/event"
@@ -25,114 +23,45 @@ import (
 	"github.com/gmailwatch/gmailwatch/shared/events"
 	"github.com/gmailwatch/gmailwatch/shared/gmailclient"
 	"github.com/gmailwatch/gmailwatch/shared/gmailsync"
+	"github.com/gmailwatch/gmailwatch/shared/platform"
 	"github.com/gmailwatch/gmailwatch/shared/store"
-	"github.com/gmailwatch/gmailwatch/shared/vault"
 )
 
-const (
-	clientID     = "notify-test.apps.googleusercontent.com"
-	clientSecret = "GOCSPX-notify-test"
-	email        = "nora@example.com"
-)
+const email = "nora@example.com"
 
-// world is one test's emulator project, sandbox, connected user and output
-// topic, read through a pull subscription.
+// world is one test's testenv.World with nora connected.
 type world struct {
+	*testenv.World
 	t       *testing.T
 	project string
 	sb      *sandbox.Sandbox
-	ps      *pubsub.Client
 	store   *store.Store
 	user    store.User
-	gmail   gmailclient.Settings
-
-	mu       sync.Mutex
-	received []events.Event
 }
 
 func newWorld(t *testing.T) *world {
 	t.Helper()
-	testenv.Need(t, "FIRESTORE_EMULATOR_HOST", "PUBSUB_EMULATOR_HOST")
-	ctx := context.Background()
-	w := &world{t: t, project: testenv.Project(t)}
-	w.ps = testenv.PubSub(t, w.project)
-	w.store = store.New(testenv.Firestore(t, w.project), nil)
-	sb, err := sandbox.Start(ctx, sandbox.Options{ClientID: clientID, ClientSecret: clientSecret})
-	if err != nil {
-		t.Fatalf("sandbox: %v", err)
-	}
-	t.Cleanup(func() { sb.Close() })
-	w.sb = sb
-	if err := sb.PutSecret(ctx, w.project, "oauth-client-secret", []byte(clientSecret)); err != nil {
-		t.Fatal(err)
-	}
-	rt, err := sb.Connect(email)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := sb.PutSecret(ctx, w.project, vault.RefreshPrefix+store.Key(email), []byte(rt)); err != nil {
-		t.Fatal(err)
-	}
-	w.gmail = gmailclient.Settings{ClientID: clientID, ClientSecretName: "oauth-client-secret", Scope: gmailclient.ScopeMetadata,
-		AuthURL: sb.URL + "/o/oauth2/v2/auth", TokenURL: sb.URL + "/token", RevokeURL: sb.URL + "/revoke", GmailEndpoint: sb.URL + "/"}
-	h, _ := sb.Gmail.HistoryID(email)
-	if w.user, _, err = w.store.Connect(ctx, store.Connection{Email: email, Labels: []string{"INBOX"}, LabelFilter: "include", HistoryID: int64(h)}); err != nil {
-		t.Fatal(err)
-	}
-	if w.user, err = w.store.Get(ctx, w.user.Key); err != nil {
-		t.Fatal(err)
-	}
-
-	topic := testenv.Topic(t, w.ps, "events")
-	sub := testenv.Subscription(t, w.ps, topic, "events-pull")
-	rctx, cancel := context.WithCancel(ctx)
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		_ = w.ps.Subscriber(sub).Receive(rctx, func(_ context.Context, m *pubsub.Message) {
-			m.Ack()
-			if ev, err := events.Decode(m.Data); err == nil {
-				w.mu.Lock()
-				w.received = append(w.received, ev)
-				w.mu.Unlock()
-			}
-		})
-	}()
-	t.Cleanup(func() { cancel(); <-done })
+	w := &world{World: testenv.NewWorld(t, testenv.Options{}), t: t}
+	w.project, w.sb, w.store = w.Project, w.Sandbox, w.Store
+	w.user = w.Connect(email)
 	return w
 }
 
-// handler returns the function's handler over a Syncer of this world, and
-// its log.
-func (w *world) handler() (*handler, *testenv.LogBuffer) {
-	v, err := vault.New(context.Background(), w.project, w.sb.SecretManagerAddr)
-	if err != nil {
-		w.t.Fatal(err)
-	}
-	w.t.Cleanup(func() { v.Close() })
-	pub := events.NewPublisher(w.ps, "events")
-	w.t.Cleanup(pub.Stop)
-	log, buf := testenv.Logger(w.t)
-	s := gmailsync.New(gmailsync.Deps{Users: w.store, Gmail: gmailclient.NewFactory(w.gmail, v), Events: pub, Logger: log},
+// messagePublished and topicSource are what Eventarc sets on a message of a topic.
+const messagePublished = platform.MessagePublished
+
+func topicSource(topic string) string { return "//pubsub.googleapis.com/" + topic }
+
+// handler returns the function's handler over a Syncer of this world, for
+// pushes of projects/p/topics/gmail, and its log.
+func (w *world) handler() (*Handler, *testenv.LogBuffer) {
+	s := gmailsync.New(gmailsync.Deps{Users: w.store, Gmail: w.Mailboxes(), Events: w.Publisher, Logger: w.Log},
 		gmailsync.Settings{BackoffBase: time.Millisecond, BackoffMax: 10 * time.Millisecond, MaxTries: 2})
-	return &handler{syncer: s, log: log, project: w.project, source: topicSource("projects/p/topics/gmail")}, buf
+	return New(s, w.project, "projects/p/topics/gmail", w.Log), w.Logs
 }
 
-// events waits for at least want events, and a little more for duplicates.
-func (w *world) events(want int) []events.Event {
-	for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
-		w.mu.Lock()
-		n := len(w.received)
-		w.mu.Unlock()
-		if n >= want {
-			break
-		}
-	}
-	time.Sleep(500 * time.Millisecond)
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return slices.Clone(w.received)
-}
+// events waits for at least want events, and for the stream to go quiet.
+func (w *world) events(want int) []events.Event { return w.Events.Await(want) }
 
 func messageIDs(evs []events.Event) []string {
 	var ids []string
@@ -156,7 +85,7 @@ func cloudEvent(t *testing.T, data string, rawData bool) event.Event {
 		`,"messageId":"42","publishTime":"2026-11-26T10:00:00Z"}}`
 	e := event.New()
 	e.SetID("42")
-	e.SetType("google.cloud.pubsub.topic.v1.messagePublished")
+	e.SetType(messagePublished)
 	e.SetSource("//pubsub.googleapis.com/projects/p/topics/gmail")
 	if err := e.SetData(event.ApplicationJSON, []byte(body)); err != nil {
 		t.Fatal(err)
@@ -186,7 +115,7 @@ func TestGarbagePushesAreAcknowledged(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			before := len(logs.String())
-			if err := h.handle(context.Background(), cloudEvent(t, tc.data, tc.rawData)); err != nil {
+			if err := h.Handle(context.Background(), cloudEvent(t, tc.data, tc.rawData)); err != nil {
 				t.Fatalf("handle: got %v, want nil (acknowledged)", err)
 			}
 			var lines []map[string]any
@@ -242,7 +171,7 @@ func TestPushIsSyncedAndOnlyRetryableFailuresReturnErrors(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
-		err := h.handle(ctx, cloudEvent(t, tc.data, false))
+		err := h.Handle(ctx, cloudEvent(t, tc.data, false))
 		if (err != nil) != tc.wantErr {
 			t.Errorf("%s: got %v, want error %v", tc.name, err, tc.wantErr)
 		}
@@ -263,12 +192,9 @@ func TestPushIsSyncedAndOnlyRetryableFailuresReturnErrors(t *testing.T) {
 func TestEndToEnd(t *testing.T) {
 	w := newWorld(t)
 	ctx := context.Background()
-	for k, v := range w.sb.Env() {
+	for k, v := range w.Env(map[string]string{"FUNCTION_TARGET": "Notify"}) {
 		t.Setenv(k, v)
 	}
-	t.Setenv("PROJECT_ID", w.project)
-	t.Setenv("EVENTS_TOPIC", "events")
-	t.Setenv("FUNCTION_TARGET", "Notify")
 	port := freePort(t)
 	go func() {
 		if err := funcframework.StartHostPort("127.0.0.1", port); err != nil {
@@ -277,21 +203,15 @@ func TestEndToEnd(t *testing.T) {
 	}()
 	url := "http://127.0.0.1:" + port
 
-	gmailTopic := testenv.Topic(t, w.ps, "gmail")
-	t.Setenv("GMAIL_TOPIC", gmailTopic)
-	_, err := w.ps.SubscriptionAdminClient.CreateSubscription(ctx, &pubsubpb.Subscription{
+	gmailTopic := w.GmailTopic
+	_, err := w.PubSub.SubscriptionAdminClient.CreateSubscription(ctx, &pubsubpb.Subscription{
 		Name: "projects/" + w.project + "/subscriptions/notify", Topic: gmailTopic, AckDeadlineSeconds: 10,
 		PushConfig: &pubsubpb.PushConfig{PushEndpoint: url + "/" + gmailTopic},
 	})
 	if err != nil {
 		t.Fatalf("push subscription: %v", err)
 	}
-	v, err := vault.New(ctx, w.project, w.sb.SecretManagerAddr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer v.Close()
-	svc, err := gmailclient.NewFactory(w.gmail, v).ForUser(ctx, w.user.Key)
+	svc, err := w.Mailboxes().ForUser(ctx, w.user.Key)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -354,12 +274,15 @@ func TestMissingConfigurationFailsEveryPushWithOneBuild(t *testing.T) {
 		os.Unsetenv(k)
 	}
 	builds := 0
-	get := sync.OnceValues(func() (*handler, error) { builds++; return fromEnv(context.Background()) })
+	get := platform.Production("notify", func(ctx context.Context, lookup platform.Lookup) (*Handler, error) {
+		builds++
+		return build(ctx, lookup)
+	})
 	for i := range 2 {
-		err := handleWith(get, context.Background(), cloudEvent(t, `{"emailAddress":"a@b.co","historyId":5}`, false))
+		h, err := get()
 		for _, name := range []string{"PROJECT_ID", "EVENTS_TOPIC", "OAUTH_CLIENT_ID"} {
-			if err == nil || !strings.Contains(err.Error(), name) {
-				t.Errorf("push %d without %s: got %v, want an error naming it (so Pub/Sub keeps the push)", i, name, err)
+			if h != nil || err == nil || !strings.Contains(err.Error(), name) {
+				t.Errorf("push %d without %s: got %v, %v; want an error naming it (so Pub/Sub keeps the push)", i, name, h, err)
 			}
 		}
 	}
