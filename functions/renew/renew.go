@@ -12,32 +12,43 @@ package renew
 import (
 	"context"
 	"encoding/json"
-	"fmt"
 	"log/slog"
 	"net/http"
 	"os"
-	"sync"
 	"time"
 
-	"cloud.google.com/go/firestore"
-	"cloud.google.com/go/pubsub/v2"
 	"github.com/GoogleCloudPlatform/functions-framework-go/functions"
-	"google.golang.org/api/gmail/v1"
 
 	"github.com/gmailwatch/gmailwatch/shared/config"
-	"github.com/gmailwatch/gmailwatch/shared/events"
 	"github.com/gmailwatch/gmailwatch/shared/gmailclient"
 	"github.com/gmailwatch/gmailwatch/shared/gmailsync"
 	"github.com/gmailwatch/gmailwatch/shared/logging"
+	"github.com/gmailwatch/gmailwatch/shared/platform"
 	"github.com/gmailwatch/gmailwatch/shared/store"
-	"github.com/gmailwatch/gmailwatch/shared/vault"
 )
 
 func init() { functions.HTTP("Renew", serve) }
 
+// Config is the function's settings.
+type Config struct {
+	Platform platform.Settings
+	Gmail    gmailclient.Settings
+	Sync     gmailsync.Settings
+	Run      Settings
+}
+
+// ReadConfig reads the settings, reporting every problem in one error.
+func ReadConfig(lookup platform.Lookup) (Config, error) {
+	r := config.NewReader(lookup)
+	c := Config{Platform: platform.ReadSettings(r), Gmail: gmailclient.ReadSettings(r), Sync: gmailsync.ReadSettings(r), Run: ReadSettings(r)}
+	c.Run.ProjectID = c.Platform.ProjectID
+	c.Sync.Labels, c.Sync.LabelFilter = c.Run.Watch.Labels, c.Run.Watch.LabelFilter
+	return c, r.Err()
+}
+
 // Settings tune a run.
 type Settings struct {
-	ProjectID       string
+	ProjectID       string                    // PROJECT_ID, for the trace of a run
 	Watch           gmailclient.WatchSettings // topic, labels, RENEW_BEFORE, RENEW_EVERY
 	UnitsPerMinute  int                       // QUOTA_UNITS_PER_MINUTE: Gmail quota a run may spend
 	RunBudget       time.Duration             // RUN_BUDGET: no user is started after it; in-flight work gets 30 s more
@@ -46,12 +57,11 @@ type Settings struct {
 	PageSize        int                       // users read per query
 }
 
-// ReadSettings reads the settings from r. The function's timeout is 9
-// minutes; the default budget of 8, plus 30 s for work in flight, leaves
-// time for the report.
+// ReadSettings reads the run's own settings from r. The function's timeout
+// is 9 minutes; the default budget of 8, plus 30 s for work in flight,
+// leaves time for the report.
 func ReadSettings(r *config.Reader) Settings {
 	return Settings{
-		ProjectID:       r.String("PROJECT_ID", config.Required),
 		Watch:           gmailclient.ReadWatchSettings(r),
 		UnitsPerMinute:  r.Int("QUOTA_UNITS_PER_MINUTE", 1_200_000, 100, 100_000_000),
 		RunBudget:       r.Duration("RUN_BUDGET", 8*time.Minute),
@@ -61,31 +71,11 @@ func ReadSettings(r *config.Reader) Settings {
 	}
 }
 
-// Users is the part of the store a run needs; *store.Store is one.
-type Users interface {
-	Due(ctx context.Context, field string, t time.Time, from store.Position, limit int) ([]store.User, error)
-	CountDue(ctx context.Context, field string, t time.Time) (int64, error)
-	ReauthWatches(ctx context.Context, now time.Time, from store.Position, limit int) ([]store.User, error)
-	Update(ctx context.Context, key string, fn func(u *store.User) error) (store.User, error)
-}
-
-// Mailboxes hands out Gmail clients acting for one user; *gmailclient.Factory is one.
-type Mailboxes interface {
-	ForUser(ctx context.Context, userKey string) (*gmail.Service, error)
-	Forget(userKey string)
-}
-
-// Syncer is the shared sync; *gmailsync.Syncer is one.
-type Syncer interface {
-	Sync(ctx context.Context, userKey string) (gmailsync.Result, error)
-	MarkReauth(ctx context.Context, userKey string) (bool, error)
-}
-
 // Deps are what a Handler works with.
 type Deps struct {
-	Users  Users
-	Gmail  Mailboxes
-	Syncer Syncer
+	Users  *store.Store
+	Gmail  *gmailclient.Factory
+	Syncer *gmailsync.Syncer
 	Logger *slog.Logger
 	Now    func() time.Time // the clock due times are compared with; nil: time.Now
 }
@@ -110,48 +100,41 @@ func New(d Deps, s Settings) *Handler {
 }
 
 // production is the deployed handler, built from the environment at the first run.
-var production = sync.OnceValues(func() (*Handler, error) { return fromEnv(context.Background(), os.LookupEnv) })
+var production = platform.Production("renew", build)
 
 func serve(w http.ResponseWriter, r *http.Request) {
 	h, err := production()
 	if err != nil {
-		logging.New(os.Stdout, slog.LevelInfo).ErrorContext(r.Context(), "renew not started", "error", err)
 		writeJSON(w, http.StatusInternalServerError, map[string]string{"error": err.Error()})
 		return
 	}
 	h.ServeHTTP(w, r)
 }
 
-// fromEnv builds the production handler from the environment.
-func fromEnv(ctx context.Context, lookup func(string) (string, bool)) (*Handler, error) {
-	r := config.NewReader(lookup)
-	set := ReadSettings(r)
-	eventsTopic := r.String("EVENTS_TOPIC", config.Required)
-	secretsEndpoint := r.String("SECRETMANAGER_ENDPOINT", "")
-	gmailSettings := gmailclient.ReadSettings(r)
-	syncSettings := gmailsync.ReadSettings(r)
-	if err := r.Err(); err != nil {
-		return nil, err
-	}
-	fs, err := firestore.NewClient(ctx, set.ProjectID)
-	if err != nil {
-		return nil, fmt.Errorf("firestore client: %w", err)
-	}
-	secrets, err := vault.New(ctx, set.ProjectID, secretsEndpoint)
+// build wires the handler to the deployed clients.
+func build(ctx context.Context, lookup platform.Lookup) (*Handler, error) {
+	cfg, err := ReadConfig(lookup)
 	if err != nil {
 		return nil, err
 	}
-	ps, err := pubsub.NewClient(ctx, set.ProjectID)
+	c := platform.NewClients(ctx, cfg.Platform)
+	fs, err := c.Firestore()
 	if err != nil {
-		return nil, fmt.Errorf("pubsub client: %w", err)
+		return nil, err
+	}
+	secrets, err := c.Vault()
+	if err != nil {
+		return nil, err
+	}
+	pub, err := c.Events()
+	if err != nil {
+		return nil, err
 	}
 	log := logging.New(os.Stdout, slog.LevelInfo)
 	users := store.New(fs, nil)
-	mailboxes := gmailclient.NewFactory(gmailSettings, secrets)
-	syncer := gmailsync.New(gmailsync.Deps{
-		Users: users, Gmail: mailboxes, Events: events.NewPublisher(ps, eventsTopic), Logger: log,
-	}, syncSettings)
-	return New(Deps{Users: users, Gmail: mailboxes, Syncer: syncer, Logger: log}, set), nil
+	mailboxes := gmailclient.NewFactory(cfg.Gmail, secrets)
+	syncer := gmailsync.New(gmailsync.Deps{Users: users, Gmail: mailboxes, Events: pub, Logger: log}, cfg.Sync)
+	return New(Deps{Users: users, Gmail: mailboxes, Syncer: syncer, Logger: log}, cfg.Run), nil
 }
 
 // ServeHTTP runs once per POST, whatever the body, and answers the report.
@@ -161,11 +144,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusMethodNotAllowed, map[string]string{"error": "use POST to start a run"})
 		return
 	}
-	trace := r.Header.Get("traceparent")
-	if trace == "" {
-		trace = r.Header.Get("X-Cloud-Trace-Context")
-	}
-	rep := h.Run(logging.WithTrace(r.Context(), h.set.ProjectID, trace))
+	rep := h.Run(platform.TraceRequest(r.Context(), h.set.ProjectID, r))
 	status := http.StatusOK
 	if rep.Error != "" {
 		status = http.StatusInternalServerError // Cloud Scheduler retries

@@ -14,7 +14,6 @@ import (
 	"time"
 
 	"cloud.google.com/go/firestore"
-	"cloud.google.com/go/pubsub/v2"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/gmailwatch/gmailwatch/scripts/sandbox"
@@ -25,26 +24,18 @@ import (
 	"github.com/gmailwatch/gmailwatch/shared/gmailclient"
 	"github.com/gmailwatch/gmailwatch/shared/gmailsync"
 	"github.com/gmailwatch/gmailwatch/shared/store"
-	"github.com/gmailwatch/gmailwatch/shared/vault"
 )
 
-const (
-	clientID     = "renew-test.apps.googleusercontent.com"
-	clientSecret = "GOCSPX-renew-test-secret"
-)
-
-// env is one renew handler wired, as in production, to the Firestore and
-// Pub/Sub emulators (a project of its own) and an in-process sandbox.
+// env is one renew handler wired, as in production, to one test's
+// testenv.World.
 type env struct {
-	fs      *firestore.Client
-	sb      *sandbox.Sandbox
-	users   *store.Store
-	vault   *vault.Vault
-	gmail   *gmailclient.Factory
-	h       *Handler
-	logs    *testenv.LogBuffer
-	ps      *pubsub.Client
-	eventsS string // pull subscription on the events topic
+	*testenv.World
+	sb     *sandbox.Sandbox
+	users  *store.Store
+	gmail  *gmailclient.Factory
+	h      *Handler
+	logs   *testenv.LogBuffer
+	pulled int // events already returned by pull
 }
 
 type envOptions struct {
@@ -59,63 +50,31 @@ func newEnv(t *testing.T, o envOptions) *env {
 		t.Parallel()
 	}
 	ctx := context.Background()
-	project := testenv.Project(t)
-	fs := testenv.Firestore(t, project)
-	ps := testenv.PubSub(t, project)
-	gmailTopic := testenv.Topic(t, ps, "gmail")
-	eventsTopic := testenv.Topic(t, ps, "events")
-	sub := testenv.Subscription(t, ps, eventsTopic, "events-test")
-
-	sb, err := sandbox.Start(ctx, sandbox.Options{
-		ProjectID: project, ClientID: clientID, ClientSecret: clientSecret,
-		ProjectUnitsPerMinute: o.sandboxUnitsPerMinute,
-	})
+	w := testenv.NewWorld(t, testenv.Options{Sandbox: sandbox.Options{ProjectUnitsPerMinute: o.sandboxUnitsPerMinute}})
+	cfg, err := ReadConfig(config.FromMap(w.Env(map[string]string{"RECHECK_DELAY": "100ms", "GMAIL_BACKOFF": "20ms"})))
 	if err != nil {
-		t.Fatalf("sandbox: %v", err)
-	}
-	t.Cleanup(func() { sb.Close() })
-	if err := sb.PutSecret(ctx, project, "oauth-client-secret", []byte(clientSecret)); err != nil {
-		t.Fatal(err)
-	}
-	v, err := vault.New(ctx, project, sb.SecretManagerAddr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { v.Close() })
-
-	vars := sb.Env()
-	vars["PROJECT_ID"], vars["GMAIL_TOPIC"] = project, gmailTopic
-	vars["RECHECK_DELAY"], vars["GMAIL_BACKOFF"] = "100ms", "20ms"
-	r := config.NewReader(config.FromMap(vars))
-	set := ReadSettings(r)
-	factory := gmailclient.NewFactory(gmailclient.ReadSettings(r), v)
-	syncSettings := gmailsync.ReadSettings(r)
-	if err := r.Err(); err != nil {
 		t.Fatal(err)
 	}
 	if o.settings != nil {
-		o.settings(&set)
+		o.settings(&cfg.Run)
 	}
-	log, logs := testenv.Logger(t)
-	users := store.New(fs, nil)
 	// The emulator answers a project's first queries slowly: ask each once,
 	// so that runs under a time budget measure the function, not that.
 	now := time.Now()
 	for _, field := range []string{store.RenewDue, store.SyncDue} {
-		_, err1 := users.Due(ctx, field, now, store.Position{}, 1)
-		_, err2 := users.CountDue(ctx, field, now)
+		_, err1 := w.Store.Due(ctx, field, now, store.Position{}, 1)
+		_, err2 := w.Store.CountDue(ctx, field, now)
 		if err := errors.Join(err1, err2); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if _, err := users.ReauthWatches(ctx, now, store.Position{}, 1); err != nil {
+	if _, err := w.Store.ReauthWatches(ctx, now, store.Position{}, 1); err != nil {
 		t.Fatal(err)
 	}
-	pub := events.NewPublisher(ps, "events")
-	t.Cleanup(pub.Stop)
-	syncer := gmailsync.New(gmailsync.Deps{Users: users, Gmail: factory, Events: pub, Logger: log}, syncSettings)
-	h := New(Deps{Users: users, Gmail: factory, Syncer: syncer, Logger: log}, set)
-	return &env{fs: fs, sb: sb, users: users, vault: v, gmail: factory, h: h, logs: logs, ps: ps, eventsS: sub}
+	factory := gmailclient.NewFactory(cfg.Gmail, w.Vault)
+	syncer := gmailsync.New(gmailsync.Deps{Users: w.Store, Gmail: factory, Events: w.Publisher, Logger: w.Log}, cfg.Sync)
+	h := New(Deps{Users: w.Store, Gmail: factory, Syncer: syncer, Logger: w.Log}, cfg.Run)
+	return &env{World: w, sb: w.Sandbox, users: w.Store, gmail: factory, h: h, logs: w.Logs}
 }
 
 // connect does what the consent flow does for email: a mailbox and account
@@ -132,32 +91,15 @@ func (e *env) connect(t *testing.T, email string, set func(u *store.User)) store
 
 // add is connect for any goroutine; a zero renewAt means the usual one.
 func (e *env) add(email string, renewAt time.Time, set func(u *store.User)) (store.User, error) {
-	ctx := context.Background()
-	rt, err := e.sb.Connect(email, gmailclient.ScopeMetadata)
-	if err != nil {
-		return store.User{}, fmt.Errorf("connect %s in the sandbox: %w", email, err)
-	}
-	key := store.Key(email)
-	if err := e.vault.PutRefreshToken(ctx, key, rt); err != nil {
-		return store.User{}, err
-	}
-	h, err := e.sb.Gmail.HistoryID(email)
-	if err != nil {
-		return store.User{}, err
-	}
-	now := time.Now()
-	exp := now.Add(7 * 24 * time.Hour)
 	if renewAt.IsZero() {
-		renewAt = e.h.set.Watch.NextRenewal(exp, now)
+		now := time.Now()
+		renewAt = e.h.set.Watch.NextRenewal(now.Add(7*24*time.Hour), now)
 	}
-	u, _, err := e.users.Connect(ctx, store.Connection{
-		Email: email, Labels: []string{"INBOX"}, LabelFilter: "include", HistoryID: int64(h),
-		WatchExpiration: exp, RenewAt: renewAt,
-	})
+	u, err := e.TryConnect(email, renewAt)
 	if err != nil || set == nil {
 		return u, err
 	}
-	return e.users.Update(ctx, key, func(u *store.User) error { set(u); return nil })
+	return e.users.Update(context.Background(), u.Key, func(u *store.User) error { set(u); return nil })
 }
 
 func (e *env) user(t *testing.T, key string) store.User {
@@ -189,42 +131,13 @@ func (e *env) post(t *testing.T) Report {
 	return rep
 }
 
-// pull receives what the events topic got, waiting until quiet for idle.
+// pull returns the events that reached the events topic since the last
+// pull, once none arrived for idle.
 func (e *env) pull(t *testing.T, idle time.Duration) []events.Event {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	var mu sync.Mutex
-	var got []events.Event
-	last := time.Now()
-	go func() {
-		for ctx.Err() == nil {
-			time.Sleep(50 * time.Millisecond)
-			mu.Lock()
-			quiet := time.Since(last) > idle
-			mu.Unlock()
-			if quiet {
-				cancel()
-			}
-		}
-	}()
-	err := e.ps.Subscriber(e.eventsS).Receive(ctx, func(_ context.Context, m *pubsub.Message) {
-		m.Ack()
-		ev, err := events.Decode(m.Data)
-		if err != nil {
-			t.Errorf("event %s: %v", m.Data, err)
-			return
-		}
-		mu.Lock()
-		got = append(got, ev)
-		last = time.Now()
-		mu.Unlock()
-	})
-	if err != nil && ctx.Err() == nil {
-		t.Fatalf("receive events: %v", err)
-	}
-	mu.Lock()
-	defer mu.Unlock()
+	all := e.Events.Quiet(idle)
+	got := all[e.pulled:]
+	e.pulled = len(all)
 	return got
 }
 
@@ -575,7 +488,7 @@ func seedUsers(t *testing.T, e *env, n int) {
 	t.Helper()
 	ctx := context.Background()
 	now := time.Now()
-	bw := e.fs.BulkWriter(ctx)
+	bw := e.Firestore.BulkWriter(ctx)
 	var g errgroup.Group
 	g.SetLimit(32)
 	var mu sync.Mutex
@@ -588,7 +501,7 @@ func seedUsers(t *testing.T, e *env, n int) {
 				return err
 			}
 			key := store.Key(email)
-			if err := e.vault.PutRefreshToken(ctx, key, rt); err != nil {
+			if err := e.Vault.PutRefreshToken(ctx, key, rt); err != nil {
 				return err
 			}
 			h, err := e.sb.Gmail.HistoryID(email)
@@ -597,7 +510,7 @@ func seedUsers(t *testing.T, e *env, n int) {
 			}
 			mu.Lock()
 			defer mu.Unlock()
-			j, err := bw.Set(e.fs.Collection("users").Doc(key), store.User{
+			j, err := bw.Set(e.Firestore.Collection("users").Doc(key), store.User{
 				Email: email, Status: store.Active, Cursor: int64(h), Labels: []string{"INBOX"}, LabelFilter: "include",
 				WatchExpiration: now.Add(6 * 24 * time.Hour), RenewAt: now.Add(-time.Minute), SyncDueAt: now.Add(time.Hour),
 				LastRenewAt: now.Add(-25 * time.Hour), ConnectedAt: now.Add(-25 * time.Hour), UpdatedAt: now,
@@ -723,9 +636,9 @@ func TestConfigurationErrorsNameEverySetting(t *testing.T) {
 			"SECRETMANAGER_ENDPOINT": "", "RENEW_BEFORE": "0s",
 		}, []string{"GMAIL_TOPIC:", "QUOTA_UNITS_PER_MINUTE:", "RUN_BUDGET:", "REAUTH_STOP_AFTER:", "RENEW_CONCURRENCY:", "RENEW_BEFORE:"}},
 	} {
-		h, err := fromEnv(context.Background(), config.FromMap(tc.env))
+		h, err := build(context.Background(), config.FromMap(tc.env))
 		if err == nil || h != nil {
-			t.Errorf("%s: fromEnv = %v, %v; want an error", tc.name, h, err)
+			t.Errorf("%s: build = %v, %v; want an error", tc.name, h, err)
 			continue
 		}
 		for _, w := range tc.want {
@@ -738,9 +651,7 @@ func TestConfigurationErrorsNameEverySetting(t *testing.T) {
 
 func TestRegisteredFunctionRunsFromTheEnvironment(t *testing.T) {
 	e := newEnv(t, envOptions{alone: true}) // t.Setenv: not in parallel
-	vars := e.sb.Env()
-	vars["PROJECT_ID"], vars["GMAIL_TOPIC"], vars["EVENTS_TOPIC"] = e.h.set.ProjectID, e.h.set.Watch.Topic, "events"
-	for k, v := range vars {
+	for k, v := range e.Env(nil) {
 		t.Setenv(k, v)
 	}
 	u := e.connect(t, "env@example.com", func(u *store.User) { u.RenewAt = time.Now().Add(-time.Minute) })

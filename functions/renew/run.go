@@ -3,15 +3,12 @@ package renew
 import (
 	"context"
 	"errors"
-	"fmt"
 	"log/slog"
-	"net/http"
 	"sync"
 	"time"
 
 	"golang.org/x/sync/errgroup"
 	"google.golang.org/api/gmail/v1"
-	"google.golang.org/api/googleapi"
 
 	"github.com/gmailwatch/gmailwatch/shared/gmailclient"
 	"github.com/gmailwatch/gmailwatch/shared/gmailsync"
@@ -227,14 +224,14 @@ func (r *run) remaining(ctx context.Context) (int64, error) {
 func (r *run) renew(ctx context.Context, u store.User) outcome {
 	log := r.h.d.Logger.With("user", u.Key)
 	var expires time.Time
-	err := r.gmail(ctx, u.Key, func(svc *gmail.Service) (err error) {
+	err := r.h.d.Gmail.Do(ctx, u.Key, func(svc *gmail.Service) (err error) {
 		_, expires, err = r.h.set.Watch.Watch(ctx, svc)
 		return err
 	})
 	switch {
 	case gmailclient.IsInvalidGrant(err):
 		return r.markReauth(ctx, u.Key)
-	case isRateLimited(err):
+	case gmailclient.IsRateLimited(err):
 		r.h.limiter.slowDown()
 		level, msg := slog.LevelWarn, "watch renewal rate limited"
 		if u.WatchExpiration.Before(r.now.Add(r.h.set.Watch.RenewBefore / 2)) {
@@ -278,7 +275,7 @@ func (r *run) reconcile(ctx context.Context, u store.User) outcome {
 		r.spent(extra)
 	}
 	switch {
-	case isRateLimited(err):
+	case gmailclient.IsRateLimited(err):
 		r.h.limiter.slowDown()
 		r.h.d.Logger.WarnContext(ctx, "reconcile rate limited", "user", u.Key, "error", err)
 		return rateLimited
@@ -324,16 +321,11 @@ func (r *run) stopDue(u store.User) bool {
 // retryable failure leaves it for the next run.
 func (r *run) stopWatch(ctx context.Context, u store.User) outcome {
 	log := r.h.d.Logger.With("user", u.Key)
-	err := r.gmail(ctx, u.Key, func(svc *gmail.Service) error {
-		if err := svc.Users.Stop("me").Context(ctx).Do(); err != nil {
-			return fmt.Errorf("users.stop: %w", err)
-		}
-		return nil
-	})
+	err := r.h.d.Gmail.Do(ctx, u.Key, func(svc *gmail.Service) error { return gmailclient.Stop(ctx, svc) })
 	switch {
 	case err == nil:
 		log.InfoContext(ctx, "watch stopped", "reauthSince", u.ReauthSince)
-	case isRateLimited(err):
+	case gmailclient.IsRateLimited(err):
 		r.h.limiter.slowDown()
 		log.WarnContext(ctx, "watch stop rate limited", "error", err)
 		return rateLimited
@@ -358,39 +350,4 @@ func (r *run) stopWatch(ctx context.Context, u store.User) outcome {
 		return failed
 	}
 	return watchStopped
-}
-
-// gmail runs fn with the user's Gmail client. A 401 means the cached access
-// token was revoked: the token source is dropped and fn tried once more, so
-// a dead refresh token shows as invalid_grant.
-func (r *run) gmail(ctx context.Context, key string, fn func(*gmail.Service) error) error {
-	for try := 0; ; try++ {
-		svc, err := r.h.d.Gmail.ForUser(ctx, key)
-		if err != nil {
-			return fmt.Errorf("gmail client of %s: %w", key, err)
-		}
-		err = fn(svc)
-		var ge *googleapi.Error
-		if try > 0 || !errors.As(err, &ge) || ge.Code != http.StatusUnauthorized {
-			return err
-		}
-		r.h.d.Gmail.Forget(key)
-	}
-}
-
-// isRateLimited reports whether Gmail refused a call for quota.
-func isRateLimited(err error) bool {
-	var ge *googleapi.Error
-	if !errors.As(err, &ge) {
-		return false
-	}
-	if ge.Code == http.StatusTooManyRequests {
-		return true
-	}
-	for _, e := range ge.Errors {
-		if ge.Code == http.StatusForbidden && (e.Reason == "rateLimitExceeded" || e.Reason == "userRateLimitExceeded") {
-			return true
-		}
-	}
-	return false
 }
