@@ -12,7 +12,6 @@ package consent
 
 import (
 	"context"
-	"fmt"
 	"log/slog"
 	"net/http"
 	"net/url"
@@ -21,14 +20,13 @@ import (
 	"sync"
 	"time"
 
-	"cloud.google.com/go/firestore"
-	"cloud.google.com/go/pubsub/v2"
 	"github.com/GoogleCloudPlatform/functions-framework-go/functions"
 
 	"github.com/gmailwatch/gmailwatch/shared/config"
 	"github.com/gmailwatch/gmailwatch/shared/events"
 	"github.com/gmailwatch/gmailwatch/shared/gmailclient"
 	"github.com/gmailwatch/gmailwatch/shared/logging"
+	"github.com/gmailwatch/gmailwatch/shared/platform"
 	"github.com/gmailwatch/gmailwatch/shared/store"
 	"github.com/gmailwatch/gmailwatch/shared/vault"
 )
@@ -50,14 +48,15 @@ type Config struct {
 }
 
 // ReadConfig reads the settings, reporting every problem in one error.
-func ReadConfig(lookup func(string) (string, bool)) (Config, error) {
+func ReadConfig(lookup platform.Lookup) (Config, error) {
 	r := config.NewReader(lookup)
+	p := platform.ReadSettings(r)
 	c := Config{
-		ProjectID:      r.String("PROJECT_ID", config.Required),
+		ProjectID:      p.ProjectID,
 		PublicURL:      strings.TrimRight(r.URL("PUBLIC_URL", config.Required), "/"),
 		StateKeyName:   r.String("STATE_KEY_SECRET_NAME", "consent-state-key"),
-		EventsTopic:    r.String("EVENTS_TOPIC", config.Required),
-		SecretEndpoint: r.String("SECRETMANAGER_ENDPOINT", ""),
+		EventsTopic:    p.EventsTopic,
+		SecretEndpoint: p.SecretEndpoint,
 		OAuth:          gmailclient.ReadSettings(r),
 		Watch:          gmailclient.ReadWatchSettings(r),
 	}
@@ -67,23 +66,21 @@ func ReadConfig(lookup func(string) (string, bool)) (Config, error) {
 	return c, r.Err()
 }
 
-// Deps are the clients a Handler works with.
+// Deps are what a Handler works with.
 type Deps struct {
-	Firestore *firestore.Client
-	Vault     *vault.Vault
-	Events    *events.Publisher
-	HTTP      *http.Client     // for Google's token, revoke and Gmail endpoints; nil: a client with a timeout
-	Now       func() time.Time // nil: time.Now
+	Users  *store.Store // its clock is the handler's
+	Vault  *vault.Vault
+	Events *events.Publisher
+	HTTP   *http.Client // for Google's token, revoke and Gmail endpoints; nil: a client with a timeout
 }
 
 // Handler serves the function's routes.
 type Handler struct {
 	cfg        Config
-	users      userStore
-	tokens     tokenStore
+	users      *store.Store
+	tokens     *vault.Vault
 	clients    *gmailclient.Factory
-	states     usedStates
-	events     publisher
+	events     *events.Publisher
 	disconnect *Disconnecter
 	http       *http.Client
 	log        *slog.Logger
@@ -96,46 +93,23 @@ type Handler struct {
 	stateKey []byte
 }
 
-// userStore is what the handler needs of *store.Store.
-type userStore interface {
-	Connect(ctx context.Context, c store.Connection) (store.User, bool, error)
-	Get(ctx context.Context, key string) (store.User, error)
-}
-
-// tokenStore is what the handler needs of *vault.Vault.
-type tokenStore interface {
-	Access(ctx context.Context, id string) ([]byte, error)
-	PutRefreshToken(ctx context.Context, userKey, token string) error
-	DeleteRefreshToken(ctx context.Context, userKey string) error
-}
-
-// publisher is what the handler needs of *events.Publisher.
-type publisher interface {
-	Publish(ctx context.Context, evs ...events.Event) error
-}
-
 // New returns a Handler; cfg must come from ReadConfig (or be as valid).
 func New(cfg Config, d Deps, log *slog.Logger) *Handler {
-	if d.Now == nil {
-		d.Now = time.Now
-	}
 	if d.HTTP == nil {
 		d.HTTP = &http.Client{Timeout: 20 * time.Second}
 	}
-	users := store.New(d.Firestore, d.Now)
 	clients := gmailclient.NewFactory(cfg.OAuth, d.Vault)
 	u, _ := url.Parse(cfg.PublicURL)
 	h := &Handler{
 		cfg:        cfg,
-		users:      users,
+		users:      d.Users,
 		tokens:     d.Vault,
 		clients:    clients,
-		states:     usedStates{d.Firestore.Collection("oauthStates")},
 		events:     d.Events,
-		disconnect: NewDisconnecter(users, d.Vault, clients, d.Events, d.HTTP, log),
+		disconnect: NewDisconnecter(d.Users, d.Vault, clients, d.Events, d.HTTP, log),
 		http:       d.HTTP,
 		log:        log,
-		now:        d.Now,
+		now:        d.Users.Now,
 		basePath:   strings.TrimRight(u.Path, "/"),
 	}
 	// Browsers refuse Secure cookies from plain http, which config allows
@@ -159,7 +133,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if p, ok := strings.CutPrefix(path, h.basePath); ok && strings.HasPrefix(p, "/") {
 		path = p
 	}
-	r = r.WithContext(logging.WithTrace(r.Context(), h.cfg.ProjectID, traceHeader(r)))
+	r = r.WithContext(platform.TraceRequest(r.Context(), h.cfg.ProjectID, r))
 	route := h.routes[path]
 	switch {
 	case route == nil:
@@ -172,46 +146,36 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-func traceHeader(r *http.Request) string {
-	if t := r.Header.Get("X-Cloud-Trace-Context"); t != "" {
-		return t
-	}
-	return r.Header.Get("traceparent")
-}
-
-var (
-	prodLog = logging.New(os.Stdout, slog.LevelInfo)
-	// prodHandler is the deployed handler, built from the environment at the first request.
-	prodHandler = sync.OnceValues(func() (*Handler, error) { return production(context.Background(), prodLog) })
-)
+// production is the deployed handler, built from the environment at the first request.
+var production = platform.Production("consent", build)
 
 func serve(w http.ResponseWriter, r *http.Request) {
-	h, err := prodHandler()
+	h, err := production()
 	if err != nil {
-		prodLog.ErrorContext(r.Context(), "consent function unavailable", "error", err)
 		writePage(w, pageError, http.StatusInternalServerError, pageData{Message: "The service is not configured. Please try again later."})
 		return
 	}
 	h.ServeHTTP(w, r)
 }
 
-// production builds the deployed Handler from the environment.
-func production(ctx context.Context, log *slog.Logger) (*Handler, error) {
-	cfg, err := ReadConfig(os.LookupEnv)
+// build wires the handler to the deployed clients.
+func build(ctx context.Context, lookup platform.Lookup) (*Handler, error) {
+	cfg, err := ReadConfig(lookup)
 	if err != nil {
 		return nil, err
 	}
-	fs, err := firestore.NewClient(ctx, cfg.ProjectID)
-	if err != nil {
-		return nil, fmt.Errorf("firestore client: %w", err)
-	}
-	v, err := vault.New(ctx, cfg.ProjectID, cfg.SecretEndpoint)
+	c := platform.NewClients(ctx, platform.Settings{ProjectID: cfg.ProjectID, EventsTopic: cfg.EventsTopic, SecretEndpoint: cfg.SecretEndpoint})
+	fs, err := c.Firestore()
 	if err != nil {
 		return nil, err
 	}
-	ps, err := pubsub.NewClient(ctx, cfg.ProjectID)
+	v, err := c.Vault()
 	if err != nil {
-		return nil, fmt.Errorf("pubsub client: %w", err)
+		return nil, err
 	}
-	return New(cfg, Deps{Firestore: fs, Vault: v, Events: events.NewPublisher(ps, cfg.EventsTopic)}, log), nil
+	pub, err := c.Events()
+	if err != nil {
+		return nil, err
+	}
+	return New(cfg, Deps{Users: store.New(fs, nil), Vault: v, Events: pub}, logging.New(os.Stdout, slog.LevelInfo)), nil
 }

@@ -420,7 +420,7 @@ func TestPublicURLWithPath(t *testing.T) {
 	s := newStack(t)
 	cfg := s.cfg
 	cfg.PublicURL = s.url + "/consent"
-	h := consent.New(cfg, consent.Deps{Firestore: s.fs, Vault: s.vault, Events: s.publisher, HTTP: s.httpClient}, s.log)
+	h := consent.New(cfg, consent.Deps{Users: s.users, Vault: s.vault, Events: s.publisher, HTTP: s.httpClient}, s.log)
 	for _, path := range []string{"/consent/connect", "/connect"} { // a proxy may or may not strip the prefix
 		rec := httptest.NewRecorder()
 		h.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, path, nil))

@@ -27,7 +27,7 @@ type Disconnecter struct {
 	users   *store.Store
 	tokens  *vault.Vault
 	clients *gmailclient.Factory
-	events  publisher
+	events  *events.Publisher
 	http    *http.Client
 	log     *slog.Logger
 }
@@ -100,7 +100,7 @@ func (d *Disconnecter) stopWatch(ctx context.Context, key, token string) {
 		svc, serr := d.clients.Settings().Service(ctx, conf.TokenSource(ctx, &oauth2.Token{RefreshToken: token}))
 		err = serr
 		if err == nil {
-			err = svc.Users.Stop("me").Context(ctx).Do()
+			err = gmailclient.Stop(ctx, svc)
 		}
 	}
 	if err != nil {

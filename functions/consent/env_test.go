@@ -15,8 +15,6 @@ import (
 	"testing"
 	"time"
 
-	"cloud.google.com/go/firestore"
-	"cloud.google.com/go/pubsub/v2"
 	"golang.org/x/oauth2"
 
 	"github.com/gmailwatch/gmailwatch/functions/consent"
@@ -32,19 +30,20 @@ import (
 )
 
 const (
-	clientID     = "consent-test.apps.googleusercontent.com"
-	clientSecret = "GOCSPX-consent-test-client-secret"
+	clientID     = testenv.ClientID
+	clientSecret = testenv.ClientSecret
 	stateKey     = "state-signing-key-for-tests-0123456789abcdef"
 	alice        = "alice@example.com"
 	bob          = "bob@example.com" // may sign in, has no mailbox connected
 	eventsTopic  = "events"
 )
 
-// stack is the consent function on a loopback server, wired to the
-// Firestore and Pub/Sub emulators and to the sandbox's OAuth provider, Gmail
-// and Secret Manager, with a settable clock. Everything secret that crosses
+// stack is the consent function on a loopback server, wired to one test's
+// testenv.World (the emulators and the sandbox's OAuth provider, Gmail and
+// Secret Manager), with a settable clock. Everything secret that crosses
 // the wire is remembered, and when the test ends its logs are checked for it.
 type stack struct {
+	*testenv.World
 	project    string
 	cfg        consent.Config
 	url        string // the function's PUBLIC_URL
@@ -52,7 +51,6 @@ type stack struct {
 	auth       *googleauth.Server
 	gmail      *gmailapi.Server
 	secrets    *secrets.Server
-	fs         *firestore.Client
 	users      *store.Store
 	vault      *vault.Vault
 	publisher  *events.Publisher
@@ -63,22 +61,12 @@ type stack struct {
 	handler    *consent.Handler
 	seen       *secretsSeen
 	browser    *http.Client // does not follow redirects; cookies are handled by the tests
-
-	mu     sync.Mutex
-	events []events.Event
 }
 
 func newStack(t *testing.T) *stack {
 	t.Helper()
-	ctx := context.Background()
-	s := &stack{project: testenv.Project(t), clock: &clock{}, seen: &secretsSeen{}}
+	s := &stack{clock: &clock{}, seen: &secretsSeen{}}
 	s.seen.add(clientSecret, stateKey)
-	s.fs = testenv.Firestore(t, s.project)
-	s.users = store.New(s.fs, s.clock.Now)
-	ps := testenv.PubSub(t, s.project)
-	gmailTopic := testenv.Topic(t, ps, "gmail")
-	sub := testenv.Subscription(t, ps, testenv.Topic(t, ps, eventsTopic), "events-sub")
-	s.receive(t, ps, sub)
 
 	// The function's server comes first: its URL is the registered redirect URI.
 	var h http.Handler = http.NotFoundHandler()
@@ -86,32 +74,22 @@ func newStack(t *testing.T) *stack {
 	t.Cleanup(fn.Close)
 	s.url = fn.URL
 
-	sb, err := sandbox.Start(ctx, sandbox.Options{ProjectID: s.project, ClientID: clientID, ClientSecret: clientSecret,
-		RedirectURIs: []string{s.url + consent.CallbackPath}})
-	if err != nil {
-		t.Fatalf("sandbox: %v", err)
-	}
-	t.Cleanup(func() { sb.Close() })
-	s.sandbox, s.auth, s.gmail, s.secrets = sb, sb.Auth, sb.Gmail, sb.Secrets
-	if err := sb.AddMailbox(alice); err != nil {
+	s.World = testenv.NewWorld(t, testenv.Options{Now: s.clock.Now,
+		Sandbox: sandbox.Options{RedirectURIs: []string{s.url + consent.CallbackPath}}})
+	s.project, s.users, s.vault, s.publisher = s.Project, s.Store, s.Vault, s.Publisher
+	s.sandbox, s.auth, s.gmail, s.secrets = s.Sandbox, s.Sandbox.Auth, s.Sandbox.Gmail, s.Sandbox.Secrets
+	if err := s.sandbox.AddMailbox(alice); err != nil {
 		t.Fatal(err)
 	}
-	s.putVersion(t, "oauth-client-secret", clientSecret)
-	s.putVersion(t, "consent-state-key", stateKey)
+	s.PutSecret("consent-state-key", stateKey)
 
-	s.cfg, err = consent.ReadConfig(config.FromMap(s.env(gmailTopic)))
+	var err error
+	s.cfg, err = consent.ReadConfig(config.FromMap(s.env()))
 	if err != nil {
 		t.Fatalf("ReadConfig: %v", err)
 	}
-	s.vault, err = vault.New(ctx, s.project, s.sandbox.SecretManagerAddr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { s.vault.Close() })
-	s.publisher = events.NewPublisher(ps, eventsTopic)
-	t.Cleanup(s.publisher.Stop)
 	s.httpClient = &http.Client{Transport: &recorder{seen: s.seen}, Timeout: 20 * time.Second}
-	s.handler = consent.New(s.cfg, consent.Deps{Firestore: s.fs, Vault: s.vault, Events: s.publisher, HTTP: s.httpClient, Now: s.clock.Now}, testenvLogger(t, s))
+	s.handler = consent.New(s.cfg, consent.Deps{Users: s.users, Vault: s.vault, Events: s.publisher, HTTP: s.httpClient}, testenvLogger(t, s))
 	h = s.handler
 	s.browser = &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
 	return s
@@ -119,18 +97,14 @@ func newStack(t *testing.T) *stack {
 
 // env is the function's environment as Terraform and local runs set it,
 // with the sandbox's endpoints.
-func (s *stack) env(gmailTopic string) map[string]string {
-	env := s.sandbox.Env()
-	for k, v := range map[string]string{"PROJECT_ID": s.project, "PUBLIC_URL": s.url, "GMAIL_TOPIC": gmailTopic, "EVENTS_TOPIC": eventsTopic} {
-		env[k] = v
-	}
-	return env
+func (s *stack) env() map[string]string {
+	return s.Env(map[string]string{"PUBLIC_URL": s.url})
 }
 
 // testenvLogger returns the function's logger; when the test ends, nothing
 // secret seen on the wire may be in what it logged.
 func testenvLogger(t *testing.T, s *stack) *slog.Logger {
-	log, buf := testenv.Logger(t)
+	log, buf := s.Log, s.Logs
 	s.log, s.logs = log, buf
 	t.Cleanup(func() {
 		if leak := s.seen.foundIn(buf.String()); leak != "" {
@@ -143,9 +117,7 @@ func testenvLogger(t *testing.T, s *stack) *slog.Logger {
 // putVersion adds value as the latest version of secret id.
 func (s *stack) putVersion(t *testing.T, id, value string) {
 	t.Helper()
-	if err := s.sandbox.PutSecret(context.Background(), s.project, id, []byte(value)); err != nil {
-		t.Fatal(err)
-	}
+	s.PutSecret(id, value)
 }
 
 // oauthConfig is the OAuth client as a test holding its secret sees it.
@@ -160,50 +132,17 @@ func (s *stack) tokenVersions(email string) []secrets.Version {
 	return v
 }
 
-// receive collects every event published to the output topic.
-func (s *stack) receive(t *testing.T, ps *pubsub.Client, sub string) {
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		err := ps.Subscriber(sub).Receive(ctx, func(_ context.Context, m *pubsub.Message) {
-			m.Ack()
-			e, err := events.Decode(m.Data)
-			if err != nil {
-				t.Errorf("published %q is not an event: %v", m.Data, err)
-			}
-			s.mu.Lock()
-			s.events = append(s.events, e)
-			s.mu.Unlock()
-		})
-		if err != nil && ctx.Err() == nil {
-			t.Errorf("receive events: %v", err)
-		}
-	}()
-	t.Cleanup(func() { cancel(); <-done })
-}
-
-// published returns the events received so far, after waiting for stragglers.
-func (s *stack) published(wait time.Duration) []events.Event {
-	time.Sleep(wait)
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return append([]events.Event(nil), s.events...)
-}
+// published returns the events received, once none arrived for wait.
+func (s *stack) published(wait time.Duration) []events.Event { return s.Events.Quiet(wait) }
 
 // awaitEvents waits until n events arrived and returns them.
 func (s *stack) awaitEvents(t *testing.T, n int) []events.Event {
 	t.Helper()
-	deadline := time.Now().Add(15 * time.Second)
-	for {
-		got := s.published(50 * time.Millisecond)
-		if len(got) >= n || time.Now().After(deadline) {
-			if len(got) != n {
-				t.Fatalf("got %d events, want %d: %+v", len(got), n, got)
-			}
-			return got
-		}
+	got := s.Events.Await(n)
+	if len(got) != n {
+		t.Fatalf("got %d events, want %d: %+v", len(got), n, got)
 	}
+	return got
 }
 
 // begin opens path on the function (a browser following the redirect) and

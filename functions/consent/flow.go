@@ -121,7 +121,7 @@ func (h *Handler) finish(ctx context.Context, r *http.Request) (string, pageData
 	st, err := h.checkState(ctx, r)
 	switch {
 	case errors.Is(err, errNoState), errors.Is(err, errBadSignature), errors.Is(err, errExpired),
-		errors.Is(err, errMismatch), errors.Is(err, errReplayed), errors.Is(err, errTwoCookies):
+		errors.Is(err, errMismatch), errors.Is(err, store.ErrStateUsed), errors.Is(err, errTwoCookies):
 		return "", pageData{}, &refusal{pageError, http.StatusBadRequest, msgStartAgain, err.Error()}
 	case err != nil:
 		return "", pageData{}, err

@@ -17,11 +17,9 @@ import (
 	"time"
 	"unicode/utf8"
 
-	"github.com/gmailwatch/gmailwatch/scripts/sandbox"
 	"github.com/gmailwatch/gmailwatch/scripts/testenv"
 	"github.com/gmailwatch/gmailwatch/shared/config"
 	"github.com/gmailwatch/gmailwatch/shared/logging"
-	"github.com/gmailwatch/gmailwatch/shared/vault"
 )
 
 // fuzzNow is the fuzz targets' clock: fixed, so seeds stay valid.
@@ -171,32 +169,16 @@ func (l *logTail) take() string {
 // a state it signed itself, once per state.
 func FuzzCallback(f *testing.F) {
 	ctx := context.Background()
-	project := testenv.Project(f)
-	sb, err := sandbox.Start(ctx, sandbox.Options{ProjectID: project, ClientID: "fuzz-client", ClientSecret: "GOCSPX-fuzz-client-secret"})
+	w := testenv.NewWorld(f, testenv.Options{Now: func() time.Time { return fuzzNow }})
+	w.PutSecret("consent-state-key", string(fuzzKey))
+	cfg, err := ReadConfig(config.FromMap(w.Env(map[string]string{"PUBLIC_URL": "http://127.0.0.1:1"})))
 	if err != nil {
 		f.Fatal(err)
 	}
-	f.Cleanup(func() { sb.Close() })
-	for id, v := range map[string]string{"oauth-client-secret": "GOCSPX-fuzz-client-secret", "consent-state-key": string(fuzzKey)} {
-		if err := sb.PutSecret(ctx, project, id, []byte(v)); err != nil {
-			f.Fatal(err)
-		}
-	}
-	env := sb.Env()
-	env["PROJECT_ID"], env["PUBLIC_URL"], env["GMAIL_TOPIC"], env["EVENTS_TOPIC"] = project, "http://127.0.0.1:1", "projects/"+project+"/topics/gmail", "events"
-	cfg, err := ReadConfig(config.FromMap(env))
-	if err != nil {
-		f.Fatal(err)
-	}
-	v, err := vault.New(ctx, project, sb.SecretManagerAddr)
-	if err != nil {
-		f.Fatal(err)
-	}
-	f.Cleanup(func() { v.Close() })
 	calls := &tokenCalls{verifiers: map[string]int{}}
 	logs := &logTail{}
-	h := New(cfg, Deps{Firestore: testenv.Firestore(f, project), Vault: v, HTTP: &http.Client{Transport: calls, Timeout: 10 * time.Second},
-		Now: func() time.Time { return fuzzNow }}, logging.New(logs, slog.LevelDebug))
+	h := New(cfg, Deps{Users: w.Store, Vault: w.Vault, Events: w.Publisher, HTTP: &http.Client{Transport: calls, Timeout: 10 * time.Second}},
+		logging.New(logs, slog.LevelDebug))
 
 	serve := func(query, cookie string) *httptest.ResponseRecorder {
 		r := (&http.Request{Method: http.MethodGet, URL: &url.URL{Path: CallbackPath, RawQuery: query},

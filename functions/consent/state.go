@@ -6,17 +6,12 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/base64"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
 	"strings"
 	"time"
-
-	"cloud.google.com/go/firestore"
-	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
 )
 
 // stateTTL is how long a started flow may take to come back.
@@ -46,7 +41,6 @@ var (
 	errBadSignature = errors.New("state cookie signature invalid")
 	errExpired      = errors.New("state expired")
 	errMismatch     = errors.New("state does not match the cookie")
-	errReplayed     = errors.New("state already used")
 	errTwoCookies   = errors.New("more than one state cookie")
 )
 
@@ -114,7 +108,7 @@ func (h *Handler) checkState(ctx context.Context, r *http.Request) (flowState, e
 	if !hmac.Equal([]byte(param), []byte(s.Nonce)) {
 		return flowState{}, errMismatch
 	}
-	if err := h.states.use(ctx, s, h.now()); err != nil {
+	if err := h.users.UseState(ctx, s.Nonce, s.Flow, time.Unix(s.Expires, 0)); err != nil {
 		return flowState{}, err
 	}
 	return s, nil
@@ -138,23 +132,4 @@ func (h *Handler) signingKey(ctx context.Context) ([]byte, error) {
 	}
 	h.stateKey = b
 	return b, nil
-}
-
-// usedStates remembers used state nonces in Firestore (oauthStates/{hash}),
-// each kept until its expireAt, when a TTL policy may delete it.
-type usedStates struct{ col *firestore.CollectionRef }
-
-// use records s's nonce, failing with errReplayed if it was recorded before.
-func (u usedStates) use(ctx context.Context, s flowState, now time.Time) error {
-	sum := sha256.Sum256([]byte(s.Nonce))
-	_, err := u.col.Doc(hex.EncodeToString(sum[:])).Create(ctx, map[string]any{
-		"flow": s.Flow, "usedAt": now, "expireAt": time.Unix(s.Expires, 0).Add(time.Hour),
-	})
-	switch {
-	case status.Code(err) == codes.AlreadyExists:
-		return errReplayed
-	case err != nil:
-		return fmt.Errorf("record used state: %w", err)
-	}
-	return nil
 }
