@@ -2,7 +2,6 @@ package webhook
 
 import (
 	"context"
-	"hash/crc32"
 	"io"
 	"net"
 	"net/http"
@@ -13,16 +12,9 @@ import (
 	"time"
 
 	"cloud.google.com/go/pubsub/v2"
-	secretmanager "cloud.google.com/go/secretmanager/apiv1"
-	"cloud.google.com/go/secretmanager/apiv1/secretmanagerpb"
-	"google.golang.org/api/option"
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 
-	"github.com/gmailwatch/gmailwatch/scripts/sandbox/secrets"
 	"github.com/gmailwatch/gmailwatch/scripts/testenv"
 	"github.com/gmailwatch/gmailwatch/shared/events"
-	"github.com/gmailwatch/gmailwatch/shared/vault"
 	"github.com/gmailwatch/gmailwatch/shared/webhooksig"
 )
 
@@ -34,10 +26,6 @@ import (
 // repeat must carry the same webhook-id and body.
 func TestNoEventLostWhileReceiverRecovers(t *testing.T) {
 	const n = 5
-	ps := testenv.PubSub(t, testenv.Project(t))
-	topic := testenv.Topic(t, ps, "gmail-events")
-	testenv.Subscription(t, ps, topic, "webhook-trigger")
-
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -46,6 +34,9 @@ func TestNoEventLostWhileReceiverRecovers(t *testing.T) {
 	l.Close() // down: nothing listens on addr yet
 
 	hs := newHarness(t, "http://"+addr+"/hook", staticSecrets{testSecretName: testSecret}, func(c *Config) { c.CallBudget = 400 * time.Millisecond })
+	ps := hs.PubSub
+	topic := testenv.Topic(t, ps, "gmail-events")
+	testenv.Subscription(t, ps, topic, "webhook-trigger")
 	keys, _ := webhooksig.Parse(testSecret)
 	var mu sync.Mutex
 	seen := map[string][]request{} // by webhook-id
@@ -142,48 +133,12 @@ func TestNoEventLostWhileReceiverRecovers(t *testing.T) {
 // the sandbox's Secret Manager and picks up a rotation once the cached keys
 // are older than the cache TTL.
 func TestSigningSecretFromSecretManager(t *testing.T) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	g := grpc.NewServer()
-	secrets.New().Register(g)
-	go g.Serve(l)
-	defer g.Stop()
-
 	ctx := context.Background()
-	project := testenv.Project(t)
-	admin, err := secretmanager.NewClient(ctx, option.WithEndpoint(l.Addr().String()), option.WithoutAuthentication(),
-		option.WithGRPCDialOption(grpc.WithTransportCredentials(insecure.NewCredentials())))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer admin.Close()
-	_, err = admin.CreateSecret(ctx, &secretmanagerpb.CreateSecretRequest{
-		Parent: "projects/" + project, SecretId: testSecretName,
-		Secret: &secretmanagerpb.Secret{Replication: &secretmanagerpb.Replication{
-			Replication: &secretmanagerpb.Replication_Automatic_{Automatic: &secretmanagerpb.Replication_Automatic{}}}},
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	addVersion := func(value string) {
-		sum := int64(crc32.Checksum([]byte(value), crc32.MakeTable(crc32.Castagnoli)))
-		_, err := admin.AddSecretVersion(ctx, &secretmanagerpb.AddSecretVersionRequest{
-			Parent:  "projects/" + project + "/secrets/" + testSecretName,
-			Payload: &secretmanagerpb.SecretPayload{Data: []byte(value), DataCrc32C: &sum},
-		})
-		if err != nil {
-			t.Fatal(err)
-		}
-	}
+	w := testenv.NewWorld(t, testenv.Options{})
+	addVersion := func(value string) { w.PutSecret(testSecretName, value) }
 	addVersion(testSecret)
 
-	v, err := vault.New(ctx, project, l.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer v.Close()
+	v := w.Vault
 	rv := newReceiver(t, status(http.StatusOK))
 	hs := newHarness(t, rv.URL, v, nil)
 

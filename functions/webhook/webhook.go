@@ -33,7 +33,7 @@ import (
 	"github.com/gmailwatch/gmailwatch/shared/config"
 	"github.com/gmailwatch/gmailwatch/shared/events"
 	"github.com/gmailwatch/gmailwatch/shared/logging"
-	"github.com/gmailwatch/gmailwatch/shared/vault"
+	"github.com/gmailwatch/gmailwatch/shared/platform"
 	"github.com/gmailwatch/gmailwatch/shared/webhooksig"
 )
 
@@ -68,19 +68,20 @@ type Config struct {
 }
 
 // ReadConfig reads the settings, reporting every problem in one error.
-func ReadConfig(lookup func(string) (string, bool)) (Config, error) {
+func ReadConfig(lookup platform.Lookup) (Config, error) {
 	r := config.NewReader(lookup)
+	p := platform.ReadSettings(r)
 	c := Config{
-		ProjectID:       r.String("PROJECT_ID", config.Required),
+		ProjectID:       p.ProjectID,
 		URL:             r.URL("WEBHOOK_URL", config.Required),
 		SecretName:      r.String("WEBHOOK_SECRET_NAME", "webhook-signing-secret"),
 		Timeout:         r.Duration("WEBHOOK_TIMEOUT", 15*time.Second),
 		RetryWindow:     r.Duration("WEBHOOK_RETRY_WINDOW", 24*time.Hour),
 		CallBudget:      r.Duration("WEBHOOK_CALL_BUDGET", 40*time.Second),
 		DeadLetterTopic: r.String("DEAD_LETTER_TOPIC", config.Required),
-		SecretEndpoint:  r.String("SECRETMANAGER_ENDPOINT", ""),
+		SecretEndpoint:  p.SecretEndpoint,
+		EventsTopic:     "projects/" + p.ProjectID + "/topics/" + p.EventsTopic,
 	}
-	c.EventsTopic = "projects/" + c.ProjectID + "/topics/" + r.String("EVENTS_TOPIC", config.Required)
 	if err := r.Err(); err != nil {
 		return Config{}, err
 	}
@@ -132,24 +133,7 @@ func New(cfg Config, secrets SecretSource, deadLetter *pubsub.Publisher, log *sl
 }
 
 // production is the deployed handler, built from the environment at the first event.
-var production = sync.OnceValues(func() (*Handler, error) {
-	log := logging.New(os.Stdout, slog.LevelInfo)
-	cfg, err := ReadConfig(os.LookupEnv)
-	if err != nil {
-		log.Error("webhook configuration", "error", err)
-		return nil, err
-	}
-	ctx := context.Background()
-	v, err := vault.New(ctx, cfg.ProjectID, cfg.SecretEndpoint)
-	if err != nil {
-		return nil, err
-	}
-	ps, err := pubsub.NewClient(ctx, cfg.ProjectID)
-	if err != nil {
-		return nil, fmt.Errorf("pubsub client: %w", err)
-	}
-	return New(cfg, v, ps.Publisher(cfg.DeadLetterTopic), log), nil
-})
+var production = platform.Production("webhook", build)
 
 func handle(ctx context.Context, e event.Event) error {
 	h, err := production()
@@ -157,6 +141,24 @@ func handle(ctx context.Context, e event.Event) error {
 		return err
 	}
 	return h.Handle(ctx, e)
+}
+
+// build wires the handler to the deployed clients.
+func build(ctx context.Context, lookup platform.Lookup) (*Handler, error) {
+	cfg, err := ReadConfig(lookup)
+	if err != nil {
+		return nil, err
+	}
+	c := platform.NewClients(ctx, platform.Settings{ProjectID: cfg.ProjectID, SecretEndpoint: cfg.SecretEndpoint})
+	v, err := c.Vault()
+	if err != nil {
+		return nil, err
+	}
+	ps, err := c.PubSub()
+	if err != nil {
+		return nil, err
+	}
+	return New(cfg, v, ps.Publisher(cfg.DeadLetterTopic), logging.New(os.Stdout, slog.LevelInfo)), nil
 }
 
 // pushData is the data of a Pub/Sub CloudEvent (MessagePublishedData).
@@ -169,18 +171,15 @@ type pushData struct {
 	} `json:"message"`
 }
 
-// messagePublished is the CloudEvent type of a Pub/Sub message, from
-// Eventarc and from the functions framework's push conversion alike.
-const messagePublished = "google.cloud.pubsub.topic.v1.messagePublished"
-
 // Handle delivers one event. It returns nil when the event was delivered,
 // dead-lettered or not a message of the events topic, and an error when the
 // platform should redeliver it.
 func (h *Handler) Handle(ctx context.Context, ce event.Event) error {
+	ctx = platform.TraceEvent(ctx, h.cfg.ProjectID, ce)
 	// Anything else is forged or misrouted: it is not signed and sent to the
 	// application, nor dead-lettered, from where a replay would publish it
 	// to the events topic.
-	if ce.Type() != messagePublished || ce.Source() != "//pubsub.googleapis.com/"+h.cfg.EventsTopic {
+	if !platform.IsMessageOf(ce, h.cfg.EventsTopic) {
 		h.log.ErrorContext(ctx, "webhook: event not from the events topic ignored",
 			"type", truncate(ce.Type(), 128), "source", truncate(ce.Source(), 128), "ceId", truncate(ce.ID(), 128))
 		return nil

@@ -18,6 +18,7 @@ import (
 
 	"github.com/gmailwatch/gmailwatch/scripts/testenv"
 	"github.com/gmailwatch/gmailwatch/shared/events"
+	"github.com/gmailwatch/gmailwatch/shared/platform"
 	"github.com/gmailwatch/gmailwatch/shared/vault"
 	"github.com/gmailwatch/gmailwatch/shared/webhooksig"
 )
@@ -27,6 +28,9 @@ const (
 	testSecret      = "whsec_" + testSecretValue
 	testSecretName  = "webhook-signing-secret"
 )
+
+// messagePublished is the type of every Pub/Sub CloudEvent.
+const messagePublished = platform.MessagePublished
 
 // staticSecrets stands in for Secret Manager where a test is not about it.
 type staticSecrets map[string]string
@@ -95,6 +99,7 @@ func status(code int) func(int, http.ResponseWriter) {
 
 // harness is a Handler wired to the Pub/Sub emulator's dead-letter topic.
 type harness struct {
+	*testenv.World
 	h    *Handler
 	logs *testenv.LogBuffer
 	ps   *pubsub.Client
@@ -103,7 +108,8 @@ type harness struct {
 
 func newHarness(t *testing.T, url string, secrets SecretSource, edit func(*Config)) *harness {
 	t.Helper()
-	ps := testenv.PubSub(t, testenv.Project(t))
+	w := testenv.NewWorld(t, testenv.Options{})
+	ps := w.PubSub
 	topic := testenv.Topic(t, ps, "webhook-dead-letter")
 	testenv.Subscription(t, ps, topic, "dead-letter-check")
 	cfg := Config{
@@ -116,10 +122,9 @@ func newHarness(t *testing.T, url string, secrets SecretSource, edit func(*Confi
 	}
 	pub := ps.Publisher(cfg.DeadLetterTopic)
 	t.Cleanup(pub.Stop)
-	log, logs := testenv.Logger(t)
-	h := New(cfg, secrets, pub, log)
+	h := New(cfg, secrets, pub, w.Log)
 	h.backoff = 20 * time.Millisecond
-	return &harness{h: h, logs: logs, ps: ps, dead: "dead-letter-check"}
+	return &harness{World: w, h: h, logs: w.Logs, ps: ps, dead: "dead-letter-check"}
 }
 
 // deadLetters returns what reached the dead-letter topic, waiting up to wait
@@ -164,7 +169,7 @@ func pushEvent(t *testing.T, data []byte, attrs map[string]string, published tim
 	ce := event.New()
 	ce.SetID("push-1")
 	ce.SetSource("//pubsub.googleapis.com/projects/p/topics/gmail-events")
-	ce.SetType("google.cloud.pubsub.topic.v1.messagePublished")
+	ce.SetType(messagePublished)
 	ce.SetTime(published)
 	payload := map[string]any{"message": map[string]any{
 		"data": data, "attributes": attrs, "messageId": "m-1", "publishTime": published.Format(time.RFC3339Nano),

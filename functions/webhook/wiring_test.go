@@ -3,21 +3,14 @@ package webhook
 import (
 	"context"
 	"fmt"
-	"hash/crc32"
 	"net"
 	"net/http"
 	"testing"
 	"time"
 
 	"cloud.google.com/go/pubsub/v2/apiv1/pubsubpb"
-	secretmanager "cloud.google.com/go/secretmanager/apiv1"
-	"cloud.google.com/go/secretmanager/apiv1/secretmanagerpb"
 	"github.com/GoogleCloudPlatform/functions-framework-go/funcframework"
-	"google.golang.org/api/option"
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 
-	"github.com/gmailwatch/gmailwatch/scripts/sandbox/secrets"
 	"github.com/gmailwatch/gmailwatch/scripts/testenv"
 	"github.com/gmailwatch/gmailwatch/shared/events"
 )
@@ -29,34 +22,9 @@ import (
 // event is delivered on a repeat.
 func TestRegisteredFunction(t *testing.T) {
 	ctx := context.Background()
-	ps := testenv.PubSub(t, testenv.Project(t))
-	project := ps.Project()
-
-	// Secret Manager with the signing key.
-	sl, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	g := grpc.NewServer()
-	secrets.New().Register(g)
-	go g.Serve(sl)
-	defer g.Stop()
-	admin, err := secretmanager.NewClient(ctx, option.WithEndpoint(sl.Addr().String()), option.WithoutAuthentication(),
-		option.WithGRPCDialOption(grpc.WithTransportCredentials(insecure.NewCredentials())))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer admin.Close()
-	if _, err := admin.CreateSecret(ctx, &secretmanagerpb.CreateSecretRequest{Parent: "projects/" + project, SecretId: testSecretName,
-		Secret: &secretmanagerpb.Secret{Replication: &secretmanagerpb.Replication{
-			Replication: &secretmanagerpb.Replication_Automatic_{Automatic: &secretmanagerpb.Replication_Automatic{}}}}}); err != nil {
-		t.Fatal(err)
-	}
-	sum := int64(crc32.Checksum([]byte(testSecret), crc32.MakeTable(crc32.Castagnoli)))
-	if _, err := admin.AddSecretVersion(ctx, &secretmanagerpb.AddSecretVersionRequest{Parent: "projects/" + project + "/secrets/" + testSecretName,
-		Payload: &secretmanagerpb.SecretPayload{Data: []byte(testSecret), DataCrc32C: &sum}}); err != nil {
-		t.Fatal(err)
-	}
+	w := testenv.NewWorld(t, testenv.Options{})
+	ps, project := w.PubSub, w.Project
+	w.PutSecret(testSecretName, testSecret) // Secret Manager with the signing key
 
 	rv := newReceiver(t, func(n int, w http.ResponseWriter) {
 		w.WriteHeader(map[bool]int{true: http.StatusServiceUnavailable, false: http.StatusNoContent}[n == 1])
@@ -68,11 +36,11 @@ func TestRegisteredFunction(t *testing.T) {
 	}
 	port := fl.Addr().(*net.TCPAddr).Port
 	fl.Close()
-	for k, v := range map[string]string{
-		"FUNCTION_TARGET": "Webhook", "PROJECT_ID": project, "WEBHOOK_URL": rv.URL + "/hook",
-		"DEAD_LETTER_TOPIC": "webhook-dead-letter", "SECRETMANAGER_ENDPOINT": sl.Addr().String(), "EVENTS_TOPIC": "gmail-events",
+	for k, v := range w.Env(map[string]string{
+		"FUNCTION_TARGET": "Webhook", "WEBHOOK_URL": rv.URL + "/hook",
+		"DEAD_LETTER_TOPIC": "webhook-dead-letter", "EVENTS_TOPIC": "gmail-events",
 		"WEBHOOK_TIMEOUT": "2s", "WEBHOOK_CALL_BUDGET": "10s",
-	} {
+	}) {
 		t.Setenv(k, v)
 	}
 	go func() { _ = funcframework.StartHostPort("127.0.0.1", fmt.Sprint(port)) }()
