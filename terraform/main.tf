@@ -31,17 +31,24 @@ locals {
 
   # What differs between the functions. trigger_topic null means an HTTP function.
   functions = merge({
+    # Each setting goes to every function that reads it (consent dates the
+    # first renewal, notify the next reconcile); terraform/policy checks it.
     consent = {
       entry_point   = "Consent"
       public        = true
       trigger_topic = null
-      env           = {}
+      env = {
+        RENEW_BEFORE = var.renew_before
+        RENEW_EVERY  = var.renew_every
+      }
     }
     notify = {
       entry_point   = "Notify"
       public        = false
       trigger_topic = "projects/${var.project_id}/topics/${google_pubsub_topic.gmail.name}"
-      env           = {}
+      env = {
+        RECONCILE_AFTER = var.reconcile_after
+      }
     }
     renew = {
       entry_point   = "Renew"
