@@ -454,7 +454,7 @@ func TestReadConfig(t *testing.T) {
 		{"missing URL", with("WEBHOOK_URL", ""), "WEBHOOK_URL: missing"},
 		{"bad timeout", with("WEBHOOK_TIMEOUT", "soon"), "WEBHOOK_TIMEOUT"},
 		{"budget below timeout", with("WEBHOOK_CALL_BUDGET", "5s"), "WEBHOOK_CALL_BUDGET 5s is shorter than WEBHOOK_TIMEOUT 15s"},
-		{"everything missing in one error", map[string]string{}, "PROJECT_ID: missing; WEBHOOK_URL: missing; DEAD_LETTER_TOPIC: missing"},
+		{"everything missing in one error", map[string]string{}, "PROJECT_ID: missing; EVENTS_TOPIC: missing; WEBHOOK_URL: missing; DEAD_LETTER_TOPIC: missing"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
