@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
-# The test command: checks formatting and vet, then runs the Go tests with
-# the Firestore and Pub/Sub emulators started on free loopback ports (by
-# scripts/emulators, which always stops them).
+# The test command: installs what is missing (scripts/setup.sh), checks
+# formatting and vet, then runs the Go tests with the Firestore and Pub/Sub
+# emulators started on free loopback ports (by scripts/emulators, which
+# always stops them).
 #
 #   scripts/test.sh                 # everything
 #   scripts/test.sh ./shared/...    # chosen packages (arguments go to `go test`)
 #   scripts/test.sh -run TestX ./functions/notify/
 set -euo pipefail
 cd "$(dirname "$0")/.."
+scripts/setup.sh
 
 unformatted=$(gofmt -l $(git ls-files '*.go'))
 if [[ -n "$unformatted" ]]; then
