@@ -5,14 +5,11 @@ import (
 	"context"
 	"errors"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
-	"cloud.google.com/go/pubsub/v2"
 	"golang.org/x/oauth2"
 
-	"github.com/gmailwatch/gmailwatch/scripts/sandbox"
 	"github.com/gmailwatch/gmailwatch/scripts/testenv"
 	"github.com/gmailwatch/gmailwatch/shared/config"
 	"github.com/gmailwatch/gmailwatch/shared/events"
@@ -22,32 +19,16 @@ import (
 )
 
 const (
-	clientID     = "admin-test.apps.googleusercontent.com"
-	clientSecret = "GOCSPX-admin-test-secret"
-	alice        = "alice@example.com" // connected, watched, token stored
-	carol        = "carol@example.com" // reauth_required
+	alice = "alice@example.com" // connected, watched, token stored
+	carol = "carol@example.com" // reauth_required
 )
 
 func TestAdmin(t *testing.T) {
 	ctx := context.Background()
-	log, logs := testenv.Logger(t)
-	project := testenv.Project(t)
-	users := store.New(testenv.Firestore(t, project), nil)
-	ps := testenv.PubSub(t, project)
-	gmailTopic := testenv.Topic(t, ps, "gmail")
-	published := receive(t, ps, testenv.Subscription(t, ps, testenv.Topic(t, ps, "events"), "events-sub"))
-
-	sb, err := sandbox.Start(ctx, sandbox.Options{ProjectID: project, ClientID: clientID, ClientSecret: clientSecret})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { sb.Close() })
-	if err := sb.PutSecret(ctx, project, "oauth-client-secret", []byte(clientSecret)); err != nil {
-		t.Fatal(err)
-	}
-	env := sb.Env()
-	env["PROJECT_ID"], env["EVENTS_TOPIC"], env["GMAIL_TOPIC"] = project, "events", gmailTopic
-	refresh := connect(t, sb, users, env, alice)
+	w := testenv.NewWorld(t, testenv.Options{})
+	log, logs, users, sb, project := w.Log, w.Logs, w.Store, w.Sandbox, w.Project
+	env := w.Env(nil)
+	refresh := connect(t, w, alice)
 	if _, _, err := users.Connect(ctx, store.Connection{Email: carol, HistoryID: 5}); err != nil {
 		t.Fatal(err)
 	}
@@ -130,7 +111,7 @@ func TestAdmin(t *testing.T) {
 	if w, _ := sb.Gmail.Watch(alice); w.Active {
 		t.Error("the Gmail watch is still active")
 	}
-	conf := oauth2.Config{ClientID: clientID, ClientSecret: clientSecret, Endpoint: oauth2.Endpoint{TokenURL: sb.URL + "/token"}}
+	conf := oauth2.Config{ClientID: testenv.ClientID, ClientSecret: testenv.ClientSecret, Endpoint: oauth2.Endpoint{TokenURL: sb.URL + "/token"}}
 	if _, err := conf.TokenSource(ctx, &oauth2.Token{RefreshToken: refresh}).Token(); !gmailclient.IsInvalidGrant(err) {
 		t.Errorf("refreshing the old token: %v, want invalid_grant", err)
 	}
@@ -140,7 +121,10 @@ func TestAdmin(t *testing.T) {
 	if logs.Contains(refresh) || !logs.Contains("user disconnected") {
 		t.Errorf("the log holds the refresh token, or not the disconnect:\n%s", logs)
 	}
-	got := published(t, 1)
+	got := w.Events.Await(1)
+	if len(got) != 1 {
+		t.Fatalf("got %d events, want 1: %+v", len(got), got)
+	}
 	if got[0].Type != events.UserDisconnect || got[0].EmailAddress != alice {
 		t.Errorf("event = %+v, want %s for %s", got[0], events.UserDisconnect, alice)
 	}
@@ -148,28 +132,20 @@ func TestAdmin(t *testing.T) {
 
 // connect sets email up as the consent function leaves a user: token in
 // Secret Manager, Gmail watch, active record. It returns the refresh token.
-func connect(t *testing.T, sb *sandbox.Sandbox, users *store.Store, env map[string]string, email string) string {
+func connect(t *testing.T, w *testenv.World, email string) string {
 	t.Helper()
 	ctx := context.Background()
-	r := config.NewReader(config.FromMap(env))
-	settings, watch := gmailclient.ReadSettings(r), gmailclient.ReadWatchSettings(r)
+	r := w.Reader(nil)
+	watch := gmailclient.ReadWatchSettings(r)
 	if err := r.Err(); err != nil {
 		t.Fatal(err)
 	}
-	v, err := vault.New(ctx, env["PROJECT_ID"], sb.SecretManagerAddr)
+	u := w.Connect(email)
+	refresh, err := w.Vault.RefreshToken(ctx, u.Key)
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { v.Close() })
-	refresh, err := sb.Connect(email)
-	if err != nil {
-		t.Fatal(err)
-	}
-	key := store.Key(email)
-	if err := v.PutRefreshToken(ctx, key, refresh); err != nil {
-		t.Fatal(err)
-	}
-	svc, err := gmailclient.NewFactory(settings, v).ForUser(ctx, key)
+	svc, err := w.Mailboxes().ForUser(ctx, u.Key)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -177,50 +153,12 @@ func connect(t *testing.T, sb *sandbox.Sandbox, users *store.Store, env map[stri
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, _, err = users.Connect(ctx, store.Connection{Email: email, Labels: watch.Labels, LabelFilter: watch.LabelFilter,
-		HistoryID: h, WatchExpiration: exp, RenewAt: watch.NextRenewal(exp, time.Now())})
+	_, err = w.Store.Update(ctx, u.Key, func(u *store.User) error {
+		u.Cursor, u.WatchExpiration, u.RenewAt = h, exp, watch.NextRenewal(exp, time.Now())
+		return nil
+	})
 	if err != nil {
 		t.Fatal(err)
 	}
 	return refresh
-}
-
-// receive collects the events published on sub; the returned function
-// waits for n of them.
-func receive(t *testing.T, ps *pubsub.Client, sub string) func(t *testing.T, n int) []events.Event {
-	var mu sync.Mutex
-	var got []events.Event
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		ps.Subscriber(sub).Receive(ctx, func(_ context.Context, m *pubsub.Message) {
-			m.Ack()
-			e, err := events.Decode(m.Data)
-			if err != nil {
-				t.Errorf("published %q is not an event: %v", m.Data, err)
-			}
-			mu.Lock()
-			got = append(got, e)
-			mu.Unlock()
-		})
-	}()
-	t.Cleanup(func() { cancel(); <-done })
-	return func(t *testing.T, n int) []events.Event {
-		t.Helper()
-		for deadline := time.Now().Add(15 * time.Second); ; time.Sleep(100 * time.Millisecond) {
-			mu.Lock()
-			out := append([]events.Event(nil), got...)
-			mu.Unlock()
-			if len(out) >= n || time.Now().After(deadline) {
-				time.Sleep(time.Second) // and no more than n
-				mu.Lock()
-				defer mu.Unlock()
-				if len(got) != n {
-					t.Fatalf("got %d events, want %d: %+v", len(got), n, got)
-				}
-				return append([]events.Event(nil), got...)
-			}
-		}
-	}
 }
