@@ -31,7 +31,7 @@ import (
 	"github.com/gmailwatch/gmailwatch/shared/vault"
 )
 
-func init() { functions.HTTP("Consent", serve) }
+func init() { functions.HTTP("Consent", platform.HTTP(production, unavailable)) }
 
 // CallbackPath is the redirect URI's path below PUBLIC_URL, for both flows.
 const CallbackPath = "/oauth2/callback"
@@ -149,13 +149,10 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // production is the deployed handler, built from the environment at the first request.
 var production = platform.Production("consent", build)
 
-func serve(w http.ResponseWriter, r *http.Request) {
-	h, err := production()
-	if err != nil {
-		writePage(w, pageError, http.StatusInternalServerError, pageData{Message: "The service is not configured. Please try again later."})
-		return
-	}
-	h.ServeHTTP(w, r)
+// unavailable answers a request when the function cannot start; the error
+// is logged, never shown.
+func unavailable(w http.ResponseWriter, _ error) {
+	writePage(w, pageError, http.StatusInternalServerError, pageData{Message: "The service is not configured. Please try again later."})
 }
 
 // build wires the handler to the deployed clients.
@@ -165,16 +162,8 @@ func build(ctx context.Context, lookup platform.Lookup) (*Handler, error) {
 		return nil, err
 	}
 	c := platform.NewClients(ctx, platform.Settings{ProjectID: cfg.ProjectID, EventsTopic: cfg.EventsTopic, SecretEndpoint: cfg.SecretEndpoint})
-	fs, err := c.Firestore()
-	if err != nil {
-		return nil, err
-	}
-	v, err := c.Vault()
-	if err != nil {
-		return nil, err
-	}
-	pub, err := c.Events()
-	if err != nil {
+	fs, v, pub := c.Firestore(), c.Vault(), c.Events()
+	if err := c.Err(); err != nil {
 		return nil, err
 	}
 	return New(cfg, Deps{Users: store.New(fs, nil), Vault: v, Events: pub}, logging.New(os.Stdout, slog.LevelInfo)), nil

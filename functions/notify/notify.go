@@ -29,7 +29,7 @@ import (
 	"github.com/gmailwatch/gmailwatch/shared/store"
 )
 
-func init() { functions.CloudEvent("Notify", handle) }
+func init() { functions.CloudEvent("Notify", platform.CloudEvent(production)) }
 
 // Config is the function's settings.
 type Config struct {
@@ -65,14 +65,6 @@ func New(syncer *gmailsync.Syncer, project, gmailTopic string, log *slog.Logger)
 // the pushes until the configuration is fixed.
 var production = platform.Production("notify", build)
 
-func handle(ctx context.Context, e event.Event) error {
-	h, err := production()
-	if err != nil {
-		return err
-	}
-	return h.Handle(ctx, e)
-}
-
 // build wires the handler to the deployed clients.
 func build(ctx context.Context, lookup platform.Lookup) (*Handler, error) {
 	cfg, err := ReadConfig(lookup)
@@ -80,16 +72,8 @@ func build(ctx context.Context, lookup platform.Lookup) (*Handler, error) {
 		return nil, err
 	}
 	c := platform.NewClients(ctx, cfg.Platform)
-	fs, err := c.Firestore()
-	if err != nil {
-		return nil, err
-	}
-	secrets, err := c.Vault()
-	if err != nil {
-		return nil, err
-	}
-	pub, err := c.Events()
-	if err != nil {
+	fs, secrets, pub := c.Firestore(), c.Vault(), c.Events()
+	if err := c.Err(); err != nil {
 		return nil, err
 	}
 	log := logging.New(os.Stdout, slog.LevelInfo)

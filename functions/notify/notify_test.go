@@ -5,7 +5,6 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
-	"net"
 	"net/http"
 	"os"
 	"slices"
@@ -14,7 +13,6 @@ import (
 	"time"
 
 	"cloud.google.com/go/pubsub/v2/apiv1/pubsubpb"
-	"github.com/GoogleCloudPlatform/functions-framework-go/funcframework"
 	"github.com/cloudevents/sdk-go/v2/event"
 
 	"github.com/gmailwatch/gmailwatch/scripts/sandbox"
@@ -192,16 +190,10 @@ func TestPushIsSyncedAndOnlyRetryableFailuresReturnErrors(t *testing.T) {
 func TestEndToEnd(t *testing.T) {
 	w := newWorld(t)
 	ctx := context.Background()
-	for k, v := range w.Env(map[string]string{"FUNCTION_TARGET": "Notify"}) {
+	for k, v := range w.Env(nil) {
 		t.Setenv(k, v)
 	}
-	port := freePort(t)
-	go func() {
-		if err := funcframework.StartHostPort("127.0.0.1", port); err != nil {
-			t.Errorf("functions framework: %v", err)
-		}
-	}()
-	url := "http://127.0.0.1:" + port
+	url := testenv.ServeRegistered(t, "Notify")
 
 	gmailTopic := w.GmailTopic
 	_, err := w.PubSub.SubscriptionAdminClient.CreateSubscription(ctx, &pubsubpb.Subscription{
@@ -222,7 +214,6 @@ func TestEndToEnd(t *testing.T) {
 
 	// A raw push with garbage inside is acknowledged: 2xx, so Pub/Sub does not redeliver it.
 	garbage := `{"message":{"data":"` + base64.StdEncoding.EncodeToString([]byte("garbage")) + `","messageId":"1"},"subscription":"s"}`
-	waitHTTP(t, url)
 	resp, err := http.Post(url+"/"+gmailTopic, "application/json", strings.NewReader(garbage))
 	if err != nil {
 		t.Fatal(err)
@@ -244,28 +235,6 @@ func TestEndToEnd(t *testing.T) {
 	if got := messageIDs(w.events(len(want))); !slices.Equal(got, want) {
 		t.Errorf("events through the framework: got %v, want %v", got, want)
 	}
-}
-
-func freePort(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	_, port, _ := net.SplitHostPort(l.Addr().String())
-	return port
-}
-
-func waitHTTP(t *testing.T, url string) {
-	t.Helper()
-	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
-		if resp, err := http.Get(url); err == nil {
-			resp.Body.Close()
-			return
-		}
-	}
-	t.Fatalf("%s never answered", url)
 }
 
 func TestMissingConfigurationFailsEveryPushWithOneBuild(t *testing.T) {

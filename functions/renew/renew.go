@@ -27,7 +27,7 @@ import (
 	"github.com/gmailwatch/gmailwatch/shared/store"
 )
 
-func init() { functions.HTTP("Renew", serve) }
+func init() { functions.HTTP("Renew", platform.HTTP(production, refuse)) }
 
 // Config is the function's settings.
 type Config struct {
@@ -102,13 +102,9 @@ func New(d Deps, s Settings) *Handler {
 // production is the deployed handler, built from the environment at the first run.
 var production = platform.Production("renew", build)
 
-func serve(w http.ResponseWriter, r *http.Request) {
-	h, err := production()
-	if err != nil {
-		writeJSON(w, http.StatusInternalServerError, map[string]string{"error": err.Error()})
-		return
-	}
-	h.ServeHTTP(w, r)
+// refuse answers a run that cannot start; Cloud Scheduler retries it.
+func refuse(w http.ResponseWriter, err error) {
+	writeJSON(w, http.StatusInternalServerError, map[string]string{"error": err.Error()})
 }
 
 // build wires the handler to the deployed clients.
@@ -118,16 +114,8 @@ func build(ctx context.Context, lookup platform.Lookup) (*Handler, error) {
 		return nil, err
 	}
 	c := platform.NewClients(ctx, cfg.Platform)
-	fs, err := c.Firestore()
-	if err != nil {
-		return nil, err
-	}
-	secrets, err := c.Vault()
-	if err != nil {
-		return nil, err
-	}
-	pub, err := c.Events()
-	if err != nil {
+	fs, secrets, pub := c.Firestore(), c.Vault(), c.Events()
+	if err := c.Err(); err != nil {
 		return nil, err
 	}
 	log := logging.New(os.Stdout, slog.LevelInfo)

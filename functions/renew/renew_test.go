@@ -655,10 +655,8 @@ func TestRegisteredFunctionRunsFromTheEnvironment(t *testing.T) {
 		t.Setenv(k, v)
 	}
 	u := e.connect(t, "env@example.com", func(u *store.User) { u.RenewAt = time.Now().Add(-time.Minute) })
-	srv := httptest.NewServer(http.HandlerFunc(serve))
-	defer srv.Close()
-
-	resp, err := http.Post(srv.URL+"/", "application/json", nil)
+	url := testenv.ServeRegistered(t, "Renew")
+	resp, err := http.Post(url+"/", "application/json", nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -37,7 +37,7 @@ import (
 	"github.com/gmailwatch/gmailwatch/shared/webhooksig"
 )
 
-func init() { functions.CloudEvent("Webhook", handle) }
+func init() { functions.CloudEvent("Webhook", platform.CloudEvent(production)) }
 
 // Dead-letter reasons, in the "reason" attribute.
 const (
@@ -135,14 +135,6 @@ func New(cfg Config, secrets SecretSource, deadLetter *pubsub.Publisher, log *sl
 // production is the deployed handler, built from the environment at the first event.
 var production = platform.Production("webhook", build)
 
-func handle(ctx context.Context, e event.Event) error {
-	h, err := production()
-	if err != nil {
-		return err
-	}
-	return h.Handle(ctx, e)
-}
-
 // build wires the handler to the deployed clients.
 func build(ctx context.Context, lookup platform.Lookup) (*Handler, error) {
 	cfg, err := ReadConfig(lookup)
@@ -150,12 +142,8 @@ func build(ctx context.Context, lookup platform.Lookup) (*Handler, error) {
 		return nil, err
 	}
 	c := platform.NewClients(ctx, platform.Settings{ProjectID: cfg.ProjectID, SecretEndpoint: cfg.SecretEndpoint})
-	v, err := c.Vault()
-	if err != nil {
-		return nil, err
-	}
-	ps, err := c.PubSub()
-	if err != nil {
+	v, ps := c.Vault(), c.PubSub()
+	if err := c.Err(); err != nil {
 		return nil, err
 	}
 	return New(cfg, v, ps.Publisher(cfg.DeadLetterTopic), logging.New(os.Stdout, slog.LevelInfo)), nil

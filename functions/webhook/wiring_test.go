@@ -2,14 +2,11 @@ package webhook
 
 import (
 	"context"
-	"fmt"
-	"net"
 	"net/http"
 	"testing"
 	"time"
 
 	"cloud.google.com/go/pubsub/v2/apiv1/pubsubpb"
-	"github.com/GoogleCloudPlatform/functions-framework-go/funcframework"
 
 	"github.com/gmailwatch/gmailwatch/scripts/testenv"
 	"github.com/gmailwatch/gmailwatch/shared/events"
@@ -30,26 +27,20 @@ func TestRegisteredFunction(t *testing.T) {
 		w.WriteHeader(map[bool]int{true: http.StatusServiceUnavailable, false: http.StatusNoContent}[n == 1])
 	})
 
-	fl, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	port := fl.Addr().(*net.TCPAddr).Port
-	fl.Close()
 	for k, v := range w.Env(map[string]string{
-		"FUNCTION_TARGET": "Webhook", "WEBHOOK_URL": rv.URL + "/hook",
+		"WEBHOOK_URL":       rv.URL + "/hook",
 		"DEAD_LETTER_TOPIC": "webhook-dead-letter", "EVENTS_TOPIC": "gmail-events",
 		"WEBHOOK_TIMEOUT": "2s", "WEBHOOK_CALL_BUDGET": "10s",
 	}) {
 		t.Setenv(k, v)
 	}
-	go func() { _ = funcframework.StartHostPort("127.0.0.1", fmt.Sprint(port)) }()
+	url := testenv.ServeRegistered(t, "Webhook")
 
 	eventsTopic := testenv.Topic(t, ps, "gmail-events")
 	testenv.Topic(t, ps, "webhook-dead-letter")
 	if _, err := ps.SubscriptionAdminClient.CreateSubscription(ctx, &pubsubpb.Subscription{
 		Name: "projects/" + project + "/subscriptions/webhook", Topic: eventsTopic, AckDeadlineSeconds: 30,
-		PushConfig: &pubsubpb.PushConfig{PushEndpoint: fmt.Sprintf("http://127.0.0.1:%d/projects/%s/topics/gmail-events", port, project)},
+		PushConfig: &pubsubpb.PushConfig{PushEndpoint: url + "/projects/" + project + "/topics/gmail-events"},
 	}); err != nil {
 		t.Fatal(err)
 	}

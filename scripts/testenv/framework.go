@@ -28,6 +28,15 @@ func ServeCloudEvent(t testing.TB, fn func(context.Context, event.Event) error) 
 	return serve(t, func() error { return funcframework.RegisterCloudEventFunctionContext(context.Background(), "/", fn) })
 }
 
+// ServeRegistered serves the function that the package's init registered
+// as target, through the functions framework on 127.0.0.1, as deployed, and
+// returns the base URL. The function builds its production handler from
+// the process environment: set it (t.Setenv) first. Not for parallel tests.
+func ServeRegistered(t testing.TB, target string) string {
+	t.Helper()
+	return start(t, target)
+}
+
 // serve registers a function without a name and points FUNCTION_TARGET at
 // no function, so the framework serves the last function registered without
 // a name. FUNCTION_TARGET is process-wide, hence t.Setenv and no t.Parallel.
@@ -36,7 +45,13 @@ func serve(t testing.TB, register func() error) string {
 	if err := register(); err != nil {
 		t.Fatal(err)
 	}
-	t.Setenv("FUNCTION_TARGET", "UnnamedTestFunction")
+	return start(t, "UnnamedTestFunction")
+}
+
+// start serves FUNCTION_TARGET target on a free loopback port once it listens.
+func start(t testing.TB, target string) string {
+	t.Helper()
+	t.Setenv("FUNCTION_TARGET", target)
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)

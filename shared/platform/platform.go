@@ -7,7 +7,7 @@
 //
 // Each function package has the same wiring:
 //
-//	func init() { functions.CloudEvent("Notify", handle) }
+//	func init() { functions.CloudEvent("Notify", platform.CloudEvent(production)) }
 //	var production = platform.Production("notify", build)
 //	func build(ctx context.Context, lookup platform.Lookup) (*Handler, error) // ReadConfig, then platform.NewClients
 package platform
@@ -65,45 +65,103 @@ func Production[H any](name string, build func(context.Context, Lookup) (H, erro
 	}
 }
 
+// CloudEvent returns what the runtime calls for each event: the Handle of
+// the handler production builds, or production's error, so that Pub/Sub
+// redelivers the event.
+func CloudEvent[H interface {
+	Handle(context.Context, event.Event) error
+}](production func() (H, error)) func(context.Context, event.Event) error {
+	return func(ctx context.Context, e event.Event) error {
+		h, err := production()
+		if err != nil {
+			return err
+		}
+		return h.Handle(ctx, e)
+	}
+}
+
+// HTTP returns what the runtime calls for each request: the handler
+// production builds, or fail, which answers with production's error.
+func HTTP[H http.Handler](production func() (H, error), fail func(http.ResponseWriter, error)) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		h, err := production()
+		if err != nil {
+			fail(w, err)
+			return
+		}
+		h.ServeHTTP(w, r)
+	}
+}
+
 // Clients builds the Google clients of one project, each at most once and
-// only when first asked for, so a function creates only what it uses.
+// only when first asked for, so a function creates only what it uses. Like
+// config.Reader it remembers the first failure: ask for every client, then
+// check Err once.
 type Clients struct {
-	Settings  Settings
-	Firestore func() (*firestore.Client, error)
-	PubSub    func() (*pubsub.Client, error)
-	Vault     func() (*vault.Vault, error)
+	ctx context.Context
+	set Settings
+	err error
+
+	firestore *firestore.Client
+	pubsub    *pubsub.Client
+	vault     *vault.Vault
 }
 
 // NewClients returns the clients of s.ProjectID, with Secret Manager at
 // s.SecretEndpoint when set.
-func NewClients(ctx context.Context, s Settings) *Clients {
-	return &Clients{
-		Settings: s,
-		Firestore: sync.OnceValues(func() (*firestore.Client, error) {
-			c, err := firestore.NewClient(ctx, s.ProjectID)
-			if err != nil {
-				return nil, fmt.Errorf("firestore client: %w", err)
-			}
-			return c, nil
-		}),
-		PubSub: sync.OnceValues(func() (*pubsub.Client, error) {
-			c, err := pubsub.NewClient(ctx, s.ProjectID)
-			if err != nil {
-				return nil, fmt.Errorf("pubsub client: %w", err)
-			}
-			return c, nil
-		}),
-		Vault: sync.OnceValues(func() (*vault.Vault, error) { return vault.New(ctx, s.ProjectID, s.SecretEndpoint) }),
+func NewClients(ctx context.Context, s Settings) *Clients { return &Clients{ctx: ctx, set: s} }
+
+// Err returns the first failure to build a client, or nil.
+func (c *Clients) Err() error { return c.err }
+
+func (c *Clients) fail(err error) {
+	if c.err == nil {
+		c.err = err
 	}
 }
 
-// Events returns a publisher to the events topic.
-func (c *Clients) Events() (*events.Publisher, error) {
-	ps, err := c.PubSub()
-	if err != nil {
-		return nil, err
+// Firestore returns the Firestore client, nil after a failure.
+func (c *Clients) Firestore() *firestore.Client {
+	if c.firestore == nil && c.err == nil {
+		fs, err := firestore.NewClient(c.ctx, c.set.ProjectID)
+		if err != nil {
+			c.fail(fmt.Errorf("firestore client: %w", err))
+		}
+		c.firestore = fs
 	}
-	return events.NewPublisher(ps, c.Settings.EventsTopic), nil
+	return c.firestore
+}
+
+// PubSub returns the Pub/Sub client, nil after a failure.
+func (c *Clients) PubSub() *pubsub.Client {
+	if c.pubsub == nil && c.err == nil {
+		ps, err := pubsub.NewClient(c.ctx, c.set.ProjectID)
+		if err != nil {
+			c.fail(fmt.Errorf("pubsub client: %w", err))
+		}
+		c.pubsub = ps
+	}
+	return c.pubsub
+}
+
+// Vault returns the Secret Manager vault, nil after a failure.
+func (c *Clients) Vault() *vault.Vault {
+	if c.vault == nil && c.err == nil {
+		v, err := vault.New(c.ctx, c.set.ProjectID, c.set.SecretEndpoint)
+		if err != nil {
+			c.fail(err)
+		}
+		c.vault = v
+	}
+	return c.vault
+}
+
+// Events returns a publisher to the events topic, nil after a failure.
+func (c *Clients) Events() *events.Publisher {
+	if ps := c.PubSub(); ps != nil {
+		return events.NewPublisher(ps, c.set.EventsTopic)
+	}
+	return nil
 }
 
 // TraceRequest returns ctx carrying the trace of an HTTP request: the W3C
