@@ -11,7 +11,6 @@
 package consent
 
 import (
-	"context"
 	"log/slog"
 	"net/http"
 	"net/url"
@@ -45,6 +44,11 @@ type Config struct {
 	SecretEndpoint string // SECRETMANAGER_ENDPOINT: loopback, local runs only
 	OAuth          gmailclient.Settings
 	Watch          gmailclient.WatchSettings
+}
+
+// Cloud returns the settings every function shares.
+func (c Config) Cloud() platform.Settings {
+	return platform.Settings{ProjectID: c.ProjectID, EventsTopic: c.EventsTopic, SecretEndpoint: c.SecretEndpoint}
 }
 
 // ReadConfig reads the settings, reporting every problem in one error.
@@ -147,7 +151,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 }
 
 // production is the deployed handler, built from the environment at the first request.
-var production = platform.Production("consent", build)
+var production = platform.Production("consent", ReadConfig, wire)
 
 // unavailable answers a request when the function cannot start; the error
 // is logged, never shown.
@@ -155,16 +159,7 @@ func unavailable(w http.ResponseWriter, _ error) {
 	writePage(w, pageError, http.StatusInternalServerError, pageData{Message: "The service is not configured. Please try again later."})
 }
 
-// build wires the handler to the deployed clients.
-func build(ctx context.Context, lookup platform.Lookup) (*Handler, error) {
-	cfg, err := ReadConfig(lookup)
-	if err != nil {
-		return nil, err
-	}
-	c := platform.NewClients(ctx, platform.Settings{ProjectID: cfg.ProjectID, EventsTopic: cfg.EventsTopic, SecretEndpoint: cfg.SecretEndpoint})
-	fs, v, pub := c.Firestore(), c.Vault(), c.Events()
-	if err := c.Err(); err != nil {
-		return nil, err
-	}
-	return New(cfg, Deps{Users: store.New(fs, nil), Vault: v, Events: pub}, logging.New(os.Stdout, slog.LevelInfo)), nil
+// wire builds the handler over the deployed clients.
+func wire(cfg Config, c *platform.Clients) *Handler {
+	return New(cfg, Deps{Users: store.New(c.Firestore(), nil), Vault: c.Vault(), Events: c.Events()}, logging.New(os.Stdout, slog.LevelInfo))
 }

@@ -39,6 +39,9 @@ type Config struct {
 	Sync       gmailsync.Settings
 }
 
+// Cloud returns the settings every function shares.
+func (c Config) Cloud() platform.Settings { return c.Platform }
+
 // ReadConfig reads the settings, reporting every problem in one error.
 func ReadConfig(lookup platform.Lookup) (Config, error) {
 	r := config.NewReader(lookup)
@@ -63,27 +66,18 @@ func New(syncer *gmailsync.Syncer, project, gmailTopic string, log *slog.Logger)
 // production is the deployed handler, built from the environment at the
 // first push. If that fails every push returns the error, so Pub/Sub keeps
 // the pushes until the configuration is fixed.
-var production = platform.Production("notify", build)
+var production = platform.Production("notify", ReadConfig, wire)
 
-// build wires the handler to the deployed clients.
-func build(ctx context.Context, lookup platform.Lookup) (*Handler, error) {
-	cfg, err := ReadConfig(lookup)
-	if err != nil {
-		return nil, err
-	}
-	c := platform.NewClients(ctx, cfg.Platform)
-	fs, secrets, pub := c.Firestore(), c.Vault(), c.Events()
-	if err := c.Err(); err != nil {
-		return nil, err
-	}
+// wire builds the handler over the deployed clients.
+func wire(cfg Config, c *platform.Clients) *Handler {
 	log := logging.New(os.Stdout, slog.LevelInfo)
 	syncer := gmailsync.New(gmailsync.Deps{
-		Users:  store.New(fs, nil),
-		Gmail:  gmailclient.NewFactory(cfg.Gmail, secrets),
-		Events: pub,
+		Users:  store.New(c.Firestore(), nil),
+		Gmail:  gmailclient.NewFactory(cfg.Gmail, c.Vault()),
+		Events: c.Events(),
 		Logger: log,
 	}, cfg.Sync)
-	return New(syncer, cfg.Platform.ProjectID, cfg.GmailTopic, log), nil
+	return New(syncer, cfg.Platform.ProjectID, cfg.GmailTopic, log)
 }
 
 // Handle decodes one push and syncs its user. It returns an error only when

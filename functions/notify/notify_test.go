@@ -243,10 +243,10 @@ func TestMissingConfigurationFailsEveryPushWithOneBuild(t *testing.T) {
 		os.Unsetenv(k)
 	}
 	builds := 0
-	get := platform.Production("notify", func(ctx context.Context, lookup platform.Lookup) (*Handler, error) {
+	get := platform.Production("notify", func(lookup platform.Lookup) (Config, error) {
 		builds++
-		return build(ctx, lookup)
-	})
+		return ReadConfig(lookup)
+	}, wire)
 	for i := range 2 {
 		h, err := get()
 		for _, name := range []string{"PROJECT_ID", "EVENTS_TOPIC", "OAUTH_CLIENT_ID"} {

@@ -10,7 +10,6 @@
 package renew
 
 import (
-	"context"
 	"encoding/json"
 	"log/slog"
 	"net/http"
@@ -36,6 +35,9 @@ type Config struct {
 	Sync     gmailsync.Settings
 	Run      Settings
 }
+
+// Cloud returns the settings every function shares.
+func (c Config) Cloud() platform.Settings { return c.Platform }
 
 // ReadConfig reads the settings, reporting every problem in one error.
 func ReadConfig(lookup platform.Lookup) (Config, error) {
@@ -100,29 +102,20 @@ func New(d Deps, s Settings) *Handler {
 }
 
 // production is the deployed handler, built from the environment at the first run.
-var production = platform.Production("renew", build)
+var production = platform.Production("renew", ReadConfig, wire)
 
 // refuse answers a run that cannot start; Cloud Scheduler retries it.
 func refuse(w http.ResponseWriter, err error) {
 	writeJSON(w, http.StatusInternalServerError, map[string]string{"error": err.Error()})
 }
 
-// build wires the handler to the deployed clients.
-func build(ctx context.Context, lookup platform.Lookup) (*Handler, error) {
-	cfg, err := ReadConfig(lookup)
-	if err != nil {
-		return nil, err
-	}
-	c := platform.NewClients(ctx, cfg.Platform)
-	fs, secrets, pub := c.Firestore(), c.Vault(), c.Events()
-	if err := c.Err(); err != nil {
-		return nil, err
-	}
+// wire builds the handler over the deployed clients.
+func wire(cfg Config, c *platform.Clients) *Handler {
 	log := logging.New(os.Stdout, slog.LevelInfo)
-	users := store.New(fs, nil)
-	mailboxes := gmailclient.NewFactory(cfg.Gmail, secrets)
-	syncer := gmailsync.New(gmailsync.Deps{Users: users, Gmail: mailboxes, Events: pub, Logger: log}, cfg.Sync)
-	return New(Deps{Users: users, Gmail: mailboxes, Syncer: syncer, Logger: log}, cfg.Run), nil
+	users := store.New(c.Firestore(), nil)
+	mailboxes := gmailclient.NewFactory(cfg.Gmail, c.Vault())
+	syncer := gmailsync.New(gmailsync.Deps{Users: users, Gmail: mailboxes, Events: c.Events(), Logger: log}, cfg.Sync)
+	return New(Deps{Users: users, Gmail: mailboxes, Syncer: syncer, Logger: log}, cfg.Run)
 }
 
 // ServeHTTP runs once per POST, whatever the body, and answers the report.

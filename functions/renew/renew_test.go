@@ -636,9 +636,9 @@ func TestConfigurationErrorsNameEverySetting(t *testing.T) {
 			"SECRETMANAGER_ENDPOINT": "", "RENEW_BEFORE": "0s",
 		}, []string{"GMAIL_TOPIC:", "QUOTA_UNITS_PER_MINUTE:", "RUN_BUDGET:", "REAUTH_STOP_AFTER:", "RENEW_CONCURRENCY:", "RENEW_BEFORE:"}},
 	} {
-		h, err := build(context.Background(), config.FromMap(tc.env))
-		if err == nil || h != nil {
-			t.Errorf("%s: build = %v, %v; want an error", tc.name, h, err)
+		_, err := ReadConfig(config.FromMap(tc.env))
+		if err == nil {
+			t.Errorf("%s: ReadConfig = nil error; want one", tc.name)
 			continue
 		}
 		for _, w := range tc.want {

@@ -67,6 +67,12 @@ type Config struct {
 	EventsTopic     string        // projects/PROJECT_ID/topics/EVENTS_TOPIC: the trigger's topic
 }
 
+// Cloud returns the settings every function shares; EventsTopic is the
+// full name here, which no client needs.
+func (c Config) Cloud() platform.Settings {
+	return platform.Settings{ProjectID: c.ProjectID, SecretEndpoint: c.SecretEndpoint}
+}
+
 // ReadConfig reads the settings, reporting every problem in one error.
 func ReadConfig(lookup platform.Lookup) (Config, error) {
 	r := config.NewReader(lookup)
@@ -133,20 +139,11 @@ func New(cfg Config, secrets SecretSource, deadLetter *pubsub.Publisher, log *sl
 }
 
 // production is the deployed handler, built from the environment at the first event.
-var production = platform.Production("webhook", build)
+var production = platform.Production("webhook", ReadConfig, wire)
 
-// build wires the handler to the deployed clients.
-func build(ctx context.Context, lookup platform.Lookup) (*Handler, error) {
-	cfg, err := ReadConfig(lookup)
-	if err != nil {
-		return nil, err
-	}
-	c := platform.NewClients(ctx, platform.Settings{ProjectID: cfg.ProjectID, SecretEndpoint: cfg.SecretEndpoint})
-	v, ps := c.Vault(), c.PubSub()
-	if err := c.Err(); err != nil {
-		return nil, err
-	}
-	return New(cfg, v, ps.Publisher(cfg.DeadLetterTopic), logging.New(os.Stdout, slog.LevelInfo)), nil
+// wire builds the handler over the deployed clients.
+func wire(cfg Config, c *platform.Clients) *Handler {
+	return New(cfg, c.Vault(), c.Publisher(cfg.DeadLetterTopic), logging.New(os.Stdout, slog.LevelInfo))
 }
 
 // pushData is the data of a Pub/Sub CloudEvent (MessagePublishedData).

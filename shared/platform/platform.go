@@ -8,8 +8,8 @@
 // Each function package has the same wiring:
 //
 //	func init() { functions.CloudEvent("Notify", platform.CloudEvent(production)) }
-//	var production = platform.Production("notify", build)
-//	func build(ctx context.Context, lookup platform.Lookup) (*Handler, error) // ReadConfig, then platform.NewClients
+//	var production = platform.Production("notify", ReadConfig, wire)
+//	func wire(cfg Config, c *platform.Clients) *Handler // New over c.Firestore(), c.Vault(), c.Events()
 package platform
 
 import (
@@ -46,16 +46,36 @@ func ReadSettings(r *config.Reader) Settings {
 	}
 }
 
+// Cloud returns s: Settings is a Config of its own.
+func (s Settings) Cloud() Settings { return s }
+
 // Lookup reads one environment variable; os.LookupEnv is the deployed one.
 type Lookup = func(string) (string, bool)
 
-// Production returns the deployed handler of the function name, built by
-// build from the process environment at the first call; later calls return
-// the same handler, or the same error, which is logged each time. A function
-// then fails every request, so Pub/Sub keeps the pushes and Cloud Scheduler
-// retries until the configuration is fixed.
-func Production[H any](name string, build func(context.Context, Lookup) (H, error)) func() (H, error) {
-	once := sync.OnceValues(func() (H, error) { return build(context.Background(), os.LookupEnv) })
+// Config is a function's settings, which name its project.
+type Config interface{ Cloud() Settings }
+
+// Production returns the deployed handler of the function name, built at
+// the first call: its settings read by read from the process environment,
+// then wire over the clients of its project. Later calls return the same
+// handler, or the same error, which is logged each time: a function then
+// fails every request, so Pub/Sub keeps the pushes and Cloud Scheduler
+// retries until the configuration is fixed. wire only assembles: a client
+// that could not be built is nil there, and its error is returned instead
+// of the handler.
+func Production[C Config, H any](name string, read func(Lookup) (C, error), wire func(C, *Clients) H) func() (H, error) {
+	once := sync.OnceValues(func() (h H, err error) {
+		cfg, err := read(os.LookupEnv)
+		if err != nil {
+			return h, err
+		}
+		c := NewClients(context.Background(), cfg.Cloud())
+		if h = wire(cfg, c); c.Err() != nil {
+			var none H
+			return none, c.Err()
+		}
+		return h, nil
+	})
 	return func() (H, error) {
 		h, err := once()
 		if err != nil {
@@ -154,6 +174,14 @@ func (c *Clients) Vault() *vault.Vault {
 		c.vault = v
 	}
 	return c.vault
+}
+
+// Publisher returns a publisher to topic (an id), nil after a failure.
+func (c *Clients) Publisher(topic string) *pubsub.Publisher {
+	if ps := c.PubSub(); ps != nil {
+		return ps.Publisher(topic)
+	}
+	return nil
 }
 
 // Events returns a publisher to the events topic, nil after a failure.

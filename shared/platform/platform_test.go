@@ -27,15 +27,27 @@ func TestReadSettings(t *testing.T) {
 }
 
 func TestProductionBuildsOnceAndFailsEveryCall(t *testing.T) {
-	builds := 0
-	get := Production("test", func(context.Context, Lookup) (*int, error) { builds++; return nil, errors.New("PROJECT_ID: missing") })
-	for range 3 {
-		if h, err := get(); h != nil || err == nil || !strings.Contains(err.Error(), "PROJECT_ID") {
-			t.Errorf("get = %v, %v; want the build's error", h, err)
+	for _, tc := range []struct {
+		name string
+		read func(Lookup) (Settings, error)
+		want string
+	}{
+		{"bad settings", func(Lookup) (Settings, error) { return Settings{}, errors.New("PROJECT_ID: missing") }, "PROJECT_ID: missing"},
+		{"a client cannot be built", func(Lookup) (Settings, error) {
+			return Settings{ProjectID: "p", SecretEndpoint: "secretmanager.example.com:443"}, nil
+		}, "only loopback"},
+	} {
+		reads, wires := 0, 0
+		get := Production("test", func(l Lookup) (Settings, error) { reads++; return tc.read(l) },
+			func(_ Settings, c *Clients) *int { wires++; c.Vault(); return new(int) })
+		for range 3 {
+			if h, err := get(); h != nil || err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("%s: get = %v, %v; want no handler and an error containing %q", tc.name, h, err, tc.want)
+			}
 		}
-	}
-	if builds != 1 {
-		t.Errorf("built %d times, want once", builds)
+		if reads != 1 || wires > 1 {
+			t.Errorf("%s: read %d times, wired %d times; want once at most", tc.name, reads, wires)
+		}
 	}
 }
 
