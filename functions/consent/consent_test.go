@@ -17,6 +17,7 @@ import (
 	"github.com/gmailwatch/gmailwatch/scripts/sandbox/gmailapi"
 	"github.com/gmailwatch/gmailwatch/scripts/sandbox/googleauth"
 	"github.com/gmailwatch/gmailwatch/scripts/sandbox/secrets"
+	"github.com/gmailwatch/gmailwatch/scripts/testenv"
 	"github.com/gmailwatch/gmailwatch/shared/config"
 	"github.com/gmailwatch/gmailwatch/shared/events"
 	"github.com/gmailwatch/gmailwatch/shared/gmailclient"
@@ -571,4 +572,25 @@ func versionStates(vs []secrets.Version) []string {
 		out = append(out, v.State)
 	}
 	return out
+}
+
+// TestRegisteredFunctionFromTheEnvironment serves the function that init
+// registered, as deployed: its production handler is built from the
+// process environment, reads its keys from Secret Manager and sends a
+// browser to the authorization endpoint with the configured client.
+func TestRegisteredFunctionFromTheEnvironment(t *testing.T) {
+	s := newStack(t)
+	for k, v := range s.env() {
+		t.Setenv(k, v)
+	}
+	base := testenv.ServeRegistered(t, "Consent")
+	resp := s.get(t, base+"/connect", nil)
+	loc, err := url.Parse(resp.Header.Get("Location"))
+	if resp.StatusCode != http.StatusFound || err != nil || loc.Scheme+"://"+loc.Host+loc.Path != s.cfg.OAuth.AuthURL ||
+		loc.Query().Get("client_id") != clientID || loc.Query().Get("redirect_uri") != s.url+consent.CallbackPath {
+		t.Errorf("GET /connect: status %d, Location %q; want 302 to %s for %s", resp.StatusCode, loc, s.cfg.OAuth.AuthURL, clientID)
+	}
+	if len(resp.Cookies()) != 1 {
+		t.Errorf("GET /connect set %d cookies, want the state cookie", len(resp.Cookies()))
+	}
 }
