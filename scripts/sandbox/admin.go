@@ -29,6 +29,9 @@ func (s *Sandbox) adminRoutes() map[string]map[string]func(*http.Request) (int, 
 
 func (s *Sandbox) registerAdmin(mux *http.ServeMux) {
 	routes := s.adminRoutes()
+	for path, methods := range s.workspaceRoutes() {
+		routes[path] = methods
+	}
 	mux.HandleFunc("/admin/", func(w http.ResponseWriter, r *http.Request) {
 		defer func() {
 			if v := recover(); v != nil {

@@ -28,8 +28,10 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 
+	"github.com/gmailwatch/gmailwatch/scripts/sandbox/directory"
 	"github.com/gmailwatch/gmailwatch/scripts/sandbox/gmailapi"
 	"github.com/gmailwatch/gmailwatch/scripts/sandbox/googleauth"
+	"github.com/gmailwatch/gmailwatch/scripts/sandbox/iamcredentials"
 	"github.com/gmailwatch/gmailwatch/scripts/sandbox/secrets"
 	"github.com/gmailwatch/gmailwatch/shared/config"
 )
@@ -42,6 +44,8 @@ type Options struct {
 	AutoApprove            bool   // consent approves at once instead of showing the page
 	PubSubEmulatorHost     string // default: env PUBSUB_EMULATOR_HOST; none means users.watch is refused
 	HTTPAddr, GRPCAddr     string // loopback only; default 127.0.0.1:0
+	Domain                 string // Google Workspace primary domain; "" serves no Directory, IAM Credentials or delegation
+	ServiceAccount         string // the functions' service account, with a Domain; default gmailwatch-functions@PROJECT.iam.gserviceaccount.com
 	UserUnitsPerMinute     int    // Gmail quota per user; default 15,000
 	ProjectUnitsPerMinute  int    // Gmail quota per project; default 1,200,000
 	Now                    func() time.Time
@@ -55,6 +59,8 @@ type Sandbox struct {
 	Auth                   *googleauth.Server
 	Secrets                *secrets.Server
 	Gmail                  *gmailapi.Server
+	IAM                    *iamcredentials.Server // nil without a Workspace domain
+	Directory              *directory.Server      // nil without a Workspace domain
 
 	opts   Options
 	http   *http.Server
@@ -124,6 +130,7 @@ func Start(ctx context.Context, opts Options) (*Sandbox, error) {
 	mux := http.NewServeMux()
 	s.Auth.Register(mux)
 	s.Gmail.Register(mux)
+	s.startWorkspace(mux)
 	s.registerAdmin(mux)
 	s.http = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 	s.grpc = grpc.NewServer()
@@ -259,6 +266,7 @@ func (s *Sandbox) Env() map[string]string {
 	if s.opts.ClientID != "" {
 		env["OAUTH_CLIENT_ID"] = s.opts.ClientID
 	}
+	s.workspaceEnv(env)
 	return env
 }
 

@@ -92,9 +92,11 @@ type Factory struct {
 	settings Settings
 	secrets  *vault.Vault
 
-	mu      sync.Mutex
-	oauth   *oauth2.Config
-	sources map[string]oauth2.TokenSource
+	mu         sync.Mutex
+	oauth      *oauth2.Config
+	sources    map[string]oauth2.TokenSource
+	delegation *Delegation    // nil: consent only
+	delegated  DelegatedUsers // with delegation
 }
 
 // NewFactory returns a Factory reading the client secret and refresh tokens
@@ -128,23 +130,39 @@ func (f *Factory) ForUser(ctx context.Context, userKey string) (*gmail.Service, 
 	ts := f.sources[userKey]
 	f.mu.Unlock()
 	if ts == nil {
-		conf, err := f.OAuth(ctx)
-		if err != nil {
+		var err error
+		if ts, err = f.newSource(ctx, userKey); err != nil {
 			return nil, err
 		}
-		refresh, err := f.secrets.RefreshToken(ctx, userKey)
-		if errors.Is(err, vault.ErrNotFound) {
-			return nil, fmt.Errorf("refresh token of %s: %w: %w", userKey, ErrNoRefreshToken, err)
-		}
-		if err != nil {
-			return nil, fmt.Errorf("refresh token of %s: %w", userKey, err)
-		}
-		ts = oauth2.ReuseTokenSource(nil, conf.TokenSource(context.Background(), &oauth2.Token{RefreshToken: refresh}))
 		f.mu.Lock()
 		f.sources[userKey] = ts
 		f.mu.Unlock()
 	}
 	return f.settings.Service(ctx, ts)
+}
+
+// newSource returns the user's token source: delegated, or from the
+// refresh token the user's consent left in Secret Manager.
+func (f *Factory) newSource(ctx context.Context, userKey string) (oauth2.TokenSource, error) {
+	ts, err := f.delegatedSourceFor(ctx, userKey)
+	if err != nil || ts != nil {
+		if err != nil {
+			err = fmt.Errorf("delegated user %s: %w", userKey, err)
+		}
+		return ts, err
+	}
+	conf, err := f.OAuth(ctx)
+	if err != nil {
+		return nil, err
+	}
+	refresh, err := f.secrets.RefreshToken(ctx, userKey)
+	if errors.Is(err, vault.ErrNotFound) {
+		return nil, fmt.Errorf("refresh token of %s: %w: %w", userKey, ErrNoRefreshToken, err)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("refresh token of %s: %w", userKey, err)
+	}
+	return oauth2.ReuseTokenSource(nil, conf.TokenSource(context.Background(), &oauth2.Token{RefreshToken: refresh})), nil
 }
 
 // Forget drops the cached token source of a user (after reauth or disconnect).
@@ -186,9 +204,11 @@ var ErrNoRefreshToken = errors.New("no refresh token")
 
 // IsInvalidGrant reports whether err means the refresh token no longer works
 // (revoked, expired, or the user removed access): the user must consent again.
+// A delegated user whose delegation was withdrawn counts too
+// (ErrDelegationRefused): the admin must grant it again.
 func IsInvalidGrant(err error) bool {
 	var re *oauth2.RetrieveError
-	return errors.As(err, &re) && re.ErrorCode == "invalid_grant"
+	return errors.Is(err, ErrDelegationRefused) || errors.As(err, &re) && re.ErrorCode == "invalid_grant"
 }
 
 // IsRetryable reports whether err is worth trying again: Gmail's rate limits,

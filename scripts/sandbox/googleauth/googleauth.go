@@ -71,6 +71,8 @@ type Server struct {
 	access    map[string]*accessToken
 	consented map[[2]string][]string // {client, email} -> scopes granted so far
 	swept     time.Time
+
+	delegation *Delegation // the JWT-bearer grant's checks; nil: the grant is refused
 }
 
 // authRequest is a validated authorization request.

@@ -57,6 +57,15 @@ func (s *Server) token(w http.ResponseWriter, r *http.Request) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.sweep()
+	if isJWTBearer(form) { // the signed assertion is the client's authentication
+		resp, oerr := s.jwtBearer(form)
+		if oerr != nil {
+			writeJSON(w, oerr)
+			return
+		}
+		writeJSON(w, resp)
+		return
+	}
 	clientID, oerr := s.authenticate(r, form)
 	if oerr != nil {
 		if _, _, basic := r.BasicAuth(); basic && oerr.status == http.StatusUnauthorized {
