@@ -1,0 +1,136 @@
+// Package directory lists the mailboxes a delegation-mode deployment
+// watches: every user of a Google Workspace domain, the users of one org
+// unit (and the units under it), or the members of one Google group, read
+// with the Admin SDK Directory API through domain-wide delegation, acting
+// as an admin of the domain with a read-only scope. A listing is complete
+// or an error: the renew run stops watching users missing from it, so a
+// page that failed must never look like users who left.
+package directory
+
+import (
+	"context"
+	"fmt"
+	"strings"
+
+	"golang.org/x/oauth2"
+	admin "google.golang.org/api/admin/directory/v1"
+	"google.golang.org/api/option"
+
+	"github.com/gmailwatch/gmailwatch/shared/config"
+)
+
+// Read-only scopes the listing asks for, and an admin grants.
+const (
+	ScopeUsers   = admin.AdminDirectoryUserReadonlyScope
+	ScopeMembers = admin.AdminDirectoryGroupMemberReadonlyScope
+)
+
+// Settings say which mailboxes, and whom to ask.
+type Settings struct {
+	Admin    string // DELEGATION_ADMIN: an admin of the domain the listing acts as
+	Domain   string // DELEGATION_DOMAIN: the Workspace domain
+	OrgUnit  string // DELEGATION_ORG_UNIT: only this org unit and those under it, e.g. /Support
+	Group    string // DELEGATION_GROUP: only the members of this group
+	Endpoint string // DIRECTORY_ENDPOINT: "" for Google's
+}
+
+// ReadSettings reads the listing settings from r.
+func ReadSettings(r *config.Reader) Settings {
+	s := Settings{
+		Admin:    strings.ToLower(r.String("DELEGATION_ADMIN", config.Required)),
+		Domain:   strings.ToLower(r.String("DELEGATION_DOMAIN", config.Required)),
+		OrgUnit:  r.String("DELEGATION_ORG_UNIT", ""),
+		Group:    strings.ToLower(r.String("DELEGATION_GROUP", "")),
+		Endpoint: r.URL("DIRECTORY_ENDPOINT", ""),
+	}
+	switch {
+	case s.OrgUnit != "" && s.Group != "":
+		r.Problem("DELEGATION_GROUP", "set an org unit or a group, not both")
+	case s.OrgUnit != "" && (!strings.HasPrefix(s.OrgUnit, "/") || strings.ContainsAny(s.OrgUnit, `'"`)):
+		r.Problem("DELEGATION_ORG_UNIT", "%q is not an org unit path like /Support", s.OrgUnit)
+	}
+	for name, addr := range map[string]string{"DELEGATION_ADMIN": s.Admin, "DELEGATION_GROUP": s.Group} {
+		if addr != "" && !s.InDomain(addr) {
+			r.Problem(name, "%q is not an address of DELEGATION_DOMAIN %q", addr, s.Domain)
+		}
+	}
+	return s
+}
+
+// InDomain reports whether email is an address of the domain.
+func (s Settings) InDomain(email string) bool {
+	_, d, ok := strings.Cut(strings.ToLower(email), "@")
+	return ok && s.Domain != "" && d == s.Domain
+}
+
+// Scope is the one read-only scope the listing needs.
+func (s Settings) Scope() string {
+	if s.Group != "" {
+		return ScopeMembers
+	}
+	return ScopeUsers
+}
+
+// Member is one mailbox the listing found.
+type Member struct {
+	Email     string // lower case
+	ID        string // Google's account id (the sub of its ID tokens); "" for members of an unknown status
+	Suspended bool   // suspended or archived: no longer to be watched
+}
+
+// Lister lists the configured mailboxes.
+type Lister struct {
+	set Settings
+	svc *admin.Service
+}
+
+// New returns a Lister calling the Directory API with ts, a token source
+// acting as the admin with Scope.
+func New(ctx context.Context, set Settings, ts oauth2.TokenSource) (*Lister, error) {
+	// Through an oauth2 client, not option.WithTokenSource, which would hide
+	// the token endpoint's answer that gmailclient classifies.
+	opts := []option.ClientOption{option.WithHTTPClient(oauth2.NewClient(ctx, ts))}
+	if set.Endpoint != "" {
+		opts = append(opts, option.WithEndpoint(set.Endpoint))
+	}
+	svc, err := admin.NewService(ctx, opts...)
+	if err != nil {
+		return nil, fmt.Errorf("directory client: %w", err)
+	}
+	return &Lister{set: set, svc: svc}, nil
+}
+
+// Mailboxes returns every mailbox of the domain, org unit or group, reading
+// all pages. Group members outside the domain are left out: delegation
+// cannot act for them.
+func (l *Lister) Mailboxes(ctx context.Context) ([]Member, error) {
+	var out []Member
+	if l.set.Group != "" {
+		err := l.svc.Members.List(l.set.Group).IncludeDerivedMembership(true).MaxResults(200).Pages(ctx, func(p *admin.Members) error {
+			for _, m := range p.Members {
+				if m.Type == "USER" && l.set.InDomain(m.Email) {
+					out = append(out, Member{Email: strings.ToLower(m.Email), ID: m.Id, Suspended: m.Status != "ACTIVE"})
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			return nil, fmt.Errorf("members.list of %s: %w", l.set.Group, err)
+		}
+		return out, nil
+	}
+	call := l.svc.Users.List().Domain(l.set.Domain).MaxResults(500)
+	if l.set.OrgUnit != "" {
+		call = call.Query("orgUnitPath='" + l.set.OrgUnit + "'")
+	}
+	err := call.Pages(ctx, func(p *admin.Users) error {
+		for _, u := range p.Users {
+			out = append(out, Member{Email: strings.ToLower(u.PrimaryEmail), ID: u.Id, Suspended: u.Suspended || u.Archived})
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("users.list of %s: %w", l.set.Domain, err)
+	}
+	return out, nil
+}
