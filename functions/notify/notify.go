@@ -37,6 +37,7 @@ type Config struct {
 	GmailTopic string // GMAIL_TOPIC: the trigger's topic
 	Gmail      gmailclient.Settings
 	Sync       gmailsync.Settings
+	Delegation *gmailclient.Delegation // CONNECT_MODE delegation or both; nil in consent mode
 }
 
 // Cloud returns the settings every function shares.
@@ -47,6 +48,7 @@ func ReadConfig(lookup platform.Lookup) (Config, error) {
 	r := config.NewReader(lookup)
 	c := Config{Platform: platform.ReadSettings(r), GmailTopic: gmailclient.ReadTopic(r), Gmail: gmailclient.ReadSettings(r), Sync: gmailsync.ReadSettings(r)}
 	c.Sync.Labels, c.Sync.LabelFilter = gmailclient.ReadLabels(r)
+	c.Delegation = gmailclient.ReadDelegation(r)
 	return c, r.Err()
 }
 
@@ -71,9 +73,14 @@ var production = platform.Production("notify", ReadConfig, wire)
 // wire builds the handler over the deployed clients.
 func wire(cfg Config, c *platform.Clients) *Handler {
 	log := logging.New(os.Stdout, slog.LevelInfo)
+	users := store.New(c.Firestore(), nil)
+	mailboxes := gmailclient.NewFactory(cfg.Gmail, c.Vault())
+	if cfg.Delegation != nil {
+		mailboxes.Delegate(cfg.Delegation, users.DelegatedAddress)
+	}
 	syncer := gmailsync.New(gmailsync.Deps{
-		Users:  store.New(c.Firestore(), nil),
-		Gmail:  gmailclient.NewFactory(cfg.Gmail, c.Vault()),
+		Users:  users,
+		Gmail:  mailboxes,
 		Events: c.Events(),
 		Logger: log,
 	}, cfg.Sync)

@@ -10,6 +10,7 @@
 package renew
 
 import (
+	"context"
 	"encoding/json"
 	"log/slog"
 	"net/http"
@@ -17,8 +18,10 @@ import (
 	"time"
 
 	"github.com/GoogleCloudPlatform/functions-framework-go/functions"
+	"golang.org/x/oauth2"
 
 	"github.com/gmailwatch/gmailwatch/shared/config"
+	"github.com/gmailwatch/gmailwatch/shared/directory"
 	"github.com/gmailwatch/gmailwatch/shared/gmailclient"
 	"github.com/gmailwatch/gmailwatch/shared/gmailsync"
 	"github.com/gmailwatch/gmailwatch/shared/logging"
@@ -30,10 +33,12 @@ func init() { functions.HTTP("Renew", platform.HTTP(production, refuse)) }
 
 // Config is the function's settings.
 type Config struct {
-	Platform platform.Settings
-	Gmail    gmailclient.Settings
-	Sync     gmailsync.Settings
-	Run      Settings
+	Platform   platform.Settings
+	Gmail      gmailclient.Settings
+	Sync       gmailsync.Settings
+	Run        Settings
+	Delegation *gmailclient.Delegation // CONNECT_MODE delegation or both; nil in consent mode
+	Directory  directory.Settings      // which mailboxes, with Delegation
 }
 
 // Cloud returns the settings every function shares.
@@ -43,6 +48,9 @@ func (c Config) Cloud() platform.Settings { return c.Platform }
 func ReadConfig(lookup platform.Lookup) (Config, error) {
 	r := config.NewReader(lookup)
 	c := Config{Platform: platform.ReadSettings(r), Gmail: gmailclient.ReadSettings(r), Sync: gmailsync.ReadSettings(r), Run: ReadSettings(r)}
+	if c.Delegation = gmailclient.ReadDelegation(r); c.Delegation != nil {
+		c.Directory = directory.ReadSettings(r)
+	}
 	c.Run.ProjectID = c.Platform.ProjectID
 	c.Sync.Labels, c.Sync.LabelFilter = c.Run.Watch.Labels, c.Run.Watch.LabelFilter
 	return c, r.Err()
@@ -80,6 +88,7 @@ type Deps struct {
 	Syncer *gmailsync.Syncer
 	Logger *slog.Logger
 	Now    func() time.Time // the clock due times are compared with; nil: time.Now
+	Domain *Domain          // delegation mode: keeps the watched users in step with the directory; nil in consent mode
 }
 
 // Handler runs renewals. Its quota limiter is shared by every run in the
@@ -115,7 +124,14 @@ func wire(cfg Config, c *platform.Clients) *Handler {
 	users := store.New(c.Firestore(), nil)
 	mailboxes := gmailclient.NewFactory(cfg.Gmail, c.Vault())
 	syncer := gmailsync.New(gmailsync.Deps{Users: users, Gmail: mailboxes, Events: c.Events(), Logger: log}, cfg.Sync)
-	return New(Deps{Users: users, Gmail: mailboxes, Syncer: syncer, Logger: log}, cfg.Run)
+	d := Deps{Users: users, Gmail: mailboxes, Syncer: syncer, Logger: log}
+	if dl := cfg.Delegation; dl != nil {
+		mailboxes.Delegate(dl, users.DelegatedAddress)
+		d.Domain = &Domain{Events: c.Events(), Directory: directory.New(cfg.Directory, func(ctx context.Context) (oauth2.TokenSource, error) {
+			return dl.TokenSource(ctx, cfg.Directory.Admin, cfg.Directory.Scope())
+		})}
+	}
+	return New(d, cfg.Run)
 }
 
 // ServeHTTP runs once per POST, whatever the body, and answers the report.

@@ -17,19 +17,22 @@ import (
 
 // Report is what one run did, logged and answered as JSON.
 type Report struct {
-	Renewed        int     `json:"renewed"`          // watches renewed
-	Reconciled     int     `json:"reconciled"`       // mailboxes synced by the safety net
-	Skipped        int     `json:"skipped"`          // due users left for a later run: lease held by a sync, user changed meanwhile, or Gmail answered 429
-	Failed         int     `json:"failed"`           // renewals, syncs or stops that failed; the users stay due
-	ReauthRequired int     `json:"reauth_required"`  // users whose refresh token Gmail refused, now marked reauth_required
-	WatchesStopped int     `json:"watches_stopped"`  // watches of long-reauth_required users stopped, or left to lapse when the token is dead
-	RateLimited    int     `json:"rate_limited"`     // 429s from Gmail, each slowing the limiter
-	Stopped        bool    `json:"stopped"`          // the time budget ended the run before every due user was taken
-	Remaining      int64   `json:"remaining"`        // renewals plus reconciles still due when the run ended
-	Units          int     `json:"units"`            // Gmail quota units paced by the limiter
-	UnitsPerSecond float64 `json:"units_per_second"` // the limiter's rate at the end
-	DurationMS     int64   `json:"duration_ms"`
-	Error          string  `json:"error,omitempty"`
+	Renewed           int     `json:"renewed"`                      // watches renewed
+	Reconciled        int     `json:"reconciled"`                   // mailboxes synced by the safety net
+	Skipped           int     `json:"skipped"`                      // due users left for a later run: lease held by a sync, user changed meanwhile, or Gmail answered 429
+	Failed            int     `json:"failed"`                       // renewals, syncs or stops that failed; the users stay due
+	ReauthRequired    int     `json:"reauth_required"`              // users whose refresh token Gmail refused, now marked reauth_required
+	WatchesStopped    int     `json:"watches_stopped"`              // watches of long-reauth_required users stopped, or left to lapse when the token is dead
+	RateLimited       int     `json:"rate_limited"`                 // 429s from Gmail, each slowing the limiter
+	Joined            int     `json:"joined,omitempty"`             // delegation mode: users the directory lists, now watched
+	Left              int     `json:"left,omitempty"`               // delegation mode: users it no longer lists, now disconnected
+	DelegationRefused bool    `json:"delegation_refused,omitempty"` // Google refused the domain-wide delegation
+	Stopped           bool    `json:"stopped"`                      // the time budget ended the run before every due user was taken
+	Remaining         int64   `json:"remaining"`                    // renewals plus reconciles still due when the run ended
+	Units             int     `json:"units"`                        // Gmail quota units paced by the limiter
+	UnitsPerSecond    float64 `json:"units_per_second"`             // the limiter's rate at the end
+	DurationMS        int64   `json:"duration_ms"`
+	Error             string  `json:"error,omitempty"`
 }
 
 // Quota units reserved before each kind of work. A reconcile reserves one
@@ -52,6 +55,8 @@ const (
 	reauth
 	watchStopped
 	rateLimited
+	joined
+	left
 )
 
 // phase is one kind of work over one query of users in a stable order.
@@ -69,6 +74,7 @@ type run struct {
 	startBy time.Time       // the end of the budget: no user is started after it
 	work    context.Context // in-flight work, cancelled finishGrace after startBy
 	stopped bool
+	refusal sync.Once // the delegation refusal is logged once per run
 
 	mu    sync.Mutex
 	rep   Report
@@ -87,10 +93,14 @@ func (h *Handler) Run(ctx context.Context) Report {
 		{units: stopUnits, list: r.reauthWatches, at: func(u store.User) time.Time { return u.WatchExpiration }, wants: r.stopDue, do: r.stopWatch},
 	}
 	var err error
+	if h.d.Domain != nil {
+		err = r.inStep()
+	}
 	for _, p := range phases {
-		if err = r.walk(p); err != nil || r.stopped {
+		if err != nil || r.stopped {
 			break
 		}
+		err = r.walk(p)
 	}
 	rep := r.rep
 	rep.Stopped, rep.Units, rep.UnitsPerSecond = r.stopped, r.units, h.limiter.rate()
@@ -192,6 +202,10 @@ func (r *run) count(o outcome) {
 	case rateLimited:
 		r.rep.RateLimited++
 		r.rep.Skipped++
+	case joined:
+		r.rep.Joined++
+	case left:
+		r.rep.Left++
 	}
 }
 

@@ -9,11 +9,15 @@ package directory
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"net/http"
 	"strings"
+	"sync"
 
 	"golang.org/x/oauth2"
 	admin "google.golang.org/api/admin/directory/v1"
+	"google.golang.org/api/googleapi"
 	"google.golang.org/api/option"
 
 	"github.com/gmailwatch/gmailwatch/shared/config"
@@ -80,33 +84,64 @@ type Member struct {
 
 // Lister lists the configured mailboxes.
 type Lister struct {
-	set Settings
+	set    Settings
+	tokens func(ctx context.Context) (oauth2.TokenSource, error)
+
+	mu  sync.Mutex
 	svc *admin.Service
 }
 
-// New returns a Lister calling the Directory API with ts, a token source
-// acting as the admin with Scope.
-func New(ctx context.Context, set Settings, ts oauth2.TokenSource) (*Lister, error) {
+// New returns a Lister calling the Directory API with token sources from
+// tokens, acting as the admin with Scope. A token source is kept until the
+// API answers 401 (a token ended early, as when delegation is withdrawn),
+// then replaced once.
+func New(set Settings, tokens func(ctx context.Context) (oauth2.TokenSource, error)) *Lister {
+	return &Lister{set: set, tokens: tokens}
+}
+
+func (l *Lister) service(ctx context.Context, fresh bool) (*admin.Service, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.svc != nil && !fresh {
+		return l.svc, nil
+	}
+	ts, err := l.tokens(ctx)
+	if err != nil {
+		return nil, err
+	}
 	// Through an oauth2 client, not option.WithTokenSource, which would hide
 	// the token endpoint's answer that gmailclient classifies.
-	opts := []option.ClientOption{option.WithHTTPClient(oauth2.NewClient(ctx, ts))}
-	if set.Endpoint != "" {
-		opts = append(opts, option.WithEndpoint(set.Endpoint))
+	opts := []option.ClientOption{option.WithHTTPClient(oauth2.NewClient(context.WithoutCancel(ctx), ts))}
+	if l.set.Endpoint != "" {
+		opts = append(opts, option.WithEndpoint(l.set.Endpoint))
 	}
-	svc, err := admin.NewService(ctx, opts...)
-	if err != nil {
+	if l.svc, err = admin.NewService(ctx, opts...); err != nil {
 		return nil, fmt.Errorf("directory client: %w", err)
 	}
-	return &Lister{set: set, svc: svc}, nil
+	return l.svc, nil
 }
 
 // Mailboxes returns every mailbox of the domain, org unit or group, reading
 // all pages. Group members outside the domain are left out: delegation
 // cannot act for them.
 func (l *Lister) Mailboxes(ctx context.Context) ([]Member, error) {
+	for try := 0; ; try++ {
+		svc, err := l.service(ctx, try > 0)
+		if err != nil {
+			return nil, err
+		}
+		out, err := l.list(ctx, svc)
+		var ge *googleapi.Error
+		if try > 0 || !errors.As(err, &ge) || ge.Code != http.StatusUnauthorized {
+			return out, err
+		}
+	}
+}
+
+func (l *Lister) list(ctx context.Context, svc *admin.Service) ([]Member, error) {
 	var out []Member
 	if l.set.Group != "" {
-		err := l.svc.Members.List(l.set.Group).IncludeDerivedMembership(true).MaxResults(200).Pages(ctx, func(p *admin.Members) error {
+		err := svc.Members.List(l.set.Group).IncludeDerivedMembership(true).MaxResults(200).Pages(ctx, func(p *admin.Members) error {
 			for _, m := range p.Members {
 				if m.Type == "USER" && l.set.InDomain(m.Email) {
 					out = append(out, Member{Email: strings.ToLower(m.Email), ID: m.Id, Suspended: m.Status != "ACTIVE"})
@@ -119,7 +154,7 @@ func (l *Lister) Mailboxes(ctx context.Context) ([]Member, error) {
 		}
 		return out, nil
 	}
-	call := l.svc.Users.List().Domain(l.set.Domain).MaxResults(500)
+	call := svc.Users.List().Domain(l.set.Domain).MaxResults(500)
 	if l.set.OrgUnit != "" {
 		call = call.Query("orgUnitPath='" + l.set.OrgUnit + "'")
 	}

@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 
+	"golang.org/x/oauth2"
+
 	"github.com/gmailwatch/gmailwatch/scripts/sandbox"
 	"github.com/gmailwatch/gmailwatch/shared/config"
 	"github.com/gmailwatch/gmailwatch/shared/directory"
@@ -56,7 +58,7 @@ func TestMailboxes(t *testing.T) {
 	env := sb.Env()
 	t.Setenv("GCE_METADATA_HOST", env["GCE_METADATA_HOST"])
 	list := func(extra map[string]string) ([]directory.Member, error) {
-		m := map[string]string{"DELEGATION_ADMIN": "admin@example.com", "DELEGATION_DOMAIN": "example.com"}
+		m := map[string]string{"CONNECT_MODE": "delegation", "DELEGATION_ADMIN": "admin@example.com", "DELEGATION_DOMAIN": "example.com"}
 		for k, v := range env {
 			m[k] = v
 		}
@@ -65,12 +67,11 @@ func TestMailboxes(t *testing.T) {
 		}
 		r := config.NewReader(config.FromMap(m))
 		set := directory.ReadSettings(r)
-		d := gmailclient.ReadDelegation(r, true)
+		d := gmailclient.ReadDelegation(r)
 		must(r.Err())
-		ts, err := d.TokenSource(ctx, set.Admin, set.Scope())
-		must(err)
-		l, err := directory.New(ctx, set, ts)
-		must(err)
+		l := directory.New(set, func(ctx context.Context) (oauth2.TokenSource, error) {
+			return d.TokenSource(ctx, set.Admin, set.Scope())
+		})
 		return l.Mailboxes(ctx)
 	}
 	emails := func(ms []directory.Member) (all, suspended []string) {

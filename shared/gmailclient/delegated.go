@@ -48,10 +48,18 @@ type Delegation struct {
 	err  error
 }
 
-// ReadDelegation reads the delegation settings when on is true (delegation
-// mode), and returns nil otherwise.
-func ReadDelegation(r *config.Reader, on bool) *Delegation {
-	if !on {
+// Connection modes (CONNECT_MODE): users connect by consent, the domain's
+// mailboxes are watched through delegation, or both.
+const (
+	ModeConsent    = "consent"
+	ModeDelegation = "delegation"
+	ModeBoth       = "both"
+)
+
+// ReadDelegation reads CONNECT_MODE and, in delegation or both, the
+// delegation settings; it returns nil in consent mode.
+func ReadDelegation(r *config.Reader) *Delegation {
+	if r.OneOf("CONNECT_MODE", ModeConsent, ModeConsent, ModeDelegation, ModeBoth) == ModeConsent {
 		return nil
 	}
 	d := &Delegation{

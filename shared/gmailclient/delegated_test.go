@@ -27,10 +27,11 @@ func delegationSandbox(t *testing.T) (*sandbox.Sandbox, *gmailclient.Factory) {
 	}
 	env := sb.Env()
 	env["OAUTH_CLIENT_ID"] = "unused-in-delegation-mode"
+	env["CONNECT_MODE"] = "delegation"
 	t.Setenv("GCE_METADATA_HOST", env["GCE_METADATA_HOST"])
 	r := config.NewReader(config.FromMap(env))
 	settings := gmailclient.ReadSettings(r)
-	d := gmailclient.ReadDelegation(r, true)
+	d := gmailclient.ReadDelegation(r)
 	if err := r.Err(); err != nil {
 		t.Fatal(err)
 	}
@@ -112,16 +113,16 @@ func TestDelegatedToken(t *testing.T) {
 // host off loopback and a missing service account, naming both.
 func TestDelegationSettings(t *testing.T) {
 	r := config.NewReader(config.FromMap(map[string]string{
-		"IAMCREDENTIALS_ENDPOINT": "http://127.0.0.1:1", "GCE_METADATA_HOST": "169.254.169.254:80",
+		"CONNECT_MODE": "both", "IAMCREDENTIALS_ENDPOINT": "http://127.0.0.1:1", "GCE_METADATA_HOST": "169.254.169.254:80",
 	}))
-	if gmailclient.ReadDelegation(r, true) == nil {
+	if gmailclient.ReadDelegation(r) == nil {
 		t.Fatal("no delegation in delegation mode")
 	}
 	err := r.Err()
 	if err == nil || !strings.Contains(err.Error(), "GCE_METADATA_HOST") || !strings.Contains(err.Error(), "DELEGATION_SERVICE_ACCOUNT") {
 		t.Fatalf("err = %v, want both settings named", err)
 	}
-	if gmailclient.ReadDelegation(config.NewReader(config.FromMap(nil)), false) != nil {
+	if gmailclient.ReadDelegation(config.NewReader(config.FromMap(nil))) != nil {
 		t.Fatal("delegation without delegation mode")
 	}
 }

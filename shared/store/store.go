@@ -53,6 +53,7 @@ type User struct {
 	ReauthSince        time.Time `firestore:"reauthSince"`
 	UpdatedAt          time.Time `firestore:"updatedAt"`
 	Lease              Lease     `firestore:"lease"`
+	Delegated          bool      `firestore:"delegated"` // watched through domain-wide delegation: no refresh token
 }
 
 // Lease marks the one sync of a user in progress; it lapses at Until, so a
@@ -153,6 +154,7 @@ type Connection struct {
 	HistoryID       int64 // the watch's history id
 	WatchExpiration time.Time
 	RenewAt         time.Time
+	Delegated       bool // through domain-wide delegation, not consent
 }
 
 // Connect creates or reactivates the user's record. An active or
@@ -180,7 +182,7 @@ func (s *Store) Connect(ctx context.Context, c Connection) (User, bool, error) {
 			u.SyncDueAt = now
 		}
 		u.Key, u.Email, u.Status = key, strings.ToLower(c.Email), Active
-		u.Labels, u.LabelFilter = c.Labels, c.LabelFilter
+		u.Labels, u.LabelFilter, u.Delegated = c.Labels, c.LabelFilter, c.Delegated
 		u.WatchExpiration, u.RenewAt, u.LastRenewAt = c.WatchExpiration, c.RenewAt, now
 		u.ReauthSince, u.UpdatedAt = time.Time{}, now
 		out = u

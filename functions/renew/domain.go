@@ -1,0 +1,203 @@
+package renew
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"golang.org/x/sync/errgroup"
+	"google.golang.org/api/gmail/v1"
+
+	"github.com/gmailwatch/gmailwatch/shared/directory"
+	"github.com/gmailwatch/gmailwatch/shared/events"
+	"github.com/gmailwatch/gmailwatch/shared/gmailclient"
+	"github.com/gmailwatch/gmailwatch/shared/store"
+)
+
+// Domain is what keeping a delegated Workspace domain in step needs beside
+// the handler's store and Gmail factory; nil Deps.Domain means consent mode.
+type Domain struct {
+	Directory *directory.Lister
+	Events    *events.Publisher
+}
+
+// DelegationRefusedLog is the message of the one line a run logs when
+// Google refuses the service account's domain-wide delegation; the
+// deployment's alert matches it.
+const DelegationRefusedLog = "domain-wide delegation refused"
+
+// inStep makes the watched users those the directory lists: a user new to
+// the listing (or back in it, or back after the delegation was restored) is
+// watched and announced with gmail.user.connected; a delegated user gone
+// from it or suspended is stopped and announced with gmail.user.disconnected.
+// A listing that fails changes nothing, and so does an empty one while
+// users are watched (a mistyped org unit or group must not stop everyone).
+// A refused delegation is logged once per run and ends the step: each
+// user's own sync marks it reauth_required, once.
+func (r *run) inStep() error {
+	d := r.h.d.Domain
+	members, err := d.Directory.Mailboxes(r.work)
+	switch {
+	case gmailclient.IsInvalidGrant(err):
+		r.refused(err)
+		return nil
+	case err != nil:
+		return fmt.Errorf("directory listing: %w", err)
+	}
+	known := map[string]store.User{}
+	for after := ""; ; {
+		page, err := r.h.d.Users.Delegated(r.work, after, r.h.set.PageSize)
+		if err != nil {
+			return err
+		}
+		for _, u := range page {
+			known[u.Email] = u
+		}
+		if len(page) < r.h.set.PageSize {
+			break
+		}
+		after = page[len(page)-1].Key
+	}
+	wanted := map[string]bool{}
+	for _, m := range members {
+		if !m.Suspended {
+			wanted[m.Email] = true
+		}
+	}
+	watched := 0
+	for _, u := range known {
+		if u.Status == store.Active {
+			watched++
+		}
+	}
+	var g errgroup.Group
+	g.SetLimit(r.h.set.Concurrency)
+	defer g.Wait()
+	if len(wanted) == 0 && watched > 0 {
+		r.h.d.Logger.ErrorContext(r.work, "directory lists no mailbox; watched users left as they are", "watched", watched)
+	} else {
+		for email, u := range known {
+			if !wanted[email] && u.Status != store.Disconnected {
+				if !r.mayStart(stopUnits) {
+					r.stopped = true
+					return nil
+				}
+				g.Go(func() error { r.count(r.leave(r.work, u)); return nil })
+			}
+		}
+	}
+	for email := range wanted {
+		if u, ok := known[email]; ok && u.Status == store.Active {
+			continue
+		}
+		if r.isRefused() {
+			break
+		}
+		if !r.mayStart(watchUnits) {
+			r.stopped = true
+			return nil
+		}
+		g.Go(func() error { r.count(r.join(r.work, email)); return nil })
+	}
+	return nil
+}
+
+// refused logs the delegation refusal, once per run.
+func (r *run) refused(err error) {
+	r.refusal.Do(func() {
+		r.mu.Lock()
+		r.rep.DelegationRefused = true
+		r.mu.Unlock()
+		r.h.d.Logger.ErrorContext(r.work, DelegationRefusedLog, "alert", "delegation_refused", "error", err)
+	})
+}
+
+func (r *run) isRefused() bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.rep.DelegationRefused
+}
+
+// join watches a user of the domain and records it as delegated; a user
+// that was reauth_required keeps its cursor, so what arrived meanwhile is
+// still announced.
+func (r *run) join(ctx context.Context, email string) outcome {
+	d := r.h.d.Domain
+	log := r.h.d.Logger.With("user", store.Key(email))
+	svc, err := r.h.d.Gmail.ForAddress(ctx, email)
+	var historyID int64
+	var expires time.Time
+	if err == nil {
+		historyID, expires, err = r.h.set.Watch.Watch(ctx, svc)
+	}
+	switch {
+	case gmailclient.IsInvalidGrant(err):
+		r.refused(err)
+		return failed
+	case gmailclient.IsRateLimited(err):
+		r.h.limiter.slowDown()
+		return rateLimited
+	case err != nil:
+		log.ErrorContext(ctx, "watch of a new domain user failed", "error", err)
+		return failed
+	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), recordTimeout)
+	defer cancel()
+	u, _, err := r.h.d.Users.Connect(ctx, store.Connection{
+		Email: email, Labels: r.h.set.Watch.Labels, LabelFilter: r.h.set.Watch.LabelFilter, Delegated: true,
+		HistoryID: historyID, WatchExpiration: expires, RenewAt: r.h.set.Watch.NextRenewal(expires, r.h.d.Now()),
+	})
+	if err != nil {
+		log.ErrorContext(ctx, "domain user watched but not recorded", "error", err)
+		return failed
+	}
+	ev := events.Event{
+		Type: events.UserConnected, ID: events.ID(events.UserConnected, u.Key, fmt.Sprint(u.UpdatedAt.UnixMicro())),
+		Time: r.h.d.Now().UTC().Format(time.RFC3339Nano), User: u.Key, EmailAddress: u.Email,
+	}
+	if err := d.Events.Publish(ctx, ev); err != nil {
+		log.ErrorContext(ctx, "connected event not published", "eventId", ev.ID, "error", err)
+		return failed
+	}
+	log.InfoContext(ctx, "domain user connected", "eventId", ev.ID)
+	return joined
+}
+
+// leave stops a delegated user the directory no longer lists (deleted,
+// suspended, moved out of the org unit or group). The event goes out before
+// the status changes, with an id fixed by the connection, so a failure is
+// finished by the next run with the same id.
+func (r *run) leave(ctx context.Context, u store.User) outcome {
+	d := r.h.d.Domain
+	log := r.h.d.Logger.With("user", u.Key)
+	if err := r.h.d.Gmail.Do(ctx, u.Key, func(svc *gmail.Service) error { return gmailclient.Stop(ctx, svc) }); err != nil {
+		log.InfoContext(ctx, "watch left to lapse", "reason", err) // a suspended or deleted user's token is refused
+	}
+	ev := events.Event{
+		Type: events.UserDisconnect, ID: events.ID(events.UserDisconnect, u.Key, fmt.Sprint(u.ConnectedAt.UnixMicro())),
+		Time: r.h.d.Now().UTC().Format(time.RFC3339Nano), User: u.Key, EmailAddress: u.Email,
+	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), recordTimeout)
+	defer cancel()
+	if err := d.Events.Publish(ctx, ev); err != nil {
+		log.ErrorContext(ctx, "disconnected event not published", "eventId", ev.ID, "error", err)
+		return failed
+	}
+	_, err := r.h.d.Users.Update(ctx, u.Key, func(v *store.User) error {
+		if v.Status == store.Disconnected || !v.ConnectedAt.Equal(u.ConnectedAt) {
+			return store.ErrNoChange // already done, or connected again meanwhile
+		}
+		v.Status = store.Disconnected
+		return nil
+	})
+	r.h.d.Gmail.Forget(u.Key)
+	if err == nil {
+		err = r.h.d.Users.DeleteMarkers(ctx, u.Key)
+	}
+	if err != nil {
+		log.ErrorContext(ctx, "domain user not disconnected", "error", err)
+		return failed
+	}
+	log.InfoContext(ctx, "domain user disconnected", "eventId", ev.ID)
+	return left
+}

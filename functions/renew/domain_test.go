@@ -1,0 +1,168 @@
+package renew
+
+import (
+	"context"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"cloud.google.com/go/secretmanager/apiv1/secretmanagerpb"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/gmailwatch/gmailwatch/scripts/sandbox"
+	"github.com/gmailwatch/gmailwatch/scripts/sandbox/gmailapi"
+	"github.com/gmailwatch/gmailwatch/scripts/testenv"
+	"github.com/gmailwatch/gmailwatch/shared/config"
+	"github.com/gmailwatch/gmailwatch/shared/directory"
+	"github.com/gmailwatch/gmailwatch/shared/events"
+	"github.com/gmailwatch/gmailwatch/shared/gmailclient"
+	"github.com/gmailwatch/gmailwatch/shared/gmailsync"
+	"github.com/gmailwatch/gmailwatch/shared/platform"
+	"github.com/gmailwatch/gmailwatch/shared/store"
+)
+
+// TestDelegationKeepsTheDomainInStep runs the production renew handler in
+// delegation mode against the sandbox's Workspace tenant: the first run
+// watches every user, mail is announced with no refresh token anywhere, a
+// user added and one suspended between two runs are connected and
+// disconnected, a withdrawn delegation is one alert line and one
+// reauth_required event per user, and granting it again resumes every user
+// with nothing lost.
+func TestDelegationKeepsTheDomainInStep(t *testing.T) {
+	ctx := context.Background()
+	w := testenv.NewWorld(t, testenv.Options{Sandbox: sandbox.Options{Domain: "example.com"}})
+	sb := w.Sandbox
+	must := func(err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	must(sb.AddDirectoryUser("admin@example.com", "/IT", true))
+	for _, u := range []string{"ann@example.com", "bo@example.com", "cy@example.com"} {
+		must(sb.AddDirectoryUser(u, "/Support", false))
+	}
+	grant := func() { must(sb.GrantDelegation(gmailclient.ScopeMetadata, directory.ScopeUsers)) }
+	grant()
+
+	vars := w.Env(map[string]string{
+		"CONNECT_MODE": "delegation", "DELEGATION_ADMIN": "admin@example.com", "DELEGATION_DOMAIN": "example.com",
+		"DELEGATION_ORG_UNIT": "/Support",
+	})
+	t.Setenv("GCE_METADATA_HOST", vars["GCE_METADATA_HOST"]) // read by the metadata client: not in parallel
+	cfg, err := ReadConfig(config.FromMap(vars))
+	must(err)
+	clients := platform.NewClients(ctx, cfg.Platform)
+	h := wire(cfg, clients) // the production wiring
+	must(clients.Err())
+	h.d.Logger = w.Log
+	logs := w.Logs
+	project := w.Project
+	e := &env{World: w, sb: sb, users: w.Store, h: h, logs: logs}
+
+	byType := func(evs []events.Event) map[string][]string {
+		out := map[string][]string{}
+		for _, ev := range evs {
+			out[ev.Type] = append(out[ev.Type], ev.EmailAddress)
+		}
+		for _, v := range out {
+			slices.Sort(v)
+		}
+		return out
+	}
+	check := func(step string, rep Report, joined, left int, want map[string][]string) {
+		t.Helper()
+		if rep.Joined != joined || rep.Left != left {
+			t.Errorf("%s: joined %d left %d, want %d and %d (report %+v)", step, rep.Joined, rep.Left, joined, left, rep)
+		}
+		got := byType(e.pull(t, 1500*time.Millisecond))
+		for typ, w := range want {
+			if !slices.Equal(got[typ], w) {
+				t.Errorf("%s: %s events for %v, want %v", step, typ, got[typ], w)
+			}
+		}
+		for typ := range got {
+			if _, ok := want[typ]; !ok {
+				t.Errorf("%s: unexpected %s events for %v", step, typ, got[typ])
+			}
+		}
+	}
+
+	// First run: the org unit's users are watched and announced; the admin, in /IT, is not.
+	check("first run", e.post(t), 3, 0, map[string][]string{events.UserConnected: {"ann@example.com", "bo@example.com", "cy@example.com"}})
+	ann := e.user(t, store.Key("ann@example.com"))
+	if !ann.Delegated || ann.Status != store.Active || ann.WatchExpiration.IsZero() {
+		t.Fatalf("ann after the first run: %+v, want active, delegated, watched", ann)
+	}
+	if w, _ := sb.Gmail.Watch("ann@example.com"); !w.Active {
+		t.Error("ann's mailbox is not watched")
+	}
+	if sb.Gmail.Usage("admin@example.com").Units != 0 {
+		t.Error("the admin's mailbox, outside the org unit, was called")
+	}
+
+	// The same sync announces mail of a delegated user; no refresh token exists.
+	d, err := sb.Deliver(gmailapi.Delivery{To: "ann@example.com", Subject: "one", LabelIDs: []string{"INBOX"}})
+	must(err)
+	res, err := h.d.Syncer.Sync(ctx, ann.Key)
+	if err != nil || res.Outcome != gmailsync.Synced || res.Announced != 1 {
+		t.Fatalf("sync of ann = %+v, %v; want one message", res, err)
+	}
+	if evs := e.pull(t, time.Second); len(evs) != 1 || evs[0].MessageID != d.ID {
+		t.Errorf("events %+v, want message %s", evs, d.ID)
+	}
+	if _, err := sb.Secrets.AccessSecretVersion(ctx, &secretmanagerpb.AccessSecretVersionRequest{
+		Name: "projects/" + project + "/secrets/gmail-refresh-" + ann.Key + "/versions/latest",
+	}); status.Code(err) != codes.NotFound {
+		t.Errorf("ann's refresh token secret: %v, want none", err)
+	}
+
+	// Between two runs: a user joins the org unit, another is suspended.
+	must(sb.AddDirectoryUser("dan@example.com", "/Support/Tier2", false))
+	must(sb.SuspendUser("bo@example.com", true))
+	check("second run", e.post(t), 1, 1, map[string][]string{
+		events.UserConnected: {"dan@example.com"}, events.UserDisconnect: {"bo@example.com"},
+	})
+	if bo := e.user(t, store.Key("bo@example.com")); bo.Status != store.Disconnected {
+		t.Errorf("bo is %s, want disconnected", bo.Status)
+	}
+	check("third run, nothing changed", e.post(t), 0, 0, map[string][]string{})
+
+	// The admin withdraws the delegation. Each user's next sync marks it
+	// reauth_required once; the run logs one alert line and retries nothing.
+	must(sb.WithdrawDelegation(true))
+	owed, err := sb.Deliver(gmailapi.Delivery{To: "ann@example.com", Subject: "during", LabelIDs: []string{"INBOX"}})
+	must(err)
+	for range 2 {
+		for _, email := range []string{"ann@example.com", "cy@example.com", "dan@example.com"} {
+			res, err := h.d.Syncer.Sync(ctx, store.Key(email))
+			if err != nil || (res.Outcome != gmailsync.ReauthRequired && res.Outcome != gmailsync.Inactive) {
+				t.Errorf("sync of %s after the withdrawal = %+v, %v", email, res, err)
+			}
+		}
+	}
+	before := strings.Count(logs.String(), `"message":"`+DelegationRefusedLog+`"`)
+	rep := e.post(t)
+	if !rep.DelegationRefused || rep.Error != "" {
+		t.Errorf("run after the withdrawal: %+v, want delegation_refused and no error", rep)
+	}
+	if n := strings.Count(logs.String(), `"message":"`+DelegationRefusedLog+`"`) - before; n != 1 {
+		t.Errorf("%d %q lines in one run, want 1", n, DelegationRefusedLog)
+	}
+	check("after the withdrawal", rep, 0, 0, map[string][]string{
+		events.UserReauth: {"ann@example.com", "cy@example.com", "dan@example.com"},
+	})
+
+	// Granted again: every user resumes, and what arrived meanwhile is announced.
+	grant()
+	check("delegation granted again", e.post(t), 3, 0, map[string][]string{
+		events.UserConnected: {"ann@example.com", "cy@example.com", "dan@example.com"},
+	})
+	e.post(t) // the safety net syncs the resumed users
+	evs := e.pull(t, 1500*time.Millisecond)
+	if len(evs) != 1 || evs[0].MessageID != owed.ID {
+		t.Errorf("after resuming: %+v, want only the message sent during the withdrawal (%s)", evs, owed.ID)
+	}
+}
