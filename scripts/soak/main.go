@@ -71,6 +71,7 @@ func parseFlags(args []string, stderr io.Writer) (Config, string, error) {
 	fs.DurationVar(&c.Duration, "duration", time.Minute, "length of the send phase")
 	fs.DurationVar(&c.Drain, "drain", 3*time.Minute, "longest wait, after faults clear, for every message to arrive")
 	fs.DurationVar(&c.RenewEvery, "renew-every", 3*time.Second, "how often the renew function runs")
+	fs.BoolVar(&c.Delegation, "delegation", false, "watch the users as a Workspace org unit through domain-wide delegation instead of consent (needs -revoke 0 or the default)")
 	fs.StringVar(&c.Dir, "dir", ".local/soak", "the stack's binaries and logs")
 	out := fs.String("out", ".local/soak.json", "where the JSON report goes")
 	if err := fs.Parse(args); err != nil {
@@ -81,7 +82,7 @@ func parseFlags(args []string, stderr io.Writer) (Config, string, error) {
 	}
 	if c.Revoke == -1 {
 		c.Revoke = (c.Users + 9) / 10
-		if c.Users < 2 {
+		if c.Users < 2 || c.Delegation {
 			c.Revoke = 0
 		}
 	}

@@ -114,6 +114,9 @@ func (s *soak) report(drained time.Duration) *Report {
 	r := &Report{Elapsed: time.Since(s.began).Round(time.Second).String(), Command: fmt.Sprintf(
 		"go run ./scripts/soak -users %d -messages %d -fault-rate %v -seed %d -kills %d -revoke %d -duration %v -drain %v -renew-every %v",
 		c.Users, c.Messages, c.FaultRate, c.Seed, c.Kills, c.Revoke, c.Duration, c.Drain, c.RenewEvery)}
+	if c.Delegation {
+		r.Command += " -delegation"
+	}
 	r.Config.Users, r.Config.Messages, r.Config.Kills, r.Config.Revoke = c.Users, c.Messages, c.Kills, c.Revoke
 	r.Config.FaultRate, r.Config.Seed = c.FaultRate, c.Seed
 	r.Config.Duration, r.Config.Drain, r.Config.RenewEvery = c.Duration.String(), c.Drain.String(), c.RenewEvery.String()

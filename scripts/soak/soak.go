@@ -35,6 +35,7 @@ type Config struct {
 	Duration   time.Duration // the send phase
 	Drain      time.Duration // at most this long, after faults clear, for everything to arrive
 	RenewEvery time.Duration // the renew function runs this often, as Cloud Scheduler would
+	Delegation bool          // the users are a Workspace org unit watched through domain-wide delegation, not consent
 	Dir        string        // the stack's binaries, logs and state
 	Progress   io.Writer     // progress lines; nil discards them
 }
@@ -73,6 +74,7 @@ func (c Config) validate() error {
 	check(c.Drain >= 10*time.Second && c.Drain <= time.Hour, "-drain %v: want 10s..1h", c.Drain)
 	check(c.RenewEvery >= time.Second && c.RenewEvery <= time.Minute, "-renew-every %v: want 1s..1m", c.RenewEvery)
 	check(c.Dir != "", "-dir: want a directory for the stack's logs")
+	check(!c.Delegation || c.Revoke == 0, "-revoke %d with -delegation: delegated users have no token of their own to revoke; want 0", c.Revoke)
 	return errors.Join(errs...)
 }
 
@@ -141,12 +143,19 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	}
 	defer s.gate.close()
 	s.progress("starting the stack in %s", cfg.Dir)
-	s.st, err = stack.Start(ctx, stack.Options{Dir: cfg.Dir, Env: map[string]string{
+	opts := stack.Options{Dir: cfg.Dir, Env: map[string]string{
 		"WEBHOOK_URL":     s.gate.URL,
 		"SYNC_LEASE_TTL":  leaseTTL.String(),
 		"RECONCILE_AFTER": reconcileAfter.String(),
 		"RUN_BUDGET":      renewBudget.String(),
-	}})
+	}}
+	if cfg.Delegation {
+		opts.Sandbox.Domain = soakDomain
+		for k, v := range delegationEnv {
+			opts.Env[k] = v
+		}
+	}
+	s.st, err = stack.Start(ctx, opts)
 	if err != nil {
 		return nil, fmt.Errorf("start stack: %w", err)
 	}
@@ -199,8 +208,12 @@ func (s *soak) progress(format string, args ...any) {
 }
 
 // connectAll connects every user through the consent flow, as a browser
-// would: consent -> Google (sandbox, approving at once) -> callback.
+// would: consent -> Google (sandbox, approving at once) -> callback; or,
+// with delegation, as a Workspace org unit the renew run watches.
 func (s *soak) connectAll(ctx context.Context, users *store.Store) error {
+	if s.cfg.Delegation {
+		return s.delegateAll(ctx, users)
+	}
 	s.st.Sandbox.Auth.SetBehavior(googleauth.Behavior{AutoApprove: true})
 	for i := range s.cfg.Users {
 		email := fmt.Sprintf("soak.user%03d@example.com", i)

@@ -162,6 +162,12 @@ func Start(ctx context.Context, opts Options) (st *Stack, err error) {
 		"DEAD_LETTER_TOPIC=" + DeadLetterTopic,
 		"WEBHOOK_URL=" + st.FunctionURLs["receiver"] + "/webhook",
 	}
+	if so.Domain != "" { // delegation mode: IAM Credentials, Directory, metadata server
+		sbEnv := st.Sandbox.Env()
+		for _, k := range []string{"IAMCREDENTIALS_ENDPOINT", "DIRECTORY_ENDPOINT", "GCE_METADATA_HOST", "DELEGATION_SERVICE_ACCOUNT"} {
+			st.env = append(st.env, k+"="+sbEnv[k])
+		}
+	}
 	for k, v := range opts.Env {
 		st.env = append(st.env, k+"="+v)
 	}
