@@ -154,13 +154,15 @@ func (l *Lister) list(ctx context.Context, svc *admin.Service) ([]Member, error)
 		}
 		return out, nil
 	}
-	call := svc.Users.List().Domain(l.set.Domain).MaxResults(500)
-	if l.set.OrgUnit != "" {
-		call = call.Query("orgUnitPath='" + l.set.OrgUnit + "'")
-	}
-	err := call.Pages(ctx, func(p *admin.Users) error {
+	// The org unit is matched here rather than with query=orgUnitPath=…:
+	// Google's search results may lag changes by up to 36 hours, while the
+	// listing without a query shows each user's current org unit and status.
+	unit := strings.TrimSuffix(l.set.OrgUnit, "/")
+	err := svc.Users.List().Domain(l.set.Domain).MaxResults(500).Pages(ctx, func(p *admin.Users) error {
 		for _, u := range p.Users {
-			out = append(out, Member{Email: strings.ToLower(u.PrimaryEmail), ID: u.Id, Suspended: u.Suspended || u.Archived})
+			if unit == "" || u.OrgUnitPath == unit || strings.HasPrefix(u.OrgUnitPath, unit+"/") {
+				out = append(out, Member{Email: strings.ToLower(u.PrimaryEmail), ID: u.Id, Suspended: u.Suspended || u.Archived})
+			}
 		}
 		return nil
 	})
