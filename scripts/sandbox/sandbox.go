@@ -45,7 +45,7 @@ type Options struct {
 	PubSubEmulatorHost     string // default: env PUBSUB_EMULATOR_HOST; none means users.watch is refused
 	HTTPAddr, GRPCAddr     string // loopback only; default 127.0.0.1:0
 	Domain                 string // Google Workspace primary domain; "" serves no Directory, IAM Credentials or delegation
-	ServiceAccount         string // the functions' service account, with a Domain; default gmailwatch-functions@PROJECT.iam.gserviceaccount.com
+	ServiceAccount         string // with a Domain: the service account delegated to; default gmailwatch-mailboxes@PROJECT.iam.gserviceaccount.com
 	UserUnitsPerMinute     int    // Gmail quota per user; default 15,000
 	ProjectUnitsPerMinute  int    // Gmail quota per project; default 1,200,000
 	Now                    func() time.Time
@@ -62,10 +62,11 @@ type Sandbox struct {
 	IAM                    *iamcredentials.Server // nil without a Workspace domain
 	Directory              *directory.Server      // nil without a Workspace domain
 
-	opts   Options
-	http   *http.Server
-	grpc   *grpc.Server
-	pubsub *pubsub.Client
+	opts      Options
+	delegated string // the service account delegated to, with a Workspace domain
+	http      *http.Server
+	grpc      *grpc.Server
+	pubsub    *pubsub.Client
 }
 
 // Start listens on opts' addresses and serves until Close.

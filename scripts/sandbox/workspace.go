@@ -12,24 +12,29 @@ import (
 )
 
 // startWorkspace sets up the Google Workspace tenant of opts.Domain, the
-// functions' service account (with the token creator role on itself, as
-// Terraform grants it) and the JWT-bearer grant that joins them. Without a
-// domain there is none of it.
+// service account a Workspace admin delegates to (its client id is what the
+// admin enters), the functions' runtime identity that the metadata server
+// hands tokens for, with roles/iam.serviceAccountTokenCreator on the
+// delegated account as Terraform grants it, and the JWT-bearer grant that
+// joins them. Without a domain there is none of it.
 func (s *Sandbox) startWorkspace(mux *http.ServeMux) {
 	if s.opts.Domain == "" {
 		return
 	}
-	sa := s.opts.ServiceAccount
-	if sa == "" {
-		project := s.opts.ProjectID
-		if project == "" {
-			project = "sandbox"
-		}
-		sa = "gmailwatch-functions@" + project + ".iam.gserviceaccount.com"
+	project := s.opts.ProjectID
+	if project == "" {
+		project = "sandbox"
 	}
+	s.delegated = s.opts.ServiceAccount
+	if s.delegated == "" {
+		s.delegated = "gmailwatch-mailboxes@" + project + ".iam.gserviceaccount.com"
+	}
+	s.delegated = strings.ToLower(s.delegated)
+	runtime := "gmailwatch-functions@" + project + ".iam.gserviceaccount.com"
 	s.IAM = iamcredentials.New(s.opts.Now)
-	s.IAM.SetRuntime(sa)
-	_ = s.IAM.SetTokenCreator(sa, sa, true)
+	s.IAM.AddServiceAccount(s.delegated)
+	s.IAM.SetRuntime(runtime)
+	_ = s.IAM.SetTokenCreator(s.delegated, runtime, true)
 	s.Directory = directory.New(s.opts.Domain, s.Auth, s.opts.Now)
 	s.Auth.SetDelegation(googleauth.Delegation{
 		Verify: func(jwt string) (string, string, []byte, error) {
@@ -45,14 +50,22 @@ func (s *Sandbox) startWorkspace(mux *http.ServeMux) {
 // errNoWorkspace answers workspace calls of a sandbox started without a domain.
 var errNoWorkspace = badRequest("the sandbox was started without a Workspace domain (Options.Domain, -domain)")
 
-// ServiceAccount returns the functions' service account and its client id
+// ServiceAccount returns the delegated service account and its client id
 // (the unique id an admin enters for domain-wide delegation).
 func (s *Sandbox) ServiceAccount() (email, clientID string) {
 	if s.IAM == nil {
 		return "", ""
 	}
-	email = s.IAM.Runtime()
-	return email, s.IAM.AddServiceAccount(email)
+	return s.delegated, s.IAM.AddServiceAccount(s.delegated)
+}
+
+// Runtime returns the functions' runtime identity, whose tokens the
+// metadata server hands out.
+func (s *Sandbox) Runtime() string {
+	if s.IAM == nil {
+		return ""
+	}
+	return s.IAM.Runtime()
 }
 
 // AddDirectoryUser adds a user of the domain in orgUnit ("" for the root)
@@ -101,7 +114,7 @@ func (s *Sandbox) DeleteDirectoryUser(email string) error {
 	return nil
 }
 
-// GrantDelegation grants the functions' service account domain-wide
+// GrantDelegation grants the delegated service account domain-wide
 // delegation of scopes, as an admin does in the Admin console.
 func (s *Sandbox) GrantDelegation(scopes ...string) error {
 	if s.Directory == nil {

@@ -108,7 +108,7 @@ func TestWorkspaceShapes(t *testing.T) {
 			t.Errorf("signJwt %s: %d %v, want %d %s", tc.name, code, out, tc.code, tc.status)
 		}
 	}
-	if err := sb.IAM.SetTokenCreator(sa, sa, false); err != nil {
+	if err := sb.IAM.SetTokenCreator(sa, sb.Runtime(), false); err != nil {
 		t.Fatal(err)
 	}
 	body, _ := json.Marshal(map[string]string{"payload": good})
@@ -116,7 +116,7 @@ func TestWorkspaceShapes(t *testing.T) {
 	if e, _ := out["error"].(map[string]any); code != 403 || !strings.Contains(fmt.Sprint(e["details"]), "iam.serviceAccounts.signJwt") {
 		t.Errorf("signJwt without the token creator role: %d %v, want 403 naming the permission", code, out)
 	}
-	_ = sb.IAM.SetTokenCreator(sa, sa, true)
+	_ = sb.IAM.SetTokenCreator(sa, sb.Runtime(), true)
 
 	exchange := func(jwt string) (int, map[string]any) {
 		form := url.Values{"grant_type": {"urn:ietf:params:oauth:grant-type:jwt-bearer"}, "assertion": {jwt}}

@@ -28,13 +28,13 @@ import (
 var ErrDelegationRefused = errors.New("domain-wide delegation refused")
 
 // Delegation gets access tokens for users of a Google Workspace domain that
-// granted domain-wide delegation to the functions' service account, with no
-// key: IAM Credentials signJwt signs the assertion with the account's
-// Google-managed key (the account holds roles/iam.serviceAccountTokenCreator
-// on itself), and Google's token endpoint exchanges it (RFC 7523), both
-// through google.golang.org/api/impersonate. No refresh token exists.
+// granted domain-wide delegation to a service account, with no key: IAM
+// Credentials signJwt signs the assertion with the account's Google-managed
+// key (the function's own identity holds roles/iam.serviceAccountTokenCreator
+// on it), and Google's token endpoint exchanges it (RFC 7523), both through
+// google.golang.org/api/impersonate. No refresh token exists.
 type Delegation struct {
-	ServiceAccount string // DELEGATION_SERVICE_ACCOUNT: the functions' own account
+	ServiceAccount string // DELEGATION_SERVICE_ACCOUNT: the account delegated to
 	// IAMEndpoint and TokenURL point local runs at the sandbox. The impersonate
 	// package calls Google's hosts by fixed names, with no option to change
 	// them, so when IAMEndpoint is set the HTTP client it is given sends the
@@ -101,7 +101,7 @@ func (d *Delegation) TokenSource(ctx context.Context, subject string, scopes ...
 }
 
 // client is the HTTP client carrying the calls to IAM Credentials and the
-// token endpoint, authenticated as the functions' own account, made once.
+// token endpoint, authenticated as the function's own identity, made once.
 func (d *Delegation) client(ctx context.Context) (*http.Client, error) {
 	d.once.Do(func() {
 		if d.IAMEndpoint == "" {

@@ -80,8 +80,8 @@ func TestDelegatedToken(t *testing.T) {
 	}{
 		{"outside the domain", nil, "eve@example.org", true, true, false, "unauthorized_client"},
 		{"deleted user", nil, "bo@example.com", false, true, false, "Invalid email or User ID"},
-		{"no token creator role", func() { _ = sb.IAM.SetTokenCreator(sa, sa, false) }, "ann@example.com", false, false, false, "iam.serviceAccounts.signJwt"},
-		{"token creator back", func() { _ = sb.IAM.SetTokenCreator(sa, sa, true) }, "ann@example.com", false, false, false, ""},
+		{"no token creator role", func() { _ = sb.IAM.SetTokenCreator(sa, sb.Runtime(), false) }, "ann@example.com", false, false, false, "iam.serviceAccounts.signJwt"},
+		{"token creator back", func() { _ = sb.IAM.SetTokenCreator(sa, sb.Runtime(), true) }, "ann@example.com", false, false, false, ""},
 		{"delegation withdrawn", func() { _ = sb.WithdrawDelegation(true) }, "ann@example.com", true, true, false, "unauthorized_client"},
 	}
 	for _, tc := range tests {

@@ -61,7 +61,7 @@ func run(args []string, log *slog.Logger) error {
 	fs.Var(&secretFlags, "secret", "ID=VALUE: create secret ID in -project (repeatable)")
 	fs.Var(&mailboxes, "mailbox", "create this Gmail mailbox and OAuth account (repeatable)")
 	fs.StringVar(&opts.Domain, "domain", "", "serve a Google Workspace tenant of this domain: Directory API, IAM Credentials, domain-wide delegation")
-	fs.StringVar(&opts.ServiceAccount, "service-account", "", "with -domain: the functions' service account (default gmailwatch-functions@PROJECT.iam.gserviceaccount.com)")
+	fs.StringVar(&opts.ServiceAccount, "service-account", "", "with -domain: the service account delegated to (default gmailwatch-mailboxes@PROJECT.iam.gserviceaccount.com)")
 	fs.IntVar(&opts.UserUnitsPerMinute, "user-units", 15000, "Gmail quota units per user per minute")
 	fs.IntVar(&opts.ProjectUnitsPerMinute, "project-units", 1200000, "Gmail quota units per project per minute")
 	if err := fs.Parse(args); err != nil {
