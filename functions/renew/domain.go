@@ -2,6 +2,7 @@ package renew
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -120,10 +121,16 @@ func (r *run) isRefused() bool {
 
 // join watches a user of the domain and records it as delegated; a user
 // that was reauth_required keeps its cursor, so what arrived meanwhile is
-// still announced.
+// still announced. A user connected by consent (with both modes on) stays so.
 func (r *run) join(ctx context.Context, email string) outcome {
 	d := r.h.d.Domain
 	log := r.h.d.Logger.With("user", store.Key(email))
+	if u, err := r.h.d.Users.Get(ctx, store.Key(email)); err == nil && !u.Delegated && u.Status == store.Active {
+		return nothing
+	} else if err != nil && !errors.Is(err, store.ErrNotFound) {
+		log.ErrorContext(ctx, "domain user not read", "error", err)
+		return failed
+	}
 	svc, err := r.h.d.Gmail.ForAddress(ctx, email)
 	var historyID int64
 	var expires time.Time

@@ -90,6 +90,12 @@ func TestDelegationKeepsTheDomainInStep(t *testing.T) {
 		}
 	}
 
+	// eve connected by consent before (both modes on): she stays a consented user.
+	must(sb.AddDirectoryUser("eve@example.com", "/Support", false))
+	if _, _, err := e.users.Connect(ctx, store.Connection{Email: "eve@example.com", HistoryID: 1, RenewAt: time.Now().Add(time.Hour)}); err != nil {
+		t.Fatal(err)
+	}
+
 	// First run: the org unit's users are watched and announced; the admin, in /IT, is not.
 	check("first run", e.post(t), 3, 0, map[string][]string{events.UserConnected: {"ann@example.com", "bo@example.com", "cy@example.com"}})
 	ann := e.user(t, store.Key("ann@example.com"))
@@ -99,8 +105,11 @@ func TestDelegationKeepsTheDomainInStep(t *testing.T) {
 	if w, _ := sb.Gmail.Watch("ann@example.com"); !w.Active {
 		t.Error("ann's mailbox is not watched")
 	}
-	if sb.Gmail.Usage("admin@example.com").Units != 0 {
-		t.Error("the admin's mailbox, outside the org unit, was called")
+	if sb.Gmail.Usage("admin@example.com").Units != 0 || sb.Gmail.Usage("eve@example.com").Units != 0 {
+		t.Error("the admin's mailbox, outside the org unit, or eve's, connected by consent, was called")
+	}
+	if eve := e.user(t, store.Key("eve@example.com")); eve.Delegated {
+		t.Error("eve, connected by consent, was turned into a delegated user")
 	}
 
 	// The same sync announces mail of a delegated user; no refresh token exists.
