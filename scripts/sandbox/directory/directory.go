@@ -12,6 +12,7 @@ import (
 	"encoding/base64"
 	"encoding/binary"
 	"fmt"
+	"maps"
 	"net/http"
 	"slices"
 	"strconv"
@@ -40,12 +41,70 @@ type Server struct {
 	users       map[string]*user           // by primary email
 	groups      map[string]map[string]bool // group email -> member emails
 	delegations map[string]map[string]bool // client id -> scopes granted domain-wide
+	searchLag   time.Duration
+	indexed     map[string]indexed // what searches (users.list with a query) still show
 }
 
 type user struct {
 	email, id, orgUnit string
 	admin, suspended   bool
 	created            time.Time
+}
+
+// indexed is a user as the search index knew it before a change (nil: not
+// there), shown to searches until the change is lag old.
+type indexed struct {
+	was     *user
+	changed time.Time
+}
+
+// SearchLag is how long searches show a user as it was before a change by
+// default: Google's search guide says most changes show within an hour and
+// some take up to 36. users.list without a query is always current.
+const SearchLag = time.Hour
+
+// SetSearchLag changes how long searches lag changes (0: never).
+func (s *Server) SetSearchLag(d time.Duration) {
+	s.mu.Lock()
+	s.searchLag = d
+	s.mu.Unlock()
+}
+
+// changing records u's state (nil: absent) before a change, unless an
+// earlier change is still waiting to be indexed; s.mu must be held.
+func (s *Server) changing(email string, u *user) {
+	if _, ok := s.indexed[email]; ok {
+		return
+	}
+	var was *user
+	if u != nil {
+		c := *u
+		was = &c
+	}
+	s.indexed[email] = indexed{was: was, changed: s.now()}
+}
+
+// searchable returns the users a search sees at now; s.mu must be held.
+func (s *Server) searchable() []*user {
+	now := s.now()
+	var out []*user
+	seen := map[string]bool{}
+	for email, ix := range s.indexed {
+		if now.Sub(ix.changed) >= s.searchLag {
+			delete(s.indexed, email)
+			continue
+		}
+		seen[email] = true
+		if ix.was != nil {
+			out = append(out, ix.was)
+		}
+	}
+	for email, u := range s.users {
+		if !seen[email] {
+			out = append(out, u)
+		}
+	}
+	return out
 }
 
 // New returns an empty tenant for domain; now is its clock (nil: time.Now).
@@ -58,6 +117,7 @@ func New(domain string, tokens Tokens, now func() time.Time) *Server {
 	return &Server{
 		domain: domain, customerID: fmt.Sprintf("C0%07x", binary.BigEndian.Uint32(h[:4])>>4), tokens: tokens, now: now,
 		users: map[string]*user{}, groups: map[string]map[string]bool{}, delegations: map[string]map[string]bool{},
+		searchLag: SearchLag, indexed: map[string]indexed{},
 	}
 }
 
@@ -88,6 +148,7 @@ func (s *Server) AddUser(email, orgUnit string, isAdmin bool) error {
 	if _, ok := s.users[email]; ok {
 		return &gmailapi.Error{Code: http.StatusConflict, Status: "ALREADY_EXISTS", Reason: "duplicate", Message: "Entity already exists."}
 	}
+	s.changing(email, nil)
 	s.users[email] = &user{email: email, id: ID(email), orgUnit: orgUnit, admin: isAdmin, created: s.now()}
 	return nil
 }
@@ -100,6 +161,7 @@ func (s *Server) SetSuspended(email string, suspended bool) error {
 	if !ok {
 		return notFound("Resource Not Found: userKey")
 	}
+	s.changing(u.email, u)
 	u.suspended = suspended
 	return nil
 }
@@ -109,9 +171,11 @@ func (s *Server) DeleteUser(email string) error {
 	email = strings.ToLower(email)
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if _, ok := s.users[email]; !ok {
+	u, ok := s.users[email]
+	if !ok {
 		return notFound("Resource Not Found: userKey")
 	}
+	s.changing(email, u)
 	delete(s.users, email)
 	for _, m := range s.groups {
 		delete(m, email)
@@ -267,7 +331,8 @@ func (s *Server) caller(r *http.Request, scopes []string) *gmailapi.Error {
 
 // listUsers serves users.list: customer (my_customer or the id) or domain,
 // query terms orgUnitPath= (the unit and every unit under it), isSuspended=
-// and isAdmin=, maxResults 1..500 (default 100), pageToken; by email.
+// and isAdmin=, maxResults 1..500 (default 100), pageToken; by email. With a
+// query it answers from the search index, which lags changes (SearchLag).
 func (s *Server) listUsers(w http.ResponseWriter, r *http.Request) {
 	if e := s.caller(r, usersScopes); e != nil {
 		e.Respond(w)
@@ -295,8 +360,12 @@ func (s *Server) listUsers(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.mu.Lock()
+	users := s.searchable()
+	if q.Get("query") == "" {
+		users = slices.Collect(maps.Values(s.users))
+	}
 	var all []*user
-	for _, u := range s.users {
+	for _, u := range users {
 		if u.email > after && match(u) {
 			all = append(all, u)
 		}
