@@ -4,10 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/http"
 	"time"
 
 	"golang.org/x/sync/errgroup"
 	"google.golang.org/api/gmail/v1"
+	"google.golang.org/api/googleapi"
 
 	"github.com/gmailwatch/gmailwatch/shared/directory"
 	"github.com/gmailwatch/gmailwatch/shared/events"
@@ -144,6 +146,9 @@ func (r *run) join(ctx context.Context, email string) outcome {
 	case gmailclient.IsRateLimited(err):
 		r.h.limiter.slowDown()
 		return rateLimited
+	case noMailbox(err): // a user without a Gmail licence; tried again next run
+		log.InfoContext(ctx, "domain user has no Gmail mailbox", "error", err)
+		return skipped
 	case err != nil:
 		log.ErrorContext(ctx, "watch of a new domain user failed", "error", err)
 		return failed
@@ -207,4 +212,19 @@ func (r *run) leave(ctx context.Context, u store.User) outcome {
 	}
 	log.InfoContext(ctx, "domain user disconnected", "eventId", ev.ID)
 	return left
+}
+
+// noMailbox reports Gmail's answer for an account without Gmail: 400
+// failedPrecondition, "Mail service not enabled".
+func noMailbox(err error) bool {
+	var ge *googleapi.Error
+	if !errors.As(err, &ge) || ge.Code != http.StatusBadRequest {
+		return false
+	}
+	for _, e := range ge.Errors {
+		if e.Reason == "failedPrecondition" {
+			return true
+		}
+	}
+	return false
 }

@@ -96,8 +96,16 @@ func TestDelegationKeepsTheDomainInStep(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	// First run: the org unit's users are watched and announced; the admin, in /IT, is not.
-	check("first run", e.post(t), 3, 0, map[string][]string{events.UserConnected: {"ann@example.com", "bo@example.com", "cy@example.com"}})
+	// fay has no Gmail licence: a directory user without a mailbox.
+	must(sb.Directory.AddUser("fay@example.com", "/Support", false))
+
+	// First run: the org unit's users are watched and announced; the admin, in
+	// /IT, is not, and fay is skipped with no error.
+	first := e.post(t)
+	if first.Skipped != 1 || first.Failed != 0 || logs.Contains(`"severity":"ERROR"`) {
+		t.Errorf("first run: %+v; want fay skipped, nothing failed, no error logged", first)
+	}
+	check("first run", first, 3, 0, map[string][]string{events.UserConnected: {"ann@example.com", "bo@example.com", "cy@example.com"}})
 	ann := e.user(t, store.Key("ann@example.com"))
 	if !ann.Delegated || ann.Status != store.Active || ann.WatchExpiration.IsZero() {
 		t.Fatalf("ann after the first run: %+v, want active, delegated, watched", ann)
