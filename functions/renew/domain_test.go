@@ -183,3 +183,34 @@ func TestDelegationKeepsTheDomainInStep(t *testing.T) {
 		t.Errorf("after resuming: %+v, want only the message sent during the withdrawal (%s)", evs, owed.ID)
 	}
 }
+
+// TestDelegationSettingsAreNamedAtOnce checks that delegation mode names
+// every missing or bad setting in one error, before any client is made.
+func TestDelegationSettingsAreNamedAtOnce(t *testing.T) {
+	base := map[string]string{"PROJECT_ID": "p", "GMAIL_TOPIC": "projects/p/topics/g", "EVENTS_TOPIC": "e", "OAUTH_CLIENT_ID": "c"}
+	tests := []struct {
+		env  map[string]string
+		want []string
+	}{
+		{map[string]string{"CONNECT_MODE": "delegation"}, []string{"DELEGATION_SERVICE_ACCOUNT: missing", "DELEGATION_ADMIN: missing", "DELEGATION_DOMAIN: missing"}},
+		{map[string]string{"CONNECT_MODE": "sideways"}, []string{"CONNECT_MODE"}},
+		{map[string]string{"CONNECT_MODE": "both", "DELEGATION_SERVICE_ACCOUNT": "m@p.iam.gserviceaccount.com", "DELEGATION_ADMIN": "a@example.com",
+			"DELEGATION_DOMAIN": "example.com", "IAMCREDENTIALS_ENDPOINT": "http://127.0.0.1:9", "DIRECTORY_ENDPOINT": "http://example.com/"},
+			[]string{"GCE_METADATA_HOST: missing", "DIRECTORY_ENDPOINT"}},
+	}
+	for _, tc := range tests {
+		env := map[string]string{}
+		for k, v := range base {
+			env[k] = v
+		}
+		for k, v := range tc.env {
+			env[k] = v
+		}
+		_, err := fromEnv(context.Background(), config.FromMap(env))
+		for _, w := range tc.want {
+			if err == nil || !strings.Contains(err.Error(), w) {
+				t.Errorf("%v: err = %v, want it to name %q", tc.env, err, w)
+			}
+		}
+	}
+}
