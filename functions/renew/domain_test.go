@@ -185,7 +185,7 @@ func TestDelegationKeepsTheDomainInStep(t *testing.T) {
 }
 
 // TestDelegationSettingsAreNamedAtOnce checks that delegation mode names
-// every missing or bad setting in one error, before any client is made.
+// every missing or bad setting in one error.
 func TestDelegationSettingsAreNamedAtOnce(t *testing.T) {
 	base := map[string]string{"PROJECT_ID": "p", "GMAIL_TOPIC": "projects/p/topics/g", "EVENTS_TOPIC": "e", "OAUTH_CLIENT_ID": "c"}
 	tests := []struct {
@@ -206,7 +206,7 @@ func TestDelegationSettingsAreNamedAtOnce(t *testing.T) {
 		for k, v := range tc.env {
 			env[k] = v
 		}
-		_, err := fromEnv(context.Background(), config.FromMap(env))
+		_, err := ReadConfig(config.FromMap(env))
 		for _, w := range tc.want {
 			if err == nil || !strings.Contains(err.Error(), w) {
 				t.Errorf("%v: err = %v, want it to name %q", tc.env, err, w)
