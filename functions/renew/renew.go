@@ -48,9 +48,8 @@ func (c Config) Cloud() platform.Settings { return c.Platform }
 func ReadConfig(lookup platform.Lookup) (Config, error) {
 	r := config.NewReader(lookup)
 	c := Config{Platform: platform.ReadSettings(r), Gmail: gmailclient.ReadSettings(r), Sync: gmailsync.ReadSettings(r), Run: ReadSettings(r)}
-	if c.Delegation = gmailclient.ReadDelegation(r); c.Delegation != nil {
-		c.Directory = directory.ReadSettings(r)
-	}
+	c.Delegation = gmailclient.ReadDelegation(r)
+	c.Directory = directory.ReadSettings(r, c.Delegation != nil)
 	c.Run.ProjectID = c.Platform.ProjectID
 	c.Sync.Labels, c.Sync.LabelFilter = c.Run.Watch.Labels, c.Run.Watch.LabelFilter
 	return c, r.Err()

@@ -38,14 +38,24 @@ type Settings struct {
 	Endpoint string // DIRECTORY_ENDPOINT: "" for Google's
 }
 
-// ReadSettings reads the listing settings from r.
-func ReadSettings(r *config.Reader) Settings {
+// ReadSettings reads the listing settings from r; with on (delegation
+// mode) the admin and the domain are required. They are looked up either
+// way, so a reader records them all.
+func ReadSettings(r *config.Reader, on bool) Settings {
 	s := Settings{
-		Admin:    strings.ToLower(r.String("DELEGATION_ADMIN", config.Required)),
-		Domain:   strings.ToLower(r.String("DELEGATION_DOMAIN", config.Required)),
+		Admin:    strings.ToLower(r.String("DELEGATION_ADMIN", "")),
+		Domain:   strings.ToLower(r.String("DELEGATION_DOMAIN", "")),
 		OrgUnit:  r.String("DELEGATION_ORG_UNIT", ""),
 		Group:    strings.ToLower(r.String("DELEGATION_GROUP", "")),
 		Endpoint: r.URL("DIRECTORY_ENDPOINT", ""),
+	}
+	if !on {
+		return Settings{}
+	}
+	for name, v := range map[string]string{"DELEGATION_ADMIN": s.Admin, "DELEGATION_DOMAIN": s.Domain} {
+		if v == "" {
+			r.Problem(name, "missing")
+		}
 	}
 	switch {
 	case s.OrgUnit != "" && s.Group != "":

@@ -66,7 +66,7 @@ func TestMailboxes(t *testing.T) {
 			m[k] = v
 		}
 		r := config.NewReader(config.FromMap(m))
-		set := directory.ReadSettings(r)
+		set := directory.ReadSettings(r, true)
 		d := gmailclient.ReadDelegation(r)
 		must(r.Err())
 		l := directory.New(set, func(ctx context.Context) (oauth2.TokenSource, error) {
@@ -131,7 +131,7 @@ func TestSettings(t *testing.T) {
 	}
 	for _, tc := range tests {
 		r := config.NewReader(config.FromMap(tc.env))
-		directory.ReadSettings(r)
+		directory.ReadSettings(r, true)
 		err := r.Err()
 		for _, w := range tc.want {
 			if err == nil || !strings.Contains(err.Error(), w) {

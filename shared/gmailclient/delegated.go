@@ -57,21 +57,30 @@ const (
 )
 
 // ReadDelegation reads CONNECT_MODE and, in delegation or both, the
-// delegation settings; it returns nil in consent mode.
+// delegation settings; it returns nil in consent mode. The settings are
+// looked up in every mode, so a reader records them all.
 func ReadDelegation(r *config.Reader) *Delegation {
-	if r.OneOf("CONNECT_MODE", ModeConsent, ModeConsent, ModeDelegation, ModeBoth) == ModeConsent {
-		return nil
-	}
+	mode := r.OneOf("CONNECT_MODE", ModeConsent, ModeConsent, ModeDelegation, ModeBoth)
 	d := &Delegation{
-		ServiceAccount: r.String("DELEGATION_SERVICE_ACCOUNT", config.Required),
+		ServiceAccount: r.String("DELEGATION_SERVICE_ACCOUNT", ""),
 		IAMEndpoint:    r.URL("IAMCREDENTIALS_ENDPOINT", ""),
 		TokenURL:       r.URL("OAUTH_TOKEN_URL", GoogleTokenURL),
 	}
+	metadataHost := r.String("GCE_METADATA_HOST", "")
+	if mode == ModeConsent {
+		return nil
+	}
+	if d.ServiceAccount == "" {
+		r.Problem("DELEGATION_SERVICE_ACCOUNT", "missing")
+	}
 	if d.IAMEndpoint != "" {
 		// Without it, the metadata client would dial 169.254.169.254.
-		host := r.String("GCE_METADATA_HOST", config.Required)
-		if h, _, err := splitHost(host); host != "" && (err != nil || !config.IsLoopback(h)) {
-			r.Problem("GCE_METADATA_HOST", "%q must be a loopback host:port when IAMCREDENTIALS_ENDPOINT is set", host)
+		h, _, err := splitHost(metadataHost)
+		switch {
+		case metadataHost == "":
+			r.Problem("GCE_METADATA_HOST", "missing")
+		case err != nil || !config.IsLoopback(h):
+			r.Problem("GCE_METADATA_HOST", "%q must be a loopback host:port when IAMCREDENTIALS_ENDPOINT is set", metadataHost)
 		}
 	}
 	return d
