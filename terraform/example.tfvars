@@ -9,6 +9,13 @@ oauth_client_id = "123456789012-abcdefghijklmnopqrstuvwxyz012345.apps.googleuser
 # Optional: deliver events to an HTTPS endpoint, signed (Standard Webhooks).
 webhook_url = "https://hooks.example.com/gmail"
 
+# Optional: also watch a Google Workspace domain's mailboxes through
+# domain-wide delegation, beside consent ("delegation": the domain only).
+connect_mode        = "both"
+delegation_domain   = "example.com"
+delegation_admin    = "admin@example.com"
+delegation_org_unit = "/Support"
+
 # Optional: who is emailed when an alert fires.
 alert_emails = ["oncall@example.com"]
 

@@ -99,7 +99,8 @@ resource "google_cloudfunctions2_function" "function" {
     min_instance_count    = 0
     service_account_email = google_service_account.function[each.key].email
     ingress_settings      = each.value.public ? "ALLOW_ALL" : "ALLOW_INTERNAL_ONLY"
-    environment_variables = merge(local.common_env, each.value.env)
+    # An empty value is an unset setting (shared/config): left out.
+    environment_variables = { for k, v in merge(local.common_env, each.value.env) : k => v if v != "" }
 
     all_traffic_on_latest_revision = true
   }

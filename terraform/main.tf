@@ -47,7 +47,9 @@ locals {
       public        = false
       trigger_topic = "projects/${var.project_id}/topics/${google_pubsub_topic.gmail.name}"
       env = {
-        RECONCILE_AFTER = var.reconcile_after
+        RECONCILE_AFTER            = var.reconcile_after
+        CONNECT_MODE               = var.connect_mode
+        DELEGATION_SERVICE_ACCOUNT = local.delegated_account
       }
     }
     renew = {
@@ -61,6 +63,13 @@ locals {
         QUOTA_UNITS_PER_MINUTE = tostring(var.quota_units_per_minute)
         RUN_BUDGET             = var.run_budget
         REAUTH_STOP_AFTER      = var.reauth_stop_after
+        CONNECT_MODE           = var.connect_mode
+        # Delegation mode (delegation.tf); empty values are left out.
+        DELEGATION_SERVICE_ACCOUNT = local.delegated_account
+        DELEGATION_DOMAIN          = var.delegation_domain
+        DELEGATION_ADMIN           = var.delegation_admin
+        DELEGATION_ORG_UNIT        = var.delegation_org_unit
+        DELEGATION_GROUP           = var.delegation_group
       }
     }
     }, local.webhook_enabled ? {

@@ -6,7 +6,7 @@ locals {
 
   service_filter = "resource.type=\"cloud_run_revision\" AND (${join(" OR ", [for s in values(local.services) : "resource.labels.service_name=\"${s}\""])})"
 
-  log_alerts = {
+  log_alerts = merge({
     watch_expiring = {
       title = "Gmail watch close to expiry"
       filter = join(" AND ", [
@@ -34,10 +34,20 @@ locals {
     }
     function_errors = {
       title  = "gmailwatch function errors"
-      filter = "${local.service_filter} AND severity>=ERROR"
+      filter = "${local.service_filter} AND severity>=ERROR AND NOT jsonPayload.message=\"domain-wide delegation refused\""
       doc    = "A function logged an error. Check its logs; Pub/Sub-triggered functions retry on their own."
     }
-  }
+    }, local.delegation ? {
+    delegation_refused = {
+      title = "Workspace domain-wide delegation refused"
+      filter = join(" AND ", [
+        "resource.type=\"cloud_run_revision\"",
+        "resource.labels.service_name=\"${local.services["renew"]}\"",
+        "jsonPayload.message=\"domain-wide delegation refused\"",
+      ])
+      doc = "Google refused the domain-wide delegation (unauthorized_client): a Workspace admin removed or changed it. Each delegated user is marked reauth_required once and nothing retries; enter the deployment's delegation_client_id and delegation_scopes again in the Admin console, and the next renew run resumes every user."
+    }
+  } : {})
 }
 
 resource "google_logging_metric" "alert" {

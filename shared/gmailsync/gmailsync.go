@@ -389,7 +389,10 @@ func (s *Syncer) MarkReauth(ctx context.Context, userKey string) (bool, error) {
 		return false, fmt.Errorf("reauth of %s: %w", userKey, err)
 	}
 	s.gmail.Forget(userKey)
-	if changed {
+	switch {
+	case changed && u.Delegated: // the admin is told once, by the renew run's delegation alert
+		s.log.WarnContext(ctx, "delegated user refused", "user", userKey, "eventId", ev.ID)
+	case changed:
 		s.log.WarnContext(ctx, "user must consent again", "user", userKey, "eventId", ev.ID)
 	}
 	return changed, nil

@@ -33,6 +33,8 @@ var rules = []rule{
 	{"event triggers retry", triggersRetry},
 	{"scheduler calls renew with oidc", schedulerUsesOIDC},
 	{"no secret values in terraform", noSecretVersions},
+	{"delegation signs only as the delegated account", delegationSigning},
+	{"delegation APIs are enabled", delegationAPIs},
 }
 
 func withBindings(p *plan, f func([]binding) []string) []string {
@@ -389,6 +391,12 @@ func TestPolicyFixtures(t *testing.T) {
 		}},
 		{"scheduler calls renew with oidc", []string{"google_cloud_scheduler_job.renew has no oidc_token service account"}},
 		{"no secret values in terraform", []string{"google_secret_manager_secret_version.oauth puts a secret value in Terraform state"}},
+		{"delegation signs only as the delegated account", []string{
+			`google_cloudfunctions2_function.function["notify"] runs as notify@demo-project.iam.gserviceaccount.com, which has no roles/iam.serviceAccountTokenCreator on mailboxes@demo-project.iam.gserviceaccount.com`,
+			`google_project_iam_member.token_creator_everywhere grants roles/iam.serviceAccountTokenCreator to serviceAccount:renew@demo-project.iam.gserviceaccount.com on "demo-project"`,
+			"google_project_iam_member.mailboxes_logs grants roles/logging.viewer to the delegated account serviceAccount:mailboxes@demo-project.iam.gserviceaccount.com",
+		}},
+		{"delegation APIs are enabled", []string{"is in delegation mode but admin.googleapis.com is not enabled"}},
 	}
 	if len(tests) != len(rules) {
 		t.Fatalf("%d fixture cases for %d rules: every rule needs one", len(tests), len(rules))

@@ -45,6 +45,11 @@ func TestVariableValidation(t *testing.T) {
 		{"function_settings", `{consent={memory="256M",timeout=60,max_instances=1}}`, "must have an entry for each of consent, notify, renew and webhook"},
 		{"function_settings", `{consent={memory="256M",timeout=60,max_instances=1},notify={memory="256M",timeout=900,max_instances=1},renew={memory="256M",timeout=60,max_instances=1},webhook={memory="256M",timeout=60,max_instances=1}}`, "timeout of 1-540 s"},
 		{"alert_emails", `["oncall"]`, "Each alert_emails entry must be an email address"},
+		{"connect_mode", "domain", "The connect_mode must be consent, delegation or both"},
+		{"delegation_domain", "Example.COM", "The delegation_domain must be"},
+		{"delegation_admin", "admin", "The delegation_admin must be an address"},
+		{"delegation_org_unit", "Support", "The delegation_org_unit must be an org unit path"},
+		{"delegation_group", "support", "The delegation_group must be a group address"},
 	}
 	dir, err := filepath.Abs("..")
 	if err != nil {
