@@ -1,14 +1,10 @@
 package policy
 
 import (
-	"context"
 	"fmt"
 	"os"
-	"os/exec"
-	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 )
 
 const tokenCreator = "roles/iam.serviceAccountTokenCreator"
@@ -93,10 +89,6 @@ func TestDelegationPreconditions(t *testing.T) {
 	if bin == "" {
 		t.Skipf("%s is not set: run scripts/tf-check.sh to check the preconditions with Terraform", tfBinEnv)
 	}
-	dir, err := filepath.Abs("..")
-	if err != nil {
-		t.Fatal(err)
-	}
 	for _, tc := range []struct {
 		name string
 		vars []string
@@ -108,21 +100,9 @@ func TestDelegationPreconditions(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			work := t.TempDir()
-			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-			defer cancel()
-			args := []string{"plan", "-no-color", "-input=false", "-lock=false", "-state=" + filepath.Join(work, "terraform.tfstate"),
-				"-var-file=example.tfvars", "-var=build_dir=" + filepath.Join(work, "build")}
-			for _, v := range tc.vars {
-				args = append(args, "-var="+v)
-			}
-			cmd := exec.CommandContext(ctx, bin, args...)
-			cmd.Dir = dir
-			cmd.Env = append(os.Environ(), "TF_DATA_DIR="+filepath.Join(work, "data"),
-				"HTTPS_PROXY=http://127.0.0.1:9", "HTTP_PROXY=http://127.0.0.1:9", "NO_PROXY=")
-			out, err := cmd.CombinedOutput()
+			out, err := planWith(t, bin, tc.vars...)
 			got := strings.Join(strings.Fields(string(out)), " ")
-			if err == nil || !strings.Contains(got, tc.want) {
+			if err == nil || !strings.Contains(got, tc.want) || !strings.Contains(got, "Resource precondition failed") {
 				t.Errorf("plan with %v: err %v, output\n%s\nwant it refused with %q", tc.vars, err, out, tc.want)
 			}
 		})

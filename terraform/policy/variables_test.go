@@ -51,25 +51,10 @@ func TestVariableValidation(t *testing.T) {
 		{"delegation_org_unit", "Support", "The delegation_org_unit must be an org unit path"},
 		{"delegation_group", "support", "The delegation_group must be a group address"},
 	}
-	dir, err := filepath.Abs("..")
-	if err != nil {
-		t.Fatal(err)
-	}
 	for _, tc := range tests {
 		t.Run(tc.name+"="+tc.value, func(t *testing.T) {
 			t.Parallel()
-			work := t.TempDir()
-			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-			defer cancel()
-			cmd := exec.CommandContext(ctx, bin, "plan", "-no-color", "-input=false", "-lock=false",
-				"-state="+filepath.Join(work, "terraform.tfstate"),
-				"-var-file=example.tfvars",
-				"-var=build_dir="+filepath.Join(work, "build"),
-				"-var="+tc.name+"="+tc.value)
-			cmd.Dir = dir
-			cmd.Env = append(os.Environ(), "TF_DATA_DIR="+filepath.Join(work, "data"),
-				"HTTPS_PROXY=http://127.0.0.1:9", "HTTP_PROXY=http://127.0.0.1:9", "NO_PROXY=")
-			out, err := cmd.CombinedOutput()
+			out, err := planWith(t, bin, tc.name+"="+tc.value)
 			if err == nil {
 				t.Fatalf("plan with %s=%s succeeded, want it refused", tc.name, tc.value)
 			}
@@ -80,4 +65,30 @@ func TestVariableValidation(t *testing.T) {
 			}
 		})
 	}
+}
+
+// planWith plans terraform/ with the example variables and vars (NAME=VALUE)
+// on top, with an empty state in a directory of the test's own, and returns
+// Terraform's output.
+func planWith(t *testing.T, bin string, vars ...string) ([]byte, error) {
+	t.Helper()
+	dir, err := filepath.Abs("..")
+	if err != nil {
+		t.Fatal(err)
+	}
+	work := t.TempDir()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	args := []string{"plan", "-no-color", "-input=false", "-lock=false",
+		"-state=" + filepath.Join(work, "terraform.tfstate"),
+		"-var-file=example.tfvars",
+		"-var=build_dir=" + filepath.Join(work, "build")}
+	for _, v := range vars {
+		args = append(args, "-var="+v)
+	}
+	cmd := exec.CommandContext(ctx, bin, args...)
+	cmd.Dir = dir
+	cmd.Env = append(os.Environ(), "TF_DATA_DIR="+filepath.Join(work, "data"),
+		"HTTPS_PROXY=http://127.0.0.1:9", "HTTP_PROXY=http://127.0.0.1:9", "NO_PROXY=")
+	return cmd.CombinedOutput()
 }
