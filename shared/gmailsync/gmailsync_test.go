@@ -641,3 +641,26 @@ func TestPermanentFailureKeepsThePushPending(t *testing.T) {
 		})
 	}
 }
+
+// TestMarkReauthOfADelegatedUser: a delegated user whose token Google
+// refuses gets the same one reauth_required event, but logs a line of its
+// own, so the reauthorization alert (consent) stays quiet and the renew
+// run's delegation alert is the one the admin sees.
+func TestMarkReauthOfADelegatedUser(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, fast)
+	const email = "dee@example.com"
+	e.connect(email, nil, "")
+	if _, err := e.store.Update(context.Background(), store.Key(email), func(u *store.User) error { u.Delegated = true; return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if changed, err := e.syncer.MarkReauth(context.Background(), store.Key(email)); !changed || err != nil {
+		t.Fatalf("MarkReauth = %v, %v; want true, nil", changed, err)
+	}
+	if evs := e.events(1); len(evs) != 1 || evs[0].Type != events.UserReauth || evs[0].EmailAddress != email {
+		t.Errorf("events %+v, want one %s for %s", evs, events.UserReauth, email)
+	}
+	if !e.logs.Contains(`"message":"delegated user refused"`) || e.logs.Contains("user must consent again") {
+		t.Errorf("logs:\n%s\nwant the delegated line and not the consent one", e.logs)
+	}
+}
