@@ -26,7 +26,7 @@ type Phase struct {
 	Calls           map[string]int64 `json:"calls"`
 	RateLimited     int64            `json:"rateLimited"`
 	UnitsPerMessage float64          `json:"unitsPerMessage"`
-	FloorPerMessage float64          `json:"floorUnitsPerMessage"` // 5 per message + 2 per episode
+	FloorPerMessage float64          `json:"floorUnitsPerMessage"` // 5 per message + 3 per episode
 	Pushes          int64            `json:"pushes"`               // Gmail notifications published, copies included
 	DuplicatePushes int64            `json:"duplicatePushes"`      // extra copies among them
 	Announced       int              `json:"announced"`            // messages with an event
@@ -72,6 +72,24 @@ type Workload struct {
 	// handlers (the baseline's endpoint, timed during the system's
 	// latency singles).
 	PushHop Dist `json:"pushHop"`
+	// Dropped is the system's messages whose own push Gmail dropped.
+	Dropped *Dropped `json:"dropped,omitempty"`
+}
+
+// Dropped measures messages that land within the second after a push, so
+// that Gmail drops their own notification: each episode delivers one message
+// (pushed) and, 100-800 ms later, a second one (not pushed).
+type Dropped struct {
+	Messages        int   `json:"messages"`    // second messages, whose push was dropped
+	RateDropped     int64 `json:"rateDropped"` // notifications the sandbox dropped for the rate
+	Announced       int   `json:"announced"`
+	DuplicateEvents int   `json:"duplicateEvents"`
+	Missing         int   `json:"missing"`
+	Latency         Dist  `json:"latency"` // second message accepted -> its event
+	// Wait is, per second message, how long after it the first push's
+	// second ended: the least any sync could wait before history can show
+	// it without a push. The floor adds two Gmail round trips.
+	Wait Dist `json:"wait"`
 }
 
 type delivery struct {
@@ -154,6 +172,12 @@ func (b *bench) workload(ctx context.Context) error {
 		if err := b.sb.Gmail.SetFaults("", clean); err != nil {
 			return err
 		}
+		if m.name == modeSystem && b.cfg.runs("latency") {
+			b.progress("%s: %d messages per user within the second after a push", m.name, b.cfg.Singles)
+			if w.Dropped, err = b.dropped(ctx, m.users, m.log, b.cfg.Singles); err != nil {
+				return err
+			}
+		}
 		if b.cfg.runs("quota") {
 			b.progress("%s: probing with duplicate and stale pushes", m.name)
 			if m.out.Probe, err = b.probe(ctx, m.name, m.users); err != nil {
@@ -194,7 +218,7 @@ func (b *bench) phase(ctx context.Context, users []string, log *eventLog, episod
 	p.Retried = b.retried.Load() - retried
 	p.Pushes, p.DuplicatePushes = after.Published-before.Published, after.Duplicated-before.Duplicated
 	p.UnitsPerMessage = round2(float64(p.Units) / float64(p.Messages))
-	p.FloorPerMessage = round2(float64(5*p.Messages+2*p.Episodes) / float64(p.Messages))
+	p.FloorPerMessage = round2(float64(5*p.Messages+3*p.Episodes) / float64(p.Messages))
 	var lat []time.Duration
 	for _, d := range ds {
 		first, copies, ok := log.first(d.id)
@@ -208,6 +232,80 @@ func (b *bench) phase(ctx context.Context, users []string, log *eventLog, episod
 	}
 	p.Latency = distOf(lat)
 	return p, ds, ctx.Err()
+}
+
+// dropped runs episodes of a pushed message followed, within its push's
+// second, by one whose push Gmail drops, and measures the second messages.
+func (b *bench) dropped(ctx context.Context, users []string, log *eventLog, episodes int) (*Dropped, error) {
+	before := int64(0)
+	for _, u := range users {
+		w, _ := b.sb.Gmail.Watch(u)
+		before += w.Notifications.RateDropped
+	}
+	var mu sync.Mutex
+	var seconds []delivery
+	var waits []time.Duration
+	var firstErr error
+	var wg sync.WaitGroup
+	start := time.Now()
+	for i, u := range users {
+		wg.Go(func() {
+			offset := episodeGap * time.Duration(i) / time.Duration(len(users))
+			for e := range episodes {
+				sleep(ctx, time.Until(start.Add(offset+time.Duration(e)*episodeGap)))
+				first := time.Now()
+				_, err := b.sb.Deliver(gmailapi.Delivery{To: u, Subject: fmt.Sprintf("Pushed %d", e), Body: "Benchmark message."})
+				gap := 100*time.Millisecond + time.Duration(e*i%8)*100*time.Millisecond
+				sleep(ctx, time.Until(first.Add(gap)))
+				at := time.Now()
+				var d gmailapi.Delivered
+				if err == nil {
+					d, err = b.sb.Deliver(gmailapi.Delivery{To: u, Subject: fmt.Sprintf("Not pushed %d", e), Body: "Benchmark message."})
+				}
+				mu.Lock()
+				if err != nil && firstErr == nil {
+					firstErr = fmt.Errorf("deliver to %s: %w", u, err)
+				}
+				if err == nil {
+					seconds = append(seconds, delivery{id: d.ID, user: u, at: at, historyID: d.HistoryID})
+					waits = append(waits, first.Add(time.Second).Sub(at))
+				}
+				mu.Unlock()
+				if ctx.Err() != nil {
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	if firstErr != nil {
+		return nil, firstErr
+	}
+	ids := make([]string, len(seconds))
+	for i, d := range seconds {
+		ids[i] = d.id
+	}
+	log.wait(ctx, ids, time.Minute)
+	b.settle(ctx)
+	out := &Dropped{Messages: len(seconds), Wait: distOf(waits)}
+	for _, u := range users {
+		w, _ := b.sb.Gmail.Watch(u)
+		out.RateDropped += w.Notifications.RateDropped
+	}
+	out.RateDropped -= before
+	var lat []time.Duration
+	for _, d := range seconds {
+		first, copies, ok := log.first(d.id)
+		if !ok {
+			out.Missing++
+			continue
+		}
+		out.Announced++
+		out.DuplicateEvents += copies - 1
+		lat = append(lat, first.Sub(d.at))
+	}
+	out.Latency = distOf(lat)
+	return out, ctx.Err()
 }
 
 // play runs every user's episodes at once, each user's start staggered over

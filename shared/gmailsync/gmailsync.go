@@ -95,7 +95,7 @@ func ReadSettings(r *config.Reader) Settings {
 		BackoffMax:     r.Duration("GMAIL_BACKOFF_MAX", 8*time.Second),
 		RecheckDelay:   r.Duration("RECHECK_DELAY", 2*time.Second),
 		Rechecks:       r.Int("RECHECKS", 2, 0, 10),
-		TrailDelay:     r.Duration("TRAIL_DELAY", 1500*time.Millisecond),
+		TrailDelay:     r.Duration("TRAIL_DELAY", 1200*time.Millisecond),
 		ReconcileAfter: r.Duration("RECONCILE_AFTER", time.Hour),
 	}
 }
