@@ -262,7 +262,8 @@ func (s *Syncer) holding(ctx context.Context, u store.User, holder string) (res 
 		s.logSync(ctx, u.Key, res, time.Since(start), err)
 	}()
 	rechecks := 0
-	trailing := false // this round is the look after a push's second
+	trailing := false     // this round is the look after a push's second
+	var trailed time.Time // the push that look was for: one look per push, whatever the clock does
 	for {
 		target := u.PendingHistoryID
 		read := s.now()
@@ -281,7 +282,7 @@ func (s *Syncer) holding(ctx context.Context, u store.User, holder string) (res 
 		}
 		wait := r.historyID < target && rechecks < s.set.Rechecks && s.fits(ctx, u, s.set.RecheckDelay)
 		at := s.trailAt(u, read)
-		trail := !wait && !at.IsZero() && s.fits(ctx, u, at.Sub(s.now()))
+		trail := !wait && !at.IsZero() && u.LastNotificationAt.After(trailed) && s.fits(ctx, u, at.Sub(s.now()))
 		next, more, err := s.advance(ctx, u.Key, holder, r.historyID, target, wait || trail)
 		if err != nil {
 			_ = s.release(ctx, u.Key, holder)
@@ -300,7 +301,7 @@ func (s *Syncer) holding(ctx context.Context, u store.User, holder string) (res 
 		if wait {
 			rechecks++
 		} else {
-			pause, trailing = at.Sub(s.now()), true
+			pause, trailing, trailed = at.Sub(s.now()), true, u.LastNotificationAt
 		}
 		if err := gax.Sleep(ctx, pause); err != nil {
 			_ = s.release(ctx, u.Key, holder)
