@@ -219,67 +219,53 @@ func (b *bench) phase(ctx context.Context, users []string, log *eventLog, episod
 	p.Pushes, p.DuplicatePushes = after.Published-before.Published, after.Duplicated-before.Duplicated
 	p.UnitsPerMessage = round2(float64(p.Units) / float64(p.Messages))
 	p.FloorPerMessage = round2(float64(5*p.Messages+3*p.Episodes) / float64(p.Messages))
+	p.Announced, p.DuplicateEvents, p.Missing, p.Latency = tally(log, ds)
+	return p, ds, ctx.Err()
+}
+
+// tally counts the deliveries announced, the events beyond the first for
+// each and those with none, and times them from delivery to first event.
+func tally(log *eventLog, ds []delivery) (announced, twice, missing int, latency Dist) {
 	var lat []time.Duration
 	for _, d := range ds {
 		first, copies, ok := log.first(d.id)
 		if !ok {
-			p.Missing++
+			missing++
 			continue
 		}
-		p.Announced++
-		p.DuplicateEvents += copies - 1
+		announced++
+		twice += copies - 1
 		lat = append(lat, first.Sub(d.at))
 	}
-	p.Latency = distOf(lat)
-	return p, ds, ctx.Err()
+	return announced, twice, missing, distOf(lat)
 }
 
 // dropped runs episodes of a pushed message followed, within its push's
 // second, by one whose push Gmail drops, and measures the second messages.
 func (b *bench) dropped(ctx context.Context, users []string, log *eventLog, episodes int) (*Dropped, error) {
-	before := int64(0)
-	for _, u := range users {
-		w, _ := b.sb.Gmail.Watch(u)
-		before += w.Notifications.RateDropped
-	}
+	before := b.pushStats(users)
 	var mu sync.Mutex
 	var seconds []delivery
 	var waits []time.Duration
-	var firstErr error
-	var wg sync.WaitGroup
-	start := time.Now()
-	for i, u := range users {
-		wg.Go(func() {
-			offset := episodeGap * time.Duration(i) / time.Duration(len(users))
-			for e := range episodes {
-				sleep(ctx, time.Until(start.Add(offset+time.Duration(e)*episodeGap)))
-				first := time.Now()
-				_, err := b.sb.Deliver(gmailapi.Delivery{To: u, Subject: fmt.Sprintf("Pushed %d", e), Body: "Benchmark message."})
-				gap := 100*time.Millisecond + time.Duration(e*i%8)*100*time.Millisecond
-				sleep(ctx, time.Until(first.Add(gap)))
-				at := time.Now()
-				var d gmailapi.Delivered
-				if err == nil {
-					d, err = b.sb.Deliver(gmailapi.Delivery{To: u, Subject: fmt.Sprintf("Not pushed %d", e), Body: "Benchmark message."})
-				}
-				mu.Lock()
-				if err != nil && firstErr == nil {
-					firstErr = fmt.Errorf("deliver to %s: %w", u, err)
-				}
-				if err == nil {
-					seconds = append(seconds, delivery{id: d.ID, user: u, at: at, historyID: d.HistoryID})
-					waits = append(waits, first.Add(time.Second).Sub(at))
-				}
-				mu.Unlock()
-				if ctx.Err() != nil {
-					return
-				}
-			}
-		})
-	}
-	wg.Wait()
-	if firstErr != nil {
-		return nil, firstErr
+	err := b.schedule(ctx, users, episodes, func(u string, i, e int) error {
+		first := time.Now()
+		if _, err := b.sb.Deliver(gmailapi.Delivery{To: u, Subject: fmt.Sprintf("Pushed %d", e), Body: "Benchmark message."}); err != nil {
+			return fmt.Errorf("deliver to %s: %w", u, err)
+		}
+		sleep(ctx, time.Until(first.Add(100*time.Millisecond+time.Duration(e*i%8)*100*time.Millisecond)))
+		at := time.Now()
+		d, err := b.sb.Deliver(gmailapi.Delivery{To: u, Subject: fmt.Sprintf("Not pushed %d", e), Body: "Benchmark message."})
+		if err != nil {
+			return fmt.Errorf("deliver to %s: %w", u, err)
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		seconds = append(seconds, delivery{id: d.ID, user: u, at: at, historyID: d.HistoryID})
+		waits = append(waits, first.Add(time.Second).Sub(at))
+		return nil
+	})
+	if err != nil {
+		return nil, err
 	}
 	ids := make([]string, len(seconds))
 	for i, d := range seconds {
@@ -287,32 +273,35 @@ func (b *bench) dropped(ctx context.Context, users []string, log *eventLog, epis
 	}
 	log.wait(ctx, ids, time.Minute)
 	b.settle(ctx)
-	out := &Dropped{Messages: len(seconds), Wait: distOf(waits)}
-	for _, u := range users {
-		w, _ := b.sb.Gmail.Watch(u)
-		out.RateDropped += w.Notifications.RateDropped
-	}
-	out.RateDropped -= before
-	var lat []time.Duration
-	for _, d := range seconds {
-		first, copies, ok := log.first(d.id)
-		if !ok {
-			out.Missing++
-			continue
-		}
-		out.Announced++
-		out.DuplicateEvents += copies - 1
-		lat = append(lat, first.Sub(d.at))
-	}
-	out.Latency = distOf(lat)
+	out := &Dropped{Messages: len(seconds), Wait: distOf(waits), RateDropped: b.pushStats(users).RateDropped - before.RateDropped}
+	out.Announced, out.DuplicateEvents, out.Missing, out.Latency = tally(log, seconds)
 	return out, ctx.Err()
 }
 
-// play runs every user's episodes at once, each user's start staggered over
-// one gap; a burst is delivered back to back.
+// play runs every user's episodes at once; a burst is delivered back to back.
 func (b *bench) play(ctx context.Context, users []string, episodes, size int) ([]delivery, error) {
 	var mu sync.Mutex
 	var out []delivery
+	err := b.schedule(ctx, users, episodes, func(u string, _, e int) error {
+		for k := range size {
+			at := time.Now()
+			d, err := b.sb.Deliver(gmailapi.Delivery{To: u, Subject: fmt.Sprintf("Bench %d.%d", e, k), Body: "Benchmark message."})
+			if err != nil {
+				return fmt.Errorf("deliver to %s: %w", u, err)
+			}
+			mu.Lock()
+			out = append(out, delivery{id: d.ID, user: u, at: at, historyID: d.HistoryID})
+			mu.Unlock()
+		}
+		return nil
+	})
+	return out, err
+}
+
+// schedule runs every user's episodes at once, each user's start staggered
+// over one gap and its episodes a gap apart, and returns the first error.
+func (b *bench) schedule(ctx context.Context, users []string, episodes int, episode func(user string, i, e int) error) error {
+	var mu sync.Mutex
 	var firstErr error
 	var wg sync.WaitGroup
 	start := time.Now()
@@ -324,15 +313,10 @@ func (b *bench) play(ctx context.Context, users []string, episodes, size int) ([
 				if ctx.Err() != nil {
 					return
 				}
-				for k := range size {
-					at := time.Now()
-					d, err := b.sb.Deliver(gmailapi.Delivery{To: u, Subject: fmt.Sprintf("Bench %d.%d", e, k), Body: "Benchmark message."})
+				if err := episode(u, i, e); err != nil {
 					mu.Lock()
-					if err != nil && firstErr == nil {
-						firstErr = fmt.Errorf("deliver to %s: %w", u, err)
-					}
-					if err == nil {
-						out = append(out, delivery{id: d.ID, user: u, at: at, historyID: d.HistoryID})
+					if firstErr == nil {
+						firstErr = err
 					}
 					mu.Unlock()
 				}
@@ -343,7 +327,7 @@ func (b *bench) play(ctx context.Context, users []string, episodes, size int) ([
 	if firstErr == nil {
 		firstErr = ctx.Err()
 	}
-	return out, firstErr
+	return firstErr
 }
 
 // settle waits out coalesced and duplicated pushes: at least a push interval
@@ -376,6 +360,7 @@ func (b *bench) pushStats(users []string) gmailapi.PushStats {
 		}
 		sum.Published += w.Notifications.Published
 		sum.Duplicated += w.Notifications.Duplicated
+		sum.RateDropped += w.Notifications.RateDropped
 	}
 	return sum
 }
