@@ -280,10 +280,18 @@ func (s *Syncer) holding(ctx context.Context, u store.User, holder string) (res 
 		if trailing {
 			target = max(target, r.reported)
 		}
-		wait := r.historyID < target && rechecks < s.set.Rechecks && s.fits(ctx, u, s.set.RecheckDelay)
+		// A refusal decided while records were hidden may be wrong (the
+		// message may have been archived by one of them): read again before
+		// the cursor passes it, as long as rechecks last.
+		held := r.refused > 0 && !r.complete()
+		wait := (r.historyID < target || held) && rechecks < s.set.Rechecks && s.fits(ctx, u, s.set.RecheckDelay)
+		cursor := r.historyID
+		if held && wait {
+			cursor = r.refused - 1
+		}
 		at := s.trailAt(u, read)
 		trail := !wait && !at.IsZero() && u.LastNotificationAt.After(trailed) && s.fits(ctx, u, at.Sub(s.now()))
-		next, more, err := s.advance(ctx, u.Key, holder, r.historyID, target, wait || trail)
+		next, more, err := s.advance(ctx, u.Key, holder, cursor, target, wait || trail)
 		if err != nil {
 			_ = s.release(ctx, u.Key, holder)
 			return res, err

@@ -23,6 +23,7 @@ var Headers = []string{"From", "To", "Subject", "Date"}
 type roundResult struct {
 	historyID int64 // everything up to here is announced: the cursor may move here
 	reported  int64 // the mailbox's history id as Gmail answered; may be ahead of historyID
+	refused   int64 // the first arrival not announced, decided on labels a hidden change may have set; 0 if none
 	announced int
 	caughtUp  bool
 }
@@ -47,7 +48,7 @@ func (s *Syncer) round(ctx context.Context, u store.User, m *meter) (roundResult
 
 func (s *Syncer) read(ctx context.Context, svc *gmail.Service, u store.User, m *meter) (roundResult, error) {
 	f := s.filterOf(u)
-	ids, seen, reported, err := s.history(ctx, svc, u, f, m)
+	ids, refused, seen, reported, err := s.history(ctx, svc, u, f, m)
 	if gmailclient.IsNotFound(err) {
 		return s.catchUp(ctx, svc, u, f, m)
 	}
@@ -55,7 +56,7 @@ func (s *Syncer) read(ctx context.Context, svc *gmail.Service, u store.User, m *
 		return roundResult{}, err
 	}
 	n, err := s.announce(ctx, svc, u, ids, nil, m)
-	return roundResult{historyID: seen, reported: reported, announced: n}, err
+	return roundResult{historyID: seen, reported: reported, refused: refused, announced: n}, err
 }
 
 // filter is the set of watched labels: include announces messages carrying
@@ -90,7 +91,8 @@ var ownMail = []string{"DRAFT", "SENT"}
 
 // history lists every page of history after the cursor and returns the ids
 // of the messages that arrived with a watched label, first seen first, the
-// id of the newest record it saw, and the history id Gmail reported.
+// record of the first arrival it refused, the id of the newest record it
+// saw, and the history id Gmail reported.
 //
 // The cursor may move only to the newest record seen, never to the history
 // id Gmail reports: that is the mailbox's current id, and records up to it
@@ -99,7 +101,7 @@ var ownMail = []string{"DRAFT", "SENT"}
 // message's labels now, so a message archived since it arrived would never
 // show, and either filter would leave the newest record seen short of a push
 // it caused, so the cursor could not catch up with it.
-func (s *Syncer) history(ctx context.Context, svc *gmail.Service, u store.User, f filter, m *meter) (ids []string, seen, reported int64, err error) {
+func (s *Syncer) history(ctx context.Context, svc *gmail.Service, u store.User, f filter, m *meter) (ids []string, refused, seen, reported int64, err error) {
 	call := svc.Users.History.List("me").StartHistoryId(uint64(u.Cursor)).MaxResults(500)
 	w := newWindow()
 	seen, reported = u.Cursor, u.Cursor
@@ -110,7 +112,7 @@ func (s *Syncer) history(ctx context.Context, svc *gmail.Service, u store.User, 
 			return err
 		})
 		if err != nil {
-			return nil, 0, 0, fmt.Errorf("history.list user %s from %d: %w", u.Key, u.Cursor, err)
+			return nil, 0, 0, 0, fmt.Errorf("history.list user %s from %d: %w", u.Key, u.Cursor, err)
 		}
 		for _, h := range resp.History {
 			w.add(h)
@@ -119,7 +121,8 @@ func (s *Syncer) history(ctx context.Context, svc *gmail.Service, u store.User, 
 		reported = max(reported, int64(resp.HistoryId))
 		// A page may be empty and still carry a token: only its absence ends the listing.
 		if page = resp.NextPageToken; page == "" {
-			return w.arrivals(f), seen, reported, nil
+			ids, refused := w.arrivals(f)
+			return ids, refused, seen, reported, nil
 		}
 	}
 }

@@ -216,3 +216,30 @@ func TestRecordedEmptyHistoryAfterAPush(t *testing.T) {
 	}
 	wantExactlyOnce(t, e.events(1), d)
 }
+
+func TestArchivedWhileItsRecordIsHiddenIsAnnounced(t *testing.T) {
+	t.Parallel()
+	set := fast
+	set.RecheckDelay, set.Rechecks = 400*time.Millisecond, 4
+	e := newEnv(t, set)
+	const email = "quick@example.com"
+	e.connect(email, nil, "")
+	if err := e.sb.Gmail.SetFaults(email, gmailapi.Faults{HistoryDelay: gmailapi.Duration(time.Second)}); err != nil {
+		t.Fatal(err)
+	}
+	d := e.deliver(email, "archived at once")
+	time.Sleep(1100 * time.Millisecond)
+	// The arrival is visible, the archiving not yet; the record of the
+	// arrival already shows the labels without INBOX.
+	if _, err := e.sb.Gmail.ModifyLabels(email, d.ID, nil, []string{"INBOX"}); err != nil {
+		t.Fatal(err)
+	}
+	res, err := e.syncer.Sync(context.Background(), store.Key(email))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Announced != 1 || res.Rounds < 2 {
+		t.Errorf("result %+v: want the message announced after reading again", res)
+	}
+	wantExactlyOnce(t, e.events(1), d)
+}

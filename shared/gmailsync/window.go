@@ -26,6 +26,7 @@ type window struct {
 // fate is what the window shows about one message.
 type fate struct {
 	arrived bool
+	addedAt int64 // the id of its messageAdded record
 	deleted bool
 	labels  []string // as the message's newest record shows them
 	changes []labelChange
@@ -56,7 +57,7 @@ func (w *window) add(h *gmail.History) {
 		}
 		f := w.fate(a.Message)
 		if !f.arrived {
-			f.arrived = true
+			f.arrived, f.addedAt = true, int64(h.Id)
 			w.order = append(w.order, a.Message.Id)
 		}
 		f.labels = a.Message.LabelIds
@@ -87,15 +88,22 @@ func (w *window) change(m *gmail.Message, labels []string, added bool) {
 }
 
 // arrivals returns the messages that arrived with labels f announces, in
-// the order they arrived.
-func (w *window) arrivals(f filter) []string {
-	var ids []string
+// the order they arrived, and the id of the first messageAdded record of a
+// message it did not announce (0 if none). That decision rests on the labels
+// the message shows now, which a change still hidden from history may have
+// made: until a read shows every record, the cursor stays before it.
+func (w *window) arrivals(f filter) (ids []string, firstRefused int64) {
 	for _, id := range w.order {
-		if m := w.msgs[id]; !m.deleted && f.matches(m.onArrival()) {
+		m := w.msgs[id]
+		switch {
+		case m.deleted:
+		case f.matches(m.onArrival()):
 			ids = append(ids, id)
+		case firstRefused == 0:
+			firstRefused = m.addedAt
 		}
 	}
-	return ids
+	return ids, firstRefused
 }
 
 // onArrival undoes the label changes after the arrival, newest first.
