@@ -465,25 +465,13 @@ func recoverable(p *plan) []string {
 
 // TestFirstApply checks the real plan written by scripts/tf-check.sh.
 func TestFirstApply(t *testing.T) {
-	p := realPlan(t)
-	for _, r := range firstApplyRules {
-		t.Run(r.name, func(t *testing.T) {
-			if got := r.check(p); len(got) != 0 {
-				t.Errorf("violations:\n  %s", strings.Join(got, "\n  "))
-			}
-		})
-	}
+	checkPlan(t, realPlan(t), firstApplyRules)
 }
 
-// TestFirstApplyFixtures proves each rule accepts a compliant plan and
-// catches the violation planted for it in a broken one.
+// TestFirstApplyFixtures runs each rule on a compliant plan and on one with
+// the violation planted for it.
 func TestFirstApplyFixtures(t *testing.T) {
-	good := readPlan(t, "testdata/first-apply-good.json")
-	broken := readPlan(t, "testdata/first-apply-broken.json")
-	tests := []struct {
-		rule string
-		want []string
-	}{
+	checkFixtures(t, firstApplyRules, []fixture{
 		{"builds can read the gcf-v2-sources bucket once grants settle", []string{
 			`google_cloudfunctions2_function.function["notify"] builds as serviceAccount:gw-builder@demo-project.iam.gserviceaccount.com, which cannot read gcf-v2-sources-123456789-us-central1`,
 			`google_cloudfunctions2_function.function["notify"] starts its build without waiting`,
@@ -517,27 +505,7 @@ func TestFirstApplyFixtures(t *testing.T) {
 			`google_firestore_database.main point_in_time_recovery_enablement = "POINT_IN_TIME_RECOVERY_DISABLED"`,
 			"google_artifact_registry_repository.functions has no cleanup policy",
 		}},
-	}
-	if len(tests) != len(firstApplyRules) {
-		t.Fatalf("%d fixture cases for %d rules: every rule needs one", len(tests), len(firstApplyRules))
-	}
-	for i, tc := range tests {
-		r := firstApplyRules[i]
-		t.Run(tc.rule, func(t *testing.T) {
-			if r.name != tc.rule {
-				t.Fatalf("case %d is for rule %q, want %q", i, tc.rule, r.name)
-			}
-			if got := r.check(good); len(got) != 0 {
-				t.Errorf("good plan: got violations\n  %s\nwant none", strings.Join(got, "\n  "))
-			}
-			got := strings.Join(r.check(broken), "\n")
-			for _, w := range tc.want {
-				if !strings.Contains(got, w) {
-					t.Errorf("broken plan: got violations\n%s\nwant one containing %q", got, w)
-				}
-			}
-		})
-	}
+	}, "testdata/first-apply-good.json", "testdata/first-apply-broken.json")
 }
 
 func TestConfinedToBucket(t *testing.T) {
