@@ -31,9 +31,9 @@ var gcfSourcesClause = regexp.MustCompile(`^resource\.name( == |\.startsWith\()"
 
 // confinedToBucket reports whether a CEL condition admits only bucket b and
 // its objects.
-func confinedToBucket(expr, b string) bool {
+func confinedToBucket(cond, b string) bool {
 	objects := false
-	for _, clause := range strings.Split(expr, "||") {
+	for _, clause := range strings.Split(cond, "||") {
 		m := gcfSourcesClause.FindStringSubmatch(strings.TrimSpace(clause))
 		switch {
 		case m == nil || m[2] != b:
