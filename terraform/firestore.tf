@@ -45,7 +45,7 @@ resource "google_firestore_field" "message_marker_ttl" {
   index_config {}
 }
 
-# Used OAuth state nonces (oauthStates/{hash}, functions/consent) are kept
+# Used OAuth state nonces (oauthStates/{hash}, shared/store UseState) are kept
 # only to refuse a replayed state until it would have expired anyway; TTL
 # deletes them after expireAt. Field operations on one database can conflict
 # (409, hashicorp/terraform-provider-google #16329, retried by the provider

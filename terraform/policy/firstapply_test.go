@@ -365,7 +365,7 @@ func silentFailuresAlerted(p *plan) []string {
 
 // expiring lists the collections whose documents carry an expiry time for
 // a TTL policy: announced-message markers (shared/store Marker.ExpireAt) and
-// used OAuth state nonces (functions/consent usedStates).
+// used OAuth state nonces (shared/store UseState).
 var expiring = map[string]string{"messages": "expireAt", "oauthStates": "expireAt"}
 
 func ttlPolicies(p *plan) []string {
