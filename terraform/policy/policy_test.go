@@ -353,7 +353,11 @@ func noSecretVersions(p *plan) []string {
 
 // TestPolicies checks the real plan written by scripts/tf-check.sh.
 func TestPolicies(t *testing.T) {
-	p := realPlan(t)
+	checkPlan(t, realPlan(t), rules)
+}
+
+// checkPlan runs every rule on a plan that must satisfy them all.
+func checkPlan(t *testing.T, p *plan, rules []rule) {
 	for _, r := range rules {
 		t.Run(r.name, func(t *testing.T) {
 			if got := r.check(p); len(got) != 0 {
@@ -363,33 +367,19 @@ func TestPolicies(t *testing.T) {
 	}
 }
 
-// TestPolicyFixtures proves each rule accepts a compliant plan and catches
-// the violation planted for it in a broken one.
-func TestPolicyFixtures(t *testing.T) {
-	good := readPlan(t, "testdata/good-plan.json")
-	broken := readPlan(t, "testdata/broken-plan.json")
-	tests := []struct {
-		rule string
-		want []string // substrings of the violations expected on the broken plan
-	}{
-		{"no primitive roles", []string{"google_project_iam_member.owner grants primitive role roles/owner"}},
-		{"only consent is public", []string{"google_cloud_run_v2_service_iam_member.renew_public grants roles/run.invoker to allUsers"}},
-		{"each function has its own service account", []string{
-			`google_cloudfunctions2_function.function["renew"] shares service account`,
-			`google_cloudfunctions2_function.function["webhook"] runs as the default account`,
-		}},
-		{"secret access only on named secrets or the refresh-token prefix", []string{
-			"google_project_iam_member.notify_all_secrets grants roles/secretmanager.secretAccessor",
-			`google_project_iam_member.consent_tokens grants projects/demo-project/roles/tokenWriter to serviceAccount:consent@demo-project.iam.gserviceaccount.com project-wide with condition "resource.name.startsWith(\"projects/123456789/secrets/gmail-refresh-\") || true"`,
-		}},
-		{"gmail push account publishes to the gmail topic", []string{`no roles/pubsub.publisher for serviceAccount:gmail-api-push@system.gserviceaccount.com on topic "gmail-notifications"`}},
-		{"event triggers retry", []string{
-			`google_cloudfunctions2_function.function["notify"] retry_policy = "RETRY_POLICY_DO_NOT_RETRY"`,
-			`google_cloudfunctions2_function.function["webhook"] has an Eventarc trigger`,
-		}},
-		{"scheduler calls renew with oidc", []string{"google_cloud_scheduler_job.renew has no oidc_token service account"}},
-		{"no secret values in terraform", []string{"google_secret_manager_secret_version.oauth puts a secret value in Terraform state"}},
-	}
+// fixture names a rule and substrings of the violations it must report on
+// the broken plan.
+type fixture struct {
+	rule string
+	want []string
+}
+
+// checkFixtures proves each rule accepts the good plan and catches the
+// violation planted for it in the broken one; tests lists one fixture per
+// rule, in order.
+func checkFixtures(t *testing.T, rules []rule, tests []fixture, goodPath, brokenPath string) {
+	good := readPlan(t, goodPath)
+	broken := readPlan(t, brokenPath)
 	if len(tests) != len(rules) {
 		t.Fatalf("%d fixture cases for %d rules: every rule needs one", len(tests), len(rules))
 	}
@@ -410,6 +400,30 @@ func TestPolicyFixtures(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestPolicyFixtures proves each rule accepts a compliant plan and catches
+// the violation planted for it in a broken one.
+func TestPolicyFixtures(t *testing.T) {
+	checkFixtures(t, rules, []fixture{
+		{"no primitive roles", []string{"google_project_iam_member.owner grants primitive role roles/owner"}},
+		{"only consent is public", []string{"google_cloud_run_v2_service_iam_member.renew_public grants roles/run.invoker to allUsers"}},
+		{"each function has its own service account", []string{
+			`google_cloudfunctions2_function.function["renew"] shares service account`,
+			`google_cloudfunctions2_function.function["webhook"] runs as the default account`,
+		}},
+		{"secret access only on named secrets or the refresh-token prefix", []string{
+			"google_project_iam_member.notify_all_secrets grants roles/secretmanager.secretAccessor",
+			`google_project_iam_member.consent_tokens grants projects/demo-project/roles/tokenWriter to serviceAccount:consent@demo-project.iam.gserviceaccount.com project-wide with condition "resource.name.startsWith(\"projects/123456789/secrets/gmail-refresh-\") || true"`,
+		}},
+		{"gmail push account publishes to the gmail topic", []string{`no roles/pubsub.publisher for serviceAccount:gmail-api-push@system.gserviceaccount.com on topic "gmail-notifications"`}},
+		{"event triggers retry", []string{
+			`google_cloudfunctions2_function.function["notify"] retry_policy = "RETRY_POLICY_DO_NOT_RETRY"`,
+			`google_cloudfunctions2_function.function["webhook"] has an Eventarc trigger`,
+		}},
+		{"scheduler calls renew with oidc", []string{"google_cloud_scheduler_job.renew has no oidc_token service account"}},
+		{"no secret values in terraform", []string{"google_secret_manager_secret_version.oauth puts a secret value in Terraform state"}},
+	}, "testdata/good-plan.json", "testdata/broken-plan.json")
 }
 
 func TestPrefixScoped(t *testing.T) {
