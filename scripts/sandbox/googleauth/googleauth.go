@@ -64,6 +64,7 @@ type Server struct {
 	mu        sync.Mutex
 	clients   map[string]Client
 	accounts  map[string]bool
+	hosted    map[string]string // account -> its Workspace domain, the ID token's hd claim
 	behavior  Behavior
 	pending   map[string]*authRequest // consent pages shown, by form id
 	codes     map[string]*authCode
@@ -113,6 +114,7 @@ func New(opts Options) *Server {
 		now:       opts.Now,
 		clients:   map[string]Client{},
 		accounts:  map[string]bool{},
+		hosted:    map[string]string{},
 		pending:   map[string]*authRequest{},
 		codes:     map[string]*authCode{},
 		refresh:   map[string]*grant{},
@@ -158,6 +160,20 @@ func (s *Server) AddAccount(email string) {
 	defer s.mu.Unlock()
 	s.accounts[strings.ToLower(email)] = true
 }
+
+// AddWorkspaceAccount lets email sign in as a user of the Google Workspace
+// domain hd: its ID tokens carry the hd claim, as Google's do for Workspace
+// accounts (and only for them: an account with a custom address outside
+// Workspace has none).
+func (s *Server) AddWorkspaceAccount(email, hd string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.accounts[strings.ToLower(email)] = true
+	s.hosted[strings.ToLower(email)] = strings.ToLower(hd)
+}
+
+// Subject returns the stable account id (the ID token's sub) of email.
+func Subject(email string) string { return subject(strings.ToLower(email)) }
 
 // SetBehavior changes what the consent step does from now on.
 func (s *Server) SetBehavior(b Behavior) {

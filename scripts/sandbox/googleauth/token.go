@@ -212,6 +212,9 @@ func (s *Server) issue(g *grant, scopes []string, nonce string) *tokenResponse {
 		if slices.Contains(scopes, scopePage+"userinfo.email") {
 			claims["email"], claims["email_verified"] = g.email, true
 		}
+		if hd := s.hosted[g.email]; hd != "" {
+			claims["hd"] = hd
+		}
 		if nonce != "" {
 			claims["nonce"] = nonce
 		}
