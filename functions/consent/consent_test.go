@@ -81,11 +81,11 @@ func TestStartRedirectsOnlyToTheAuthorizationEndpoint(t *testing.T) {
 		wantScope string
 		wantQuery map[string]string // beyond client_id, redirect_uri, response_type, state and the S256 challenge
 	}{
-		{"/connect", gmailclient.ScopeMetadata,
+		{"/connect", gmailclient.ScopeMetadata + " openid email",
 			map[string]string{"access_type": "offline", "prompt": "consent", "include_granted_scopes": "true"}},
-		{"/connect?login_hint=" + alice, gmailclient.ScopeMetadata,
+		{"/connect?login_hint=" + alice, gmailclient.ScopeMetadata + " openid email",
 			map[string]string{"access_type": "offline", "prompt": "consent", "login_hint": alice}},
-		{"/connect?next=https://evil.example/&redirect_uri=https://evil.example/cb&scope=https://mail.google.com/", gmailclient.ScopeMetadata,
+		{"/connect?next=https://evil.example/&redirect_uri=https://evil.example/cb&scope=https://mail.google.com/", gmailclient.ScopeMetadata + " openid email",
 			map[string]string{"access_type": "offline"}},
 		{"/disconnect", "openid email", map[string]string{"prompt": "select_account", "access_type": ""}},
 		{"/disconnect?next=https://evil.example/&login_hint=" + alice, "openid email", map[string]string{"login_hint": alice, "access_type": ""}},
@@ -173,13 +173,22 @@ func TestRefusedCallbacksStoreNothing(t *testing.T) {
 			s.clock.Advance(10*time.Minute + time.Second)
 			return cb, c
 		}, 400, "error"},
-		{"replayed state", googleauth.Behavior{AutoApprove: true, Deny: true}, nil, func(t *testing.T, s *stack) (*url.URL, *http.Cookie) {
+		{"replayed state", approve, nil, func(t *testing.T, s *stack) (*url.URL, *http.Cookie) {
+			c, cb := s.begin(t, "/connect")
+			if status, _ := s.finish(t, cb, c); status != http.StatusOK {
+				t.Fatalf("first callback: status %d, want 200", status)
+			}
+			return cb, c
+		}, 400, "error"},
+		// A denial exchanges no code, so its state is not recorded: shown
+		// again, it is denied again, and still nothing is stored.
+		{"replayed denial", googleauth.Behavior{AutoApprove: true, Deny: true}, nil, func(t *testing.T, s *stack) (*url.URL, *http.Cookie) {
 			c, cb := s.begin(t, "/connect")
 			if status, _ := s.finish(t, cb, c); status != http.StatusForbidden {
 				t.Fatalf("first callback: status %d, want 403", status)
 			}
 			return cb, c
-		}, 400, "error"},
+		}, 403, "denied"},
 		{"replayed code", approve, nil, func(t *testing.T, s *stack) (*url.URL, *http.Cookie) {
 			// A used code, presented again with a fresh state and verifier as
 			// an attacker holding it would: the token endpoint refuses.
@@ -283,8 +292,7 @@ func TestDisconnect(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	cookie, cb := s.begin(t, "/disconnect?login_hint="+alice)
-	status, body := s.finish(t, cb, cookie)
+	status, body := s.disconnectAs(t, alice)
 	if status != http.StatusOK || !strings.Contains(body, `id="disconnected"`) || !strings.Contains(body, alice) || strings.Contains(body, "nothing to disconnect") {
 		t.Fatalf("disconnect: status %d, want 200 and the disconnected page:\n%s", status, body)
 	}
@@ -329,8 +337,7 @@ func TestDisconnectUnknownUserIsHarmless(t *testing.T) {
 	s.auth.AddAccount(bob)
 	s.auth.SetBehavior(googleauth.Behavior{AutoApprove: true})
 	before := s.snapshot(t)
-	cookie, cb := s.begin(t, "/disconnect?login_hint="+bob)
-	status, body := s.finish(t, cb, cookie)
+	status, body := s.disconnectAs(t, bob)
 	if status != http.StatusOK || !strings.Contains(body, "nothing to disconnect") {
 		t.Errorf("status %d, want 200 saying there was nothing to disconnect:\n%s", status, body)
 	}
@@ -521,8 +528,13 @@ func TestLogsCarryNoSecrets(t *testing.T) {
 	broken := s.cfg.OAuth
 	broken.RevokeURL = "http://127.0.0.1:1/revoke"
 	consent.NewDisconnecter(s.users, s.vault, gmailclient.NewFactory(broken, s.vault), s.publisher, s.httpClient, s.log).Disconnect(ctx, alice)
-	c8, cb8 := s.begin(t, "/disconnect")
-	s.finish(t, cb8, c8)
+	s.disconnectAs(t, alice)
+	link := s.storedLink(t, s.request("ref"), time.Minute)
+	c9, cb9, _ := s.followLink(t, link, alice)
+	s.back(t, cb9, c9)           // connect by link
+	s.followLink(t, link, alice) // used link
+	s.addPeople(t)
+	s.followLink(t, s.signedLink(s.request("ref"), time.Minute, linkKey), carol)
 
 	logs := s.logs.String()
 	for _, want := range []string{"user connected", "callback refused", "callback failed", "user disconnected"} {

@@ -2,7 +2,6 @@ package consent
 
 import (
 	"context"
-	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -82,7 +81,7 @@ func (d *Disconnecter) Disconnect(ctx context.Context, email string) (found bool
 	}
 	ev := events.Event{
 		Type: events.UserDisconnect, ID: events.ID(events.UserDisconnect, key, fmt.Sprint(u.ConnectedAt.UnixMicro())),
-		Time: d.users.Now().UTC().Format(time.RFC3339Nano), User: key, EmailAddress: u.Email,
+		Time: d.users.Now().UTC().Format(time.RFC3339Nano), User: key, AppRef: u.AppRef, EmailAddress: u.Email,
 	}
 	if err := d.events.Publish(ctx, ev); err != nil {
 		return true, fmt.Errorf("disconnect %s: %w", key, err)
@@ -130,38 +129,4 @@ func (d *Disconnecter) revoke(ctx context.Context, token string) error {
 		return nil
 	}
 	return fmt.Errorf("revoke token: status %d %s", resp.StatusCode, clip(body.Error))
-}
-
-// verifiedEmail returns the verified address in an ID token that came
-// straight from Google's token endpoint over TLS, which OpenID Connect Core
-// 3.1.3.7 accepts in place of checking the signature; the claims are checked.
-func verifiedEmail(idToken, clientID string, now time.Time) (string, error) {
-	parts := strings.Split(idToken, ".")
-	if len(parts) != 3 {
-		return "", errors.New("id token missing or malformed")
-	}
-	body, err := base64.RawURLEncoding.DecodeString(parts[1])
-	var c struct {
-		Iss           string          `json:"iss"`
-		Aud           string          `json:"aud"`
-		Exp           int64           `json:"exp"`
-		Email         string          `json:"email"`
-		EmailVerified json.RawMessage `json:"email_verified"`
-	}
-	if err != nil || json.Unmarshal(body, &c) != nil {
-		return "", errors.New("id token claims unreadable")
-	}
-	switch {
-	case c.Iss != "https://accounts.google.com" && c.Iss != "accounts.google.com":
-		return "", fmt.Errorf("id token issuer %q is not Google", clip(c.Iss))
-	case c.Aud != clientID:
-		return "", errors.New("id token is for another client")
-	case !now.Before(time.Unix(c.Exp, 0)):
-		return "", errors.New("id token expired")
-	case c.Email == "":
-		return "", errors.New("id token has no email")
-	case string(c.EmailVerified) != "true" && string(c.EmailVerified) != `"true"`:
-		return "", errors.New("id token email not verified")
-	}
-	return strings.ToLower(c.Email), nil
 }

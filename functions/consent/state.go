@@ -32,7 +32,8 @@ type flowState struct {
 	Nonce    string `json:"n"`
 	Verifier string `json:"v"`
 	Flow     string `json:"f"`
-	Expires  int64  `json:"e"` // unix seconds
+	Expires  int64  `json:"e"`           // unix seconds
+	Link     string `json:"l,omitempty"` // the connect link's token, if the flow has one
 }
 
 // Reasons a callback's state is refused.
@@ -83,10 +84,12 @@ func stateMAC(key []byte, payload string) []byte {
 	return m.Sum(nil)
 }
 
-// checkState verifies the callback's state against the cookie and uses it
-// up, so it is accepted at most once, by any instance. A browser holds one
-// state cookie; a second one was planted (from a sibling domain or another
-// path), so the request is refused rather than a cookie chosen.
+// checkState verifies the callback's state against the cookie and that it
+// was not used before; the caller records its use (states.use) once the
+// code exchange succeeded, so it is accepted at most once, by any instance.
+// A browser holds one state cookie; a second one was planted (from a sibling
+// domain or another path), so the request is refused rather than a cookie
+// chosen.
 func (h *Handler) checkState(ctx context.Context, r *http.Request) (flowState, error) {
 	param := r.URL.Query().Get("state")
 	cookies := r.CookiesNamed(h.cookie.Name)
@@ -108,7 +111,7 @@ func (h *Handler) checkState(ctx context.Context, r *http.Request) (flowState, e
 	if !hmac.Equal([]byte(param), []byte(s.Nonce)) {
 		return flowState{}, errMismatch
 	}
-	if err := h.users.UseState(ctx, s.Nonce, s.Flow, time.Unix(s.Expires, 0)); err != nil {
+	if err := h.users.StateUnused(ctx, s.Nonce); err != nil {
 		return flowState{}, err
 	}
 	return s, nil
