@@ -371,7 +371,8 @@ func (s *Syncer) MarkReauth(ctx context.Context, userKey string) (bool, error) {
 	epoch := fmt.Sprint(u.ConnectedAt.UnixMicro())
 	ev := events.Event{
 		Type: events.UserReauth, ID: events.ID(events.UserReauth, userKey, epoch),
-		Time: s.now().UTC().Format(time.RFC3339Nano), User: userKey, EmailAddress: u.Email,
+		Time: s.now().UTC().Format(time.RFC3339Nano), User: userKey, AppRef: u.AppRef, EmailAddress: u.Email,
+		Reconnect: events.ReconnectPath(userKey),
 	}
 	if err := s.events.Publish(ctx, ev); err != nil {
 		return false, fmt.Errorf("reauth of %s: %w", userKey, err)
