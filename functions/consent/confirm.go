@@ -25,6 +25,7 @@ const confirmTTL = 10 * time.Minute
 // just signed in with, bound by the state key's signature, and a nonce that
 // makes it single-use.
 type confirmation struct {
+	Key     string `json:"k"`
 	Email   string `json:"m"`
 	Nonce   string `json:"n"`
 	Expires int64  `json:"e"`
@@ -43,7 +44,7 @@ func (h *Handler) confirmDisconnect(ctx context.Context, id identity) (result, e
 	if err != nil {
 		return result{}, err
 	}
-	body, _ := json.Marshal(confirmation{Email: id.Email, Nonce: newNonce(), Expires: h.now().Add(confirmTTL).Unix()})
+	body, _ := json.Marshal(confirmation{Key: store.Key(id.Email), Email: id.Email, Nonce: newNonce(), Expires: h.now().Add(confirmTTL).Unix()})
 	payload := base64.RawURLEncoding.EncodeToString(body)
 	token := payload + "." + base64.RawURLEncoding.EncodeToString(confirmMAC(key, payload))
 	return result{page: pageConfirm, data: pageData{Email: id.Email, Token: token, Action: h.cfg.PublicURL + ConfirmPath}}, nil
@@ -85,7 +86,7 @@ func (h *Handler) confirm(w http.ResponseWriter, r *http.Request) {
 	case err != nil || !hmac.Equal(mac, confirmMAC(key, payload)):
 		refuse(http.StatusBadRequest, "confirmation signature invalid")
 		return
-	case berr != nil || json.Unmarshal(body, &c) != nil || c.Email == "" || c.Nonce == "":
+	case berr != nil || json.Unmarshal(body, &c) != nil || c.Key == "" || c.Nonce == "":
 		refuse(http.StatusBadRequest, "confirmation unreadable")
 		return
 	case !h.now().Before(time.Unix(c.Expires, 0)):
@@ -101,7 +102,7 @@ func (h *Handler) confirm(w http.ResponseWriter, r *http.Request) {
 		h.render(w, pageError, http.StatusInternalServerError, pageData{Message: "Something failed on our side. Please start again in a minute."})
 		return
 	}
-	found, err := h.disconnect.Disconnect(ctx, c.Email)
+	found, err := h.disconnect.Disconnect(ctx, c.Key)
 	if err != nil {
 		h.log.ErrorContext(ctx, "disconnect failed", "error", err)
 		h.render(w, pageError, http.StatusInternalServerError, pageData{Message: "Something failed on our side. Please start again in a minute."})

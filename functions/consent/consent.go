@@ -26,6 +26,7 @@ import (
 
 	"github.com/gmailwatch/gmailwatch/shared/config"
 	"github.com/gmailwatch/gmailwatch/shared/connectlink"
+	"github.com/gmailwatch/gmailwatch/shared/disconnect"
 	"github.com/gmailwatch/gmailwatch/shared/events"
 	"github.com/gmailwatch/gmailwatch/shared/gmailclient"
 	"github.com/gmailwatch/gmailwatch/shared/logging"
@@ -113,7 +114,7 @@ type Handler struct {
 	tokens     *vault.Vault
 	clients    *gmailclient.Factory
 	events     *events.Publisher
-	disconnect *Disconnecter
+	disconnect *disconnect.Disconnecter
 	http       *http.Client
 	log        *slog.Logger
 	now        func() time.Time
@@ -140,7 +141,7 @@ func New(cfg Config, d Deps, log *slog.Logger) *Handler {
 		tokens:     d.Vault,
 		clients:    clients,
 		events:     d.Events,
-		disconnect: NewDisconnecter(d.Users, d.Vault, clients, d.Events, d.HTTP, log),
+		disconnect: disconnect.New(d.Users, d.Vault, clients, d.Events, d.HTTP, log),
 		http:       d.HTTP,
 		log:        log,
 		now:        d.Users.Now,

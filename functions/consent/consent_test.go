@@ -19,6 +19,7 @@ import (
 	"github.com/gmailwatch/gmailwatch/scripts/sandbox/secrets"
 	"github.com/gmailwatch/gmailwatch/scripts/testenv"
 	"github.com/gmailwatch/gmailwatch/shared/config"
+	"github.com/gmailwatch/gmailwatch/shared/disconnect"
 	"github.com/gmailwatch/gmailwatch/shared/events"
 	"github.com/gmailwatch/gmailwatch/shared/gmailclient"
 	"github.com/gmailwatch/gmailwatch/shared/store"
@@ -366,8 +367,8 @@ func TestDisconnectWritesStatusFirstAndCanBeRepeated(t *testing.T) {
 	s.connect(t)
 	broken := s.cfg.OAuth
 	broken.RevokeURL = "http://127.0.0.1:1/revoke" // nothing listens: revocation fails
-	d := consent.NewDisconnecter(s.users, s.vault, gmailclient.NewFactory(broken, s.vault), s.publisher, s.httpClient, s.log)
-	if _, err := d.Disconnect(ctx, alice); err == nil {
+	d := disconnect.New(s.users, s.vault, gmailclient.NewFactory(broken, s.vault), s.publisher, s.httpClient, s.log)
+	if _, err := d.Disconnect(ctx, key); err == nil {
 		t.Fatal("Disconnect with the revoke endpoint down: no error")
 	}
 	if u, _ := s.users.Get(ctx, key); u.Status != store.Disconnected {
@@ -377,9 +378,9 @@ func TestDisconnectWritesStatusFirstAndCanBeRepeated(t *testing.T) {
 		t.Errorf("the token was deleted before it was revoked: %v", versionStates(v))
 	}
 
-	d = consent.NewDisconnecter(s.users, s.vault, gmailclient.NewFactory(s.cfg.OAuth, s.vault), s.publisher, s.httpClient, s.log)
+	d = disconnect.New(s.users, s.vault, gmailclient.NewFactory(s.cfg.OAuth, s.vault), s.publisher, s.httpClient, s.log)
 	for i := range 2 {
-		found, err := d.Disconnect(ctx, strings.ToUpper(alice))
+		found, err := d.Disconnect(ctx, key)
 		if !found || err != nil {
 			t.Fatalf("Disconnect #%d = %v, %v; want found, nil", i+1, found, err)
 		}
@@ -527,7 +528,7 @@ func TestLogsCarryNoSecrets(t *testing.T) {
 	s.gmail.ClearFaults(alice)
 	broken := s.cfg.OAuth
 	broken.RevokeURL = "http://127.0.0.1:1/revoke"
-	consent.NewDisconnecter(s.users, s.vault, gmailclient.NewFactory(broken, s.vault), s.publisher, s.httpClient, s.log).Disconnect(ctx, alice)
+	disconnect.New(s.users, s.vault, gmailclient.NewFactory(broken, s.vault), s.publisher, s.httpClient, s.log).Disconnect(ctx, store.Key(alice))
 	s.disconnectAs(t, alice)
 	link := s.storedLink(t, s.request("ref"), time.Minute)
 	c9, cb9, _ := s.followLink(t, link, alice)

@@ -293,7 +293,7 @@ func (h *Handler) withdraw(ctx context.Context, key string, tok *oauth2.Token) {
 	if t == "" {
 		t = tok.AccessToken
 	}
-	if err := h.disconnect.revoke(ctx, t); err != nil {
+	if err := h.disconnect.Revoke(ctx, t); err != nil {
 		h.log.WarnContext(ctx, "grant of a refused account not revoked", "error", err)
 	}
 }

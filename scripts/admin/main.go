@@ -32,8 +32,8 @@ import (
 	"cloud.google.com/go/firestore"
 	"cloud.google.com/go/pubsub/v2"
 
-	"github.com/gmailwatch/gmailwatch/functions/consent"
 	"github.com/gmailwatch/gmailwatch/shared/config"
+	"github.com/gmailwatch/gmailwatch/shared/disconnect"
 	"github.com/gmailwatch/gmailwatch/shared/events"
 	"github.com/gmailwatch/gmailwatch/shared/gmailclient"
 	"github.com/gmailwatch/gmailwatch/shared/logging"
@@ -111,8 +111,8 @@ func run(ctx context.Context, args []string, lookup func(string) (string, bool),
 	defer ps.Close()
 	pub := events.NewPublisher(ps, topic)
 	defer pub.Stop()
-	d := consent.NewDisconnecter(users, v, gmailclient.NewFactory(settings, v), pub, &http.Client{Timeout: 30 * time.Second}, log)
-	found, err := d.Disconnect(ctx, email)
+	d := disconnect.New(users, v, gmailclient.NewFactory(settings, v), pub, &http.Client{Timeout: 30 * time.Second}, log)
+	found, err := d.Disconnect(ctx, store.Key(email))
 	switch {
 	case err != nil:
 		return err

@@ -1,4 +1,8 @@
-package consent
+// Package disconnect ends a user's connection, the one code path behind the
+// user's own confirmed disconnect, the accounts API and the operator's tool:
+// stop the watch, revoke and delete the refresh token, mark the user
+// disconnected, delete its markers, publish gmail.user.disconnected.
+package disconnect
 
 import (
 	"context"
@@ -20,8 +24,7 @@ import (
 	"github.com/gmailwatch/gmailwatch/shared/vault"
 )
 
-// Disconnecter ends a user's connection. It is the one code path behind
-// GET /disconnect and the operator's `scripts/admin disconnect`.
+// Disconnecter ends users' connections.
 type Disconnecter struct {
 	users   *store.Store
 	tokens  *vault.Vault
@@ -31,21 +34,20 @@ type Disconnecter struct {
 	log     *slog.Logger
 }
 
-// NewDisconnecter returns a Disconnecter; client carries the calls to
-// Google's token, revoke and Gmail endpoints.
-func NewDisconnecter(users *store.Store, tokens *vault.Vault, clients *gmailclient.Factory, pub *events.Publisher, client *http.Client, log *slog.Logger) *Disconnecter {
+// New returns a Disconnecter; client carries the calls to Google's token,
+// revoke and Gmail endpoints.
+func New(users *store.Store, tokens *vault.Vault, clients *gmailclient.Factory, pub *events.Publisher, client *http.Client, log *slog.Logger) *Disconnecter {
 	return &Disconnecter{users: users, tokens: tokens, clients: clients, events: pub, http: client, log: log}
 }
 
-// Disconnect marks the user of email disconnected, stops the watch, revokes
+// Disconnect marks the user with key disconnected, stops the watch, revokes
 // and deletes the refresh token, deletes the announced-message markers and
 // publishes gmail.user.disconnected. The status is written first, so from
 // then on notify and renew leave the user alone whatever happens next; a
 // failed call can be repeated and finishes the remaining steps, publishing
 // the same event id. found is false when no user record exists: then only a
 // stray token, if any, is revoked and deleted, and nothing is published.
-func (d *Disconnecter) Disconnect(ctx context.Context, email string) (found bool, err error) {
-	key := store.Key(email)
+func (d *Disconnecter) Disconnect(ctx context.Context, key string) (found bool, err error) {
 	ctx = context.WithValue(ctx, oauth2.HTTPClient, d.http)
 	u, err := d.users.Update(ctx, key, func(u *store.User) error {
 		if u.Status == store.Disconnected {
@@ -65,7 +67,7 @@ func (d *Disconnecter) Disconnect(ctx context.Context, email string) (found bool
 		return found, fmt.Errorf("disconnect %s: %w", key, err)
 	default:
 		d.stopWatch(ctx, key, token)
-		if err := d.revoke(ctx, token); err != nil {
+		if err := d.Revoke(ctx, token); err != nil {
 			return found, fmt.Errorf("disconnect %s: %w", key, err)
 		}
 	}
@@ -107,9 +109,10 @@ func (d *Disconnecter) stopWatch(ctx context.Context, key, token string) {
 	}
 }
 
-// revoke revokes token at Google's revoke endpoint; a token Google no longer
-// knows (already revoked or expired) counts as revoked.
-func (d *Disconnecter) revoke(ctx context.Context, token string) error {
+// Revoke revokes token (refresh or access) at Google's revoke endpoint, which
+// ends its whole grant; a token Google no longer knows (already revoked or
+// expired) counts as revoked.
+func (d *Disconnecter) Revoke(ctx context.Context, token string) error {
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, d.clients.Settings().RevokeURL,
 		strings.NewReader(url.Values{"token": {token}}.Encode()))
 	if err != nil {
@@ -128,5 +131,8 @@ func (d *Disconnecter) revoke(ctx context.Context, token string) error {
 	if resp.StatusCode == http.StatusOK || (resp.StatusCode == http.StatusBadRequest && body.Error == "invalid_token") {
 		return nil
 	}
-	return fmt.Errorf("revoke token: status %d %s", resp.StatusCode, clip(body.Error))
+	if len(body.Error) > 64 {
+		body.Error = body.Error[:64]
+	}
+	return fmt.Errorf("revoke token: status %d %s", resp.StatusCode, body.Error)
 }
