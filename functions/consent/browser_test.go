@@ -74,7 +74,7 @@ func TestConnectInABrowser(t *testing.T) {
 	if v := s.tokenVersions(alice); len(v) != 1 || v[0].State != "ENABLED" || !strings.HasPrefix(string(v[0].Data), "1//") {
 		t.Errorf("Secret Manager sandbox: %d versions, want one enabled refresh token", len(v))
 	}
-	u, err := s.users.Get(context.Background(), store.Key(alice))
+	u, err := s.users.Get(context.Background(), s.key(alice))
 	watch, werr := s.gmail.Watch(alice)
 	if err != nil || werr != nil {
 		t.Fatalf("user %v, watch %v", err, werr)

@@ -39,12 +39,12 @@ func confirmMAC(key []byte, payload string) []byte {
 
 // confirmDisconnect shows the signed-in user what a disconnect does, and a
 // form whose POST does it; nothing changes until then.
-func (h *Handler) confirmDisconnect(ctx context.Context, id identity) (result, error) {
+func (h *Handler) confirmDisconnect(ctx context.Context, id identity, userKey string) (result, error) {
 	key, err := h.signingKey(ctx)
 	if err != nil {
 		return result{}, err
 	}
-	body, _ := json.Marshal(confirmation{Key: store.Key(id.Email), Email: id.Email, Nonce: newNonce(), Expires: h.now().Add(confirmTTL).Unix()})
+	body, _ := json.Marshal(confirmation{Key: userKey, Email: id.Email, Nonce: newNonce(), Expires: h.now().Add(confirmTTL).Unix()})
 	payload := base64.RawURLEncoding.EncodeToString(body)
 	token := payload + "." + base64.RawURLEncoding.EncodeToString(confirmMAC(key, payload))
 	return result{page: pageConfirm, data: pageData{Email: id.Email, Token: token, Action: h.cfg.PublicURL + ConfirmPath}}, nil

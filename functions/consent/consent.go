@@ -48,6 +48,7 @@ type Config struct {
 	EventsTopic    string // EVENTS_TOPIC: topic id
 	SecretEndpoint string // SECRETMANAGER_ENDPOINT: loopback, local runs only
 	LinkKeyName    string // CONNECT_LINK_KEY_SECRET_NAME: HMAC key of signed connect links
+	UserKeyName    string // USER_KEY_SECRET_NAME: key of the hash that turns Google's account id into a user key
 	Admit          Admission
 	Links          connectlink.Policy
 	OAuth          gmailclient.Settings
@@ -77,6 +78,7 @@ func ReadConfig(lookup platform.Lookup) (Config, error) {
 		EventsTopic:    p.EventsTopic,
 		SecretEndpoint: p.SecretEndpoint,
 		LinkKeyName:    r.String("CONNECT_LINK_KEY_SECRET_NAME", "connect-link-key"),
+		UserKeyName:    r.String("USER_KEY_SECRET_NAME", "user-key-secret"),
 		Admit: Admission{
 			Addresses: lower(r.List("ALLOWED_ADDRESSES", nil)),
 			Domains:   lower(r.List("ALLOWED_DOMAINS", nil)),
@@ -126,6 +128,7 @@ type Handler struct {
 	keyMu         sync.Mutex
 	stateKey      []byte
 	signedLinkKey []byte
+	userKeys      *store.Keyer
 }
 
 // New returns a Handler; cfg must come from ReadConfig (or be as valid).

@@ -34,7 +34,7 @@ func TestConnectStoresTokenWatchesAndRecordsUser(t *testing.T) {
 		t.Fatalf("callback: status %d, want 200 and the connected page naming %s:\n%s", status, alice, body)
 	}
 	ctx := context.Background()
-	key := store.Key(alice)
+	key := s.key(alice)
 
 	watch, err := s.gmail.Watch(alice)
 	if err != nil {
@@ -252,7 +252,7 @@ func TestRefusedCallbacksStoreNothing(t *testing.T) {
 func TestReconnectKeepsOneRecordOneSecretAndTheCursor(t *testing.T) {
 	s := newStack(t)
 	ctx := context.Background()
-	key := store.Key(alice)
+	key := s.key(alice)
 	s.connect(t)
 	first := s.tokenVersions(alice)[0].Data
 	// Notify has announced far beyond the watch's history id meanwhile.
@@ -286,7 +286,7 @@ func TestReconnectKeepsOneRecordOneSecretAndTheCursor(t *testing.T) {
 func TestDisconnect(t *testing.T) {
 	s := newStack(t)
 	ctx := context.Background()
-	key := store.Key(alice)
+	key := s.key(alice)
 	s.connect(t)
 	refresh := string(s.tokenVersions(alice)[0].Data)
 	if err := s.users.MarkAnnounced(ctx, key, map[string]store.Marker{"m1": {EventID: "e1", ExpireAt: time.Now().Add(time.Hour)}}); err != nil {
@@ -363,7 +363,7 @@ func TestDisconnectDeniedChangesNothing(t *testing.T) {
 func TestDisconnectWritesStatusFirstAndCanBeRepeated(t *testing.T) {
 	s := newStack(t)
 	ctx := context.Background()
-	key := store.Key(alice)
+	key := s.key(alice)
 	s.connect(t)
 	broken := s.cfg.OAuth
 	broken.RevokeURL = "http://127.0.0.1:1/revoke" // nothing listens: revocation fails
@@ -528,7 +528,7 @@ func TestLogsCarryNoSecrets(t *testing.T) {
 	s.gmail.ClearFaults(alice)
 	broken := s.cfg.OAuth
 	broken.RevokeURL = "http://127.0.0.1:1/revoke"
-	disconnect.New(s.users, s.vault, gmailclient.NewFactory(broken, s.vault), s.publisher, s.httpClient, s.log).Disconnect(ctx, store.Key(alice))
+	disconnect.New(s.users, s.vault, gmailclient.NewFactory(broken, s.vault), s.publisher, s.httpClient, s.log).Disconnect(ctx, s.key(alice))
 	s.disconnectAs(t, alice)
 	link := s.storedLink(t, s.request("ref"), time.Minute)
 	c9, cb9, _ := s.followLink(t, link, alice)

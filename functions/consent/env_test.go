@@ -31,16 +31,17 @@ import (
 )
 
 const (
-	clientID     = testenv.ClientID
-	clientSecret = testenv.ClientSecret
-	stateKey     = "state-signing-key-for-tests-0123456789abcdef"
-	linkKey      = "connect-link-key-for-tests-0123456789abcdef"
-	alice        = "alice@example.com"
-	bob          = "bob@example.com"      // may sign in, has no mailbox connected
-	carol        = "carol@example.com"    // has a mailbox, on no allowlist
-	dana         = "dana@corp.example"    // a Workspace account of corp.example
-	mallory      = "mallory@corp.example" // an address in corp.example, but no Workspace account
-	eventsTopic  = "events"
+	clientID      = testenv.ClientID
+	clientSecret  = testenv.ClientSecret
+	stateKey      = "state-signing-key-for-tests-0123456789abcdef"
+	linkKey       = "connect-link-key-for-tests-0123456789abcdef"
+	userKeySecret = "user-key-secret-for-tests-0123456789abcdef"
+	alice         = "alice@example.com"
+	bob           = "bob@example.com"      // may sign in, has no mailbox connected
+	carol         = "carol@example.com"    // has a mailbox, on no allowlist
+	dana          = "dana@corp.example"    // a Workspace account of corp.example
+	mallory       = "mallory@corp.example" // an address in corp.example, but no Workspace account
+	eventsTopic   = "events"
 )
 
 var people = []string{alice, bob, carol, dana, mallory}
@@ -69,12 +70,13 @@ type stack struct {
 	seen       *secretsSeen
 	browser    *http.Client // does not follow redirects; cookies are handled by the tests
 	app        *app         // the application the browser returns to
+	keys       store.Keyer  // the function's user keys
 }
 
 func newStack(t *testing.T) *stack {
 	t.Helper()
 	s := &stack{clock: &clock{}, seen: &secretsSeen{}}
-	s.seen.add(clientSecret, stateKey, linkKey)
+	s.seen.add(clientSecret, stateKey, linkKey, userKeySecret)
 
 	// The function's server comes first: its URL is the registered redirect URI.
 	fn := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { s.handler.ServeHTTP(w, r) }))
@@ -91,6 +93,8 @@ func newStack(t *testing.T) *stack {
 	}
 	s.PutSecret("consent-state-key", stateKey)
 	s.PutSecret("connect-link-key", linkKey)
+	s.PutSecret("user-key-secret", userKeySecret)
+	s.keys, _ = store.NewKeyer([]byte(userKeySecret))
 
 	var err error
 	s.cfg, err = consent.ReadConfig(config.FromMap(s.env()))
@@ -157,7 +161,7 @@ func (s *stack) oauthConfig() *oauth2.Config {
 
 // tokenVersions returns the versions of a user's refresh-token secret.
 func (s *stack) tokenVersions(email string) []secrets.Version {
-	v, _ := s.secrets.Secret("projects/" + s.project + "/secrets/" + vault.RefreshPrefix + store.Key(email))
+	v, _ := s.secrets.Secret("projects/" + s.project + "/secrets/" + vault.RefreshPrefix + s.key(email))
 	return v
 }
 
@@ -255,6 +259,9 @@ func (s *stack) connect(t *testing.T) string {
 	}
 	return body
 }
+
+// key is the user key the function gives email's Google account.
+func (s *stack) key(email string) string { return s.keys.Key(googleauth.Subject(email)) }
 
 // addPeople adds the accounts beyond alice: bob without a mailbox, carol
 // and mallory with one, dana of a Workspace domain.

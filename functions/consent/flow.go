@@ -247,10 +247,14 @@ func (h *Handler) finish(ctx context.Context, r *http.Request) (result, error) {
 		return res, &refusal{pageError, http.StatusForbidden,
 			"Google did not confirm which account you signed in with. Please try again.", err.Error(), codeSignInFailed}
 	}
-	if st.Flow == flowDisconnect {
-		return h.confirmDisconnect(ctx, id)
+	keys, err := h.keyer(ctx)
+	if err != nil {
+		return res, err
 	}
-	res.user = store.Key(id.Email)
+	if st.Flow == flowDisconnect {
+		return h.confirmDisconnect(ctx, id, keys.Key(id.Sub))
+	}
+	res.user = keys.Key(id.Sub)
 	if err := h.admit(res.link, id, res.user); err != nil {
 		h.withdraw(ctx, res.user, tok)
 		return res, err
@@ -326,7 +330,7 @@ func (h *Handler) finishConnect(ctx context.Context, tok *oauth2.Token, id ident
 		h.withdraw(ctx, key, tok)
 		return "", pageData{}, &refusal{pageDenied, http.StatusForbidden, msgNotAllowed, "mailbox is not the signed-in address", codeNotAllowed}
 	}
-	conn := store.Connection{Key: key, Email: email, Labels: h.cfg.Watch.Labels, LabelFilter: h.cfg.Watch.LabelFilter}
+	conn := store.Connection{Key: key, Email: email, Sub: id.Sub, Labels: h.cfg.Watch.Labels, LabelFilter: h.cfg.Watch.LabelFilter}
 	if l != nil {
 		conn.AppRef, conn.Move = l.AppRef, l.Move
 	}

@@ -114,7 +114,7 @@ func TestLinkConnectsUnderTheReferenceAndGoesBack(t *testing.T) {
 		t.Fatalf("/connect with a fresh link: status %d", refused.StatusCode)
 	}
 	back := s.back(t, cb, cookie)
-	key := store.Key(alice)
+	key := s.key(alice)
 	if back.Path != "/done" || back.Query().Get("outcome") != "connected" || back.Query().Get("user") != key || back.Query().Get("session") != "7" {
 		t.Errorf("back to %s, want /done?outcome=connected&user=%s keeping session=7", back, key)
 	}
@@ -148,7 +148,7 @@ func TestSignedLinkConnectsOnce(t *testing.T) {
 	if back := s.back(t, cb1, c1); back.Query().Get("outcome") != "connected" {
 		t.Fatalf("signed link: back to %s", back)
 	}
-	if u, _ := s.users.Get(context.Background(), store.Key(alice)); u.AppRef != "signed-7" {
+	if u, _ := s.users.Get(context.Background(), s.key(alice)); u.AppRef != "signed-7" {
 		t.Errorf("appRef = %q, want signed-7", u.AppRef)
 	}
 	before := s.snapshot(t)
@@ -303,7 +303,7 @@ func TestNoLinkConnectsOnlyWhatTheAllowlistsAdmit(t *testing.T) {
 	if status, body := s.finish(t, cb, c); status != http.StatusOK || !strings.Contains(body, `id="connected"`) {
 		t.Fatalf("dana of an allowed Workspace domain: status %d:\n%s", status, body)
 	}
-	if u, err := s.users.Get(ctx, store.Key(dana)); err != nil || u.AppRef != "" {
+	if u, err := s.users.Get(ctx, s.key(dana)); err != nil || u.AppRef != "" {
 		t.Errorf("dana = %+v, %v; want connected without a reference", u, err)
 	}
 
@@ -328,7 +328,7 @@ func TestNoLinkConnectsOnlyWhatTheAllowlistsAdmit(t *testing.T) {
 func TestSameMailboxUnderAnotherReference(t *testing.T) {
 	s := newStack(t)
 	ctx := context.Background()
-	key := store.Key(alice)
+	key := s.key(alice)
 	connect := func(r connectlink.Request) *url.URL {
 		c, cb, _ := s.followLink(t, s.storedLink(t, r, time.Minute), alice)
 		return s.back(t, cb, c)

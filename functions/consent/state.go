@@ -12,6 +12,8 @@ import (
 	"net/http"
 	"strings"
 	"time"
+
+	"github.com/gmailwatch/gmailwatch/shared/store"
 )
 
 // stateTTL is how long a started flow may take to come back.
@@ -135,4 +137,24 @@ func (h *Handler) signingKey(ctx context.Context) ([]byte, error) {
 	}
 	h.stateKey = b
 	return b, nil
+}
+
+// keyer returns the user-key hash, its secret read from Secret Manager once
+// it is read successfully.
+func (h *Handler) keyer(ctx context.Context) (store.Keyer, error) {
+	h.keyMu.Lock()
+	defer h.keyMu.Unlock()
+	if h.userKeys != nil {
+		return *h.userKeys, nil
+	}
+	b, err := h.tokens.Access(ctx, h.cfg.UserKeyName)
+	if err != nil {
+		return store.Keyer{}, fmt.Errorf("user key secret: %w", err)
+	}
+	k, err := store.NewKeyer([]byte(strings.TrimSpace(string(b))))
+	if err != nil {
+		return store.Keyer{}, fmt.Errorf("%s: %w", h.cfg.UserKeyName, err)
+	}
+	h.userKeys = &k
+	return k, nil
 }

@@ -145,6 +145,7 @@ func Start(ctx context.Context, opts Options) (st *Stack, err error) {
 		"oauth-client-secret":    clientSecret,
 		"consent-state-key":      stateKey,
 		"connect-link-key":       linkKey,
+		"user-key-secret":        random(64),
 		"webhook-signing-secret": webhookSecret,
 	}); err != nil {
 		return st, err

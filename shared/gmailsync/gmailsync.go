@@ -128,6 +128,7 @@ func New(deps Deps, settings Settings) *Syncer {
 // Result tells what a push or sync did. With an error, Outcome is Synced (the
 // lease was taken) and the counters say how far the sync got.
 type Result struct {
+	User          string // the user key (OnPush, once known)
 	Outcome       string
 	Announced     int   // events published
 	FromHistoryID int64 // cursor before
@@ -142,11 +143,26 @@ type Result struct {
 // historyID. A returned error is worth a retry; permanent problems are
 // logged and reported in Result.Outcome with a nil error.
 func (s *Syncer) OnPush(ctx context.Context, email string, historyID int64) (Result, error) {
-	key := store.Key(email)
 	if historyID <= 0 {
-		return Result{}, fmt.Errorf("push for %s: history id %d is not positive", key, historyID)
+		return Result{}, fmt.Errorf("push at history id %d: not positive", historyID)
 	}
-	return s.run(ctx, key, historyID)
+	key, err := s.userOf(ctx, email)
+	if errors.Is(err, store.ErrNotFound) {
+		return Result{Outcome: Unknown}, nil
+	}
+	if err != nil {
+		return Result{}, err
+	}
+	res, err := s.run(ctx, key, historyID)
+	res.User = key
+	return res, err
+}
+
+// userOf maps a push's address to its user key. Keys derive from Google's
+// account id, not from the address, so the store is asked.
+func (s *Syncer) userOf(ctx context.Context, email string) (string, error) {
+	u, err := s.users.ByEmail(ctx, email)
+	return u.Key, err
 }
 
 // Sync reads the user's history from the cursor whether or not a push asked,
