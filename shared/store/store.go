@@ -59,6 +59,7 @@ type User struct {
 	ReauthSince        time.Time `firestore:"reauthSince"`
 	UpdatedAt          time.Time `firestore:"updatedAt"`
 	Lease              Lease     `firestore:"lease"`
+	MovedTo            string    `firestore:"movedTo,omitempty"` // a migrated legacy record: the key it moved to
 }
 
 // Lease marks the one sync of a user in progress; it lapses at Until, so a

@@ -136,7 +136,7 @@ func New(opts Options) *Server {
 // Register serves the provider's endpoints on mux: the authorization
 // endpoint at /o/oauth2/v2/auth (and Google's older /o/oauth2/auth) with its
 // consent form's target, /token, /revoke, and the signing keys at
-// /oauth2/v3/certs.
+// /oauth2/v3/certs, and /tokeninfo.
 func (s *Server) Register(mux *http.ServeMux) {
 	mux.HandleFunc("GET /o/oauth2/v2/auth", s.authorize)
 	mux.HandleFunc("GET /o/oauth2/auth", s.authorize)
@@ -144,6 +144,8 @@ func (s *Server) Register(mux *http.ServeMux) {
 	mux.HandleFunc("POST /token", s.token)
 	mux.HandleFunc("POST /revoke", s.revoke)
 	mux.HandleFunc("GET /oauth2/v3/certs", s.certs)
+	mux.HandleFunc("GET /tokeninfo", s.tokenInfo)
+	mux.HandleFunc("POST /tokeninfo", s.tokenInfo)
 }
 
 // AddClient registers or replaces an OAuth client.
