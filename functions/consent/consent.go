@@ -125,10 +125,8 @@ type Handler struct {
 	origin     string // PUBLIC_URL's scheme://host
 	cookie     http.Cookie
 
-	keyMu         sync.Mutex
-	stateKey      []byte
-	signedLinkKey []byte
-	userKeys      *store.Keyer
+	keyMu sync.Mutex
+	keys  map[string][]byte // the function's own keys, by secret name
 }
 
 // New returns a Handler; cfg must come from ReadConfig (or be as valid).
@@ -150,6 +148,7 @@ func New(cfg Config, d Deps, log *slog.Logger) *Handler {
 		now:        d.Users.Now,
 		basePath:   strings.TrimRight(u.Path, "/"),
 		origin:     originOf(cfg.PublicURL),
+		keys:       map[string][]byte{},
 	}
 	// Browsers refuse Secure cookies from plain http, which config allows
 	// only for loopback development; every deployed PUBLIC_URL is https.

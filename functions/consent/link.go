@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
-	"strings"
 	"time"
 
 	"github.com/gmailwatch/gmailwatch/shared/connectlink"
@@ -83,22 +82,8 @@ func (h *Handler) refuseLink(w http.ResponseWriter, r *http.Request, l store.Lin
 	h.render(w, ref.page, ref.status, pageData{Message: ref.msg})
 }
 
-// linkKey returns the signed-link key, read from Secret Manager once it is
-// read successfully. A deployment without the secret refuses signed links.
+// linkKey returns the signed-link key. A deployment without the secret
+// refuses signed links.
 func (h *Handler) linkKey(ctx context.Context) ([]byte, error) {
-	h.keyMu.Lock()
-	defer h.keyMu.Unlock()
-	if h.signedLinkKey != nil {
-		return h.signedLinkKey, nil
-	}
-	b, err := h.tokens.Access(ctx, h.cfg.LinkKeyName)
-	if err != nil {
-		return nil, fmt.Errorf("connect link key: %w", err)
-	}
-	b = []byte(strings.TrimSpace(string(b)))
-	if len(b) < connectlink.MinKeyBytes {
-		return nil, fmt.Errorf("connect link key %s: shorter than %d bytes", h.cfg.LinkKeyName, connectlink.MinKeyBytes)
-	}
-	h.signedLinkKey = b
-	return b, nil
+	return h.secretKey(ctx, h.cfg.LinkKeyName, connectlink.MinKeyBytes)
 }

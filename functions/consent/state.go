@@ -119,42 +119,36 @@ func (h *Handler) checkState(ctx context.Context, r *http.Request) (flowState, e
 	return s, nil
 }
 
-// signingKey returns the state-signing key, read from Secret Manager once
-// it is read successfully.
+// signingKey returns the state-signing key.
 func (h *Handler) signingKey(ctx context.Context) ([]byte, error) {
-	h.keyMu.Lock()
-	defer h.keyMu.Unlock()
-	if h.stateKey != nil {
-		return h.stateKey, nil
-	}
-	b, err := h.tokens.Access(ctx, h.cfg.StateKeyName)
-	if err != nil {
-		return nil, fmt.Errorf("state key: %w", err)
-	}
-	b = []byte(strings.TrimSpace(string(b)))
-	if len(b) < minKeyBytes {
-		return nil, fmt.Errorf("state key %s: shorter than %d bytes", h.cfg.StateKeyName, minKeyBytes)
-	}
-	h.stateKey = b
-	return b, nil
+	return h.secretKey(ctx, h.cfg.StateKeyName, minKeyBytes)
 }
 
-// keyer returns the user-key hash, its secret read from Secret Manager once
-// it is read successfully.
+// keyer returns the user-key hash.
 func (h *Handler) keyer(ctx context.Context) (store.Keyer, error) {
+	b, err := h.secretKey(ctx, h.cfg.UserKeyName, store.MinUserKeyBytes)
+	if err != nil {
+		return store.Keyer{}, err
+	}
+	return store.NewKeyer(b)
+}
+
+// secretKey returns one of the function's own keys from Secret Manager,
+// trimmed and at least min bytes long, read once it is read successfully.
+func (h *Handler) secretKey(ctx context.Context, name string, min int) ([]byte, error) {
 	h.keyMu.Lock()
 	defer h.keyMu.Unlock()
-	if h.userKeys != nil {
-		return *h.userKeys, nil
+	if b, ok := h.keys[name]; ok {
+		return b, nil
 	}
-	b, err := h.tokens.Access(ctx, h.cfg.UserKeyName)
+	b, err := h.tokens.Access(ctx, name)
 	if err != nil {
-		return store.Keyer{}, fmt.Errorf("user key secret: %w", err)
+		return nil, fmt.Errorf("key %s: %w", name, err)
 	}
-	k, err := store.NewKeyer([]byte(strings.TrimSpace(string(b))))
-	if err != nil {
-		return store.Keyer{}, fmt.Errorf("%s: %w", h.cfg.UserKeyName, err)
+	b = []byte(strings.TrimSpace(string(b)))
+	if len(b) < min {
+		return nil, fmt.Errorf("key %s: shorter than %d bytes", name, min)
 	}
-	h.userKeys = &k
-	return k, nil
+	h.keys[name] = b
+	return b, nil
 }
