@@ -472,3 +472,25 @@ func TestDisconnectNeedsASameSiteConfirmation(t *testing.T) {
 	}
 	s.unchanged(t, before)
 }
+
+// On its own https origin the state cookie is __Host- (Secure, Path=/, no
+// Domain), so no sibling domain can plant one; under a path behind a proxy
+// it stays __Secure- and scoped to the callback.
+func TestStateCookiePrefix(t *testing.T) {
+	s := newStack(t)
+	for _, tc := range []struct{ publicURL, name, path string }{
+		{"https://consent.example.com", "__Host-consent-state", "/"},
+		{"https://example.com/gmail", "__Secure-consent-state", "/gmail" + consent.CallbackPath},
+	} {
+		h := consent.New(s.withEnv(t, map[string]string{"PUBLIC_URL": tc.publicURL}), s.deps(), s.log)
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, httptest.NewRequest("GET", "/connect?login_hint="+alice, nil))
+		cookies := rec.Result().Cookies()
+		if rec.Code != http.StatusFound || len(cookies) != 1 {
+			t.Fatalf("%s: status %d, cookies %v", tc.publicURL, rec.Code, cookies)
+		}
+		if c := cookies[0]; c.Name != tc.name || c.Path != tc.path || !c.Secure || c.Domain != "" || !c.HttpOnly {
+			t.Errorf("%s: cookie %s Path %q Secure %v Domain %q; want %s on %s, Secure, no Domain", tc.publicURL, c.Name, c.Path, c.Secure, c.Domain, tc.name, tc.path)
+		}
+	}
+}
