@@ -14,17 +14,12 @@
 package accounts
 
 import (
-	"context"
-	"fmt"
 	"log/slog"
 	"net/http"
 	"os"
 	"strings"
-	"sync"
 	"time"
 
-	"cloud.google.com/go/firestore"
-	"cloud.google.com/go/pubsub/v2"
 	"github.com/GoogleCloudPlatform/functions-framework-go/functions"
 
 	"github.com/gmailwatch/gmailwatch/shared/config"
@@ -34,37 +29,38 @@ import (
 	"github.com/gmailwatch/gmailwatch/shared/gmailclient"
 	"github.com/gmailwatch/gmailwatch/shared/gmailsync"
 	"github.com/gmailwatch/gmailwatch/shared/logging"
+	"github.com/gmailwatch/gmailwatch/shared/platform"
 	"github.com/gmailwatch/gmailwatch/shared/store"
 	"github.com/gmailwatch/gmailwatch/shared/vault"
 )
 
-func init() { functions.HTTP("Accounts", serve) }
+func init() { functions.HTTP("Accounts", platform.HTTP(production, unavailable)) }
 
 // Config is the function's settings.
 type Config struct {
-	ProjectID      string
-	ConsentURL     string // CONSENT_URL: the consent function's PUBLIC_URL, where links point
-	EventsTopic    string // EVENTS_TOPIC
-	SecretEndpoint string // SECRETMANAGER_ENDPOINT: loopback, local runs only
-	LinkTTL        time.Duration
-	Links          connectlink.Policy
-	OAuth          gmailclient.Settings
-	Sync           gmailsync.Settings
+	Platform   platform.Settings
+	ConsentURL string // CONSENT_URL: the consent function's PUBLIC_URL, where links point
+	LinkTTL    time.Duration
+	Links      connectlink.Policy
+	OAuth      gmailclient.Settings
+	Sync       gmailsync.Settings
 }
 
+// Cloud returns the settings every function shares.
+func (c Config) Cloud() platform.Settings { return c.Platform }
+
 // ReadConfig reads the settings, reporting every problem in one error.
-func ReadConfig(lookup func(string) (string, bool)) (Config, error) {
+func ReadConfig(lookup platform.Lookup) (Config, error) {
 	r := config.NewReader(lookup)
 	c := Config{
-		ProjectID:      r.String("PROJECT_ID", config.Required),
-		ConsentURL:     strings.TrimRight(r.URL("CONSENT_URL", config.Required), "/"),
-		EventsTopic:    r.String("EVENTS_TOPIC", config.Required),
-		SecretEndpoint: r.String("SECRETMANAGER_ENDPOINT", ""),
-		LinkTTL:        r.Duration("CONNECT_LINK_TTL", connectlink.DefaultTTL),
-		Links:          connectlink.ReadPolicy(r),
-		OAuth:          gmailclient.ReadSettings(r),
-		Sync:           gmailsync.ReadSettings(r),
+		Platform:   platform.ReadSettings(r),
+		ConsentURL: strings.TrimRight(r.URL("CONSENT_URL", config.Required), "/"),
+		LinkTTL:    r.Duration("CONNECT_LINK_TTL", connectlink.DefaultTTL),
+		Links:      connectlink.ReadPolicy(r),
+		OAuth:      gmailclient.ReadSettings(r),
+		Sync:       gmailsync.ReadSettings(r),
 	}
+	c.Sync.Labels, c.Sync.LabelFilter = gmailclient.ReadLabels(r)
 	if c.LinkTTL > connectlink.MaxTTL {
 		r.Problem("CONNECT_LINK_TTL", "%v is over the longest link life, %v", c.LinkTTL, connectlink.MaxTTL)
 	}
@@ -82,32 +78,27 @@ type Handler struct {
 	mux        *http.ServeMux
 }
 
-// Deps are the clients a Handler works with.
+// Deps are what a Handler works with.
 type Deps struct {
-	Firestore *firestore.Client
-	Vault     *vault.Vault
-	Events    *events.Publisher
-	HTTP      *http.Client     // for Google's token, revoke and Gmail endpoints; nil: a client with a timeout
-	Now       func() time.Time // nil: time.Now
+	Users  *store.Store // its clock is the handler's
+	Vault  *vault.Vault
+	Events *events.Publisher
+	HTTP   *http.Client // for Google's token, revoke and Gmail endpoints; nil: a client with a timeout
 }
 
 // New returns a Handler; cfg must come from ReadConfig (or be as valid).
 func New(cfg Config, d Deps, log *slog.Logger) *Handler {
-	if d.Now == nil {
-		d.Now = time.Now
-	}
 	if d.HTTP == nil {
 		d.HTTP = &http.Client{Timeout: 20 * time.Second}
 	}
-	users := store.New(d.Firestore, d.Now)
 	clients := gmailclient.NewFactory(cfg.OAuth, d.Vault)
 	h := &Handler{
 		cfg:        cfg,
-		users:      users,
-		disconnect: disconnect.New(users, d.Vault, clients, d.Events, d.HTTP, log),
-		syncer:     gmailsync.New(gmailsync.Deps{Users: users, Gmail: clients, Events: d.Events, Logger: log, Now: d.Now}, cfg.Sync),
+		users:      d.Users,
+		disconnect: disconnect.New(d.Users, d.Vault, clients, d.Events, d.HTTP, log),
+		syncer:     gmailsync.New(gmailsync.Deps{Users: d.Users, Gmail: clients, Events: d.Events, Logger: log, Now: d.Users.Now}, cfg.Sync),
 		log:        log,
-		now:        d.Now,
+		now:        d.Users.Now,
 		mux:        http.NewServeMux(),
 	}
 	h.mux.HandleFunc("POST /connect-links", h.createLink)
@@ -124,43 +115,19 @@ func New(cfg Config, d Deps, log *slog.Logger) *Handler {
 
 // ServeHTTP serves the API.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	r = r.WithContext(logging.WithTrace(r.Context(), h.cfg.ProjectID, r.Header.Get("X-Cloud-Trace-Context")))
-	h.mux.ServeHTTP(w, r)
+	h.mux.ServeHTTP(w, r.WithContext(platform.TraceRequest(r.Context(), h.cfg.Platform.ProjectID, r)))
 }
 
-var (
-	prodLog = logging.New(os.Stdout, slog.LevelInfo)
-	// prodHandler is the deployed handler, built from the environment at the first request.
-	prodHandler = sync.OnceValues(func() (*Handler, error) { return production(context.Background(), prodLog) })
-)
+// production is the deployed handler, built from the environment at the first request.
+var production = platform.Production("accounts", ReadConfig, wire)
 
-func serve(w http.ResponseWriter, r *http.Request) {
-	h, err := prodHandler()
-	if err != nil {
-		prodLog.ErrorContext(r.Context(), "accounts function unavailable", "error", err)
-		fail(w, http.StatusInternalServerError, "the service is not configured")
-		return
-	}
-	h.ServeHTTP(w, r)
+// unavailable answers a request when the function cannot start; the error
+// is logged, never shown.
+func unavailable(w http.ResponseWriter, _ error) {
+	fail(w, http.StatusInternalServerError, "the service is not configured")
 }
 
-// production builds the deployed Handler from the environment.
-func production(ctx context.Context, log *slog.Logger) (*Handler, error) {
-	cfg, err := ReadConfig(os.LookupEnv)
-	if err != nil {
-		return nil, err
-	}
-	fs, err := firestore.NewClient(ctx, cfg.ProjectID)
-	if err != nil {
-		return nil, fmt.Errorf("firestore client: %w", err)
-	}
-	v, err := vault.New(ctx, cfg.ProjectID, cfg.SecretEndpoint)
-	if err != nil {
-		return nil, err
-	}
-	ps, err := pubsub.NewClient(ctx, cfg.ProjectID)
-	if err != nil {
-		return nil, fmt.Errorf("pubsub client: %w", err)
-	}
-	return New(cfg, Deps{Firestore: fs, Vault: v, Events: events.NewPublisher(ps, cfg.EventsTopic)}, log), nil
+// wire builds the handler over the deployed clients.
+func wire(cfg Config, c *platform.Clients) *Handler {
+	return New(cfg, Deps{Users: store.New(c.Firestore(), nil), Vault: c.Vault(), Events: c.Events()}, logging.New(os.Stdout, slog.LevelInfo))
 }

@@ -12,15 +12,12 @@ import (
 	"testing"
 	"time"
 
-	"cloud.google.com/go/firestore"
-
 	"github.com/gmailwatch/gmailwatch/functions/accounts"
 	"github.com/gmailwatch/gmailwatch/scripts/sandbox"
 	"github.com/gmailwatch/gmailwatch/scripts/sandbox/gmailapi"
 	"github.com/gmailwatch/gmailwatch/scripts/testenv"
 	"github.com/gmailwatch/gmailwatch/shared/config"
 	"github.com/gmailwatch/gmailwatch/shared/connectlink"
-	"github.com/gmailwatch/gmailwatch/shared/events"
 	"github.com/gmailwatch/gmailwatch/shared/gmailclient"
 	"github.com/gmailwatch/gmailwatch/shared/store"
 	"github.com/gmailwatch/gmailwatch/shared/vault"
@@ -31,53 +28,26 @@ const (
 	appOrigin  = "https://app.example.com"
 )
 
-// world is the accounts function on a loopback server, with the Firestore and
-// Pub/Sub emulators and the sandbox's OAuth, Gmail and Secret Manager.
+// world is the accounts function on a loopback server, over a testenv world:
+// the Firestore and Pub/Sub emulators and the sandbox's OAuth, Gmail and
+// Secret Manager.
 type world struct {
+	*testenv.World
 	url   string
-	fs    *firestore.Client
 	users *store.Store
 	vault *vault.Vault
 	sb    *sandbox.Sandbox
-	now   time.Time
 }
 
 func newWorld(t *testing.T) *world {
 	t.Helper()
-	ctx := context.Background()
-	project := testenv.Project(t)
-	w := &world{fs: testenv.Firestore(t, project)}
-	w.users = store.New(w.fs, nil)
-	ps := testenv.PubSub(t, project)
-	gmailTopic := testenv.Topic(t, ps, "gmail")
-	testenv.Topic(t, ps, "events")
-	sb, err := sandbox.Start(ctx, sandbox.Options{ProjectID: project, ClientID: "accounts-test", ClientSecret: "accounts-test-secret"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { sb.Close() })
-	w.sb = sb
-	if err := sb.PutSecret(ctx, project, "oauth-client-secret", []byte("accounts-test-secret")); err != nil {
-		t.Fatal(err)
-	}
-	env := sb.Env()
-	for k, v := range map[string]string{"PROJECT_ID": project, "CONSENT_URL": consentURL + "/", "EVENTS_TOPIC": "events",
-		"GMAIL_TOPIC": gmailTopic, "RETURN_ORIGINS": appOrigin} {
-		env[k] = v
-	}
-	cfg, err := accounts.ReadConfig(config.FromMap(env))
+	w := &world{World: testenv.NewWorld(t, testenv.Options{})}
+	w.users, w.vault, w.sb = w.Store, w.Vault, w.Sandbox
+	cfg, err := accounts.ReadConfig(config.FromMap(w.Env(map[string]string{"CONSENT_URL": consentURL + "/", "RETURN_ORIGINS": appOrigin})))
 	if err != nil {
 		t.Fatalf("ReadConfig: %v", err)
 	}
-	w.vault, err = vault.New(ctx, project, sb.SecretManagerAddr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	pub := events.NewPublisher(ps, "events")
-	t.Cleanup(pub.Stop)
-	log, _ := testenv.Logger(t)
-	h := accounts.New(cfg, accounts.Deps{Firestore: w.fs, Vault: w.vault, Events: pub}, log)
-	srv := httptest.NewServer(h)
+	srv := httptest.NewServer(accounts.New(cfg, accounts.Deps{Users: w.Store, Vault: w.Vault, Events: w.Publisher}, w.Log))
 	t.Cleanup(srv.Close)
 	w.url = srv.URL
 	return w
@@ -129,7 +99,7 @@ func (w *world) call(t *testing.T, method, path, body string, out any) (int, str
 
 func (w *world) links(t *testing.T) []store.Link {
 	t.Helper()
-	docs, err := w.fs.Collection("connectLinks").Documents(context.Background()).GetAll()
+	docs, err := w.Firestore.Collection("connectLinks").Documents(context.Background()).GetAll()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -366,5 +336,29 @@ func TestReadConfig(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("ReadConfig error %v does not name %s", err, want)
 		}
+	}
+}
+
+// TestRegisteredFunctionFromTheEnvironment serves the function that init
+// registered, as deployed: its production handler is built from the process
+// environment and makes a link on the configured consent URL.
+func TestRegisteredFunctionFromTheEnvironment(t *testing.T) {
+	w := newWorld(t)
+	for k, v := range w.Env(map[string]string{"CONSENT_URL": consentURL, "RETURN_ORIGINS": appOrigin}) {
+		t.Setenv(k, v)
+	}
+	base := testenv.ServeRegistered(t, "Accounts")
+	resp, err := http.Post(base+"/connect-links", "application/json", strings.NewReader(`{"appRef":"registered"}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var got link
+	json.NewDecoder(resp.Body).Decode(&got)
+	if resp.StatusCode != http.StatusCreated || !strings.HasPrefix(got.URL, consentURL+"/connect?link=") {
+		t.Errorf("POST /connect-links: status %d, url %q", resp.StatusCode, got.URL)
+	}
+	if links := w.links(t); len(links) != 1 || links[0].AppRef != "registered" {
+		t.Errorf("stored links = %+v, want the one made", links)
 	}
 }

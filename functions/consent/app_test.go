@@ -32,7 +32,7 @@ func (s *stack) accountsAPI(t *testing.T) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := httptest.NewServer(accounts.New(cfg, accounts.Deps{Firestore: s.Firestore, Vault: s.vault, Events: s.publisher, HTTP: s.httpClient, Now: s.clock.Now}, s.log))
+	srv := httptest.NewServer(accounts.New(cfg, accounts.Deps{Users: s.users, Vault: s.vault, Events: s.publisher, HTTP: s.httpClient}, s.log))
 	t.Cleanup(srv.Close)
 	return srv.URL
 }

@@ -51,7 +51,7 @@ func TestAdmin(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	api := accounts.New(cfg, accounts.Deps{Firestore: w.Firestore, Vault: w.Vault, Events: w.Publisher}, log)
+	api := accounts.New(cfg, accounts.Deps{Users: w.Store, Vault: w.Vault, Events: w.Publisher}, log)
 	var authMu sync.Mutex
 	var auth []string
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
