@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/oauth2"
+
 	"github.com/gmailwatch/gmailwatch/functions/consent"
 	"github.com/gmailwatch/gmailwatch/scripts/sandbox/googleauth"
 	"github.com/gmailwatch/gmailwatch/shared/config"
@@ -492,5 +494,36 @@ func TestStateCookiePrefix(t *testing.T) {
 		if c := cookies[0]; c.Name != tc.name || c.Path != tc.path || !c.Secure || c.Domain != "" || !c.HttpOnly {
 			t.Errorf("%s: cookie %s Path %q Secure %v Domain %q; want %s on %s, Secure, no Domain", tc.publicURL, c.Name, c.Path, c.Secure, c.Domain, tc.name, tc.path)
 		}
+	}
+}
+
+// Revoking ends the whole grant of a Google account, so a refused flow by an
+// account that is connected already must leave that connection working.
+func TestRefusalKeepsAnExistingConnection(t *testing.T) {
+	s := newStack(t)
+	s.addPeople(t)
+	c, cb, _ := s.followLink(t, s.storedLink(t, s.request("carol-ref"), time.Minute), carol)
+	if back := s.back(t, cb, c); back.Query().Get("outcome") != "connected" {
+		t.Fatalf("carol's own connect: back to %s", back)
+	}
+	before := s.snapshot(t)
+	revokes := s.revokes()
+	r := s.request("alice-ref")
+	r.ExpectedAddress = alice
+	c, cb, _ = s.followLink(t, s.storedLink(t, r, time.Minute), carol)
+	if back := s.back(t, cb, c); back.Query().Get("reason") != "account_not_allowed" {
+		t.Errorf("alice's link completed by carol: back to %s", back)
+	}
+	before.Links = s.snapshot(t).Links
+	s.unchanged(t, before)
+	if n := s.revokes() - revokes; n != 0 {
+		t.Errorf("%d revocations: the refusal withdrew carol's live grant", n)
+	}
+	versions := s.tokenVersions(carol)
+	if len(versions) != 1 {
+		t.Fatalf("carol's token versions = %d", len(versions))
+	}
+	if _, err := s.oauthConfig().TokenSource(context.Background(), &oauth2.Token{RefreshToken: string(versions[0].Data)}).Token(); err != nil {
+		t.Errorf("carol's stored token no longer works: %v", err)
 	}
 }
