@@ -147,6 +147,18 @@ resource "google_project_iam_member" "accounts_refresh_tokens" {
   }
 }
 
+# --- Connect links outlive their use by a day (a use must be remembered while
+# a late flow can still complete); then a TTL policy deletes them, as it does
+# the message markers.
+resource "google_firestore_field" "connect_link_ttl" {
+  database   = google_firestore_database.main.name
+  collection = "connectLinks"
+  field      = "expireAt"
+
+  ttl_config {}
+  index_config {}
+}
+
 # --- Who may call it: the listed members, and nobody else.
 resource "google_cloud_run_v2_service_iam_member" "accounts_invoker" {
   for_each = toset(var.accounts_invokers)

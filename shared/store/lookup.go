@@ -15,7 +15,7 @@ func (s *Store) ByAppRef(ctx context.Context, ref string, limit int) ([]User, er
 }
 
 // ListStatus returns up to limit users of one status, by key, after `after`.
-// It is served by a composite index on (status, __name__).
+// An equality filter ordered by document id needs no composite index.
 func (s *Store) ListStatus(ctx context.Context, status, after string, limit int) ([]User, error) {
 	q := s.users().Where("status", "==", status).OrderBy(firestore.DocumentID, firestore.Asc).Limit(limit)
 	if after != "" {
