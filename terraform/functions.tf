@@ -117,7 +117,7 @@ resource "google_cloudfunctions2_function" "function" {
     max_instance_count    = var.function_settings[each.key].max_instances
     min_instance_count    = 0
     service_account_email = google_service_account.function[each.key].email
-    ingress_settings      = each.value.public ? "ALLOW_ALL" : "ALLOW_INTERNAL_ONLY"
+    ingress_settings      = each.value.ingress
     environment_variables = merge(local.common_env, each.value.env)
 
     all_traffic_on_latest_revision = true

@@ -24,7 +24,7 @@ resource "google_service_account" "builder" {
 
 # --- Firestore: no finer IAM than the project exists.
 resource "google_project_iam_member" "datastore_user" {
-  for_each = toset(["consent", "notify", "renew"])
+  for_each = toset(["consent", "accounts", "notify", "renew"])
 
   project = var.project_id
   role    = "roles/datastore.user"
@@ -36,7 +36,7 @@ resource "google_project_iam_member" "datastore_user" {
 
 # --- Secrets named in variables: accessor on each secret itself.
 resource "google_secret_manager_secret_iam_member" "oauth_client_accessor" {
-  for_each = toset(["consent", "notify", "renew"])
+  for_each = toset(["consent", "accounts", "notify", "renew"])
 
   secret_id = google_secret_manager_secret.oauth_client.secret_id
   role      = "roles/secretmanager.secretAccessor"
@@ -105,7 +105,7 @@ resource "google_project_iam_member" "refresh_token_accessor" {
 
 # --- Pub/Sub: publish on the one topic each function writes to.
 resource "google_pubsub_topic_iam_member" "events_publisher" {
-  for_each = toset(["consent", "notify", "renew"])
+  for_each = toset(["consent", "accounts", "notify", "renew"])
 
   topic  = google_pubsub_topic.events.name
   role   = "roles/pubsub.publisher"

@@ -54,16 +54,34 @@ locals {
     # first renewal, notify the next reconcile); terraform/policy checks it.
     consent = {
       entry_point   = "Consent"
-      public        = true
+      ingress       = "ALLOW_ALL"
       trigger_topic = null
       env = {
-        RENEW_BEFORE = var.renew_before
-        RENEW_EVERY  = var.renew_every
+        RENEW_BEFORE                 = var.renew_before
+        RENEW_EVERY                  = var.renew_every
+        ALLOWED_ADDRESSES            = join(",", var.allowed_addresses)
+        ALLOWED_DOMAINS              = join(",", var.allowed_domains)
+        OPEN_ENROLLMENT              = tostring(var.open_enrollment)
+        RETURN_ORIGINS               = join(",", var.return_origins)
+        CONNECT_LINK_KEY_SECRET_NAME = var.connect_link_key_secret_name
+        USER_KEY_SECRET_NAME         = var.user_key_secret_name
+      }
+    }
+    # The application's backend API (accounts.tf: who may call it).
+    accounts = {
+      entry_point   = "Accounts"
+      ingress       = var.accounts_ingress
+      trigger_topic = null
+      env = {
+        CONSENT_URL      = local.public_url
+        RETURN_ORIGINS   = join(",", var.return_origins)
+        CONNECT_LINK_TTL = var.connect_link_ttl
+        RECONCILE_AFTER  = var.reconcile_after
       }
     }
     notify = {
       entry_point   = "Notify"
-      public        = false
+      ingress       = "ALLOW_INTERNAL_ONLY"
       trigger_topic = "projects/${var.project_id}/topics/${google_pubsub_topic.gmail.name}"
       env = {
         RECONCILE_AFTER = var.reconcile_after
@@ -71,7 +89,7 @@ locals {
     }
     renew = {
       entry_point   = "Renew"
-      public        = false
+      ingress       = "ALLOW_INTERNAL_ONLY"
       trigger_topic = null
       env = {
         RENEW_BEFORE           = var.renew_before
@@ -88,7 +106,7 @@ locals {
     # retry for 24 hours and still dead-letter what never got through.
     webhook = {
       entry_point   = "Webhook"
-      public        = false
+      ingress       = "ALLOW_INTERNAL_ONLY"
       trigger_topic = null
       env = {
         WEBHOOK_URL          = var.webhook_url

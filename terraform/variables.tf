@@ -345,15 +345,16 @@ variable "function_settings" {
     max_instances = number
   }))
   default = {
-    consent = { memory = "256M", timeout = 60, max_instances = 10 }
-    notify  = { memory = "256M", timeout = 300, max_instances = 100 }
-    renew   = { memory = "512M", timeout = 540, max_instances = 1 }
-    webhook = { memory = "256M", timeout = 120, max_instances = 50 }
+    consent  = { memory = "256M", timeout = 60, max_instances = 10 }
+    accounts = { memory = "256M", timeout = 300, max_instances = 10 }
+    notify   = { memory = "256M", timeout = 300, max_instances = 100 }
+    renew    = { memory = "512M", timeout = 540, max_instances = 1 }
+    webhook  = { memory = "256M", timeout = 120, max_instances = 50 }
   }
 
   validation {
-    condition     = length(setsubtract(["consent", "notify", "renew", "webhook"], keys(var.function_settings))) == 0
-    error_message = "The function_settings must have an entry for each of consent, notify, renew and webhook."
+    condition     = length(setsubtract(["consent", "accounts", "notify", "renew", "webhook"], keys(var.function_settings))) == 0
+    error_message = "The function_settings must have an entry for each of consent, accounts, notify, renew and webhook."
   }
 
   validation {
@@ -361,7 +362,7 @@ variable "function_settings" {
       for name, s in var.function_settings :
       s.timeout >= 1 && s.timeout <= (contains(["notify", "webhook"], name) ? 540 : 3600) && s.max_instances >= 1 && can(regex("^[0-9]+(M|Mi|G|Gi)$", s.memory))
     ])
-    error_message = "Each function needs memory like 256M, max_instances >= 1 and a timeout of 1-540 s (notify, webhook) or 1-3600 s (consent, renew)."
+    error_message = "Each function needs memory like 256M, max_instances >= 1 and a timeout of 1-540 s (notify, webhook) or 1-3600 s (consent, accounts, renew)."
   }
 }
 

@@ -11,6 +11,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/gmailwatch/gmailwatch/scripts/stack"
 )
 
 // TestMain lets the test binary serve as the isolated probe, as the program
@@ -167,8 +169,8 @@ func TestBench(t *testing.T) {
 		{"renewal users", rn.Users, 30},
 		{"watches renewed", rn.Renewed, 30},
 		{"watch calls", rn.WatchCalls, int64(30)},
-		{"functions started", len(cs.Functions), 4},
-		{"isolated starts", len(cs.Isolation), 8},
+		{"functions started", len(cs.Functions), len(stack.Functions)},
+		{"isolated starts", len(cs.Isolation), 2 * len(stack.Functions)},
 		{"isolation error", cs.IsolationError, ""},
 		{"network calls before a first request", callsBefore, 0},
 		{"configured notify dials after its first request", isolated["notify configured"].CallsAfter > 0, true},

@@ -152,6 +152,7 @@ func New(deps Deps, settings Settings) *Syncer {
 // Result tells what a push or sync did. With an error, Outcome is Synced (the
 // lease was taken) and the counters say how far the sync got.
 type Result struct {
+	User          string // the user key (OnPush, once known)
 	Outcome       string
 	Announced     int   // events published
 	FromHistoryID int64 // cursor before
@@ -166,11 +167,26 @@ type Result struct {
 // historyID. A returned error is worth a retry; permanent problems are
 // logged and reported in Result.Outcome with a nil error.
 func (s *Syncer) OnPush(ctx context.Context, email string, historyID int64) (Result, error) {
-	key := store.Key(email)
 	if historyID <= 0 {
-		return Result{}, fmt.Errorf("push for %s: history id %d is not positive", key, historyID)
+		return Result{}, fmt.Errorf("push at history id %d: not positive", historyID)
 	}
-	return s.run(ctx, key, historyID)
+	key, err := s.userOf(ctx, email)
+	if errors.Is(err, store.ErrNotFound) {
+		return Result{Outcome: Unknown}, nil
+	}
+	if err != nil {
+		return Result{}, err
+	}
+	res, err := s.run(ctx, key, historyID)
+	res.User = key
+	return res, err
+}
+
+// userOf maps a push's address to its user key. Keys derive from Google's
+// account id, not from the address, so the store is asked.
+func (s *Syncer) userOf(ctx context.Context, email string) (string, error) {
+	u, err := s.users.ByEmail(ctx, email)
+	return u.Key, err
 }
 
 // Sync reads the user's history from the cursor whether or not a push asked,
@@ -482,7 +498,8 @@ func (s *Syncer) MarkReauth(ctx context.Context, userKey string) (bool, error) {
 	epoch := fmt.Sprint(u.ConnectedAt.UnixMicro())
 	ev := events.Event{
 		Type: events.UserReauth, ID: events.ID(events.UserReauth, userKey, epoch),
-		Time: s.now().UTC().Format(time.RFC3339Nano), User: userKey, EmailAddress: u.Email,
+		Time: s.now().UTC().Format(time.RFC3339Nano), User: userKey, AppRef: u.AppRef, EmailAddress: u.Email,
+		Reconnect: events.ReconnectPath(userKey),
 	}
 	if err := s.events.Publish(ctx, ev); err != nil {
 		return false, fmt.Errorf("reauth of %s: %w", userKey, err)

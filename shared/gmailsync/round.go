@@ -260,6 +260,7 @@ func messageEvent(u store.User, msg *gmail.Message, now time.Time) events.Event 
 		ID:           events.ID(events.MessageReceived, u.Key, msg.Id),
 		Time:         now.UTC().Format(time.RFC3339Nano),
 		User:         u.Key,
+		AppRef:       u.AppRef,
 		EmailAddress: u.Email,
 		MessageID:    msg.Id,
 		ThreadID:     msg.ThreadId,

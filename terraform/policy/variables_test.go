@@ -49,9 +49,19 @@ func TestVariableValidation(t *testing.T) {
 		{"renew_schedule", "0 * * *", "The renew_schedule must be a five-field cron"},
 		{"renew_before", "two days", "The renew_before must be a Go duration"},
 		{"quota_units_per_minute", "99", "The quota_units_per_minute must be"},
-		{"function_settings", `{consent={memory="256M",timeout=60,max_instances=1}}`, "must have an entry for each of consent, notify, renew and webhook"},
-		{"function_settings", `{consent={memory="256M",timeout=60,max_instances=1},notify={memory="256M",timeout=900,max_instances=1},renew={memory="256M",timeout=60,max_instances=1},webhook={memory="256M",timeout=60,max_instances=1}}`, "timeout of 1-540 s"},
+		{"function_settings", `{consent={memory="256M",timeout=60,max_instances=1}}`, "must have an entry for each of consent, accounts, notify, renew and webhook"},
+		{"function_settings", `{consent={memory="256M",timeout=60,max_instances=1},accounts={memory="256M",timeout=60,max_instances=1},notify={memory="256M",timeout=900,max_instances=1},renew={memory="256M",timeout=60,max_instances=1},webhook={memory="256M",timeout=60,max_instances=1}}`, "timeout of 1-540 s"},
 		{"alert_emails", `["oncall"]`, "Each alert_emails entry must be an email address"},
+		{"accounts_invokers", `["allUsers"]`, "Each accounts_invokers entry must be serviceAccount:"},
+		{"accounts_invokers", `["domain:example.com"]`, "Each accounts_invokers entry must be serviceAccount:"},
+		{"accounts_ingress", "ALLOW_INTERNAL_AND_GCLB", "The accounts_ingress must be"},
+		{"return_origins", `["http://app.example.com"]`, "Each return_origins entry must be an https origin"},
+		{"return_origins", `["https://app.example.com/path"]`, "Each return_origins entry must be an https origin"},
+		{"allowed_domains", `["@example.com"]`, "Each allowed_domains entry must be"},
+		{"allowed_addresses", `["a@example.com,b@example.com"]`, "Each allowed_addresses entry must be an email address"},
+		{"connect_link_ttl", "thirty", "The connect_link_ttl must be a duration"},
+		{"user_key_secret_name", "gmail-refresh-keys", "The user_key_secret_name must be a secret id"},
+		{"connect_link_key_secret_name", "gmail-refresh-link", "The connect_link_key_secret_name must be a secret id"},
 	}
 	dir, err := filepath.Abs("..")
 	if err != nil {
