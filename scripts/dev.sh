@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The local stack: Firestore and Pub/Sub emulators, the Google sandbox and all
-# four functions on loopback ports, wired like the deployed system. It first
+# five functions on loopback ports, wired like the deployed system. It first
 # installs what is missing (scripts/setup.sh).
 #
 #   scripts/dev.sh          # run until Ctrl-C; prints the consent URL

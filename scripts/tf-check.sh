@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Checks terraform/ offline, without a Google Cloud account: builds Terraform
-# and its providers when not cached (scripts/tf-tools.sh), then runs
+# Checks terraform/ offline, without a Google Cloud account: gets Terraform
+# and builds its providers when not cached (scripts/tf-tools.sh, which waits
+# for a build already running in the background), then runs
 # fmt -check, validate and plan (dummy token, example variables, empty
 # state), and the Go policy and packaging tests over the plan's JSON.
 #

@@ -107,18 +107,6 @@ resource "google_service_account_iam_member" "mailboxes_token_creator" {
   depends_on = [google_service_account.mailboxes]
 }
 
-# IAM Credentials serves signJwt; the Admin SDK serves the directory. Both
-# must be on in the project of the delegated account, or the first call
-# fails with SERVICE_DISABLED.
-resource "google_project_service" "delegation" {
-  for_each = local.delegation ? toset(["iamcredentials.googleapis.com", "admin.googleapis.com"]) : toset([])
-
-  service = each.key
-
-  disable_on_destroy         = false
-  disable_dependent_services = false
-}
-
 output "delegation_client_id" {
   description = "With delegation: the client id to enter in the Admin console (Security > Access and data control > API controls > Manage Domain Wide Delegation > Add new)."
   value       = local.delegation ? google_service_account.mailboxes[0].unique_id : null

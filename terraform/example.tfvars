@@ -9,6 +9,14 @@ oauth_client_id = "123456789012-abcdefghijklmnopqrstuvwxyz012345.apps.googleuser
 # Optional: deliver events to an HTTPS endpoint, signed (Standard Webhooks).
 webhook_url = "https://hooks.example.com/gmail"
 
+# Embedding in an application: who may call the accounts API, and where
+# connect links may send the browser back to.
+accounts_invokers = ["serviceAccount:backend@gmailwatch-demo.iam.gserviceaccount.com"]
+return_origins    = ["https://app.example.com"]
+
+# Optional: who may connect on the plain consent URL, without a link.
+allowed_domains = ["example.com"]
+
 # Optional: also watch a Google Workspace domain's mailboxes through
 # domain-wide delegation, beside consent ("delegation": the domain only).
 connect_mode        = "both"

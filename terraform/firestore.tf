@@ -3,6 +3,10 @@ resource "google_firestore_database" "main" {
   location_id = var.firestore_location
   type        = "FIRESTORE_NATIVE"
 
+  # Seven days of versions to read, export or clone from if a bad deploy or
+  # an operator's mistake corrupts users' cursors.
+  point_in_time_recovery_enablement = var.firestore_point_in_time_recovery ? "POINT_IN_TIME_RECOVERY_ENABLED" : "POINT_IN_TIME_RECOVERY_DISABLED"
+
   delete_protection_state = "DELETE_PROTECTION_ENABLED"
   deletion_policy         = "ABANDON"
 
@@ -39,4 +43,21 @@ resource "google_firestore_field" "message_marker_ttl" {
 
   ttl_config {}
   index_config {}
+}
+
+# Used OAuth state nonces (oauthStates/{hash}, shared/store UseState) are kept
+# only to refuse a replayed state until it would have expired anyway; TTL
+# deletes them after expireAt. Field operations on one database can conflict
+# (409, hashicorp/terraform-provider-google #16329, retried by the provider
+# since GoogleCloudPlatform/magic-modules #9329): the two TTL policies are
+# made one after the other.
+resource "google_firestore_field" "oauth_state_ttl" {
+  database   = google_firestore_database.main.name
+  collection = "oauthStates"
+  field      = "expireAt"
+
+  ttl_config {}
+  index_config {}
+
+  depends_on = [google_firestore_field.message_marker_ttl]
 }

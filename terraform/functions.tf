@@ -39,6 +39,25 @@ resource "google_artifact_registry_repository" "functions" {
   format        = "DOCKER"
   description   = "Images of the gmailwatch functions."
 
+  # Every deploy pushes a new image per function, and nothing else removes
+  # them: keep the newest few of each function (a rollback needs the
+  # previous one), delete the rest after 30 days. KEEP wins over DELETE.
+  cleanup_policy_dry_run = false
+  cleanup_policies {
+    id     = "delete-old"
+    action = "DELETE"
+    condition {
+      older_than = "2592000s"
+    }
+  }
+  cleanup_policies {
+    id     = "keep-recent"
+    action = "KEEP"
+    most_recent_versions {
+      keep_count = 3
+    }
+  }
+
   depends_on = [google_project_service.enabled]
 }
 
@@ -98,7 +117,7 @@ resource "google_cloudfunctions2_function" "function" {
     max_instance_count    = var.function_settings[each.key].max_instances
     min_instance_count    = 0
     service_account_email = google_service_account.function[each.key].email
-    ingress_settings      = each.value.public ? "ALLOW_ALL" : "ALLOW_INTERNAL_ONLY"
+    ingress_settings      = each.value.ingress
     # An empty value is an unset setting (shared/config): left out.
     environment_variables = { for k, v in merge(local.common_env, each.value.env) : k => v if v != "" }
 
@@ -116,9 +135,27 @@ resource "google_cloudfunctions2_function" "function" {
     }
   }
 
-  depends_on = [
-    google_project_iam_member.builder_log_writer,
-    google_artifact_registry_repository_iam_member.builder_writer,
-    google_storage_bucket_iam_member.builder_source_reader,
+  depends_on = [terraform_data.build_grants_settled]
+}
+
+# IAM grants take a while to reach Cloud Build: a build started right after
+# its account got its roles fails to fetch the source or push the image, and
+# on a fresh project freshly enabled APIs' service agents need the same time.
+# The provider's own builder example waits 60 s (time_sleep, in
+# hashicorp/terraform-provider-google #20571); Terraform's built-in
+# terraform_data waits the same without one more provider to install and
+# lock. It waits again only when a grant it guards is replaced.
+resource "terraform_data" "build_grants_settled" {
+  triggers_replace = [
+    google_project_iam_member.builder_log_writer.id,
+    google_project_iam_member.builder_gcf_sources_reader.id,
+    google_artifact_registry_repository_iam_member.builder_writer.id,
+    google_storage_bucket_iam_member.builder_source_reader.id,
   ]
+
+  provisioner "local-exec" {
+    command = "sleep ${var.iam_settle_seconds}"
+  }
+
+  depends_on = [google_project_service.enabled]
 }

@@ -24,7 +24,7 @@ resource "google_service_account" "builder" {
 
 # --- Firestore: no finer IAM than the project exists.
 resource "google_project_iam_member" "datastore_user" {
-  for_each = toset(["consent", "notify", "renew"])
+  for_each = toset(["consent", "accounts", "notify", "renew"])
 
   project = var.project_id
   role    = "roles/datastore.user"
@@ -36,7 +36,7 @@ resource "google_project_iam_member" "datastore_user" {
 
 # --- Secrets named in variables: accessor on each secret itself.
 resource "google_secret_manager_secret_iam_member" "oauth_client_accessor" {
-  for_each = toset(["consent", "notify", "renew"])
+  for_each = toset(["consent", "accounts", "notify", "renew"])
 
   secret_id = google_secret_manager_secret.oauth_client.secret_id
   role      = "roles/secretmanager.secretAccessor"
@@ -60,7 +60,7 @@ resource "google_secret_manager_secret_iam_member" "webhook_accessor" {
 # --- Per-user refresh-token secrets, created at consent time: every grant is
 # confined by an IAM condition to secret names starting with the prefix.
 resource "google_project_iam_custom_role" "refresh_token_writer" {
-  role_id     = "gmailwatchRefreshTokenWriter"
+  role_id     = local.names.refresh_token_role
   title       = "gmailwatch refresh-token writer"
   description = "Create, rotate, read and delete the per-user gmail-refresh-* secrets."
   # Exactly the calls shared/vault makes.
@@ -105,7 +105,7 @@ resource "google_project_iam_member" "refresh_token_accessor" {
 
 # --- Pub/Sub: publish on the one topic each function writes to.
 resource "google_pubsub_topic_iam_member" "events_publisher" {
-  for_each = toset(["consent", "notify", "renew"])
+  for_each = toset(["consent", "accounts", "notify", "renew"])
 
   topic  = google_pubsub_topic.events.name
   role   = "roles/pubsub.publisher"
@@ -132,9 +132,12 @@ resource "google_cloud_run_v2_service_iam_member" "trigger_invoker" {
   member   = google_service_account.function[each.key].member
 }
 
-# The webhook's push subscription presents the webhook account's OIDC token;
-# Pub/Sub's service agent mints it (projects created before April 2021 need
-# this grant explicitly).
+# The webhook's push subscription presents the webhook account's OIDC token,
+# minted by Pub/Sub's service agent. Projects created after 8 April 2021 give
+# that agent the right to do so; older ones need a grant made once by hand
+# (terraform/README.md, Troubleshooting). Terraform does not make it: the
+# agent may not exist yet on a fresh project, and creating it first takes
+# google_project_service_identity, which only the google-beta provider has.
 resource "google_cloud_run_v2_service_iam_member" "webhook_pusher" {
   count = local.webhook_enabled ? 1 : 0
 
@@ -142,16 +145,6 @@ resource "google_cloud_run_v2_service_iam_member" "webhook_pusher" {
   name     = google_cloudfunctions2_function.function["webhook"].name
   role     = "roles/run.invoker"
   member   = google_service_account.function["webhook"].member
-}
-
-resource "google_service_account_iam_member" "pubsub_token_creator" {
-  count = local.webhook_enabled ? 1 : 0
-
-  service_account_id = "projects/${var.project_id}/serviceAccounts/${var.name_prefix}webhook@${var.project_id}.iam.gserviceaccount.com"
-  role               = "roles/iam.serviceAccountTokenCreator"
-  member             = "serviceAccount:service-${var.project_number}@gcp-sa-pubsub.iam.gserviceaccount.com"
-
-  depends_on = [google_service_account.function]
 }
 
 resource "google_cloud_run_v2_service_iam_member" "scheduler_invoker" {
@@ -180,6 +173,25 @@ resource "google_artifact_registry_repository_iam_member" "builder_writer" {
   repository = google_artifact_registry_repository.functions.repository_id
   role       = "roles/artifactregistry.writer"
   member     = google_service_account.builder.member
+}
+
+# Cloud Functions copies each upload into the Google-managed bucket
+# gcf-v2-sources-<project number>-<region>, and the build fetches it from
+# there, as the builder. That bucket appears with the first function, so no
+# grant can name it before; this project-level grant is conditioned on its
+# name instead. Without it every build fails: "Access to bucket gcf-v2-sources-…
+# denied. You must grant Storage Object Viewer permission" (hashicorp/
+# terraform-provider-google #20571, GoogleCloudPlatform/magic-modules #11324).
+resource "google_project_iam_member" "builder_gcf_sources_reader" {
+  project = var.project_id
+  role    = "roles/storage.objectViewer"
+  member  = google_service_account.builder.member
+
+  condition {
+    title       = "gcf-v2-sources bucket only"
+    description = "The bucket Cloud Functions copies uploads to in ${var.region}."
+    expression  = "resource.name == \"projects/_/buckets/${local.gcf_sources_bucket}\" || resource.name.startsWith(\"projects/_/buckets/${local.gcf_sources_bucket}/\")"
+  }
 }
 
 resource "google_storage_bucket_iam_member" "builder_source_reader" {

@@ -7,25 +7,44 @@ locals {
   refresh_token_prefix = "gmail-refresh-"
   secret_name_prefix   = "projects/${var.project_number}/secrets/${local.refresh_token_prefix}"
 
-  gmail_topic = "projects/${var.project_id}/topics/${var.gmail_topic_name}"
+  # Every name a second deployment in the same project could collide with
+  # carries name_prefix unless set explicitly.
+  names = {
+    gmail_topic         = coalesce(var.gmail_topic_name, "${var.name_prefix}gmail-notifications")
+    events_topic        = coalesce(var.events_topic_name, "${var.name_prefix}events")
+    events_subscription = var.events_subscription_name == null ? "${var.name_prefix}events-app" : var.events_subscription_name
+    dead_letter_topic   = coalesce(var.dead_letter_topic_name, "${var.name_prefix}events-dead-letter")
+    oauth_client_secret = coalesce(var.oauth_client_secret_name, "${var.name_prefix}oauth-client-secret")
+    state_key_secret    = coalesce(var.state_key_secret_name, "${var.name_prefix}consent-state-key")
+    webhook_secret      = coalesce(var.webhook_secret_name, "${var.name_prefix}webhook-signing-secret")
+    # Custom role ids allow letters, digits, _ and . only.
+    refresh_token_role = "${replace(var.name_prefix, "-", "_")}refreshTokenWriter"
+  }
+
+  gmail_topic = "projects/${var.project_id}/topics/${local.names.gmail_topic}"
+
+  # Google-managed bucket Cloud Functions builds from (see iam.tf).
+  gcf_sources_bucket = "gcf-v2-sources-${var.project_number}-${var.region}"
 
   # Cloud Functions serves every function at this predictable URL too, so the
   # consent function can know its own callback before it exists.
   consent_name = "${var.name_prefix}consent"
   public_url   = var.consent_public_url != "" ? var.consent_public_url : "https://${var.region}-${var.project_id}.cloudfunctions.net/${local.consent_name}"
 
-  webhook_enabled = var.webhook_url != ""
+  # webhook_url is sensitive (it may carry a token), but whether it is set is
+  # not, and for_each refuses sensitive values.
+  webhook_enabled = nonsensitive(var.webhook_url != "")
 
   common_env = {
     PROJECT_ID               = var.project_id
     GMAIL_TOPIC              = local.gmail_topic
-    EVENTS_TOPIC             = var.events_topic_name
+    EVENTS_TOPIC             = local.names.events_topic
     GMAIL_SCOPE              = var.gmail_scope
     GMAIL_LABELS             = join(",", var.gmail_labels)
     GMAIL_LABEL_FILTER       = var.gmail_label_filter
     OAUTH_CLIENT_ID          = var.oauth_client_id
-    OAUTH_CLIENT_SECRET_NAME = var.oauth_client_secret_name
-    STATE_KEY_SECRET_NAME    = var.state_key_secret_name
+    OAUTH_CLIENT_SECRET_NAME = local.names.oauth_client_secret
+    STATE_KEY_SECRET_NAME    = local.names.state_key_secret
     PUBLIC_URL               = local.public_url
   }
 
@@ -35,16 +54,34 @@ locals {
     # first renewal, notify the next reconcile); terraform/policy checks it.
     consent = {
       entry_point   = "Consent"
-      public        = true
+      ingress       = "ALLOW_ALL"
       trigger_topic = null
       env = {
-        RENEW_BEFORE = var.renew_before
-        RENEW_EVERY  = var.renew_every
+        RENEW_BEFORE                 = var.renew_before
+        RENEW_EVERY                  = var.renew_every
+        ALLOWED_ADDRESSES            = join(",", var.allowed_addresses)
+        ALLOWED_DOMAINS              = join(",", var.allowed_domains)
+        OPEN_ENROLLMENT              = tostring(var.open_enrollment)
+        RETURN_ORIGINS               = join(",", var.return_origins)
+        CONNECT_LINK_KEY_SECRET_NAME = var.connect_link_key_secret_name
+        USER_KEY_SECRET_NAME         = var.user_key_secret_name
+      }
+    }
+    # The application's backend API (accounts.tf: who may call it).
+    accounts = {
+      entry_point   = "Accounts"
+      ingress       = var.accounts_ingress
+      trigger_topic = null
+      env = {
+        CONSENT_URL      = local.public_url
+        RETURN_ORIGINS   = join(",", var.return_origins)
+        CONNECT_LINK_TTL = var.connect_link_ttl
+        RECONCILE_AFTER  = var.reconcile_after
       }
     }
     notify = {
       entry_point   = "Notify"
-      public        = false
+      ingress       = "ALLOW_INTERNAL_ONLY"
       trigger_topic = "projects/${var.project_id}/topics/${google_pubsub_topic.gmail.name}"
       env = {
         RECONCILE_AFTER            = var.reconcile_after
@@ -54,7 +91,7 @@ locals {
     }
     renew = {
       entry_point   = "Renew"
-      public        = false
+      ingress       = "ALLOW_INTERNAL_ONLY"
       trigger_topic = null
       env = {
         RENEW_BEFORE           = var.renew_before
@@ -78,15 +115,31 @@ locals {
     # retry for 24 hours and still dead-letter what never got through.
     webhook = {
       entry_point   = "Webhook"
-      public        = false
+      ingress       = "ALLOW_INTERNAL_ONLY"
       trigger_topic = null
       env = {
         WEBHOOK_URL          = var.webhook_url
-        WEBHOOK_SECRET_NAME  = var.webhook_secret_name
+        WEBHOOK_SECRET_NAME  = local.names.webhook_secret
         WEBHOOK_TIMEOUT      = var.webhook_timeout
         WEBHOOK_RETRY_WINDOW = var.webhook_retry_window
-        DEAD_LETTER_TOPIC    = var.dead_letter_topic_name
+        DEAD_LETTER_TOPIC    = local.names.dead_letter_topic
       }
     }
   } : {})
+}
+
+# Secret Manager IAM names secrets by project number, so a wrong
+# project_number would make every gmail-refresh- condition silently false:
+# users could connect, but notify and renew could never read their tokens.
+# Plan and apply read the project and warn when the number differs (offline,
+# the read fails and the check only warns that it could not run).
+check "project_number" {
+  data "google_project" "this" {
+    project_id = var.project_id
+  }
+
+  assert {
+    condition     = data.google_project.this.number == var.project_number
+    error_message = "project_number ${var.project_number} is not the number of project ${var.project_id} (${data.google_project.this.number}): fix it in terraform.tfvars, or secret access conditions match no secret."
+  }
 }

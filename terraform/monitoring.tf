@@ -1,7 +1,9 @@
-# Log-based metrics over the functions' JSON logs (shared/logging): the
-# functions log these messages with stable text, and each metric counts them
-# per Cloud Run service.
+# Alerts over the functions' JSON logs (shared/logging): the functions log
+# these messages with stable text, and each alert matches them per Cloud Run
+# service.
 locals {
+  deployment = trimsuffix(var.name_prefix, "-")
+
   services = { for name in keys(local.functions) : name => "${var.name_prefix}${name}" }
 
   service_filter = "resource.type=\"cloud_run_revision\" AND (${join(" OR ", [for s in values(local.services) : "resource.labels.service_name=\"${s}\""])})"
@@ -50,32 +52,6 @@ locals {
   } : {})
 }
 
-resource "google_logging_metric" "alert" {
-  for_each = local.log_alerts
-
-  name        = "${var.name_prefix}${replace(each.key, "_", "-")}"
-  description = each.value.title
-  filter      = each.value.filter
-
-  metric_descriptor {
-    metric_kind = "DELTA"
-    value_type  = "INT64"
-    unit        = "1"
-
-    labels {
-      key         = "service"
-      value_type  = "STRING"
-      description = "Cloud Run service (function) that logged the entry."
-    }
-  }
-
-  label_extractors = {
-    service = "EXTRACT(resource.labels.service_name)"
-  }
-
-  depends_on = [google_project_service.enabled]
-}
-
 resource "google_monitoring_notification_channel" "email" {
   for_each = toset(var.alert_emails)
 
@@ -88,10 +64,85 @@ resource "google_monitoring_notification_channel" "email" {
   depends_on = [google_project_service.enabled]
 }
 
+# Log-match alert policies, not log-based metrics: an alert policy created
+# right after the metric it counts fails with "Error 404: Cannot find
+# metric(s)" for up to 10 minutes (hashicorp/terraform-provider-google
+# #11102, open; #10325), so the first apply would need a re-run. A log-match
+# condition reads the log entries themselves and exists at once.
 resource "google_monitoring_alert_policy" "log_alert" {
   for_each = local.log_alerts
 
-  display_name          = each.value.title
+  display_name          = "${each.value.title} (${local.deployment})"
+  combiner              = "OR"
+  notification_channels = [for c in google_monitoring_notification_channel.email : c.id]
+
+  conditions {
+    display_name = each.value.title
+
+    condition_matched_log {
+      filter = each.value.filter
+      label_extractors = {
+        service = "EXTRACT(resource.labels.service_name)"
+      }
+    }
+  }
+
+  # Required for log-match conditions: at most one notification per period.
+  alert_strategy {
+    notification_rate_limit {
+      period = "300s"
+    }
+    auto_close = "86400s"
+  }
+
+  documentation {
+    content   = each.value.doc
+    mime_type = "text/markdown"
+  }
+
+  depends_on = [google_project_service.enabled]
+}
+
+# Failures no function logs: a renew that never runs (the scheduler cannot
+# call it), events piling up unacknowledged in front of notify or the
+# webhook, dead letters waiting for replay. These count Google's own log
+# entries and built-in metrics, which exist before the first event.
+locals {
+  # Eventarc makes the subscription that feeds notify and names it
+  # eventarc-<region>-<trigger id>-sub-<n>; a function's trigger id starts
+  # with the function's name.
+  eventarc_subscription_prefix = "eventarc-${var.region}-${local.services["notify"]}-"
+
+  backlog_alerts = merge({
+    notify_backlog = {
+      title        = "Gmail notifications not processed"
+      subscription = "starts_with(\"${local.eventarc_subscription_prefix}\")"
+      metric       = "pubsub.googleapis.com/subscription/oldest_unacked_message_age"
+      threshold    = 600
+      doc          = "A Gmail notification has waited more than 10 minutes for the notify function: notify keeps failing (see its logs) or cannot be invoked. Renew's reconciliation catches up on missed mail within the hour once notify works again."
+    }
+    dead_letter_backlog = {
+      title        = "Dead-lettered events waiting"
+      subscription = "\"${google_pubsub_subscription.dead_letter.name}\""
+      metric       = "pubsub.googleapis.com/subscription/num_undelivered_messages"
+      threshold    = 0
+      doc          = "Events the webhook could not deliver wait in the dead-letter subscription: fix the receiver, then replay them (scripts/replay)."
+    }
+    }, local.webhook_enabled ? {
+    webhook_backlog = {
+      title        = "Webhook deliveries delayed"
+      subscription = "\"${google_pubsub_subscription.webhook[0].name}\""
+      metric       = "pubsub.googleapis.com/subscription/oldest_unacked_message_age"
+      threshold    = 1800
+      doc          = "An event has waited more than 30 minutes for delivery to the webhook URL: the receiver is down or refusing it. The webhook keeps retrying until webhook_retry_window, then dead-letters."
+    }
+  } : {})
+}
+
+resource "google_monitoring_alert_policy" "backlog" {
+  for_each = local.backlog_alerts
+
+  display_name          = "${each.value.title} (${local.deployment})"
   combiner              = "OR"
   notification_channels = [for c in google_monitoring_notification_channel.email : c.id]
 
@@ -99,16 +150,14 @@ resource "google_monitoring_alert_policy" "log_alert" {
     display_name = each.value.title
 
     condition_threshold {
-      filter          = "metric.type=\"logging.googleapis.com/user/${google_logging_metric.alert[each.key].name}\" AND resource.type=\"cloud_run_revision\""
+      filter          = "metric.type=\"${each.value.metric}\" AND resource.type=\"pubsub_subscription\" AND resource.label.subscription_id=${each.value.subscription}"
       comparison      = "COMPARISON_GT"
-      threshold_value = 0
-      duration        = "0s"
+      threshold_value = each.value.threshold
+      duration        = "300s"
 
       aggregations {
-        alignment_period     = "300s"
-        per_series_aligner   = "ALIGN_SUM"
-        cross_series_reducer = "REDUCE_SUM"
-        group_by_fields      = ["metric.label.service"]
+        alignment_period   = "60s"
+        per_series_aligner = "ALIGN_MAX"
       }
 
       trigger {
@@ -125,4 +174,40 @@ resource "google_monitoring_alert_policy" "log_alert" {
     content   = each.value.doc
     mime_type = "text/markdown"
   }
+
+  depends_on = [google_project_service.enabled]
+}
+
+# Cloud Scheduler logs each failed attempt of a job (the call was refused,
+# timed out or answered an error) as an ERROR entry on the job.
+resource "google_monitoring_alert_policy" "renew_not_run" {
+  display_name          = "Renew job failed (${local.deployment})"
+  combiner              = "OR"
+  notification_channels = [for c in google_monitoring_notification_channel.email : c.id]
+
+  conditions {
+    display_name = "Renew job failed"
+
+    condition_matched_log {
+      filter = join(" AND ", [
+        "resource.type=\"cloud_scheduler_job\"",
+        "resource.labels.job_id=\"${google_cloud_scheduler_job.renew.name}\"",
+        "severity>=ERROR",
+      ])
+    }
+  }
+
+  alert_strategy {
+    notification_rate_limit {
+      period = "3600s"
+    }
+    auto_close = "86400s"
+  }
+
+  documentation {
+    content   = "Cloud Scheduler could not run the renew function. Without renew, Gmail watches lapse after 7 days and dropped notifications are never made up. Check the job's logs for the HTTP status (401/403: the scheduler account lost run.invoker on renew)."
+    mime_type = "text/markdown"
+  }
+
+  depends_on = [google_project_service.enabled]
 }

@@ -59,3 +59,8 @@ output "function_uris" {
   description = "Cloud Run URI of each function."
   value       = { for name, f in google_cloudfunctions2_function.function : name => f.service_config[0].uri }
 }
+
+output "set_secrets_command" {
+  description = "Command that adds the secret values to this deployment's secrets (run it from the repository root)."
+  value       = "OAUTH_CLIENT_SECRET_NAME=${google_secret_manager_secret.oauth_client.secret_id} STATE_KEY_SECRET_NAME=${google_secret_manager_secret.state_key.secret_id} WEBHOOK_SECRET_NAME=${google_secret_manager_secret.webhook.secret_id} scripts/set-secrets.sh --project ${var.project_id}"
+}

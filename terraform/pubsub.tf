@@ -1,5 +1,5 @@
 resource "google_pubsub_topic" "gmail" {
-  name       = var.gmail_topic_name
+  name       = local.names.gmail_topic
   depends_on = [google_project_service.enabled]
 }
 
@@ -11,14 +11,14 @@ resource "google_pubsub_topic_iam_member" "gmail_push_publisher" {
 }
 
 resource "google_pubsub_topic" "events" {
-  name       = var.events_topic_name
+  name       = local.names.events_topic
   depends_on = [google_project_service.enabled]
 }
 
 resource "google_pubsub_subscription" "events" {
-  count = var.events_subscription_name != "" ? 1 : 0
+  count = local.names.events_subscription != "" ? 1 : 0
 
-  name  = var.events_subscription_name
+  name  = local.names.events_subscription
   topic = google_pubsub_topic.events.id
 
   ack_deadline_seconds       = 60
@@ -30,14 +30,14 @@ resource "google_pubsub_subscription" "events" {
 }
 
 resource "google_pubsub_topic" "dead_letter" {
-  name       = var.dead_letter_topic_name
+  name       = local.names.dead_letter_topic
   depends_on = [google_project_service.enabled]
 }
 
 # A topic without a subscription drops what is published to it: this one
 # keeps undeliverable events for inspection and replay.
 resource "google_pubsub_subscription" "dead_letter" {
-  name  = var.dead_letter_topic_name
+  name  = local.names.dead_letter_topic
   topic = google_pubsub_topic.dead_letter.id
 
   ack_deadline_seconds       = 60
@@ -54,6 +54,10 @@ resource "google_pubsub_subscription" "dead_letter" {
 # delivery or the dead-letter topic, never in the event expiring unrecorded.
 # The push is authenticated with the webhook account's OIDC token; the path
 # names the topic, from which the functions framework builds the CloudEvent.
+# It goes to the service's run.app URL: Cloud Run counts Pub/Sub pushes as
+# internal traffic only there, so on the cloudfunctions.net URL an
+# internal-only function refuses them (Cloud Run ingress documentation). The
+# token's audience is that URL too, set explicitly as for the scheduler.
 resource "google_pubsub_subscription" "webhook" {
   count = local.webhook_enabled ? 1 : 0
 
@@ -73,9 +77,10 @@ resource "google_pubsub_subscription" "webhook" {
   }
 
   push_config {
-    push_endpoint = "${google_cloudfunctions2_function.function["webhook"].url}/projects/${var.project_id}/topics/${google_pubsub_topic.events.name}"
+    push_endpoint = "${google_cloudfunctions2_function.function["webhook"].service_config[0].uri}/projects/${var.project_id}/topics/${google_pubsub_topic.events.name}"
     oidc_token {
       service_account_email = google_service_account.function["webhook"].email
+      audience              = google_cloudfunctions2_function.function["webhook"].service_config[0].uri
     }
   }
 

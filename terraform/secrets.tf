@@ -1,7 +1,7 @@
 # Only the secrets exist here: their values are added by
 # scripts/set-secrets.sh, so they never enter Terraform state.
 resource "google_secret_manager_secret" "oauth_client" {
-  secret_id = var.oauth_client_secret_name
+  secret_id = local.names.oauth_client_secret
 
   replication {
     auto {}
@@ -11,7 +11,7 @@ resource "google_secret_manager_secret" "oauth_client" {
 }
 
 resource "google_secret_manager_secret" "state_key" {
-  secret_id = var.state_key_secret_name
+  secret_id = local.names.state_key_secret
 
   replication {
     auto {}
@@ -21,7 +21,7 @@ resource "google_secret_manager_secret" "state_key" {
 }
 
 resource "google_secret_manager_secret" "webhook" {
-  secret_id = var.webhook_secret_name
+  secret_id = local.names.webhook_secret
 
   replication {
     auto {}

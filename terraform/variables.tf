@@ -40,14 +40,20 @@ variable "firestore_location" {
   }
 }
 
+variable "firestore_point_in_time_recovery" {
+  description = "Keep 7 days of Firestore document versions for point-in-time recovery (read, export or clone the database as it was at a past minute). Costs storage for the kept versions."
+  type        = bool
+  default     = true
+}
+
 variable "name_prefix" {
-  description = "Prefix of the function, service account and scheduler job names."
+  description = "Prefix of every name this deployment creates in the project (functions, service accounts, custom role, topics, subscriptions, secrets, scheduler job, metrics, repository, bucket), so deployments with different prefixes can share a project's names."
   type        = string
   default     = "gmailwatch-"
 
   validation {
-    condition     = can(regex("^[a-z][a-z0-9-]{0,19}$", var.name_prefix))
-    error_message = "The name_prefix must be 1-20 lower-case letters, digits or hyphens, starting with a letter (service account ids are limited to 30 characters)."
+    condition     = can(regex("^[a-z][a-z0-9-]{0,19}$", var.name_prefix)) && !startswith(var.name_prefix, "gmail-refresh")
+    error_message = "The name_prefix must be 1-20 lower-case letters, digits or hyphens, starting with a letter and not with gmail-refresh (service account ids are limited to 30 characters)."
   }
 }
 
@@ -138,90 +144,91 @@ variable "gmail_label_filter" {
 }
 
 variable "gmail_topic_name" {
-  description = "Pub/Sub topic id that Gmail publishes mailbox changes to."
+  description = "Pub/Sub topic id that Gmail publishes mailbox changes to. Null means <name_prefix>gmail-notifications."
   type        = string
-  default     = "gmail-notifications"
+  default     = null
 
   validation {
-    condition     = can(regex("^[A-Za-z][A-Za-z0-9._~%+-]{2,254}$", var.gmail_topic_name)) && !startswith(var.gmail_topic_name, "goog")
+    condition     = var.gmail_topic_name == null || (can(regex("^[A-Za-z][A-Za-z0-9._~%+-]{2,254}$", var.gmail_topic_name)) && !can(regex("^goog", var.gmail_topic_name)))
     error_message = "The gmail_topic_name must be a valid Pub/Sub topic id (3-255 characters, starting with a letter, not with goog)."
   }
 }
 
 variable "events_topic_name" {
-  description = "Pub/Sub topic id of the output events the application consumes."
+  description = "Pub/Sub topic id of the output events the application consumes. Null means <name_prefix>events."
   type        = string
-  default     = "gmail-events"
+  default     = null
 
   validation {
-    condition     = can(regex("^[A-Za-z][A-Za-z0-9._~%+-]{2,254}$", var.events_topic_name)) && !startswith(var.events_topic_name, "goog")
+    condition     = var.events_topic_name == null || (can(regex("^[A-Za-z][A-Za-z0-9._~%+-]{2,254}$", var.events_topic_name)) && !can(regex("^goog", var.events_topic_name)))
     error_message = "The events_topic_name must be a valid Pub/Sub topic id (3-255 characters, starting with a letter, not with goog)."
   }
 }
 
 variable "events_subscription_name" {
-  description = "Pull subscription created on the output topic for the application, so no event published before the application subscribes is lost. Empty creates none."
+  description = "Pull subscription created on the output topic for the application, so no event published before the application subscribes is lost. Null means <name_prefix>events-app; empty creates none."
   type        = string
-  default     = "gmail-events-app"
+  default     = null
 
   validation {
-    condition     = var.events_subscription_name == "" || can(regex("^[A-Za-z][A-Za-z0-9._~%+-]{2,254}$", var.events_subscription_name))
-    error_message = "The events_subscription_name must be empty or a valid Pub/Sub subscription id."
+    condition     = var.events_subscription_name == null || var.events_subscription_name == "" || can(regex("^[A-Za-z][A-Za-z0-9._~%+-]{2,254}$", var.events_subscription_name))
+    error_message = "The events_subscription_name must be null, empty or a valid Pub/Sub subscription id."
   }
 }
 
 variable "dead_letter_topic_name" {
-  description = "Pub/Sub topic id for events the webhook could not deliver; a pull subscription of the same name keeps them for replay."
+  description = "Pub/Sub topic id for events the webhook could not deliver; a pull subscription of the same name keeps them for replay. Null means <name_prefix>events-dead-letter."
   type        = string
-  default     = "gmail-events-dead-letter"
+  default     = null
 
   validation {
-    condition     = can(regex("^[A-Za-z][A-Za-z0-9._~%+-]{2,254}$", var.dead_letter_topic_name)) && !startswith(var.dead_letter_topic_name, "goog")
+    condition     = var.dead_letter_topic_name == null || (can(regex("^[A-Za-z][A-Za-z0-9._~%+-]{2,254}$", var.dead_letter_topic_name)) && !can(regex("^goog", var.dead_letter_topic_name)))
     error_message = "The dead_letter_topic_name must be a valid Pub/Sub topic id (3-255 characters, starting with a letter, not with goog)."
   }
 }
 
 variable "oauth_client_secret_name" {
-  description = "Secret Manager secret id holding the OAuth client secret."
+  description = "Secret Manager secret id holding the OAuth client secret. Null means <name_prefix>oauth-client-secret."
   type        = string
-  default     = "oauth-client-secret"
+  default     = null
 
   validation {
-    condition     = can(regex("^[A-Za-z0-9_-]{1,255}$", var.oauth_client_secret_name)) && !startswith(var.oauth_client_secret_name, "gmail-refresh-")
+    condition     = var.oauth_client_secret_name == null || (can(regex("^[A-Za-z0-9_-]{1,255}$", var.oauth_client_secret_name)) && !can(regex("^gmail-refresh-", var.oauth_client_secret_name)))
     error_message = "The oauth_client_secret_name must be a secret id (letters, digits, - and _) that does not start with gmail-refresh-."
   }
 }
 
 variable "state_key_secret_name" {
-  description = "Secret Manager secret id holding the key that signs OAuth state."
+  description = "Secret Manager secret id holding the key that signs OAuth state. Null means <name_prefix>consent-state-key."
   type        = string
-  default     = "consent-state-key"
+  default     = null
 
   validation {
-    condition     = can(regex("^[A-Za-z0-9_-]{1,255}$", var.state_key_secret_name)) && !startswith(var.state_key_secret_name, "gmail-refresh-")
+    condition     = var.state_key_secret_name == null || (can(regex("^[A-Za-z0-9_-]{1,255}$", var.state_key_secret_name)) && !can(regex("^gmail-refresh-", var.state_key_secret_name)))
     error_message = "The state_key_secret_name must be a secret id (letters, digits, - and _) that does not start with gmail-refresh-."
   }
 }
 
 variable "webhook_secret_name" {
-  description = "Secret Manager secret id holding the webhook signing secret (whsec_...)."
+  description = "Secret Manager secret id holding the webhook signing secret (whsec_...). Null means <name_prefix>webhook-signing-secret."
   type        = string
-  default     = "webhook-signing-secret"
+  default     = null
 
   validation {
-    condition     = can(regex("^[A-Za-z0-9_-]{1,255}$", var.webhook_secret_name)) && !startswith(var.webhook_secret_name, "gmail-refresh-")
+    condition     = var.webhook_secret_name == null || (can(regex("^[A-Za-z0-9_-]{1,255}$", var.webhook_secret_name)) && !can(regex("^gmail-refresh-", var.webhook_secret_name)))
     error_message = "The webhook_secret_name must be a secret id (letters, digits, - and _) that does not start with gmail-refresh-."
   }
 }
 
 variable "webhook_url" {
-  description = "HTTPS URL the webhook function delivers events to. Empty deploys no webhook function."
+  description = "HTTPS URL the webhook function delivers events to. Empty deploys no webhook function. Sensitive, since a path may carry the receiver's token: plans do not show it. Credentials in the authority (user:password@), query strings and fragments are refused."
   type        = string
   default     = ""
+  sensitive   = true
 
   validation {
-    condition     = var.webhook_url == "" || can(regex("^https://[^/?#\\s]+", var.webhook_url))
-    error_message = "The webhook_url must be empty or an https:// URL."
+    condition     = var.webhook_url == "" || can(regex("^https://[^/?#@\\s]+(/[^?#\\s]*)?$", var.webhook_url))
+    error_message = "The webhook_url must be empty or an https:// URL without user:password@, query string or fragment."
   }
 }
 
@@ -338,15 +345,16 @@ variable "function_settings" {
     max_instances = number
   }))
   default = {
-    consent = { memory = "256M", timeout = 60, max_instances = 10 }
-    notify  = { memory = "256M", timeout = 300, max_instances = 100 }
-    renew   = { memory = "512M", timeout = 540, max_instances = 1 }
-    webhook = { memory = "256M", timeout = 120, max_instances = 50 }
+    consent  = { memory = "256M", timeout = 60, max_instances = 10 }
+    accounts = { memory = "256M", timeout = 300, max_instances = 10 }
+    notify   = { memory = "256M", timeout = 300, max_instances = 100 }
+    renew    = { memory = "512M", timeout = 540, max_instances = 1 }
+    webhook  = { memory = "256M", timeout = 120, max_instances = 50 }
   }
 
   validation {
-    condition     = length(setsubtract(["consent", "notify", "renew", "webhook"], keys(var.function_settings))) == 0
-    error_message = "The function_settings must have an entry for each of consent, notify, renew and webhook."
+    condition     = length(setsubtract(["consent", "accounts", "notify", "renew", "webhook"], keys(var.function_settings))) == 0
+    error_message = "The function_settings must have an entry for each of consent, accounts, notify, renew and webhook."
   }
 
   validation {
@@ -354,7 +362,7 @@ variable "function_settings" {
       for name, s in var.function_settings :
       s.timeout >= 1 && s.timeout <= (contains(["notify", "webhook"], name) ? 540 : 3600) && s.max_instances >= 1 && can(regex("^[0-9]+(M|Mi|G|Gi)$", s.memory))
     ])
-    error_message = "Each function needs memory like 256M, max_instances >= 1 and a timeout of 1-540 s (notify, webhook) or 1-3600 s (consent, renew)."
+    error_message = "Each function needs memory like 256M, max_instances >= 1 and a timeout of 1-540 s (notify, webhook) or 1-3600 s (consent, accounts, renew)."
   }
 }
 
@@ -366,5 +374,16 @@ variable "alert_emails" {
   validation {
     condition     = alltrue([for e in var.alert_emails : can(regex("^[^@\\s]+@[^@\\s]+\\.[^@\\s]+$", e))])
     error_message = "Each alert_emails entry must be an email address."
+  }
+}
+
+variable "iam_settle_seconds" {
+  description = "Seconds the first apply waits between granting the build account its roles and starting the function builds, so the grants have reached Cloud Build."
+  type        = number
+  default     = 60
+
+  validation {
+    condition     = var.iam_settle_seconds >= 0 && var.iam_settle_seconds <= 600 && floor(var.iam_settle_seconds) == var.iam_settle_seconds
+    error_message = "The iam_settle_seconds must be a whole number from 0 to 600."
   }
 }

@@ -16,14 +16,12 @@ import (
 
 const chromium = "/usr/bin/chromium"
 
-// TestConnectInABrowser drives Debian's chromium through the whole consent
-// flow: /connect, the sandbox's consent page, Allow, the connected page.
-func TestConnectInABrowser(t *testing.T) {
+// newBrowser starts Debian's chromium, headless, able to reach loopback only.
+func newBrowser(t *testing.T) context.Context {
+	t.Helper()
 	if _, err := exec.LookPath(chromium); err != nil {
 		testenv.Missing(t, chromium+" is missing: scripts/setup.sh installs Debian's chromium package")
 	}
-	s := newStack(t) // the sandbox shows its consent page: no AutoApprove
-
 	opts := []chromedp.ExecAllocatorOption{
 		chromedp.ExecPath(chromium),
 		chromedp.UserDataDir(t.TempDir()),
@@ -40,11 +38,17 @@ func TestConnectInABrowser(t *testing.T) {
 		chromedp.Flag("host-resolver-rules", "MAP * ~NOTFOUND, EXCLUDE 127.0.0.1"),
 	}
 	actx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
-	defer cancelAlloc()
 	ctx, cancel := chromedp.NewContext(actx)
-	defer cancel()
 	ctx, cancelTimeout := context.WithTimeout(ctx, 60*time.Second)
-	defer cancelTimeout()
+	t.Cleanup(func() { cancelTimeout(); cancel(); cancelAlloc() })
+	return ctx
+}
+
+// TestConnectInABrowser drives Debian's chromium through the whole consent
+// flow: /connect, the sandbox's consent page, Allow, the connected page.
+func TestConnectInABrowser(t *testing.T) {
+	s := newStack(t) // the sandbox shows its consent page: no AutoApprove
+	ctx := newBrowser(t)
 
 	step := func(what string, err error) {
 		t.Helper()
@@ -70,7 +74,7 @@ func TestConnectInABrowser(t *testing.T) {
 	if v := s.tokenVersions(alice); len(v) != 1 || v[0].State != "ENABLED" || !strings.HasPrefix(string(v[0].Data), "1//") {
 		t.Errorf("Secret Manager sandbox: %d versions, want one enabled refresh token", len(v))
 	}
-	u, err := s.users.Get(context.Background(), store.Key(alice))
+	u, err := s.users.Get(context.Background(), s.key(alice))
 	watch, werr := s.gmail.Watch(alice)
 	if err != nil || werr != nil {
 		t.Fatalf("user %v, watch %v", err, werr)

@@ -1,13 +1,16 @@
 // Package consent is the Consent function, the system's only public entry
 // point. GET /connect sends the user to Google's consent page (authorization
-// code flow with PKCE S256 and a signed, single-use state cookie); GET
-// /oauth2/callback checks the answer, keeps the refresh token in Secret
-// Manager, starts users.watch and records the user in Firestore. GET
-// /disconnect makes the user sign in again (openid email only) and then
-// stops the watch, revokes and deletes the token and marks the user
-// disconnected. Every refusal renders a small page with its own status code
-// and stores nothing; no token, code, state or cookie value reaches a page or
-// a log line.
+// code flow with PKCE S256 and a signed, single-use state cookie), with a
+// connect link from the application (?link=) or, without one, for accounts
+// the allowlists admit; GET /oauth2/callback checks the answer and who
+// signed in (the verified ID token: sub, email, hd), keeps the refresh token
+// in Secret Manager, starts users.watch, records the user in Firestore under
+// the link's reference, and sends the browser back to the application (303)
+// or shows a page. GET /disconnect makes the user sign in again (openid email
+// only) and shows a confirmation whose POST stops the watch, revokes and
+// deletes the token and marks the user disconnected. Every refusal stores
+// nothing; no token, code, state or cookie value reaches a page, a URL or a
+// log line.
 package consent
 
 import (
@@ -22,6 +25,8 @@ import (
 	"github.com/GoogleCloudPlatform/functions-framework-go/functions"
 
 	"github.com/gmailwatch/gmailwatch/shared/config"
+	"github.com/gmailwatch/gmailwatch/shared/connectlink"
+	"github.com/gmailwatch/gmailwatch/shared/disconnect"
 	"github.com/gmailwatch/gmailwatch/shared/events"
 	"github.com/gmailwatch/gmailwatch/shared/gmailclient"
 	"github.com/gmailwatch/gmailwatch/shared/logging"
@@ -42,6 +47,10 @@ type Config struct {
 	StateKeyName   string // STATE_KEY_SECRET_NAME: HMAC key of the state cookie, >= 32 bytes
 	EventsTopic    string // EVENTS_TOPIC: topic id
 	SecretEndpoint string // SECRETMANAGER_ENDPOINT: loopback, local runs only
+	LinkKeyName    string // CONNECT_LINK_KEY_SECRET_NAME: HMAC key of signed connect links
+	UserKeyName    string // USER_KEY_SECRET_NAME: key of the hash that turns Google's account id into a user key
+	Admit          Admission
+	Links          connectlink.Policy
 	OAuth          gmailclient.Settings
 	Watch          gmailclient.WatchSettings
 }
@@ -49,6 +58,13 @@ type Config struct {
 // Cloud returns the settings every function shares.
 func (c Config) Cloud() platform.Settings {
 	return platform.Settings{ProjectID: c.ProjectID, EventsTopic: c.EventsTopic, SecretEndpoint: c.SecretEndpoint}
+}
+
+// Admission is who may connect without a link.
+type Admission struct {
+	Addresses []string // ALLOWED_ADDRESSES
+	Domains   []string // ALLOWED_DOMAINS: Workspace domains, matched on the ID token's hd
+	Open      bool     // OPEN_ENROLLMENT: any Google account
 }
 
 // ReadConfig reads the settings, reporting every problem in one error.
@@ -61,13 +77,28 @@ func ReadConfig(lookup platform.Lookup) (Config, error) {
 		StateKeyName:   r.String("STATE_KEY_SECRET_NAME", "consent-state-key"),
 		EventsTopic:    p.EventsTopic,
 		SecretEndpoint: p.SecretEndpoint,
-		OAuth:          gmailclient.ReadSettings(r),
-		Watch:          gmailclient.ReadWatchSettings(r),
+		LinkKeyName:    r.String("CONNECT_LINK_KEY_SECRET_NAME", "connect-link-key"),
+		UserKeyName:    r.String("USER_KEY_SECRET_NAME", "user-key-secret"),
+		Admit: Admission{
+			Addresses: lower(r.List("ALLOWED_ADDRESSES", nil)),
+			Domains:   lower(r.List("ALLOWED_DOMAINS", nil)),
+			Open:      r.Bool("OPEN_ENROLLMENT", false),
+		},
+		Links: connectlink.ReadPolicy(r),
+		OAuth: gmailclient.ReadSettings(r),
+		Watch: gmailclient.ReadWatchSettings(r),
 	}
 	if u, err := url.Parse(c.PublicURL); err == nil && (u.RawQuery != "" || u.Fragment != "") {
 		r.Problem("PUBLIC_URL", "%q must not have a query or fragment", c.PublicURL)
 	}
 	return c, r.Err()
+}
+
+func lower(list []string) []string {
+	for i, v := range list {
+		list[i] = strings.ToLower(v)
+	}
+	return list
 }
 
 // Deps are what a Handler works with.
@@ -85,16 +116,17 @@ type Handler struct {
 	tokens     *vault.Vault
 	clients    *gmailclient.Factory
 	events     *events.Publisher
-	disconnect *Disconnecter
+	disconnect *disconnect.Disconnecter
 	http       *http.Client
 	log        *slog.Logger
 	now        func() time.Time
 	routes     map[string]http.HandlerFunc
 	basePath   string // PUBLIC_URL's path, which a proxy may or may not strip
+	origin     string // PUBLIC_URL's scheme://host
 	cookie     http.Cookie
 
-	keyMu    sync.Mutex
-	stateKey []byte
+	keyMu sync.Mutex
+	keys  map[string][]byte // the function's own keys, by secret name
 }
 
 // New returns a Handler; cfg must come from ReadConfig (or be as valid).
@@ -110,41 +142,54 @@ func New(cfg Config, d Deps, log *slog.Logger) *Handler {
 		tokens:     d.Vault,
 		clients:    clients,
 		events:     d.Events,
-		disconnect: NewDisconnecter(d.Users, d.Vault, clients, d.Events, d.HTTP, log),
+		disconnect: disconnect.New(d.Users, d.Vault, clients, d.Events, d.HTTP, log),
 		http:       d.HTTP,
 		log:        log,
 		now:        d.Users.Now,
 		basePath:   strings.TrimRight(u.Path, "/"),
+		origin:     originOf(cfg.PublicURL),
+		keys:       map[string][]byte{},
 	}
 	// Browsers refuse Secure cookies from plain http, which config allows
 	// only for loopback development; every deployed PUBLIC_URL is https.
+	// __Host- (no Domain, Path=/) pins the cookie to this origin, so a
+	// sibling domain cannot plant one; it needs the function to own the
+	// origin's root, as it does on its own run.app or cloudfunctions.net URL.
+	// Behind a proxy under a path, __Secure- scoped to the callback it is.
 	secure := u.Scheme == "https"
 	h.cookie = http.Cookie{Name: "consent-state", Path: h.basePath + CallbackPath,
 		HttpOnly: true, Secure: secure, SameSite: http.SameSiteLaxMode}
-	if secure {
+	switch {
+	case secure && h.basePath == "":
+		h.cookie.Name, h.cookie.Path = "__Host-consent-state", "/"
+	case secure:
 		h.cookie.Name = "__Secure-consent-state"
 	}
 	h.routes = map[string]http.HandlerFunc{
-		"/connect": h.connect, "/disconnect": h.startDisconnect, CallbackPath: h.callback,
+		"/connect": h.connect, "/disconnect": h.startDisconnect, CallbackPath: h.callback, ConfirmPath: h.confirm,
 	}
 	return h
 }
 
 // ServeHTTP routes a request, with or without PUBLIC_URL's path in front.
-// It never redirects except to the authorization endpoint.
+// It never redirects except to the authorization endpoint and to return
+// URLs checked when their link was made. Only the confirmation is a POST.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	path := r.URL.Path
 	if p, ok := strings.CutPrefix(path, h.basePath); ok && strings.HasPrefix(p, "/") {
 		path = p
 	}
 	r = r.WithContext(platform.TraceRequest(r.Context(), h.cfg.ProjectID, r))
-	route := h.routes[path]
+	route, method := h.routes[path], http.MethodGet
+	if path == ConfirmPath {
+		method = http.MethodPost
+	}
 	switch {
 	case route == nil:
 		h.render(w, pageError, http.StatusNotFound, pageData{Message: "There is no such page."})
-	case r.Method != http.MethodGet: // not even HEAD: the callback has effects
-		w.Header().Set("Allow", "GET")
-		h.render(w, pageError, http.StatusMethodNotAllowed, pageData{Message: "Only GET is served here."})
+	case r.Method != method: // not even HEAD: the callback has effects
+		w.Header().Set("Allow", method)
+		h.render(w, pageError, http.StatusMethodNotAllowed, pageData{Message: "Only " + method + " is served here."})
 	default:
 		route(w, r)
 	}

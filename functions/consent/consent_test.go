@@ -19,6 +19,7 @@ import (
 	"github.com/gmailwatch/gmailwatch/scripts/sandbox/secrets"
 	"github.com/gmailwatch/gmailwatch/scripts/testenv"
 	"github.com/gmailwatch/gmailwatch/shared/config"
+	"github.com/gmailwatch/gmailwatch/shared/disconnect"
 	"github.com/gmailwatch/gmailwatch/shared/events"
 	"github.com/gmailwatch/gmailwatch/shared/gmailclient"
 	"github.com/gmailwatch/gmailwatch/shared/store"
@@ -33,7 +34,7 @@ func TestConnectStoresTokenWatchesAndRecordsUser(t *testing.T) {
 		t.Fatalf("callback: status %d, want 200 and the connected page naming %s:\n%s", status, alice, body)
 	}
 	ctx := context.Background()
-	key := store.Key(alice)
+	key := s.key(alice)
 
 	watch, err := s.gmail.Watch(alice)
 	if err != nil {
@@ -81,11 +82,11 @@ func TestStartRedirectsOnlyToTheAuthorizationEndpoint(t *testing.T) {
 		wantScope string
 		wantQuery map[string]string // beyond client_id, redirect_uri, response_type, state and the S256 challenge
 	}{
-		{"/connect", gmailclient.ScopeMetadata,
+		{"/connect", gmailclient.ScopeMetadata + " openid email",
 			map[string]string{"access_type": "offline", "prompt": "consent", "include_granted_scopes": "true"}},
-		{"/connect?login_hint=" + alice, gmailclient.ScopeMetadata,
+		{"/connect?login_hint=" + alice, gmailclient.ScopeMetadata + " openid email",
 			map[string]string{"access_type": "offline", "prompt": "consent", "login_hint": alice}},
-		{"/connect?next=https://evil.example/&redirect_uri=https://evil.example/cb&scope=https://mail.google.com/", gmailclient.ScopeMetadata,
+		{"/connect?next=https://evil.example/&redirect_uri=https://evil.example/cb&scope=https://mail.google.com/", gmailclient.ScopeMetadata + " openid email",
 			map[string]string{"access_type": "offline"}},
 		{"/disconnect", "openid email", map[string]string{"prompt": "select_account", "access_type": ""}},
 		{"/disconnect?next=https://evil.example/&login_hint=" + alice, "openid email", map[string]string{"login_hint": alice, "access_type": ""}},
@@ -173,13 +174,22 @@ func TestRefusedCallbacksStoreNothing(t *testing.T) {
 			s.clock.Advance(10*time.Minute + time.Second)
 			return cb, c
 		}, 400, "error"},
-		{"replayed state", googleauth.Behavior{AutoApprove: true, Deny: true}, nil, func(t *testing.T, s *stack) (*url.URL, *http.Cookie) {
+		{"replayed state", approve, nil, func(t *testing.T, s *stack) (*url.URL, *http.Cookie) {
+			c, cb := s.begin(t, "/connect")
+			if status, _ := s.finish(t, cb, c); status != http.StatusOK {
+				t.Fatalf("first callback: status %d, want 200", status)
+			}
+			return cb, c
+		}, 400, "error"},
+		// A denial exchanges no code, so its state is not recorded: shown
+		// again, it is denied again, and still nothing is stored.
+		{"replayed denial", googleauth.Behavior{AutoApprove: true, Deny: true}, nil, func(t *testing.T, s *stack) (*url.URL, *http.Cookie) {
 			c, cb := s.begin(t, "/connect")
 			if status, _ := s.finish(t, cb, c); status != http.StatusForbidden {
 				t.Fatalf("first callback: status %d, want 403", status)
 			}
 			return cb, c
-		}, 400, "error"},
+		}, 403, "denied"},
 		{"replayed code", approve, nil, func(t *testing.T, s *stack) (*url.URL, *http.Cookie) {
 			// A used code, presented again with a fresh state and verifier as
 			// an attacker holding it would: the token endpoint refuses.
@@ -242,7 +252,7 @@ func TestRefusedCallbacksStoreNothing(t *testing.T) {
 func TestReconnectKeepsOneRecordOneSecretAndTheCursor(t *testing.T) {
 	s := newStack(t)
 	ctx := context.Background()
-	key := store.Key(alice)
+	key := s.key(alice)
 	s.connect(t)
 	first := s.tokenVersions(alice)[0].Data
 	// Notify has announced far beyond the watch's history id meanwhile.
@@ -276,15 +286,14 @@ func TestReconnectKeepsOneRecordOneSecretAndTheCursor(t *testing.T) {
 func TestDisconnect(t *testing.T) {
 	s := newStack(t)
 	ctx := context.Background()
-	key := store.Key(alice)
+	key := s.key(alice)
 	s.connect(t)
 	refresh := string(s.tokenVersions(alice)[0].Data)
 	if err := s.users.MarkAnnounced(ctx, key, map[string]store.Marker{"m1": {EventID: "e1", ExpireAt: time.Now().Add(time.Hour)}}); err != nil {
 		t.Fatal(err)
 	}
 
-	cookie, cb := s.begin(t, "/disconnect?login_hint="+alice)
-	status, body := s.finish(t, cb, cookie)
+	status, body := s.disconnectAs(t, alice)
 	if status != http.StatusOK || !strings.Contains(body, `id="disconnected"`) || !strings.Contains(body, alice) || strings.Contains(body, "nothing to disconnect") {
 		t.Fatalf("disconnect: status %d, want 200 and the disconnected page:\n%s", status, body)
 	}
@@ -329,8 +338,7 @@ func TestDisconnectUnknownUserIsHarmless(t *testing.T) {
 	s.auth.AddAccount(bob)
 	s.auth.SetBehavior(googleauth.Behavior{AutoApprove: true})
 	before := s.snapshot(t)
-	cookie, cb := s.begin(t, "/disconnect?login_hint="+bob)
-	status, body := s.finish(t, cb, cookie)
+	status, body := s.disconnectAs(t, bob)
 	if status != http.StatusOK || !strings.Contains(body, "nothing to disconnect") {
 		t.Errorf("status %d, want 200 saying there was nothing to disconnect:\n%s", status, body)
 	}
@@ -355,12 +363,12 @@ func TestDisconnectDeniedChangesNothing(t *testing.T) {
 func TestDisconnectWritesStatusFirstAndCanBeRepeated(t *testing.T) {
 	s := newStack(t)
 	ctx := context.Background()
-	key := store.Key(alice)
+	key := s.key(alice)
 	s.connect(t)
 	broken := s.cfg.OAuth
 	broken.RevokeURL = "http://127.0.0.1:1/revoke" // nothing listens: revocation fails
-	d := consent.NewDisconnecter(s.users, s.vault, gmailclient.NewFactory(broken, s.vault), s.publisher, s.httpClient, s.log)
-	if _, err := d.Disconnect(ctx, alice); err == nil {
+	d := disconnect.New(s.users, s.vault, gmailclient.NewFactory(broken, s.vault), s.publisher, s.httpClient, s.log)
+	if _, err := d.Disconnect(ctx, key); err == nil {
 		t.Fatal("Disconnect with the revoke endpoint down: no error")
 	}
 	if u, _ := s.users.Get(ctx, key); u.Status != store.Disconnected {
@@ -370,9 +378,9 @@ func TestDisconnectWritesStatusFirstAndCanBeRepeated(t *testing.T) {
 		t.Errorf("the token was deleted before it was revoked: %v", versionStates(v))
 	}
 
-	d = consent.NewDisconnecter(s.users, s.vault, gmailclient.NewFactory(s.cfg.OAuth, s.vault), s.publisher, s.httpClient, s.log)
+	d = disconnect.New(s.users, s.vault, gmailclient.NewFactory(s.cfg.OAuth, s.vault), s.publisher, s.httpClient, s.log)
 	for i := range 2 {
-		found, err := d.Disconnect(ctx, strings.ToUpper(alice))
+		found, err := d.Disconnect(ctx, key)
 		if !found || err != nil {
 			t.Fatalf("Disconnect #%d = %v, %v; want found, nil", i+1, found, err)
 		}
@@ -520,9 +528,14 @@ func TestLogsCarryNoSecrets(t *testing.T) {
 	s.gmail.ClearFaults(alice)
 	broken := s.cfg.OAuth
 	broken.RevokeURL = "http://127.0.0.1:1/revoke"
-	consent.NewDisconnecter(s.users, s.vault, gmailclient.NewFactory(broken, s.vault), s.publisher, s.httpClient, s.log).Disconnect(ctx, alice)
-	c8, cb8 := s.begin(t, "/disconnect")
-	s.finish(t, cb8, c8)
+	disconnect.New(s.users, s.vault, gmailclient.NewFactory(broken, s.vault), s.publisher, s.httpClient, s.log).Disconnect(ctx, s.key(alice))
+	s.disconnectAs(t, alice)
+	link := s.storedLink(t, s.request("ref"), time.Minute)
+	c9, cb9, _ := s.followLink(t, link, alice)
+	s.back(t, cb9, c9)           // connect by link
+	s.followLink(t, link, alice) // used link
+	s.addPeople(t)
+	s.followLink(t, s.signedLink(s.request("ref"), time.Minute, linkKey), carol)
 
 	logs := s.logs.String()
 	for _, want := range []string{"user connected", "callback refused", "callback failed", "user disconnected"} {

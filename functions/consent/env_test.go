@@ -12,6 +12,7 @@ import (
 	"reflect"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -30,13 +31,20 @@ import (
 )
 
 const (
-	clientID     = testenv.ClientID
-	clientSecret = testenv.ClientSecret
-	stateKey     = "state-signing-key-for-tests-0123456789abcdef"
-	alice        = "alice@example.com"
-	bob          = "bob@example.com" // may sign in, has no mailbox connected
-	eventsTopic  = "events"
+	clientID      = testenv.ClientID
+	clientSecret  = testenv.ClientSecret
+	stateKey      = "state-signing-key-for-tests-0123456789abcdef"
+	linkKey       = "connect-link-key-for-tests-0123456789abcdef"
+	userKeySecret = "user-key-secret-for-tests-0123456789abcdef"
+	alice         = "alice@example.com"
+	bob           = "bob@example.com"      // may sign in, has no mailbox connected
+	carol         = "carol@example.com"    // has a mailbox, on no allowlist
+	dana          = "dana@corp.example"    // a Workspace account of corp.example
+	mallory       = "mallory@corp.example" // an address in corp.example, but no Workspace account
+	eventsTopic   = "events"
 )
+
+var people = []string{alice, bob, carol, dana, mallory}
 
 // stack is the consent function on a loopback server, wired to one test's
 // testenv.World (the emulators and the sandbox's OAuth provider, Gmail and
@@ -61,18 +69,20 @@ type stack struct {
 	handler    *consent.Handler
 	seen       *secretsSeen
 	browser    *http.Client // does not follow redirects; cookies are handled by the tests
+	app        *app         // the application the browser returns to
+	keys       store.Keyer  // the function's user keys
 }
 
 func newStack(t *testing.T) *stack {
 	t.Helper()
 	s := &stack{clock: &clock{}, seen: &secretsSeen{}}
-	s.seen.add(clientSecret, stateKey)
+	s.seen.add(clientSecret, stateKey, linkKey, userKeySecret)
 
 	// The function's server comes first: its URL is the registered redirect URI.
-	var h http.Handler = http.NotFoundHandler()
-	fn := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { h.ServeHTTP(w, r) }))
+	fn := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { s.handler.ServeHTTP(w, r) }))
 	t.Cleanup(fn.Close)
 	s.url = fn.URL
+	s.app = newApp(t)
 
 	s.World = testenv.NewWorld(t, testenv.Options{Now: s.clock.Now,
 		Sandbox: sandbox.Options{RedirectURIs: []string{s.url + consent.CallbackPath}}})
@@ -82,6 +92,9 @@ func newStack(t *testing.T) *stack {
 		t.Fatal(err)
 	}
 	s.PutSecret("consent-state-key", stateKey)
+	s.PutSecret("connect-link-key", linkKey)
+	s.PutSecret("user-key-secret", userKeySecret)
+	s.keys, _ = store.NewKeyer([]byte(userKeySecret))
 
 	var err error
 	s.cfg, err = consent.ReadConfig(config.FromMap(s.env()))
@@ -89,16 +102,36 @@ func newStack(t *testing.T) *stack {
 		t.Fatalf("ReadConfig: %v", err)
 	}
 	s.httpClient = &http.Client{Transport: &recorder{seen: s.seen}, Timeout: 20 * time.Second}
-	s.handler = consent.New(s.cfg, consent.Deps{Users: s.users, Vault: s.vault, Events: s.publisher, HTTP: s.httpClient}, testenvLogger(t, s))
-	h = s.handler
+	s.handler = consent.New(s.cfg, s.deps(), testenvLogger(t, s))
 	s.browser = &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
 	return s
 }
 
+func (s *stack) deps() consent.Deps {
+	return consent.Deps{Users: s.users, Vault: s.vault, Events: s.publisher, HTTP: s.httpClient}
+}
+
+// withEnv returns the function's settings with some changed ("" unsets).
+func (s *stack) withEnv(t *testing.T, changes map[string]string) consent.Config {
+	t.Helper()
+	env := s.env()
+	for k, v := range changes {
+		env[k] = v
+	}
+	cfg, err := consent.ReadConfig(config.FromMap(env))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cfg
+}
+
+// revokes counts the function's calls to Google's revoke endpoint.
+func (s *stack) revokes() int { return int(s.seen.revokes.Load()) }
+
 // env is the function's environment as Terraform and local runs set it,
 // with the sandbox's endpoints.
 func (s *stack) env() map[string]string {
-	return s.Env(map[string]string{"PUBLIC_URL": s.url})
+	return s.Env(map[string]string{"PUBLIC_URL": s.url, "ALLOWED_ADDRESSES": alice, "RETURN_ORIGINS": s.app.URL})
 }
 
 // testenvLogger returns the function's logger; when the test ends, nothing
@@ -128,7 +161,7 @@ func (s *stack) oauthConfig() *oauth2.Config {
 
 // tokenVersions returns the versions of a user's refresh-token secret.
 func (s *stack) tokenVersions(email string) []secrets.Version {
-	v, _ := s.secrets.Secret("projects/" + s.project + "/secrets/" + vault.RefreshPrefix + store.Key(email))
+	v, _ := s.secrets.Secret("projects/" + s.project + "/secrets/" + vault.RefreshPrefix + s.key(email))
 	return v
 }
 
@@ -227,36 +260,79 @@ func (s *stack) connect(t *testing.T) string {
 	return body
 }
 
+// key is the user key the function gives email's Google account.
+func (s *stack) key(email string) string { return s.keys.Key(googleauth.Subject(email)) }
+
+// addPeople adds the accounts beyond alice: bob without a mailbox, carol
+// and mallory with one, dana of a Workspace domain.
+func (s *stack) addPeople(t *testing.T) {
+	t.Helper()
+	for _, who := range []string{carol, mallory} {
+		if err := s.sandbox.AddMailbox(who); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := s.gmail.AddMailbox(dana); err != nil {
+		t.Fatal(err)
+	}
+	s.auth.AddWorkspaceAccount(dana, "corp.example")
+	s.auth.AddAccount(bob)
+}
+
 // state is what a refused callback must leave as it was.
 type state struct {
-	Users  []store.User
-	Tokens map[string][]secrets.Version
-	Watch  gmailapi.WatchState
-	Events int
+	Users   []store.User
+	Tokens  map[string][]secrets.Version
+	Watches map[string]gmailapi.WatchState
+	Events  int
+	States  int // oauthStates documents
+	Links   []store.Link
 }
 
 func (s *stack) snapshot(t *testing.T) state {
 	t.Helper()
-	users, err := s.users.List(context.Background(), "", 100)
+	ctx := context.Background()
+	users, err := s.users.List(ctx, "", 100)
 	if err != nil {
 		t.Fatal(err)
 	}
-	w, err := s.gmail.Watch(alice)
+	st := state{Users: users, Tokens: map[string][]secrets.Version{}, Watches: map[string]gmailapi.WatchState{}}
+	for _, who := range people {
+		st.Tokens[who] = s.tokenVersions(who)
+	}
+	for _, mb := range s.gmail.Mailboxes() {
+		w, err := s.gmail.Watch(mb)
+		if err != nil {
+			t.Fatal(err)
+		}
+		w.Notifications = gmailapi.PushStats{}
+		st.Watches[mb] = w
+	}
+	states, err := s.Firestore.Collection("oauthStates").Documents(ctx).GetAll()
 	if err != nil {
 		t.Fatal(err)
 	}
-	w.Notifications = gmailapi.PushStats{}
-	return state{
-		Users:  users,
-		Tokens: map[string][]secrets.Version{alice: s.tokenVersions(alice), bob: s.tokenVersions(bob)},
-		Watch:  w,
-		Events: len(s.published(time.Second)),
+	st.States = len(states)
+	links, err := s.Firestore.Collection("connectLinks").Documents(ctx).GetAll()
+	if err != nil {
+		t.Fatal(err)
 	}
+	for _, l := range links {
+		var v store.Link
+		l.DataTo(&v)
+		st.Links = append(st.Links, v)
+	}
+	st.Events = len(s.published(time.Second))
+	return st
 }
 
+// unchanged checks that nothing changed, apart from used states: a flow
+// whose code exchange succeeded uses up its state, whatever follows.
 func (s *stack) unchanged(t *testing.T, before state) {
 	t.Helper()
-	if after := s.snapshot(t); !reflect.DeepEqual(after, before) {
+	after := s.snapshot(t)
+	after.States = before.States
+	if !reflect.DeepEqual(after, before) {
 		t.Errorf("a refused request changed the state:\n got %+v\nwant %+v", after, before)
 	}
 }
@@ -264,8 +340,9 @@ func (s *stack) unchanged(t *testing.T, before state) {
 // secretsSeen is every secret value observed: tokens, codes, verifiers,
 // states and cookies.
 type secretsSeen struct {
-	mu     sync.Mutex
-	values []string
+	mu      sync.Mutex
+	values  []string
+	revokes atomic.Int32
 }
 
 func (s *secretsSeen) add(vs ...string) {
@@ -301,6 +378,9 @@ func (s *secretsSeen) foundIn(text string) string {
 type recorder struct{ seen *secretsSeen }
 
 func (r *recorder) RoundTrip(req *http.Request) (*http.Response, error) {
+	if strings.HasSuffix(req.URL.Path, "/revoke") {
+		r.seen.revokes.Add(1)
+	}
 	if tok, ok := strings.CutPrefix(req.Header.Get("Authorization"), "Bearer "); ok {
 		r.seen.add(tok)
 	}

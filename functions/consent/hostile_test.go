@@ -292,7 +292,7 @@ func (s *stack) checkRedirect(t *testing.T, resp *http.Response, policy string) 
 				t.Errorf("%s = %q, want %q", k, q.Get(k), v)
 			}
 		}
-		if sc := q.Get("scope"); sc != s.cfg.OAuth.Scope && sc != "openid email" {
+		if sc := q.Get("scope"); sc != s.cfg.OAuth.Scope+" openid email" && sc != "openid email" {
 			t.Errorf("scope = %q, want the configured one", sc)
 		}
 		if q.Get("state") == "attacker-state" || len(q.Get("state")) < 43 || len(q.Get("code_challenge")) != 43 {

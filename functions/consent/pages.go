@@ -11,6 +11,7 @@ const (
 	pageDenied       = "denied"
 	pageError        = "error"
 	pageDisconnected = "disconnected"
+	pageConfirm      = "confirm"
 )
 
 // pageData fills a page. Links are built from PUBLIC_URL, never from the request.
@@ -19,10 +20,12 @@ type pageData struct {
 	Message  string
 	Retry    string // "try again" link
 	NotFound bool   // disconnect of an address that was never connected
+	Token    string // confirmation form: its one-time token
+	Action   string // confirmation form: where it posts
 }
 
 func (h *Handler) render(w http.ResponseWriter, page string, status int, d pageData) {
-	if d.Retry == "" && page != pageConnected && page != pageDisconnected {
+	if d.Retry == "" && page != pageConnected && page != pageDisconnected && page != pageConfirm {
 		d.Retry = h.cfg.PublicURL + "/connect"
 	}
 	writePage(w, page, status, d)
@@ -35,7 +38,11 @@ func writePage(w http.ResponseWriter, page string, status int, d pageData) {
 	hd.Set("X-Content-Type-Options", "nosniff")
 	hd.Set("X-Frame-Options", "DENY")
 	hd.Set("Referrer-Policy", "no-referrer")
-	hd.Set("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'; form-action 'none'; frame-ancestors 'none'")
+	formAction := "'none'"
+	if page == pageConfirm {
+		formAction = "'self'"
+	}
+	hd.Set("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'; form-action "+formAction+"; frame-ancestors 'none'")
 	w.WriteHeader(status)
 	pages.ExecuteTemplate(w, page, d)
 }
@@ -63,6 +70,12 @@ h1{font-size:1.4rem;font-weight:500}a{color:#1a73e8}
 <h1>Something went wrong</h1>
 <p id="message">{{.Message}}</p>
 <p><a href="{{.Retry}}">Start again</a></p>
+{{template "bottom"}}{{end}}
+{{define "confirm"}}{{template "top" "Disconnect Gmail?"}}<main id="confirm">
+<h1>Disconnect Gmail?</h1>
+<p>You are signed in as <b id="email">{{.Email}}</b>. Disconnecting stops reporting new mail, revokes this application's access and deletes what it stored.</p>
+<form method="post" action="{{.Action}}"><input type="hidden" name="token" value="{{.Token}}">
+<button id="confirm-disconnect" type="submit">Disconnect</button></form>
 {{template "bottom"}}{{end}}
 {{define "disconnected"}}{{template "top" "Gmail disconnected"}}<main id="disconnected">
 <h1>Gmail disconnected</h1>

@@ -12,6 +12,8 @@ import (
 	"net/http"
 	"strings"
 	"time"
+
+	"github.com/gmailwatch/gmailwatch/shared/store"
 )
 
 // stateTTL is how long a started flow may take to come back.
@@ -32,7 +34,8 @@ type flowState struct {
 	Nonce    string `json:"n"`
 	Verifier string `json:"v"`
 	Flow     string `json:"f"`
-	Expires  int64  `json:"e"` // unix seconds
+	Expires  int64  `json:"e"`           // unix seconds
+	Link     string `json:"l,omitempty"` // the connect link's token, if the flow has one
 }
 
 // Reasons a callback's state is refused.
@@ -83,10 +86,12 @@ func stateMAC(key []byte, payload string) []byte {
 	return m.Sum(nil)
 }
 
-// checkState verifies the callback's state against the cookie and uses it
-// up, so it is accepted at most once, by any instance. A browser holds one
-// state cookie; a second one was planted (from a sibling domain or another
-// path), so the request is refused rather than a cookie chosen.
+// checkState verifies the callback's state against the cookie and that it
+// was not used before; the caller records its use (states.use) once the
+// code exchange succeeded, so it is accepted at most once, by any instance.
+// A browser holds one state cookie; a second one was planted (from a sibling
+// domain or another path), so the request is refused rather than a cookie
+// chosen.
 func (h *Handler) checkState(ctx context.Context, r *http.Request) (flowState, error) {
 	param := r.URL.Query().Get("state")
 	cookies := r.CookiesNamed(h.cookie.Name)
@@ -108,28 +113,42 @@ func (h *Handler) checkState(ctx context.Context, r *http.Request) (flowState, e
 	if !hmac.Equal([]byte(param), []byte(s.Nonce)) {
 		return flowState{}, errMismatch
 	}
-	if err := h.users.UseState(ctx, s.Nonce, s.Flow, time.Unix(s.Expires, 0)); err != nil {
+	if err := h.users.StateUnused(ctx, s.Nonce); err != nil {
 		return flowState{}, err
 	}
 	return s, nil
 }
 
-// signingKey returns the state-signing key, read from Secret Manager once
-// it is read successfully.
+// signingKey returns the state-signing key.
 func (h *Handler) signingKey(ctx context.Context) ([]byte, error) {
+	return h.secretKey(ctx, h.cfg.StateKeyName, minKeyBytes)
+}
+
+// keyer returns the user-key hash.
+func (h *Handler) keyer(ctx context.Context) (store.Keyer, error) {
+	b, err := h.secretKey(ctx, h.cfg.UserKeyName, store.MinUserKeyBytes)
+	if err != nil {
+		return store.Keyer{}, err
+	}
+	return store.NewKeyer(b)
+}
+
+// secretKey returns one of the function's own keys from Secret Manager,
+// trimmed and at least min bytes long, read once it is read successfully.
+func (h *Handler) secretKey(ctx context.Context, name string, min int) ([]byte, error) {
 	h.keyMu.Lock()
 	defer h.keyMu.Unlock()
-	if h.stateKey != nil {
-		return h.stateKey, nil
+	if b, ok := h.keys[name]; ok {
+		return b, nil
 	}
-	b, err := h.tokens.Access(ctx, h.cfg.StateKeyName)
+	b, err := h.tokens.Access(ctx, name)
 	if err != nil {
-		return nil, fmt.Errorf("state key: %w", err)
+		return nil, fmt.Errorf("key %s: %w", name, err)
 	}
 	b = []byte(strings.TrimSpace(string(b)))
-	if len(b) < minKeyBytes {
-		return nil, fmt.Errorf("state key %s: shorter than %d bytes", h.cfg.StateKeyName, minKeyBytes)
+	if len(b) < min {
+		return nil, fmt.Errorf("key %s: shorter than %d bytes", name, min)
 	}
-	h.stateKey = b
+	h.keys[name] = b
 	return b, nil
 }

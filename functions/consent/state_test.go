@@ -46,7 +46,7 @@ func TestUnseal(t *testing.T) {
 	}
 }
 
-func TestVerifiedEmail(t *testing.T) {
+func TestVerifiedIdentity(t *testing.T) {
 	now := time.Unix(1_800_000_000, 0)
 	token := func(claims map[string]any) string {
 		body, _ := json.Marshal(claims)
@@ -54,7 +54,7 @@ func TestVerifiedEmail(t *testing.T) {
 	}
 	valid := func() map[string]any {
 		return map[string]any{"iss": "https://accounts.google.com", "aud": "client", "exp": now.Unix() + 60,
-			"email": "Alice@Example.com", "email_verified": true}
+			"sub": "110248495921238986420", "email": "Alice@Example.com", "email_verified": true}
 	}
 	with := func(k string, v any) string {
 		c := valid()
@@ -81,13 +81,22 @@ func TestVerifiedEmail(t *testing.T) {
 		{"expired", with("exp", now.Unix()), "", "expired"},
 		{"no email", with("email", nil), "", "no email"},
 		{"unverified", with("email_verified", false), "", "not verified"},
+		{"no subject", with("sub", nil), "", "no subject"},
+		{"hosted domain lower-cased", with("hd", "Example.COM"), "alice@example.com|example.com", ""},
 		{"verification missing", with("email_verified", nil), "", "not verified"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			got, err := verifiedEmail(tc.token, "client", now)
+			id, err := verifiedIdentity(tc.token, "client", now)
+			got := id.Email
+			if id.HD != "" {
+				got += "|" + id.HD
+			}
+			if err == nil && id.Sub != "110248495921238986420" {
+				t.Errorf("sub = %q", id.Sub)
+			}
 			if got != tc.want || (tc.wantErr == "") != (err == nil) || (err != nil && !strings.Contains(err.Error(), tc.wantErr)) {
-				t.Errorf("verifiedEmail = %q, %v; want %q, error containing %q", got, err, tc.want, tc.wantErr)
+				t.Errorf("verifiedIdentity = %q, %v; want %q, error containing %q", got, err, tc.want, tc.wantErr)
 			}
 		})
 	}

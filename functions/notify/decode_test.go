@@ -24,6 +24,8 @@ func TestDecodePush(t *testing.T) {
 	}{
 		{"history id number", envelope(`{"emailAddress":"user@example.com","historyId":9876543210}`), push{"user@example.com", 9876543210}, ""},
 		{"history id string", envelope(`{"emailAddress":"user@example.com","historyId":"1234567"}`), push{"user@example.com", 1234567}, ""},
+		// Recorded from Gmail in googleworkspace/python-samples#200.
+		{"recorded push", envelope(`{"emailAddress": "xxxxx@xxxxx.com", "historyId": 1710}`), push{"xxxxx@xxxxx.com", 1710}, ""},
 		{"extra fields", envelope(`{"emailAddress":"User@Example.com","historyId":5,"x":[1]}`), push{"User@Example.com", 5}, ""},
 		{"raw push with subscription", []byte(`{"message":{"data":"` + base64.StdEncoding.EncodeToString([]byte(`{"emailAddress":"a@b.co","historyId":1}`)) + `"},"subscription":"projects/p/subscriptions/s"}`), push{"a@b.co", 1}, ""},
 		{"not JSON", []byte("hello"), push{}, "pub/sub envelope: not JSON"},

@@ -104,13 +104,12 @@ func (h *Handler) Handle(ctx context.Context, e event.Event) error {
 		h.log.WarnContext(ctx, "push ignored", "reason", err.Error(), "eventId", e.ID(), "bytes", len(e.Data()))
 		return nil
 	}
-	key := store.Key(p.EmailAddress)
 	res, err := h.syncer.OnPush(ctx, p.EmailAddress, p.HistoryID)
 	if err != nil {
-		return fmt.Errorf("push for user %s at history %d: %w", key, p.HistoryID, err)
+		return fmt.Errorf("push for user %s at history %d: %w", res.User, p.HistoryID, err)
 	}
 	if res.Outcome == gmailsync.Unknown {
-		h.log.WarnContext(ctx, "push ignored", "reason", "no such user", "user", key, "historyId", p.HistoryID, "eventId", e.ID())
+		h.log.WarnContext(ctx, "push ignored", "reason", "no such user", "historyId", p.HistoryID, "eventId", e.ID())
 	}
 	return nil
 }

@@ -1,55 +1,50 @@
-// Command admin is the operator's tool for connected Gmail users: list them
-// with their status, watch expiry and last sync, show one in full, or
-// disconnect one through the same code path as the user's own disconnect
-// (users.stop, revoke, delete the token, mark disconnected, delete markers,
-// publish gmail.user.disconnected).
+// Command admin is the operator's tool for connected Gmail users, a client
+// of the accounts API (functions/accounts), so it changes nothing the API
+// would not:
 //
-//	go run ./scripts/admin list
-//	go run ./scripts/admin show EMAIL
-//	go run ./scripts/admin disconnect EMAIL
+//	go run ./scripts/admin list [-status active|reauth_required|disconnected]
+//	go run ./scripts/admin show USER_KEY
+//	go run ./scripts/admin find APP_REF
+//	go run ./scripts/admin reconnect-link USER_KEY
+//	go run ./scripts/admin disconnect USER_KEY
+//	go run ./scripts/admin resync USER_KEY
 //
-// It reads PROJECT_ID and uses Application Default Credentials, or locally
-// the emulator and sandbox variables (FIRESTORE_EMULATOR_HOST,
-// PUBSUB_EMULATOR_HOST, SECRETMANAGER_ENDPOINT, OAUTH_*_URL, GMAIL_ENDPOINT).
-// disconnect also reads the consent function's OAUTH_CLIENT_ID,
-// OAUTH_CLIENT_SECRET_NAME and EVENTS_TOPIC.
+// It reads ACCOUNTS_URL (the accounts function's URL; locally from
+// .local/env). A deployed API is private: the tool sends ACCOUNTS_ID_TOKEN
+// if set (for example from `gcloud auth print-identity-token
+// --audiences=$ACCOUNTS_URL`), or else an ID token for the URL from
+// Application Default Credentials of a service account.
 package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
-	"log/slog"
 	"net/http"
-	"net/mail"
+	"net/url"
 	"os"
 	"os/signal"
+	"regexp"
 	"strings"
 	"text/tabwriter"
 	"time"
 
-	"cloud.google.com/go/firestore"
-	"cloud.google.com/go/pubsub/v2"
+	"google.golang.org/api/idtoken"
 
-	"github.com/gmailwatch/gmailwatch/functions/consent"
 	"github.com/gmailwatch/gmailwatch/shared/config"
-	"github.com/gmailwatch/gmailwatch/shared/events"
-	"github.com/gmailwatch/gmailwatch/shared/gmailclient"
-	"github.com/gmailwatch/gmailwatch/shared/logging"
-	"github.com/gmailwatch/gmailwatch/shared/store"
-	"github.com/gmailwatch/gmailwatch/shared/vault"
 )
 
-const usage = `usage: go run ./scripts/admin list | show EMAIL | disconnect EMAIL`
+const usage = `usage: go run ./scripts/admin list [-status S] | show USER_KEY | find APP_REF | reconnect-link USER_KEY | disconnect USER_KEY | resync USER_KEY`
 
 var errUsage = errors.New(usage)
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()
-	err := run(ctx, os.Args[1:], os.LookupEnv, os.Stdout, logging.New(os.Stderr, slog.LevelInfo))
-	if err != nil {
+	if err := run(ctx, os.Args[1:], os.LookupEnv, os.Stdout); err != nil {
 		fmt.Fprintln(os.Stderr, "admin:", err)
 		if errors.Is(err, errUsage) {
 			os.Exit(2)
@@ -58,130 +53,209 @@ func main() {
 	}
 }
 
+var userKey = regexp.MustCompile(`^[0-9a-f]{32}$`)
+
 // run carries out one command, writing its answer to out.
-func run(ctx context.Context, args []string, lookup func(string) (string, bool), out io.Writer, log *slog.Logger) error {
-	arity := map[string]int{"list": 0, "show": 1, "disconnect": 1}
+func run(ctx context.Context, args []string, lookup func(string) (string, bool), out io.Writer) error {
 	if len(args) == 0 {
 		return errUsage
 	}
-	if n, ok := arity[args[0]]; !ok || len(args) != n+1 {
+	cmd, rest := args[0], args[1:]
+	status := ""
+	if cmd == "list" {
+		fl := flag.NewFlagSet("list", flag.ContinueOnError)
+		fl.SetOutput(io.Discard)
+		fl.StringVar(&status, "status", "", "")
+		if err := fl.Parse(rest); err != nil {
+			return errUsage
+		}
+		rest = fl.Args()
+	}
+	want := map[string]int{"list": 0, "show": 1, "find": 1, "reconnect-link": 1, "disconnect": 1, "resync": 1}
+	if n, ok := want[cmd]; !ok || len(rest) != n {
 		return errUsage
 	}
-	cmd, email := args[0], ""
-	if len(args) == 2 {
-		a, err := mail.ParseAddress(args[1])
-		if err != nil || a.Address != args[1] {
-			return fmt.Errorf("%q is not an email address", args[1])
-		}
-		email = strings.ToLower(a.Address)
+	if cmd != "list" && cmd != "find" && !userKey.MatchString(rest[0]) {
+		return fmt.Errorf("%q is not a user key (32 lower-case hex digits; find one with list or find)", rest[0])
 	}
 	r := config.NewReader(lookup)
-	project := r.String("PROJECT_ID", config.Required)
-	var settings gmailclient.Settings
-	var topic, secretEndpoint string
-	if cmd == "disconnect" {
-		settings = gmailclient.ReadSettings(r)
-		topic = r.String("EVENTS_TOPIC", config.Required)
-		secretEndpoint = r.String("SECRETMANAGER_ENDPOINT", "")
-	}
+	base := strings.TrimRight(r.URL("ACCOUNTS_URL", config.Required), "/")
+	token := r.String("ACCOUNTS_ID_TOKEN", "")
 	if err := r.Err(); err != nil {
 		return err
 	}
-	fs, err := firestore.NewClient(ctx, project)
+	c, err := newClient(ctx, base, token)
 	if err != nil {
-		return fmt.Errorf("firestore client: %w", err)
+		return err
 	}
-	defer fs.Close()
-	users := store.New(fs, nil)
 	switch cmd {
 	case "list":
-		return list(ctx, users, out)
+		return c.list(ctx, status, out)
+	case "find":
+		var page accountPage
+		if err := c.do(ctx, "GET", "/accounts?"+url.Values{"appRef": {rest[0]}}.Encode(), &page); err != nil {
+			return err
+		}
+		return table(out, page.Accounts)
 	case "show":
-		return show(ctx, users, email, out)
+		var a map[string]any
+		if err := c.do(ctx, "GET", "/accounts/"+rest[0], &a); err != nil {
+			return err
+		}
+		return fields(out, a)
+	case "reconnect-link":
+		var l struct{ URL, ExpiresAt string }
+		if err := c.do(ctx, "POST", "/accounts/"+rest[0]+"/reconnect-link", &l); err != nil {
+			return err
+		}
+		fmt.Fprintf(out, "%s\n(expires %s; send it to the user of %s)\n", l.URL, l.ExpiresAt, rest[0])
+		return nil
+	case "disconnect":
+		var a map[string]any
+		if err := c.do(ctx, "POST", "/accounts/"+rest[0]+"/disconnect", &a); err != nil {
+			return err
+		}
+		fmt.Fprintf(out, "disconnected %s\n", rest[0])
+		return nil
+	default: // resync
+		var res struct {
+			Outcome   string
+			Announced int
+			Cursor    int64
+		}
+		if err := c.do(ctx, "POST", "/accounts/"+rest[0]+"/resync", &res); err != nil {
+			return err
+		}
+		fmt.Fprintf(out, "resynced %s: %s, %d announced, cursor %d\n", rest[0], res.Outcome, res.Announced, res.Cursor)
+		return nil
 	}
-	v, err := vault.New(ctx, project, secretEndpoint)
+}
+
+type client struct {
+	base, token string
+	http        *http.Client
+}
+
+// newClient returns a client of the API at base. Loopback http needs no
+// identity; anything else sends a Google ID token for base.
+func newClient(ctx context.Context, base, token string) (*client, error) {
+	c := &client{base: base, token: token, http: &http.Client{Timeout: 60 * time.Second}}
+	u, _ := url.Parse(base)
+	if token == "" && !config.IsLoopback(u.Hostname()) {
+		hc, err := idtoken.NewClient(ctx, base)
+		if err != nil {
+			return nil, fmt.Errorf("ID token for %s (set ACCOUNTS_ID_TOKEN, or use a service account's credentials): %w", base, err)
+		}
+		c.http = hc
+	}
+	return c, nil
+}
+
+// do sends a request and decodes the answer into out, or returns the
+// API's error message.
+func (c *client) do(ctx context.Context, method, path string, out any) error {
+	var body io.Reader
+	if method == "POST" {
+		body = strings.NewReader("{}")
+	}
+	req, err := http.NewRequestWithContext(ctx, method, c.base+path, body)
 	if err != nil {
 		return err
 	}
-	defer v.Close()
-	ps, err := pubsub.NewClient(ctx, project)
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	if c.token != "" {
+		req.Header.Set("Authorization", "Bearer "+c.token)
+	}
+	resp, err := c.http.Do(req)
 	if err != nil {
-		return fmt.Errorf("pubsub client: %w", err)
+		return fmt.Errorf("%s %s: %w", method, path, err)
 	}
-	defer ps.Close()
-	pub := events.NewPublisher(ps, topic)
-	defer pub.Stop()
-	d := consent.NewDisconnecter(users, v, gmailclient.NewFactory(settings, v), pub, &http.Client{Timeout: 30 * time.Second}, log)
-	found, err := d.Disconnect(ctx, email)
-	switch {
-	case err != nil:
+	defer resp.Body.Close()
+	raw, _ := io.ReadAll(io.LimitReader(resp.Body, 8<<20))
+	if resp.StatusCode >= 300 {
+		var e struct {
+			Error struct{ Message string }
+		}
+		if json.Unmarshal(raw, &e) == nil && e.Error.Message != "" {
+			return fmt.Errorf("%s %s: %s: %s", method, path, resp.Status, e.Error.Message)
+		}
+		return fmt.Errorf("%s %s: %s", method, path, resp.Status)
+	}
+	return json.Unmarshal(raw, out)
+}
+
+type account struct {
+	User, AppRef, EmailAddress, Status string
+	WatchExpiration, LastSyncAt        string
+	LastNotificationAt, LastErrorClass string
+	HistoryLag                         int64
+}
+
+type accountPage struct {
+	Accounts      []account
+	NextPageToken string
+}
+
+// list prints every account, a page at a time, and a count by status.
+func (c *client) list(ctx context.Context, status string, out io.Writer) error {
+	var all []account
+	for token := ""; ; {
+		q := url.Values{"pageSize": {"300"}}
+		if status != "" {
+			q.Set("status", status)
+		}
+		if token != "" {
+			q.Set("pageToken", token)
+		}
+		var page accountPage
+		if err := c.do(ctx, "GET", "/accounts?"+q.Encode(), &page); err != nil {
+			return err
+		}
+		all = append(all, page.Accounts...)
+		if token = page.NextPageToken; token == "" {
+			break
+		}
+	}
+	if err := table(out, all); err != nil {
 		return err
-	case found:
-		fmt.Fprintf(out, "disconnected %s\n", email)
-	default:
-		fmt.Fprintf(out, "%s was not connected; nothing to do\n", email)
 	}
+	counts := map[string]int{}
+	for _, a := range all {
+		counts[a.Status]++
+	}
+	fmt.Fprintf(out, "\n%d accounts: %d active, %d reauth_required, %d disconnected\n",
+		len(all), counts["active"], counts["reauth_required"], counts["disconnected"])
 	return nil
 }
 
-// list prints every user, a page at a time, and a count by status.
-func list(ctx context.Context, users *store.Store, out io.Writer) error {
+func table(out io.Writer, accounts []account) error {
 	w := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(w, "EMAIL\tSTATUS\tWATCH EXPIRES\tLAST SYNC\tLAST PUSH\tCURSOR\tKEY")
-	counts := map[string]int{}
-	total := 0
-	for after := ""; ; {
-		page, err := users.List(ctx, after, 300)
-		if err != nil {
-			return err
-		}
-		for _, u := range page {
-			fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%d\t%s\n", u.Email, u.Status,
-				when(u.WatchExpiration), when(u.LastSyncAt), when(u.LastNotificationAt), u.Cursor, u.Key)
-			counts[u.Status]++
-			total++
-		}
-		if len(page) < 300 {
-			break
-		}
-		after = page[len(page)-1].Key
-	}
-	fmt.Fprintf(w, "\n%d users: %d active, %d reauth_required, %d disconnected\n",
-		total, counts[store.Active], counts[store.ReauthRequired], counts[store.Disconnected])
-	return w.Flush()
-}
-
-// show prints every field of one user's record.
-func show(ctx context.Context, users *store.Store, email string, out io.Writer) error {
-	u, err := users.Get(ctx, store.Key(email))
-	if err != nil {
-		return err
-	}
-	w := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
-	for _, f := range [][2]string{
-		{"email", u.Email}, {"key", u.Key}, {"status", u.Status},
-		{"cursor", fmt.Sprint(u.Cursor)}, {"pending history id", fmt.Sprint(u.PendingHistoryID)},
-		{"labels", u.LabelFilter + " " + strings.Join(u.Labels, ",")},
-		{"watch expires", when(u.WatchExpiration)}, {"renew at", when(u.RenewAt)}, {"last renewed", when(u.LastRenewAt)},
-		{"last push", when(u.LastNotificationAt)}, {"last sync", when(u.LastSyncAt)}, {"sync due", when(u.SyncDueAt)},
-		{"connected", when(u.ConnectedAt)}, {"reauth since", when(u.ReauthSince)}, {"updated", when(u.UpdatedAt)},
-		{"lease", lease(u.Lease)},
-	} {
-		fmt.Fprintf(w, "%s:\t%s\n", f[0], f[1])
+	fmt.Fprintln(w, "USER\tAPP REF\tEMAIL\tSTATUS\tWATCH EXPIRES\tLAST SYNC\tLAST PUSH\tLAG\tERROR")
+	for _, a := range accounts {
+		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d\t%s\n", a.User, dash(a.AppRef), a.EmailAddress, a.Status,
+			dash(a.WatchExpiration), dash(a.LastSyncAt), dash(a.LastNotificationAt), a.HistoryLag, dash(a.LastErrorClass))
 	}
 	return w.Flush()
 }
 
-func when(t time.Time) string {
-	if t.IsZero() {
-		return "-"
+func fields(out io.Writer, a map[string]any) error {
+	w := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
+	for _, k := range []string{"user", "appRef", "emailAddress", "status", "watchExpiration", "lastNotificationAt",
+		"lastSyncAt", "connectedAt", "historyLag", "lastErrorClass"} {
+		v, ok := a[k]
+		if !ok || v == "" {
+			v = "-"
+		}
+		fmt.Fprintf(w, "%s:\t%v\n", k, v)
 	}
-	return t.UTC().Format(time.RFC3339)
+	return w.Flush()
 }
 
-func lease(l store.Lease) string {
-	if l.Holder == "" {
+func dash(s string) string {
+	if s == "" {
 		return "-"
 	}
-	return l.Holder + " until " + when(l.Until)
+	return s
 }

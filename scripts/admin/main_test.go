@@ -4,12 +4,16 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"net/http"
+	"net/http/httptest"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"golang.org/x/oauth2"
 
+	"github.com/gmailwatch/gmailwatch/functions/accounts"
 	"github.com/gmailwatch/gmailwatch/scripts/testenv"
 	"github.com/gmailwatch/gmailwatch/shared/config"
 	"github.com/gmailwatch/gmailwatch/shared/events"
@@ -29,6 +33,9 @@ func TestAdmin(t *testing.T) {
 	log, logs, users, sb, project := w.Log, w.Logs, w.Store, w.Sandbox, w.Project
 	env := w.Env(nil)
 	refresh := connect(t, w, alice)
+	if _, err := users.Update(ctx, store.Key(alice), func(u *store.User) error { u.AppRef = "crm-7"; return nil }); err != nil {
+		t.Fatal(err)
+	}
 	if _, _, err := users.Connect(ctx, store.Connection{Email: carol, HistoryID: 5}); err != nil {
 		t.Fatal(err)
 	}
@@ -36,44 +43,57 @@ func TestAdmin(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	without := func(keys ...string) map[string]string {
-		m := map[string]string{}
-		for k, v := range env {
-			m[k] = v
-		}
-		for _, k := range keys {
-			delete(m, k)
-		}
-		return m
+	cfgEnv := map[string]string{"CONSENT_URL": "https://consent.example.com", "RETURN_ORIGINS": "https://app.example.com"}
+	for k, v := range env {
+		cfgEnv[k] = v
 	}
+	cfg, err := accounts.ReadConfig(config.FromMap(cfgEnv))
+	if err != nil {
+		t.Fatal(err)
+	}
+	api := accounts.New(cfg, accounts.Deps{Users: w.Store, Vault: w.Vault, Events: w.Publisher}, log)
+	var authMu sync.Mutex
+	var auth []string
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		authMu.Lock()
+		auth = append(auth, r.Header.Get("Authorization"))
+		authMu.Unlock()
+		api.ServeHTTP(w, r)
+	}))
+	t.Cleanup(srv.Close)
+	adminEnv := map[string]string{"ACCOUNTS_URL": srv.URL, "ACCOUNTS_ID_TOKEN": "test-identity-token"}
+	aliceKey, carolKey := store.Key(alice), store.Key(carol)
+
 	refused := []struct {
 		name    string
 		args    []string
 		env     map[string]string
 		wantErr string
 	}{
-		{"no command", nil, env, usage},
-		{"unknown command", []string{"remove", alice}, env, usage},
-		{"show without address", []string{"show"}, env, usage},
-		{"list with an argument", []string{"list", alice}, env, usage},
-		{"disconnect two", []string{"disconnect", alice, carol}, env, usage},
-		{"not an address", []string{"disconnect", "alice"}, env, "not an email address"},
-		{"named address", []string{"disconnect", "Alice <" + alice + ">"}, env, "not an email address"},
-		{"no project", []string{"list"}, without("PROJECT_ID"), "PROJECT_ID: missing"},
-		{"disconnect without OAuth settings", []string{"disconnect", alice}, without("OAUTH_CLIENT_ID", "EVENTS_TOPIC"), "OAUTH_CLIENT_ID: missing"},
-		{"show unknown", []string{"show", "zed@example.com"}, env, "user not found"},
+		{"no command", nil, adminEnv, usage},
+		{"unknown command", []string{"remove", aliceKey}, adminEnv, usage},
+		{"show without key", []string{"show"}, adminEnv, usage},
+		{"list with an argument", []string{"list", aliceKey}, adminEnv, usage},
+		{"list with a bad flag", []string{"list", "-all"}, adminEnv, usage},
+		{"disconnect two", []string{"disconnect", aliceKey, carolKey}, adminEnv, usage},
+		{"an address, not a key", []string{"disconnect", alice}, adminEnv, "not a user key"},
+		{"no API URL", []string{"list"}, map[string]string{}, "ACCOUNTS_URL: missing"},
+		{"plain http elsewhere", []string{"list"}, map[string]string{"ACCOUNTS_URL": "http://accounts.example.com"}, "must use https"},
+		{"show unknown", []string{"show", strings.Repeat("0", 32)}, adminEnv, "no such account"},
+		{"bad status", []string{"list", "-status", "gone"}, adminEnv, "status must be one of"},
+		{"reconnect an active account", []string{"reconnect-link", aliceKey}, adminEnv, "only a reauth_required account"},
 	}
 	for _, tc := range refused {
 		t.Run(tc.name, func(t *testing.T) {
 			var out bytes.Buffer
-			err := run(ctx, tc.args, config.FromMap(tc.env), &out, log)
+			err := run(ctx, tc.args, config.FromMap(tc.env), &out)
 			if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
 				t.Errorf("run(%q) = %v, want an error containing %q", tc.args, err, tc.wantErr)
 			}
 			if tc.wantErr == usage && !errors.Is(err, errUsage) {
 				t.Errorf("run(%q) = %v, want the usage error", tc.args, err)
 			}
-			if u, _ := users.Get(ctx, store.Key(alice)); u.Status != store.Active {
+			if u, _ := users.Get(ctx, aliceKey); u.Status != store.Active {
 				t.Errorf("a refused command changed %s to %s", alice, u.Status)
 			}
 		})
@@ -83,15 +103,18 @@ func TestAdmin(t *testing.T) {
 		args []string
 		want []string // lines or fragments of the output
 	}{
-		{[]string{"list"}, []string{alice, carol, "active", "reauth_required", "2 users: 1 active, 1 reauth_required, 0 disconnected"}},
-		{[]string{"show", alice}, []string{"status:", "active", "key:", store.Key(alice), "watch expires:", "labels:", "include INBOX"}},
-		{[]string{"disconnect", alice}, []string{"disconnected " + alice}},
-		{[]string{"disconnect", "zed@example.com"}, []string{"zed@example.com was not connected; nothing to do"}},
-		{[]string{"list"}, []string{"2 users: 0 active, 1 reauth_required, 1 disconnected"}},
+		{[]string{"list"}, []string{alice, carol, "active", "reauth_required", "2 accounts: 1 active, 1 reauth_required, 0 disconnected"}},
+		{[]string{"list", "-status", "reauth_required"}, []string{carol, "invalid_grant", "1 accounts: 0 active, 1 reauth_required"}},
+		{[]string{"show", aliceKey}, []string{"status:", "active", "user:", aliceKey, "watchExpiration:", "historyLag:"}},
+		{[]string{"find", "crm-7"}, []string{aliceKey, "crm-7"}},
+		{[]string{"resync", aliceKey}, []string{"resynced " + aliceKey, "0 announced"}},
+		{[]string{"reconnect-link", carolKey}, []string{"https://consent.example.com/connect?link="}},
+		{[]string{"disconnect", aliceKey}, []string{"disconnected " + aliceKey}},
+		{[]string{"list"}, []string{"2 accounts: 0 active, 1 reauth_required, 1 disconnected"}},
 	}
 	for _, st := range steps {
 		var out bytes.Buffer
-		if err := run(ctx, st.args, config.FromMap(env), &out, log); err != nil {
+		if err := run(ctx, st.args, config.FromMap(adminEnv), &out); err != nil {
 			t.Fatalf("run(%q): %v", st.args, err)
 		}
 		for _, w := range st.want {
@@ -100,12 +123,19 @@ func TestAdmin(t *testing.T) {
 			}
 		}
 	}
+	authMu.Lock()
+	for _, a := range auth {
+		if a != "Bearer test-identity-token" {
+			t.Errorf("a request carried Authorization %q, want the ID token", a)
+		}
+	}
+	authMu.Unlock()
 
 	// The disconnect went all the way, as the user's own does.
-	if u, _ := users.Get(ctx, store.Key(alice)); u.Status != store.Disconnected {
+	if u, _ := users.Get(ctx, aliceKey); u.Status != store.Disconnected {
 		t.Errorf("status %q, want disconnected", u.Status)
 	}
-	if _, ok := sb.Secrets.Secret("projects/" + project + "/secrets/" + vault.RefreshPrefix + store.Key(alice)); ok {
+	if _, ok := sb.Secrets.Secret("projects/" + project + "/secrets/" + vault.RefreshPrefix + aliceKey); ok {
 		t.Error("the refresh token secret still exists")
 	}
 	if w, _ := sb.Gmail.Watch(alice); w.Active {
@@ -115,18 +145,12 @@ func TestAdmin(t *testing.T) {
 	if _, err := conf.TokenSource(ctx, &oauth2.Token{RefreshToken: refresh}).Token(); !gmailclient.IsInvalidGrant(err) {
 		t.Errorf("refreshing the old token: %v, want invalid_grant", err)
 	}
-	if _, err := users.Get(ctx, store.Key("zed@example.com")); !errors.Is(err, store.ErrNotFound) {
-		t.Errorf("disconnecting an unknown address created a record: %v", err)
-	}
 	if logs.Contains(refresh) || !logs.Contains("user disconnected") {
 		t.Errorf("the log holds the refresh token, or not the disconnect:\n%s", logs)
 	}
 	got := w.Events.Await(1)
-	if len(got) != 1 {
-		t.Fatalf("got %d events, want 1: %+v", len(got), got)
-	}
-	if got[0].Type != events.UserDisconnect || got[0].EmailAddress != alice {
-		t.Errorf("event = %+v, want %s for %s", got[0], events.UserDisconnect, alice)
+	if got[0].Type != events.UserDisconnect || got[0].EmailAddress != alice || got[0].AppRef != "crm-7" {
+		t.Errorf("event = %+v, want %s for %s under crm-7", got[0], events.UserDisconnect, alice)
 	}
 }
 

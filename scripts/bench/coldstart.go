@@ -67,7 +67,8 @@ type firstRequest struct {
 func (b *bench) firstRequests() map[string]firstRequest {
 	topic := func(t string) string { return "/projects/" + b.st.Project + "/topics/" + t }
 	return map[string]firstRequest{
-		"consent": {http.MethodGet, "/connect", "", "GET /connect (consent redirect: reads the state key)"},
+		"consent":  {http.MethodGet, "/connect", "", "GET /connect (consent redirect: reads the state key)"},
+		"accounts": {http.MethodGet, "/accounts/" + strings.Repeat("0", 32), "", "GET an unknown account (one Firestore read)"},
 		"notify": {http.MethodPost, topic(stack.GmailTopic), string(pushBody(b.st.Project, "nobody@bench.test", 1, 1)),
 			"a Gmail push for an unknown user (one Firestore read)"},
 		"renew": {http.MethodGet, "/", "", "GET / (builds the clients, answers 405)"},

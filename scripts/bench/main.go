@@ -5,10 +5,14 @@
 // fixed Gmail round-trip latency injected by the sandbox, and measures:
 //
 //   - quota: Gmail units per delivered message, singly and in bursts, with
-//     duplicated pushes, beside the floor (5 per message + 2 per sync) and a
-//     tutorial baseline; duplicated and stale pushes must cost no Gmail call;
+//     duplicated pushes, beside the floor (5 per message + 3 per push: its
+//     history read and a look after its second, since Gmail drops pushes
+//     above one a second) and a tutorial baseline; duplicated and stale
+//     pushes must cost no Gmail call;
 //   - latency: from the sandbox accepting a message to its event on the
-//     output topic, beside the floor (push hop + two Gmail round trips);
+//     output topic, beside the floor (push hop + two Gmail round trips), and
+//     for a message whose own push Gmail dropped, beside its floor (the rest
+//     of the previous push's second + two Gmail round trips);
 //   - throughput: messages per second one notify instance sustains with 80
 //     concurrent requests, and its peak memory;
 //   - renewal: watches renewed per second over many users when quota is the

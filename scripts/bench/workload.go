@@ -26,7 +26,7 @@ type Phase struct {
 	Calls           map[string]int64 `json:"calls"`
 	RateLimited     int64            `json:"rateLimited"`
 	UnitsPerMessage float64          `json:"unitsPerMessage"`
-	FloorPerMessage float64          `json:"floorUnitsPerMessage"` // 5 per message + 2 per episode
+	FloorPerMessage float64          `json:"floorUnitsPerMessage"` // 5 per message + 3 per episode
 	Pushes          int64            `json:"pushes"`               // Gmail notifications published, copies included
 	DuplicatePushes int64            `json:"duplicatePushes"`      // extra copies among them
 	Announced       int              `json:"announced"`            // messages with an event
@@ -72,6 +72,25 @@ type Workload struct {
 	// handlers (the baseline's endpoint, timed during the system's
 	// latency singles).
 	PushHop Dist `json:"pushHop"`
+	// Dropped is the system's messages whose own push Gmail dropped.
+	Dropped *Dropped `json:"dropped,omitempty"`
+}
+
+// Dropped measures messages that land within the second after a push, so
+// that Gmail drops their own notification: each episode delivers one message
+// (pushed) and, 100-800 ms later, a second one (not pushed).
+type Dropped struct {
+	Messages        int   `json:"messages"`    // second messages, whose push was dropped
+	RateDropped     int64 `json:"rateDropped"` // notifications the sandbox dropped for the rate
+	Announced       int   `json:"announced"`
+	DuplicateEvents int   `json:"duplicateEvents"`
+	Missing         int   `json:"missing"`
+	Latency         Dist  `json:"latency"` // second message accepted -> its event
+	// Wait is, per second message, the least any sync could wait before a
+	// read shows it without a push of its own: until the first push arrives
+	// when it comes later, else until that push's second ends. The floor
+	// adds two Gmail round trips.
+	Wait Dist `json:"wait"`
 }
 
 type delivery struct {
@@ -154,6 +173,12 @@ func (b *bench) workload(ctx context.Context) error {
 		if err := b.sb.Gmail.SetFaults("", clean); err != nil {
 			return err
 		}
+		if m.name == modeSystem && b.cfg.runs("latency") {
+			b.progress("%s: %d messages per user within the second after a push", m.name, b.cfg.Singles)
+			if w.Dropped, err = b.dropped(ctx, m.users, m.log, b.cfg.Singles); err != nil {
+				return err
+			}
+		}
 		if b.cfg.runs("quota") {
 			b.progress("%s: probing with duplicate and stale pushes", m.name)
 			if m.out.Probe, err = b.probe(ctx, m.name, m.users); err != nil {
@@ -194,27 +219,100 @@ func (b *bench) phase(ctx context.Context, users []string, log *eventLog, episod
 	p.Retried = b.retried.Load() - retried
 	p.Pushes, p.DuplicatePushes = after.Published-before.Published, after.Duplicated-before.Duplicated
 	p.UnitsPerMessage = round2(float64(p.Units) / float64(p.Messages))
-	p.FloorPerMessage = round2(float64(5*p.Messages+2*p.Episodes) / float64(p.Messages))
+	p.FloorPerMessage = round2(float64(5*p.Messages+3*p.Episodes) / float64(p.Messages))
+	p.Announced, p.DuplicateEvents, p.Missing, p.Latency = tally(log, ds)
+	return p, ds, ctx.Err()
+}
+
+// tally counts the deliveries announced, the events beyond the first for
+// each and those with none, and times them from delivery to first event.
+func tally(log *eventLog, ds []delivery) (announced, twice, missing int, latency Dist) {
 	var lat []time.Duration
 	for _, d := range ds {
 		first, copies, ok := log.first(d.id)
 		if !ok {
-			p.Missing++
+			missing++
 			continue
 		}
-		p.Announced++
-		p.DuplicateEvents += copies - 1
+		announced++
+		twice += copies - 1
 		lat = append(lat, first.Sub(d.at))
 	}
-	p.Latency = distOf(lat)
-	return p, ds, ctx.Err()
+	return announced, twice, missing, distOf(lat)
 }
 
-// play runs every user's episodes at once, each user's start staggered over
-// one gap; a burst is delivered back to back.
+// dropped runs episodes of a pushed message followed, within its push's
+// second, by one whose push Gmail drops, and measures the second messages.
+func (b *bench) dropped(ctx context.Context, users []string, log *eventLog, episodes int) (*Dropped, error) {
+	before := b.pushStats(users)
+	var mu sync.Mutex
+	var firsts, seconds []delivery
+	err := b.schedule(ctx, users, episodes, func(u string, i, e int) error {
+		first := time.Now()
+		a, err := b.sb.Deliver(gmailapi.Delivery{To: u, Subject: fmt.Sprintf("Pushed %d", e), Body: "Benchmark message."})
+		if err != nil {
+			return fmt.Errorf("deliver to %s: %w", u, err)
+		}
+		sleep(ctx, time.Until(first.Add(100*time.Millisecond+time.Duration(e*i%8)*100*time.Millisecond)))
+		at := time.Now()
+		d, err := b.sb.Deliver(gmailapi.Delivery{To: u, Subject: fmt.Sprintf("Not pushed %d", e), Body: "Benchmark message."})
+		if err != nil {
+			return fmt.Errorf("deliver to %s: %w", u, err)
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		firsts = append(firsts, delivery{id: a.ID, user: u, at: first, historyID: a.HistoryID})
+		seconds = append(seconds, delivery{id: d.ID, user: u, at: at, historyID: d.HistoryID})
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	ids := make([]string, len(seconds))
+	for i, d := range seconds {
+		ids[i] = d.id
+	}
+	log.wait(ctx, ids, time.Minute)
+	b.settle(ctx)
+	// The earliest read that can show the second message: the one the first
+	// push starts, if that push arrives after it; else one after the push's second.
+	var waits []time.Duration
+	for i, d := range seconds {
+		wait := firsts[i].at.Add(time.Second).Sub(d.at)
+		if pushed, ok := b.hops.at(firsts[i]); ok && pushed.After(d.at) {
+			wait = pushed.Sub(d.at)
+		}
+		waits = append(waits, wait)
+	}
+	out := &Dropped{Messages: len(seconds), Wait: distOf(waits), RateDropped: b.pushStats(users).RateDropped - before.RateDropped}
+	out.Announced, out.DuplicateEvents, out.Missing, out.Latency = tally(log, seconds)
+	return out, ctx.Err()
+}
+
+// play runs every user's episodes at once; a burst is delivered back to back.
 func (b *bench) play(ctx context.Context, users []string, episodes, size int) ([]delivery, error) {
 	var mu sync.Mutex
 	var out []delivery
+	err := b.schedule(ctx, users, episodes, func(u string, _, e int) error {
+		for k := range size {
+			at := time.Now()
+			d, err := b.sb.Deliver(gmailapi.Delivery{To: u, Subject: fmt.Sprintf("Bench %d.%d", e, k), Body: "Benchmark message."})
+			if err != nil {
+				return fmt.Errorf("deliver to %s: %w", u, err)
+			}
+			mu.Lock()
+			out = append(out, delivery{id: d.ID, user: u, at: at, historyID: d.HistoryID})
+			mu.Unlock()
+		}
+		return nil
+	})
+	return out, err
+}
+
+// schedule runs every user's episodes at once, each user's start staggered
+// over one gap and its episodes a gap apart, and returns the first error.
+func (b *bench) schedule(ctx context.Context, users []string, episodes int, episode func(user string, i, e int) error) error {
+	var mu sync.Mutex
 	var firstErr error
 	var wg sync.WaitGroup
 	start := time.Now()
@@ -226,15 +324,10 @@ func (b *bench) play(ctx context.Context, users []string, episodes, size int) ([
 				if ctx.Err() != nil {
 					return
 				}
-				for k := range size {
-					at := time.Now()
-					d, err := b.sb.Deliver(gmailapi.Delivery{To: u, Subject: fmt.Sprintf("Bench %d.%d", e, k), Body: "Benchmark message."})
+				if err := episode(u, i, e); err != nil {
 					mu.Lock()
-					if err != nil && firstErr == nil {
-						firstErr = fmt.Errorf("deliver to %s: %w", u, err)
-					}
-					if err == nil {
-						out = append(out, delivery{id: d.ID, user: u, at: at, historyID: d.HistoryID})
+					if firstErr == nil {
+						firstErr = err
 					}
 					mu.Unlock()
 				}
@@ -245,7 +338,7 @@ func (b *bench) play(ctx context.Context, users []string, episodes, size int) ([
 	if firstErr == nil {
 		firstErr = ctx.Err()
 	}
-	return out, firstErr
+	return firstErr
 }
 
 // settle waits out coalesced and duplicated pushes: at least a push interval
@@ -278,6 +371,7 @@ func (b *bench) pushStats(users []string) gmailapi.PushStats {
 		}
 		sum.Published += w.Notifications.Published
 		sum.Duplicated += w.Notifications.Duplicated
+		sum.RateDropped += w.Notifications.RateDropped
 	}
 	return sum
 }
@@ -417,6 +511,14 @@ func (h *hopLog) record(email string, historyID uint64, at time.Time) {
 
 // hop measures, for single messages, delivery to the arrival of the push
 // carrying the message's own history id.
+// at returns when d's push first arrived.
+func (h *hopLog) at(d delivery) (time.Time, bool) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	at, ok := h.arrived[hopKey{d.user, d.historyID}]
+	return at, ok
+}
+
 func (h *hopLog) hop(ds []delivery) Dist {
 	h.mu.Lock()
 	defer h.mu.Unlock()

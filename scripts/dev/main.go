@@ -85,13 +85,14 @@ func describe(st *stack.Stack) error {
 	fmt.Printf(`Local stack (project %s)
   consent URL      %s
   disconnect URL   %s
+  accounts API     %s  (connect links, account status: see README, "Embedding in an application")
   sandbox admin    %s/admin/  (mailboxes, messages, faults, quota: see scripts/sandbox/README.md)
   webhook receiver %s
   renew now        curl -X POST %s/
   logs             %s
   settings         .local/env  (for operator commands: set -a; . .local/env; go run ./scripts/admin list)
   emulators        FIRESTORE_EMULATOR_HOST=%s PUBSUB_EMULATOR_HOST=%s
-`, st.Project, st.ConsentURL, st.DisconnectURL, st.SandboxURL, st.ReceiverURL, st.FunctionURLs["renew"], st.Logs, st.FirestoreHost, st.PubSubHost)
+`, st.Project, st.ConsentURL, st.DisconnectURL, st.AccountsURL, st.SandboxURL, st.ReceiverURL, st.FunctionURLs["renew"], st.Logs, st.FirestoreHost, st.PubSubHost)
 	b, err := json.MarshalIndent(st, "", "  ")
 	if err != nil {
 		return err
@@ -112,19 +113,38 @@ func runDemo(ctx context.Context, st *stack.Stack, n int) error {
 	if err := admin(ctx, st, "/admin/oauth", map[string]any{"autoApprove": true}, nil); err != nil {
 		return err
 	}
-	// The consent flow, as a browser follows it: consent -> Google (sandbox) -> callback.
+	// The application's backend asks for a connect link for its user...
+	body := `{"appRef":"demo-app-user-1","expectedAddress":"` + user + `","successUrl":"` + stack.AppOrigin + `/connected","errorUrl":"` + stack.AppOrigin + `/failed"}`
+	resp, err := http.Post(st.AccountsURL+"/connect-links", "application/json", strings.NewReader(body))
+	if err != nil {
+		return fmt.Errorf("connect link: %w", err)
+	}
+	var link struct{ URL string }
+	err = json.NewDecoder(resp.Body).Decode(&link)
+	resp.Body.Close()
+	if err != nil || resp.StatusCode != http.StatusCreated {
+		return fmt.Errorf("connect link: %s %v", resp.Status, err)
+	}
+	// ...and the browser follows it: consent -> Google (sandbox) -> callback
+	// -> back to the application, where this demo stops.
 	jar, _ := cookiejar.New(nil)
-	browser := &http.Client{Jar: jar, Timeout: 30 * time.Second}
-	resp, err := browser.Get(st.ConsentURL + "?login_hint=" + url.QueryEscape(user))
+	browser := &http.Client{Jar: jar, Timeout: 30 * time.Second, CheckRedirect: func(r *http.Request, _ []*http.Request) error {
+		if strings.HasPrefix(r.URL.String(), stack.AppOrigin+"/") {
+			return http.ErrUseLastResponse
+		}
+		return nil
+	}}
+	resp, err = browser.Get(link.URL)
 	if err != nil {
 		return fmt.Errorf("consent flow: %w", err)
 	}
 	page, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("consent flow ended with %s: %s", resp.Status, page)
+	back, _ := url.Parse(resp.Header.Get("Location"))
+	if resp.StatusCode != http.StatusSeeOther || back == nil || back.Query().Get("outcome") != "connected" {
+		return fmt.Errorf("consent flow ended with %s %s: %s", resp.Status, resp.Header.Get("Location"), page)
 	}
-	fmt.Printf("demo: %s connected through the consent flow\n", user)
+	fmt.Printf("demo: %s connected through a connect link; the browser went back to %s\n", user, back)
 
 	want := map[string]string{}
 	for i := 1; i <= n; i++ {

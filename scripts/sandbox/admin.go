@@ -16,14 +16,16 @@ import (
 // answers with this list.
 func (s *Sandbox) adminRoutes() map[string]map[string]func(*http.Request) (int, any, error) {
 	return map[string]map[string]func(*http.Request) (int, any, error){
-		"/admin/mailboxes": {"GET": s.listMailboxes, "POST": s.addMailbox},
-		"/admin/messages":  {"POST": s.deliver, "DELETE": s.deleteMessage},
-		"/admin/labels":    {"POST": s.modifyLabels},
-		"/admin/quota":     {"GET": s.quota, "POST": s.setQuota, "DELETE": s.resetQuota},
-		"/admin/faults":    {"GET": s.faults, "POST": s.setFaults, "DELETE": s.clearFaults},
-		"/admin/revoke":    {"POST": s.revoke},
-		"/admin/oauth":     {"POST": s.oauthBehavior},
-		"/admin/watch":     {"GET": s.watch},
+		"/admin/mailboxes":   {"GET": s.listMailboxes, "POST": s.addMailbox},
+		"/admin/messages":    {"POST": s.deliver, "DELETE": s.deleteMessage},
+		"/admin/labels":      {"POST": s.modifyLabels},
+		"/admin/drafts":      {"POST": s.saveDraft},
+		"/admin/drafts/send": {"POST": s.sendDraft},
+		"/admin/quota":       {"GET": s.quota, "POST": s.setQuota, "DELETE": s.resetQuota},
+		"/admin/faults":      {"GET": s.faults, "POST": s.setFaults, "DELETE": s.clearFaults},
+		"/admin/revoke":      {"POST": s.revoke},
+		"/admin/oauth":       {"POST": s.oauthBehavior},
+		"/admin/watch":       {"GET": s.watch},
 	}
 }
 
@@ -188,6 +190,30 @@ func (s *Sandbox) modifyLabels(r *http.Request) (int, any, error) {
 	}
 	h, err := s.Gmail.ModifyLabels(req.User, req.ID, req.AddLabelIDs, req.RemoveLabelIDs)
 	return http.StatusOK, map[string]uint64{"historyId": h}, err
+}
+
+func (s *Sandbox) saveDraft(r *http.Request) (int, any, error) {
+	var d gmailapi.Draft
+	if err := decode(r, &d); err != nil {
+		return 0, nil, err
+	}
+	saved, err := s.Gmail.SaveDraft(d)
+	return http.StatusOK, saved, err
+}
+
+func (s *Sandbox) sendDraft(r *http.Request) (int, any, error) {
+	var req struct {
+		User string `json:"user"`
+		ID   string `json:"id"`
+	}
+	if err := decode(r, &req); err != nil {
+		return 0, nil, err
+	}
+	if req.ID == "" {
+		return 0, nil, badRequest("the id field is required")
+	}
+	sent, err := s.Gmail.SendDraft(req.User, req.ID)
+	return http.StatusOK, sent, err
 }
 
 func (s *Sandbox) quota(r *http.Request) (int, any, error) {

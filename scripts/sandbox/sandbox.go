@@ -41,13 +41,14 @@ type Options struct {
 	ProjectID              string // project for Secret Manager conveniences; Gmail pushes go to the project named in the watch's topic
 	ClientID, ClientSecret string // the registered OAuth client
 	RedirectURIs           []string
-	AutoApprove            bool   // consent approves at once instead of showing the page
-	PubSubEmulatorHost     string // default: env PUBSUB_EMULATOR_HOST; none means users.watch is refused
-	HTTPAddr, GRPCAddr     string // loopback only; default 127.0.0.1:0
-	Domain                 string // Google Workspace primary domain; "" serves no Directory, IAM Credentials or delegation
-	ServiceAccount         string // with a Domain: the service account delegated to; default gmailwatch-mailboxes@PROJECT.iam.gserviceaccount.com
-	UserUnitsPerMinute     int    // Gmail quota per user; default 15,000
-	ProjectUnitsPerMinute  int    // Gmail quota per project; default 1,200,000
+	AutoApprove            bool             // consent approves at once instead of showing the page
+	PubSubEmulatorHost     string           // default: env PUBSUB_EMULATOR_HOST; none means users.watch is refused
+	HTTPAddr, GRPCAddr     string           // loopback only; default 127.0.0.1:0
+	Domain                 string           // Google Workspace primary domain; "" serves no Directory, IAM Credentials or delegation
+	ServiceAccount         string           // with a Domain: the service account delegated to; default gmailwatch-mailboxes@PROJECT.iam.gserviceaccount.com
+	UserUnitsPerMinute     int              // Gmail quota per user; default 15,000
+	ProjectUnitsPerMinute  int              // Gmail quota per project; default 1,200,000
+	GmailProfile           gmailapi.Profile // gmailapi.Strict (the default) or gmailapi.Kind
 	Now                    func() time.Time
 	Logger                 *slog.Logger
 }
@@ -110,8 +111,12 @@ func Start(ctx context.Context, opts Options) (*Sandbox, error) {
 	s.Gmail = gmailapi.New(gmailapi.Options{
 		Auth: s.Auth, PubSub: s.pubsub, Now: opts.Now, Logger: opts.Logger,
 		UserUnitsPerMinute: opts.UserUnitsPerMinute, ProjectUnitsPerMinute: opts.ProjectUnitsPerMinute,
+		Profile: opts.GmailProfile,
 	})
 	s.Secrets = secrets.New()
+	if opts.Now != nil {
+		s.Secrets.SetClock(opts.Now)
+	}
 
 	var lc net.ListenConfig
 	hl, err := lc.Listen(ctx, "tcp", opts.HTTPAddr)

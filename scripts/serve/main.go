@@ -1,6 +1,6 @@
 // Command serve runs one of the system's functions locally through the
 // functions framework, exactly as the Cloud Functions Go runtime does: the
-// function named by FUNCTION_TARGET (Consent, Notify, Renew or Webhook)
+// function named by FUNCTION_TARGET (Consent, Accounts, Notify, Renew or Webhook)
 // serves on 127.0.0.1:$PORT.
 package main
 
@@ -10,6 +10,7 @@ import (
 
 	"github.com/GoogleCloudPlatform/functions-framework-go/funcframework"
 
+	_ "github.com/gmailwatch/gmailwatch/functions/accounts"
 	_ "github.com/gmailwatch/gmailwatch/functions/consent"
 	_ "github.com/gmailwatch/gmailwatch/functions/notify"
 	_ "github.com/gmailwatch/gmailwatch/functions/renew"
@@ -18,7 +19,7 @@ import (
 
 func main() {
 	if os.Getenv("FUNCTION_TARGET") == "" {
-		log.Fatal("set FUNCTION_TARGET to Consent, Notify, Renew or Webhook")
+		log.Fatal("set FUNCTION_TARGET to Consent, Accounts, Notify, Renew or Webhook")
 	}
 	port := os.Getenv("PORT")
 	if port == "" {

@@ -263,6 +263,7 @@ func (s *soak) injected(r *Report) {
 		n := w.Notifications
 		in.Pushes.Published += n.Published
 		in.Pushes.Coalesced += n.Coalesced
+		in.Pushes.RateDropped += n.RateDropped
 		in.Pushes.Dropped += n.Dropped
 		in.Pushes.Duplicated += n.Duplicated
 		in.Pushes.Reordered += n.Reordered
@@ -338,8 +339,8 @@ func (r *Report) Print(w io.Writer) {
 	fmt.Fprintf(w, "\nSoak: %d users, %d messages over %s, fault rate %.2f, seed %d, %d kills, %d revoked (%s elapsed)\n",
 		c.Users, c.Messages, c.Duration, c.FaultRate, c.Seed, c.Kills, c.Revoke, r.Elapsed)
 	in := r.Injected
-	fmt.Fprintf(w, "  injected   episodes %v; pushes dropped %d, duplicated %d, reordered %d; Gmail errors %d; receiver outages %v (%d requests refused); kills %v; renew runs %d (%d failed)\n",
-		in.Episodes, in.Pushes.Dropped, in.Pushes.Duplicated, in.Pushes.Reordered, r.Quota.InjectedErrors, in.Outages, in.OutageRefused, in.Kills, in.RenewRuns, in.RenewErrors)
+	fmt.Fprintf(w, "  injected   episodes %v; pushes dropped %d (and %d above Gmail's rate), duplicated %d, reordered %d; Gmail errors %d; receiver outages %v (%d requests refused); kills %v; renew runs %d (%d failed)\n",
+		in.Episodes, in.Pushes.Dropped, in.Pushes.RateDropped, in.Pushes.Duplicated, in.Pushes.Reordered, r.Quota.InjectedErrors, in.Outages, in.OutageRefused, in.Kills, in.RenewRuns, in.RenewErrors)
 	fmt.Fprintf(w, "  sent       %d watched (%d required, %d after revocation, %d excused), %d to unwatched labels\n",
 		r.Sent.Watched, r.Sent.Required, r.Sent.AfterRevoke, r.Sent.Excused, r.Sent.Unwatched)
 	for _, p := range []struct {

@@ -220,34 +220,35 @@ func (s *soak) connectAll(ctx context.Context, users *store.Store) error {
 		if err := s.st.Sandbox.AddMailbox(email); err != nil {
 			return fmt.Errorf("mailbox %s: %w", email, err)
 		}
-		s.emails, s.keys = append(s.emails, email), append(s.keys, store.Key(email))
+		s.emails = append(s.emails, email)
 	}
+	s.keys = make([]string, len(s.emails)) // known once connected: keys derive from the account id
 	s.progress("connecting %d users through the consent flow", s.cfg.Users)
 	var g errgroup.Group
 	g.SetLimit(4)
 	for i, email := range s.emails {
-		g.Go(func() error { return s.connect(ctx, users, email, s.keys[i]) })
+		g.Go(func() (err error) { s.keys[i], err = s.connect(ctx, users, email); return err })
 	}
 	return g.Wait()
 }
 
-func (s *soak) connect(ctx context.Context, users *store.Store, email, key string) error {
+func (s *soak) connect(ctx context.Context, users *store.Store, email string) (string, error) {
 	jar, _ := cookiejar.New(nil)
 	browser := &http.Client{Jar: jar, Timeout: 30 * time.Second}
 	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, s.st.ConsentURL+"?login_hint="+url.QueryEscape(email), nil)
 	resp, err := browser.Do(req)
 	if err != nil {
-		return fmt.Errorf("consent flow of %s: %w", email, err)
+		return "", fmt.Errorf("consent flow of %s: %w", email, err)
 	}
 	resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("consent flow of %s ended with %s", email, resp.Status)
+		return "", fmt.Errorf("consent flow of %s ended with %s", email, resp.Status)
 	}
-	u, err := users.Get(ctx, key)
+	u, err := users.ByEmail(ctx, email)
 	if err != nil || u.Status != store.Active {
-		return fmt.Errorf("consent flow of %s left no active user (status %q): %v", email, u.Status, err)
+		return "", fmt.Errorf("consent flow of %s left no active user (status %q): %v", email, u.Status, err)
 	}
-	return nil
+	return u.Key, nil
 }
 
 // play runs the plan's timeline: sends, fault episodes and outages in

@@ -36,9 +36,9 @@ import (
 )
 
 // Functions in the order they start; the target names they register.
-var Functions = []string{"consent", "notify", "renew", "webhook"}
+var Functions = []string{"consent", "accounts", "notify", "renew", "webhook"}
 
-var targets = map[string]string{"consent": "Consent", "notify": "Notify", "renew": "Renew", "webhook": "Webhook"}
+var targets = map[string]string{"consent": "Consent", "accounts": "Accounts", "notify": "Notify", "renew": "Renew", "webhook": "Webhook"}
 
 // Topic and subscription ids, as Terraform names them.
 const (
@@ -48,6 +48,10 @@ const (
 	EventsPull      = "local-events" // a pull subscription for watching events
 	DeadLetterPull  = "gmail-events-dead-letter-replay"
 )
+
+// AppOrigin is the application's origin in local runs: connect links may
+// send the browser back there (RETURN_ORIGINS).
+const AppOrigin = "http://localhost:8000"
 
 // Options configure a stack; the zero value runs everything.
 type Options struct {
@@ -66,6 +70,7 @@ type Stack struct {
 	SandboxURL    string            `json:"sandboxURL"`
 	SecretManager string            `json:"secretManager"`
 	ConsentURL    string            `json:"consentURL"`
+	AccountsURL   string            `json:"accountsURL"`
 	DisconnectURL string            `json:"disconnectURL"`
 	ReceiverURL   string            `json:"webhookReceiverURL,omitempty"`
 	FunctionURLs  map[string]string `json:"functions"`
@@ -124,8 +129,9 @@ func Start(ctx context.Context, opts Options) (st *Stack, err error) {
 	}
 	consentURL := st.FunctionURLs["consent"]
 	st.ConsentURL, st.DisconnectURL = consentURL+"/connect", consentURL+"/disconnect"
+	st.AccountsURL = st.FunctionURLs["accounts"]
 
-	clientSecret, stateKey, webhookSecret := random(24), random(64), "whsec_"+base64.StdEncoding.EncodeToString([]byte(random(24)))
+	clientSecret, stateKey, linkKey, webhookSecret := random(24), random(64), random(64), "whsec_"+base64.StdEncoding.EncodeToString([]byte(random(24)))
 	st.ClientID = "local-" + random(6) + ".apps.googleusercontent.com"
 	so := opts.Sandbox
 	so.ClientID, so.ClientSecret = st.ClientID, clientSecret
@@ -138,6 +144,8 @@ func Start(ctx context.Context, opts Options) (st *Stack, err error) {
 	if err := st.createSecrets(ctx, map[string]string{
 		"oauth-client-secret":    clientSecret,
 		"consent-state-key":      stateKey,
+		"connect-link-key":       linkKey,
+		"user-key-secret":        random(64),
 		"webhook-signing-secret": webhookSecret,
 	}); err != nil {
 		return st, err
@@ -157,6 +165,11 @@ func Start(ctx context.Context, opts Options) (st *Stack, err error) {
 		"OAUTH_REVOKE_URL=" + st.SandboxURL + "/revoke",
 		"OAUTH_CLIENT_ID=" + st.ClientID,
 		"PUBLIC_URL=" + consentURL,
+		"CONSENT_URL=" + consentURL,
+		"RETURN_ORIGINS=" + AppOrigin,
+		// Local only: every sandbox account is a test account, so the plain
+		// consent URL admits anyone. Deployed, OPEN_ENROLLMENT is off.
+		"OPEN_ENROLLMENT=true",
 		"GMAIL_TOPIC=projects/" + st.Project + "/topics/" + GmailTopic,
 		"EVENTS_TOPIC=" + EventsTopic,
 		"DEAD_LETTER_TOPIC=" + DeadLetterTopic,
@@ -170,6 +183,10 @@ func Start(ctx context.Context, opts Options) (st *Stack, err error) {
 	}
 	for k, v := range opts.Env {
 		st.env = append(st.env, k+"="+v)
+	}
+	// The signed-link key, for trying signed links by hand (README).
+	if err := os.WriteFile(filepath.Join(opts.Dir, "connect-link-key"), []byte(linkKey), 0o600); err != nil {
+		return st, err
 	}
 	if !opts.NoWebhook {
 		secretFile := filepath.Join(opts.Dir, "webhook-secret")

@@ -189,8 +189,8 @@ func newSink(t testing.TB, ps *pubsub.Client, sub string) *Sink {
 				t.Errorf("published %q is not an event: %v", m.Data, err)
 				return
 			}
-			if m.Attributes["type"] != ev.Type || m.Attributes["id"] != ev.ID || m.Attributes["user"] != ev.User {
-				t.Errorf("attributes %v do not match event %s %s %s", m.Attributes, ev.Type, ev.ID, ev.User)
+			if m.Attributes["type"] != ev.Type || m.Attributes["id"] != ev.ID || m.Attributes["user"] != ev.User || m.Attributes["appRef"] != ev.AppRef {
+				t.Errorf("attributes %v do not match event %s %s %s %q", m.Attributes, ev.Type, ev.ID, ev.User, ev.AppRef)
 			}
 			s.mu.Lock()
 			s.ev = append(s.ev, ev)

@@ -1,7 +1,7 @@
 // Package events defines what the system tells the application: one versioned
 // JSON message per new Gmail message or user lifecycle change, published to the
-// output Pub/Sub topic, with the type, id and user repeated as attributes for
-// subscription filters.
+// output Pub/Sub topic, with the type, id, user and the application's own
+// reference for the user repeated as attributes for subscription filters.
 package events
 
 import (
@@ -32,9 +32,11 @@ type Event struct {
 	Version      string   `json:"specversion"`
 	Type         string   `json:"type"`
 	ID           string   `json:"id"`
-	Time         string   `json:"time"` // RFC 3339, when the fact was observed
-	User         string   `json:"user"` // the user key, a hash of the address
+	Time         string   `json:"time"`             // RFC 3339, when the fact was observed
+	User         string   `json:"user"`             // the user key, a hash of the address
+	AppRef       string   `json:"appRef,omitempty"` // the application's reference for the user, from its connect link
 	EmailAddress string   `json:"emailAddress"`
+	Reconnect    string   `json:"reconnect,omitempty"` // reauth_required: the accounts API path that makes a reconnect link
 	MessageID    string   `json:"messageId,omitempty"`
 	ThreadID     string   `json:"threadId,omitempty"`
 	HistoryID    uint64   `json:"historyId,omitempty"`
@@ -54,10 +56,19 @@ func ID(typ string, parts ...string) string {
 	return hex.EncodeToString(sum[:16])
 }
 
-// Attributes returns the Pub/Sub attributes for e.
+// Attributes returns the Pub/Sub attributes for e; appRef only when set, so a
+// filter `attributes:appRef` selects the users connected by link.
 func (e Event) Attributes() map[string]string {
-	return map[string]string{"type": e.Type, "id": e.ID, "user": e.User, "specversion": Version}
+	a := map[string]string{"type": e.Type, "id": e.ID, "user": e.User, "specversion": Version}
+	if e.AppRef != "" {
+		a["appRef"] = e.AppRef
+	}
+	return a
 }
+
+// ReconnectPath is the accounts API request that returns a reconnect link for
+// a user, as a reauth_required event tells it.
+func ReconnectPath(userKey string) string { return "POST /accounts/" + userKey + "/reconnect-link" }
 
 // Decode parses an event body, rejecting anything that is not a versioned event.
 func Decode(data []byte) (Event, error) {

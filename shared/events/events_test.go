@@ -43,7 +43,7 @@ func TestPublishRoundTripsThroughPubSub(t *testing.T) {
 	sub := testenv.Subscription(t, ps, topic, "events-sub")
 	pub := events.NewPublisher(ps, "events")
 	defer pub.Stop()
-	want := events.Event{Type: events.MessageReceived, ID: events.ID(events.MessageReceived, "u", "m"), User: "u",
+	want := events.Event{Type: events.MessageReceived, ID: events.ID(events.MessageReceived, "u", "m"), User: "u", AppRef: "crm/user 42",
 		EmailAddress: "a@example.com", MessageID: "m", HistoryID: 42, LabelIDs: []string{"INBOX"}, Subject: "Hi"}
 	if err := pub.Publish(context.Background(), want); err != nil {
 		t.Fatal(err)
@@ -70,7 +70,18 @@ func TestPublishRoundTripsThroughPubSub(t *testing.T) {
 	if string(gb) != string(wb) {
 		t.Errorf("received %s\nwant %s", gb, wb)
 	}
-	if attrs["type"] != events.MessageReceived || attrs["id"] != want.ID || attrs["user"] != "u" {
+	if attrs["type"] != events.MessageReceived || attrs["id"] != want.ID || attrs["user"] != "u" || attrs["appRef"] != "crm/user 42" {
 		t.Errorf("attributes = %v", attrs)
+	}
+}
+
+func TestAttributesCarryAppRefOnlyWhenSet(t *testing.T) {
+	e := events.Event{Type: events.UserConnected, ID: "i", User: "u"}
+	if _, ok := e.Attributes()["appRef"]; ok {
+		t.Errorf("attributes %v carry an empty appRef", e.Attributes())
+	}
+	e.AppRef = "app-7"
+	if got := e.Attributes()["appRef"]; got != "app-7" {
+		t.Errorf("appRef attribute = %q, want app-7", got)
 	}
 }

@@ -10,9 +10,11 @@ package gmailclient
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 
@@ -228,8 +230,12 @@ func IsRetryable(err error) bool {
 	return true // transport errors: connection refused, reset, deadline
 }
 
-// IsRateLimited reports whether Gmail refused a call for quota: 429, or 403
-// with a rate-limit reason.
+// IsRateLimited reports whether err is one of Gmail's quota or concurrency
+// refusals, in any shape its "Resolve errors" guide documents: any 429 (the
+// per-user rate limit, "Too many concurrent requests for user", bandwidth),
+// and 403 with reason userRateLimitExceeded or rateLimitExceeded, or in the
+// usageLimits domain. dailyLimitExceeded is a quota too, but lifts only the
+// next day: it is not worth a retry, so it does not count here.
 func IsRateLimited(err error) bool {
 	var ge *googleapi.Error
 	if !errors.As(err, &ge) {
@@ -238,12 +244,29 @@ func IsRateLimited(err error) bool {
 	if ge.Code == http.StatusTooManyRequests {
 		return true
 	}
+	if ge.Code != http.StatusForbidden {
+		return false
+	}
 	for _, e := range ge.Errors {
-		if ge.Code == http.StatusForbidden && (e.Reason == "rateLimitExceeded" || e.Reason == "userRateLimitExceeded") {
+		switch e.Reason {
+		case "dailyLimitExceeded":
+			return false
+		case "rateLimitExceeded", "userRateLimitExceeded":
 			return true
 		}
 	}
-	return false
+	// The client keeps errors[].domain only in the raw body.
+	var body struct {
+		Error struct {
+			Errors []struct{ Domain, Reason string }
+		}
+	}
+	if json.Unmarshal([]byte(ge.Body), &body) != nil {
+		return false
+	}
+	return slices.ContainsFunc(body.Error.Errors, func(e struct{ Domain, Reason string }) bool {
+		return e.Domain == "usageLimits" && e.Reason != "dailyLimitExceeded"
+	})
 }
 
 // IsNotFound reports whether Gmail answered 404.

@@ -31,7 +31,7 @@ type env struct {
 // fast are settings that keep the tests quick.
 var fast = gmailsync.Settings{
 	BackoffBase: 5 * time.Millisecond, BackoffMax: 40 * time.Millisecond,
-	RecheckDelay: 200 * time.Millisecond, LeaseTTL: 30 * time.Second,
+	RecheckDelay: 200 * time.Millisecond, LeaseTTL: 30 * time.Second, TrailDelay: 300 * time.Millisecond,
 }
 
 func newEnv(t *testing.T, set gmailsync.Settings) *env {

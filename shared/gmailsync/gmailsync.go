@@ -5,6 +5,25 @@
 // and only then advances the cursor, which never moves backwards. The notify
 // function calls OnPush for every Gmail push; the renew function calls Sync
 // to reconcile users whose pushes were dropped or whose sync stalled.
+//
+// Gmail sends at most one notification a second per user and drops, rather
+// than merges, the ones above that rate, so a message that lands within the
+// second after a push may never be pushed. The sync that a push starts
+// therefore keeps the lease and looks at the mailbox once more when that
+// second has passed (TrailDelay after the latest push): a getProfile (1
+// unit) when its last read showed every record up to the history id Gmail
+// reported, a history read otherwise or when that id moved. It does so
+// inside the same invocation: the wait is a second or two of a notify
+// function that may run for minutes, the lease already keeps other syncs of
+// the user out, and a push arriving meanwhile only raises the pending id the
+// holder reads next. Deferring the look instead (a delayed Pub/Sub message,
+// a Cloud Task) would add infrastructure and a second lease round trip for
+// the same read, and leave the message to the safety net whenever the
+// deferral itself failed.
+//
+// What this costs is the floor for announcing at once under drop semantics:
+// one history read per push, one messages.get per message, one look after
+// the push's second. Duplicate and stale pushes cost no Gmail call.
 package gmailsync
 
 import (
@@ -16,6 +35,8 @@ import (
 	"log/slog"
 	"sync/atomic"
 	"time"
+
+	"google.golang.org/api/gmail/v1"
 
 	"github.com/gmailwatch/gmailwatch/shared/config"
 	"github.com/gmailwatch/gmailwatch/shared/events"
@@ -57,6 +78,7 @@ type Settings struct {
 	BackoffMax     time.Duration
 	RecheckDelay   time.Duration // wait before reading history again after an early push
 	Rechecks       int           // such waits per call before leaving the push pending
+	TrailDelay     time.Duration // look at the mailbox again this long after the latest push
 	ReconcileAfter time.Duration // next safety-net sync after a complete one
 }
 
@@ -73,6 +95,7 @@ func ReadSettings(r *config.Reader) Settings {
 		BackoffMax:     r.Duration("GMAIL_BACKOFF_MAX", 8*time.Second),
 		RecheckDelay:   r.Duration("RECHECK_DELAY", 2*time.Second),
 		Rechecks:       r.Int("RECHECKS", 2, 0, 10),
+		TrailDelay:     r.Duration("TRAIL_DELAY", 1200*time.Millisecond),
 		ReconcileAfter: r.Duration("RECONCILE_AFTER", time.Hour),
 	}
 }
@@ -89,6 +112,7 @@ func (s Settings) withDefaults() Settings {
 	for _, p := range []struct{ v, def *time.Duration }{
 		{&s.LeaseTTL, &d.LeaseTTL}, {&s.MarkerTTL, &d.MarkerTTL}, {&s.BackoffBase, &d.BackoffBase},
 		{&s.BackoffMax, &d.BackoffMax}, {&s.RecheckDelay, &d.RecheckDelay}, {&s.ReconcileAfter, &d.ReconcileAfter},
+		{&s.TrailDelay, &d.TrailDelay},
 	} {
 		if *p.v <= 0 {
 			*p.v = *p.def
@@ -128,6 +152,7 @@ func New(deps Deps, settings Settings) *Syncer {
 // Result tells what a push or sync did. With an error, Outcome is Synced (the
 // lease was taken) and the counters say how far the sync got.
 type Result struct {
+	User          string // the user key (OnPush, once known)
 	Outcome       string
 	Announced     int   // events published
 	FromHistoryID int64 // cursor before
@@ -142,11 +167,26 @@ type Result struct {
 // historyID. A returned error is worth a retry; permanent problems are
 // logged and reported in Result.Outcome with a nil error.
 func (s *Syncer) OnPush(ctx context.Context, email string, historyID int64) (Result, error) {
-	key := store.Key(email)
 	if historyID <= 0 {
-		return Result{}, fmt.Errorf("push for %s: history id %d is not positive", key, historyID)
+		return Result{}, fmt.Errorf("push at history id %d: not positive", historyID)
 	}
-	return s.run(ctx, key, historyID)
+	key, err := s.userOf(ctx, email)
+	if errors.Is(err, store.ErrNotFound) {
+		return Result{Outcome: Unknown}, nil
+	}
+	if err != nil {
+		return Result{}, err
+	}
+	res, err := s.run(ctx, key, historyID)
+	res.User = key
+	return res, err
+}
+
+// userOf maps a push's address to its user key. Keys derive from Google's
+// account id, not from the address, so the store is asked.
+func (s *Syncer) userOf(ctx context.Context, email string) (string, error) {
+	u, err := s.users.ByEmail(ctx, email)
+	return u.Key, err
 }
 
 // Sync reads the user's history from the cursor whether or not a push asked,
@@ -227,7 +267,8 @@ func (s *Syncer) run(ctx context.Context, key string, pushID int64) (Result, err
 }
 
 // holding syncs while the lease is held: a round per pending history id,
-// with a short recheck when history lags behind a push.
+// a short recheck when history lags behind a push, and a trailing look at
+// the mailbox once the second after the latest push has passed.
 func (s *Syncer) holding(ctx context.Context, u store.User, holder string) (res Result, err error) {
 	start := time.Now()
 	m := &meter{}
@@ -237,8 +278,11 @@ func (s *Syncer) holding(ctx context.Context, u store.User, holder string) (res 
 		s.logSync(ctx, u.Key, res, time.Since(start), err)
 	}()
 	rechecks := 0
+	trailing := false     // this round is the look after a push's second
+	var trailed time.Time // the push that look was for: one look per push, whatever the clock does
 	for {
 		target := u.PendingHistoryID
+		read := s.now()
 		r, err := s.round(ctx, u, m)
 		res.Rounds++
 		res.Announced += r.announced
@@ -246,9 +290,24 @@ func (s *Syncer) holding(ctx context.Context, u store.User, holder string) (res 
 		if err != nil {
 			return s.failed(ctx, u, holder, res, err)
 		}
-		stalled := r.historyID < target // history does not show the push yet
-		wait := stalled && rechecks < s.set.Rechecks && s.fits(ctx, u, s.set.RecheckDelay)
-		next, more, err := s.advance(ctx, u.Key, holder, r.historyID, target, wait)
+		// Stalled: history does not show the push yet or, in the look after
+		// a push's second, the records up to the history id Gmail reports,
+		// whose own pushes may have been dropped.
+		if trailing {
+			target = max(target, r.reported)
+		}
+		// A refusal decided while records were hidden may be wrong (the
+		// message may have been archived by one of them): read again before
+		// the cursor passes it, as long as rechecks last.
+		held := r.refused > 0 && !r.complete()
+		wait := (r.historyID < target || held) && rechecks < s.set.Rechecks && s.fits(ctx, u, s.set.RecheckDelay)
+		cursor := r.historyID
+		if held && wait {
+			cursor = r.refused - 1
+		}
+		at := s.trailAt(u, read)
+		trail := !wait && !at.IsZero() && u.LastNotificationAt.After(trailed) && s.fits(ctx, u, at.Sub(s.now()))
+		next, more, err := s.advance(ctx, u.Key, holder, cursor, target, wait || trail)
 		if err != nil {
 			_ = s.release(ctx, u.Key, holder)
 			return res, err
@@ -258,14 +317,81 @@ func (s *Syncer) holding(ctx context.Context, u store.User, holder string) (res 
 		if !more {
 			return res, nil
 		}
-		if wait && u.PendingHistoryID == target {
-			rechecks++
-			if err := gax.Sleep(ctx, s.set.RecheckDelay); err != nil {
-				_ = s.release(ctx, u.Key, holder)
-				return res, err
-			}
+		if u.PendingHistoryID > target {
+			trailing = false
+			continue // a later push is pending: read for it now
 		}
+		pause := s.set.RecheckDelay
+		if wait {
+			rechecks++
+		} else {
+			pause, trailing, trailed = at.Sub(s.now()), true, u.LastNotificationAt
+		}
+		if err := gax.Sleep(ctx, pause); err != nil {
+			_ = s.release(ctx, u.Key, holder)
+			return res, err
+		}
+		// Pushes that came meanwhile found the lease held and only raised
+		// the pending id: read the user again before deciding what is left.
+		fresh, err := s.users.Get(ctx, u.Key)
+		if err != nil {
+			_ = s.release(ctx, u.Key, holder)
+			return res, fmt.Errorf("user %s: %w", u.Key, err)
+		}
+		u = fresh
+		if wait || u.PendingHistoryID > u.Cursor || !r.complete() {
+			continue
+		}
+		// The last read showed every record up to the history id Gmail
+		// reported: one getProfile (1 unit, against 2 for history.list)
+		// tells whether anything changed since.
+		changed, err := s.changedSince(ctx, u, r.reported, m)
+		if err != nil {
+			return s.failed(ctx, u, holder, res, err)
+		}
+		if changed {
+			continue
+		}
+		if u, _, err = s.advance(ctx, u.Key, holder, u.Cursor, u.PendingHistoryID, false); err != nil {
+			_ = s.release(ctx, u.Key, holder)
+			return res, err
+		}
+		res.ToHistoryID, res.Pending = u.Cursor, pendingOf(u)
+		return res, nil
 	}
+}
+
+// trailAt is when the sync should look at the mailbox again after the
+// latest push, or zero when the read that began at read already was that
+// look. Gmail sends at most one notification a second per user and drops
+// the rest, so a change within the second after a push may never be pushed:
+// only a read after that second finds it.
+func (s *Syncer) trailAt(u store.User, read time.Time) time.Time {
+	if u.LastNotificationAt.IsZero() {
+		return time.Time{}
+	}
+	at := u.LastNotificationAt.Add(s.set.TrailDelay)
+	if !read.Before(at) {
+		return time.Time{}
+	}
+	return at
+}
+
+// changedSince reports whether the mailbox's history id moved past h.
+func (s *Syncer) changedSince(ctx context.Context, u store.User, h int64, m *meter) (bool, error) {
+	ctx, cancel := context.WithDeadline(ctx, u.Lease.Until.Add(-leaseMargin))
+	defer cancel()
+	var p *gmail.Profile
+	err := s.gmail.Do(ctx, u.Key, func(svc *gmail.Service) error {
+		return s.retry(ctx, m, "getProfile", func() (err error) {
+			p, err = svc.Users.GetProfile("me").Context(ctx).Do()
+			return err
+		})
+	})
+	if err != nil {
+		return false, fmt.Errorf("getProfile user %s: %w", u.Key, err)
+	}
+	return int64(p.HistoryId) > h, nil
 }
 
 // fits reports whether d and a round's margin still fit in the call's
@@ -286,9 +412,10 @@ func pendingOf(u store.User) int64 {
 }
 
 // advance moves the cursor to historyID (never back) and decides, in the same
-// transaction, whether the holder goes on (a later push is pending, or it will
-// recheck a lagging one) or releases the lease.
-func (s *Syncer) advance(ctx context.Context, key, holder string, historyID, target int64, recheck bool) (store.User, bool, error) {
+// transaction, whether the holder goes on (a later push is pending, or it
+// keeps the lease to read again: a recheck of a lagging push, or the look
+// after a push's second) or releases the lease.
+func (s *Syncer) advance(ctx context.Context, key, holder string, historyID, target int64, keep bool) (store.User, bool, error) {
 	var more bool
 	u, err := s.users.Update(ctx, key, func(u *store.User) error {
 		now := s.now()
@@ -297,12 +424,12 @@ func (s *Syncer) advance(ctx context.Context, key, holder string, historyID, tar
 		u.LastSyncAt = now
 		mine := u.Lease.Holder == holder
 		switch {
-		case u.PendingHistoryID <= u.Cursor:
-			u.SyncDueAt = now.Add(s.set.ReconcileAfter)
-		case mine && u.Status == store.Active && (u.PendingHistoryID > target || recheck):
+		case mine && u.Status == store.Active && (keep || u.PendingHistoryID > max(target, u.Cursor)):
 			more = true
 			u.Lease.Until = now.Add(s.set.LeaseTTL)
 			return nil
+		case u.PendingHistoryID <= u.Cursor:
+			u.SyncDueAt = now.Add(s.set.ReconcileAfter)
 		default:
 			u.SyncDueAt = now // history still lags a push: the next push or the safety net finishes it
 		}
@@ -371,7 +498,8 @@ func (s *Syncer) MarkReauth(ctx context.Context, userKey string) (bool, error) {
 	epoch := fmt.Sprint(u.ConnectedAt.UnixMicro())
 	ev := events.Event{
 		Type: events.UserReauth, ID: events.ID(events.UserReauth, userKey, epoch),
-		Time: s.now().UTC().Format(time.RFC3339Nano), User: userKey, EmailAddress: u.Email,
+		Time: s.now().UTC().Format(time.RFC3339Nano), User: userKey, AppRef: u.AppRef, EmailAddress: u.Email,
+		Reconnect: events.ReconnectPath(userKey),
 	}
 	if err := s.events.Publish(ctx, ev); err != nil {
 		return false, fmt.Errorf("reauth of %s: %w", userKey, err)

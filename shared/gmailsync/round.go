@@ -22,9 +22,15 @@ var Headers = []string{"From", "To", "Subject", "Date"}
 // roundResult is what one read of history achieved.
 type roundResult struct {
 	historyID int64 // everything up to here is announced: the cursor may move here
+	reported  int64 // the mailbox's history id as Gmail answered; may be ahead of historyID
+	refused   int64 // the first arrival not announced, decided on labels a hidden change may have set; 0 if none
 	announced int
 	caughtUp  bool
 }
+
+// complete reports whether the read showed every record up to the history
+// id Gmail reported: nothing was hidden from it.
+func (r roundResult) complete() bool { return r.historyID >= r.reported }
 
 // round reads history from the user's cursor and announces what is new,
 // under the Gmail call policy of gmailclient (a 401 retried once with a
@@ -42,7 +48,7 @@ func (s *Syncer) round(ctx context.Context, u store.User, m *meter) (roundResult
 
 func (s *Syncer) read(ctx context.Context, svc *gmail.Service, u store.User, m *meter) (roundResult, error) {
 	f := s.filterOf(u)
-	ids, historyID, err := s.history(ctx, svc, u, f, m)
+	ids, refused, seen, reported, err := s.history(ctx, svc, u, f, m)
 	if gmailclient.IsNotFound(err) {
 		return s.catchUp(ctx, svc, u, f, m)
 	}
@@ -50,7 +56,7 @@ func (s *Syncer) read(ctx context.Context, svc *gmail.Service, u store.User, m *
 		return roundResult{}, err
 	}
 	n, err := s.announce(ctx, svc, u, ids, nil, m)
-	return roundResult{historyID: historyID, announced: n}, err
+	return roundResult{historyID: seen, reported: reported, refused: refused, announced: n}, err
 }
 
 // filter is the set of watched labels: include announces messages carrying
@@ -68,22 +74,37 @@ func (s *Syncer) filterOf(u store.User) filter {
 	return f
 }
 
+// matches reports whether a message with labels on arrival is announced:
+// include needs one of the watched labels; exclude needs none of them, and
+// none of the labels of the user's own mail (drafts and sent), which is
+// never received mail.
 func (f filter) matches(labels []string) bool {
 	hit := slices.ContainsFunc(labels, func(l string) bool { return slices.Contains(f.labels, l) })
-	return hit != f.exclude
+	if !f.exclude {
+		return hit
+	}
+	return !hit && !slices.ContainsFunc(labels, func(l string) bool { return slices.Contains(ownMail, l) })
 }
 
-// history lists every page of messageAdded records after the cursor and
-// returns the ids of watched messages, first seen first, with the history id
-// the listing reached.
-func (s *Syncer) history(ctx context.Context, svc *gmail.Service, u store.User, f filter, m *meter) ([]string, int64, error) {
-	call := svc.Users.History.List("me").StartHistoryId(uint64(u.Cursor)).HistoryTypes("messageAdded").MaxResults(500)
-	if len(f.labels) == 1 && !f.exclude {
-		call.LabelId(f.labels[0]) // labelId takes one label; otherwise filter below
-	}
-	var ids []string
-	seen := map[string]bool{}
-	reached := u.Cursor
+// ownMail are the labels of mail the user wrote rather than received.
+var ownMail = []string{"DRAFT", "SENT"}
+
+// history lists every page of history after the cursor and returns the ids
+// of the messages that arrived with a watched label, first seen first, the
+// record of the first arrival it refused, the id of the newest record it
+// saw, and the history id Gmail reported.
+//
+// The cursor may move only to the newest record seen, never to the history
+// id Gmail reports: that is the mailbox's current id, and records up to it
+// may still be hidden by indexing. The listing is unfiltered, because both
+// filters Gmail offers drop records the sync needs: labelId filters on a
+// message's labels now, so a message archived since it arrived would never
+// show, and either filter would leave the newest record seen short of a push
+// it caused, so the cursor could not catch up with it.
+func (s *Syncer) history(ctx context.Context, svc *gmail.Service, u store.User, f filter, m *meter) (ids []string, refused, seen, reported int64, err error) {
+	call := svc.Users.History.List("me").StartHistoryId(uint64(u.Cursor)).MaxResults(500)
+	w := newWindow()
+	seen, reported = u.Cursor, u.Cursor
 	for page := ""; ; {
 		var resp *gmail.ListHistoryResponse
 		err := s.retry(ctx, m, "history.list", func() (err error) {
@@ -91,19 +112,17 @@ func (s *Syncer) history(ctx context.Context, svc *gmail.Service, u store.User, 
 			return err
 		})
 		if err != nil {
-			return nil, 0, fmt.Errorf("history.list user %s from %d: %w", u.Key, u.Cursor, err)
+			return nil, 0, 0, 0, fmt.Errorf("history.list user %s from %d: %w", u.Key, u.Cursor, err)
 		}
 		for _, h := range resp.History {
-			for _, added := range h.MessagesAdded {
-				if msg := added.Message; msg != nil && !seen[msg.Id] && f.matches(msg.LabelIds) {
-					seen[msg.Id] = true
-					ids = append(ids, msg.Id)
-				}
-			}
+			w.add(h)
+			seen = max(seen, int64(h.Id))
 		}
-		reached = max(reached, int64(resp.HistoryId))
+		reported = max(reported, int64(resp.HistoryId))
+		// A page may be empty and still carry a token: only its absence ends the listing.
 		if page = resp.NextPageToken; page == "" {
-			return ids, reached, nil
+			ids, refused := w.arrivals(f)
+			return ids, refused, seen, reported, nil
 		}
 	}
 }
@@ -148,7 +167,7 @@ func (s *Syncer) catchUp(ctx context.Context, svc *gmail.Service, u store.User, 
 		keep = func(msg *gmail.Message) bool { return f.matches(msg.LabelIds) }
 	}
 	n, err := s.announce(ctx, svc, u, ids, keep, m)
-	return roundResult{historyID: int64(profile.HistoryId), announced: n, caughtUp: true}, err
+	return roundResult{historyID: int64(profile.HistoryId), reported: int64(profile.HistoryId), announced: n, caughtUp: true}, err
 }
 
 // list returns up to limit message ids carrying labels, newest first.
@@ -241,6 +260,7 @@ func messageEvent(u store.User, msg *gmail.Message, now time.Time) events.Event 
 		ID:           events.ID(events.MessageReceived, u.Key, msg.Id),
 		Time:         now.UTC().Format(time.RFC3339Nano),
 		User:         u.Key,
+		AppRef:       u.AppRef,
 		EmailAddress: u.Email,
 		MessageID:    msg.Id,
 		ThreadID:     msg.ThreadId,

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"time"
 
+	"cloud.google.com/go/firestore"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 )
@@ -22,8 +23,7 @@ var ErrStateUsed = errors.New("state already used")
 // state's own expiry) for a Firestore TTL policy. It fails with ErrStateUsed
 // when the nonce was recorded before.
 func (s *Store) UseState(ctx context.Context, nonce, flow string, expires time.Time) error {
-	sum := sha256.Sum256([]byte(nonce))
-	_, err := s.fs.Collection("oauthStates").Doc(hex.EncodeToString(sum[:])).Create(ctx, map[string]any{
+	_, err := s.state(nonce).Create(ctx, map[string]any{
 		"flow": flow, "usedAt": s.now(), "expireAt": expires.Add(time.Hour),
 	})
 	switch {
@@ -33,4 +33,24 @@ func (s *Store) UseState(ctx context.Context, nonce, flow string, expires time.T
 		return fmt.Errorf("record used state: %w", err)
 	}
 	return nil
+}
+
+// StateUnused fails with ErrStateUsed if the nonce was recorded, without
+// writing: the consent callback checks it before the code exchange and
+// records the nonce only once the exchange succeeded, so callbacks with
+// made-up codes leave nothing behind.
+func (s *Store) StateUnused(ctx context.Context, nonce string) error {
+	snap, err := s.state(nonce).Get(ctx)
+	switch {
+	case err == nil && snap.Exists():
+		return ErrStateUsed
+	case err != nil && status.Code(err) != codes.NotFound:
+		return fmt.Errorf("read used state: %w", err)
+	}
+	return nil
+}
+
+func (s *Store) state(nonce string) *firestore.DocumentRef {
+	sum := sha256.Sum256([]byte(nonce))
+	return s.fs.Collection("oauthStates").Doc(hex.EncodeToString(sum[:]))
 }

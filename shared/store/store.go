@@ -30,6 +30,10 @@ const (
 // ErrNotFound means there is no record for the user.
 var ErrNotFound = errors.New("user not found")
 
+// ErrOtherRef means the mailbox is connected under another application
+// reference, and the connection did not ask to move it.
+var ErrOtherRef = errors.New("mailbox connected under another reference")
+
 // ErrNoChange, returned by an Update function, ends the transaction without a write.
 var ErrNoChange = errors.New("no change")
 
@@ -38,6 +42,8 @@ var ErrNoChange = errors.New("no change")
 type User struct {
 	Key                string    `firestore:"-"`
 	Email              string    `firestore:"email"`
+	Sub                string    `firestore:"sub"`    // Google's account id; "" on records keyed by address, before migration
+	AppRef             string    `firestore:"appRef"` // the application's reference, from the connect link
 	Status             string    `firestore:"status"`
 	Cursor             int64     `firestore:"cursor"`           // last history id fully announced
 	PendingHistoryID   int64     `firestore:"pendingHistoryId"` // newest history id a push has told of
@@ -53,7 +59,8 @@ type User struct {
 	ReauthSince        time.Time `firestore:"reauthSince"`
 	UpdatedAt          time.Time `firestore:"updatedAt"`
 	Lease              Lease     `firestore:"lease"`
-	Delegated          bool      `firestore:"delegated"` // watched through domain-wide delegation: no refresh token
+	Delegated          bool      `firestore:"delegated"`         // watched through domain-wide delegation: no refresh token
+	MovedTo            string    `firestore:"movedTo,omitempty"` // a migrated legacy record: the key it moved to
 }
 
 // Lease marks the one sync of a user in progress; it lapses at Until, so a
@@ -68,8 +75,10 @@ func (l Lease) HeldBy(holder string, now time.Time) bool {
 	return l.Holder != "" && l.Holder != holder && now.Before(l.Until)
 }
 
-// Key returns the user key for an address: a hash of its lower-cased form, so
-// no address appears in a document id, a secret name or a log line.
+// Key returns the address-derived user key: a plain hash of the lower-cased
+// address. Records made before keys derived from Google's account id (Keyer)
+// carry it until scripts/migrate-keys moves them; tests and benchmarks that
+// make users without a consent flow use it too.
 func Key(email string) string {
 	sum := sha256.Sum256([]byte(strings.ToLower(strings.TrimSpace(email))))
 	return hex.EncodeToString(sum[:16])
@@ -148,7 +157,11 @@ func (s *Store) Update(ctx context.Context, key string, fn func(u *User) error) 
 
 // Connection is what the consent flow learned about a mailbox.
 type Connection struct {
+	Key             string // the user key (Keyer.Key of Sub); "" derives it from Email
 	Email           string
+	Sub             string // Google's account id
+	AppRef          string // the application's reference for the user
+	Move            bool   // take the mailbox over from another AppRef
 	Labels          []string
 	LabelFilter     string
 	HistoryID       int64 // the watch's history id
@@ -161,9 +174,14 @@ type Connection struct {
 // reauth_required user keeps its cursor (messages that arrived meanwhile are
 // still owed) and is marked for a sync up to the new history id; a new or
 // disconnected user starts at the watch's history id. The cursor never moves
-// backwards. It reports whether the record was new.
+// backwards. A connected (not disconnected) mailbox keeps its AppRef: a
+// Connection with another one fails with ErrOtherRef unless it asks to Move.
+// It reports whether the record was new.
 func (s *Store) Connect(ctx context.Context, c Connection) (User, bool, error) {
-	key := Key(c.Email)
+	key := c.Key
+	if key == "" {
+		key = Key(c.Email)
+	}
 	ref := s.users().Doc(key)
 	var out User
 	var created bool
@@ -175,13 +193,16 @@ func (s *Store) Connect(ctx context.Context, c Connection) (User, bool, error) {
 		if err != nil && !created {
 			return err
 		}
+		if !created && u.Status != Disconnected && u.AppRef != c.AppRef && !c.Move {
+			return fmt.Errorf("connect %s: %w", key, ErrOtherRef)
+		}
 		if created || u.Status == Disconnected {
 			u = User{Cursor: c.HistoryID, ConnectedAt: now, SyncDueAt: now.Add(time.Hour)}
 		} else {
 			u.PendingHistoryID = max(u.PendingHistoryID, c.HistoryID)
 			u.SyncDueAt = now
 		}
-		u.Key, u.Email, u.Status = key, strings.ToLower(c.Email), Active
+		u.Key, u.Email, u.Sub, u.AppRef, u.Status = key, strings.ToLower(c.Email), c.Sub, c.AppRef, Active
 		u.Labels, u.LabelFilter, u.Delegated = c.Labels, c.LabelFilter, c.Delegated
 		u.WatchExpiration, u.RenewAt, u.LastRenewAt = c.WatchExpiration, c.RenewAt, now
 		u.ReauthSince, u.UpdatedAt = time.Time{}, now

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"hash/crc32"
 	"net"
+	"time"
 
 	secretmanager "cloud.google.com/go/secretmanager/apiv1"
 	"cloud.google.com/go/secretmanager/apiv1/secretmanagerpb"
@@ -21,6 +22,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/gmailwatch/gmailwatch/shared/config"
+	"github.com/googleapis/gax-go/v2"
 )
 
 // RefreshPrefix starts the id of every per-user refresh-token secret; IAM
@@ -104,7 +106,7 @@ func (v *Vault) PutRefreshToken(ctx context.Context, userKey, token string) erro
 	added, err := v.client.AddSecretVersion(ctx, &secretmanagerpb.AddSecretVersionRequest{
 		Parent:  v.secretName(id),
 		Payload: &secretmanagerpb.SecretPayload{Data: data, DataCrc32C: &sum},
-	})
+	}, writeRateRetry)
 	if err != nil {
 		return classify("add version to "+id, err)
 	}
@@ -140,6 +142,14 @@ func (v *Vault) DeleteRefreshToken(ctx context.Context, userKey string) error {
 
 // classify wraps a Secret Manager error with its operation; NotFound and an
 // inaccessible (destroyed or disabled) version both read as ErrNotFound.
+// writeRateRetry waits out Secret Manager's per-secret write rate (2 a
+// second, 120 a minute for AddSecretVersion), which it answers with
+// RESOURCE_EXHAUSTED: a user who reconnects in quick succession still gets
+// the newest token stored.
+var writeRateRetry = gax.WithRetry(func() gax.Retryer {
+	return gax.OnCodes([]codes.Code{codes.ResourceExhausted}, gax.Backoff{Initial: 500 * time.Millisecond, Max: 8 * time.Second, Multiplier: 2})
+})
+
 func classify(op string, err error) error {
 	switch status.Code(err) {
 	case codes.NotFound, codes.FailedPrecondition:

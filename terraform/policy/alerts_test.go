@@ -13,19 +13,21 @@ import (
 
 var messageFilter = regexp.MustCompile(`jsonPayload\.message="([^"]+)"`)
 
-// TestAlertMessagesAreLogged keeps the log-based alerts and the functions in
-// step: every message a planned metric counts must appear as a string literal
+// TestAlertMessagesAreLogged keeps the log-match alerts and the functions in
+// step: every message a planned alert matches must appear as a string literal
 // in the non-test Go code of functions/ or shared/.
 func TestAlertMessagesAreLogged(t *testing.T) {
 	p := realPlan(t)
 	want := map[string][]string{} // message -> metrics counting it
-	for _, m := range p.ofType("google_logging_metric") {
-		for _, match := range messageFilter.FindAllStringSubmatch(str(m.Values, "filter"), -1) {
-			want[match[1]] = append(want[match[1]], m.Address)
+	for _, a := range p.ofType("google_monitoring_alert_policy") {
+		for _, f := range conditionFilters(a)["condition_matched_log"] {
+			for _, match := range messageFilter.FindAllStringSubmatch(f, -1) {
+				want[match[1]] = append(want[match[1]], a.Address)
+			}
 		}
 	}
 	if len(want) == 0 {
-		t.Fatal("no planned log metric filters on jsonPayload.message")
+		t.Fatal("no planned alert matches logs on jsonPayload.message")
 	}
 
 	root := repoRoot(t)
@@ -46,11 +48,11 @@ func TestAlertMessagesAreLogged(t *testing.T) {
 	var missing []string
 	for msg, metrics := range want {
 		if !strings.Contains(code.String(), strconv.Quote(msg)) {
-			missing = append(missing, msg+" (counted by "+strings.Join(metrics, ", ")+")")
+			missing = append(missing, msg+" (matched by "+strings.Join(metrics, ", ")+")")
 		}
 	}
 	sort.Strings(missing)
 	if len(missing) > 0 {
-		t.Errorf("alerts count log messages no function logs:\n  %s", strings.Join(missing, "\n  "))
+		t.Errorf("alerts match log messages no function logs:\n  %s", strings.Join(missing, "\n  "))
 	}
 }

@@ -62,7 +62,7 @@ func delegationSigning(p *plan) []string {
 }
 
 // delegationAPIs: delegation mode needs IAM Credentials (signJwt) and the
-// Admin SDK (the directory) enabled, or the first call of each fails with
+// Admin SDK (the directory) enabled (apis.tf), or the first call of each fails with
 // SERVICE_DISABLED after an apply that looked fine.
 func delegationAPIs(p *plan) []string {
 	fns := delegatingFunctions(p)

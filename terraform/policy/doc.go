@@ -5,7 +5,16 @@
 // no primitive roles, nothing public but the consent function, one service
 // account per function, secret access only on named secrets or on the
 // gmail-refresh- prefix, the Gmail publisher binding, retried triggers and an
-// OIDC-authenticated scheduler. Each rule also runs on hand-made plans in
+// OIDC-authenticated scheduler. The first-apply rules (firstapply_test.go)
+// turn each known failure of an apply on a fresh project into a check: the
+// build account reads the gcf-v2-sources bucket and the builds wait for its
+// grants, no alert waits on a metric created beside it, no service agent is
+// bound before it exists, every API the apply calls is enabled, pushes and
+// the scheduler call run.app URLs with explicit audiences, Google's own
+// failure signals are alerted on (checked by matching each alert's filter
+// against what the service emits), expiring documents have TTL policies,
+// the webhook URL is sensitive, names carry name_prefix, project_number is
+// checked, and data is recoverable. Each rule also runs on hand-made plans in
 // testdata, one that must pass and one that must fail, so no rule can pass
 // vacuously. Without TF_PLAN_JSON the real-plan checks skip.
 //

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/gmailwatch/gmailwatch/functions/accounts"
 	"github.com/gmailwatch/gmailwatch/functions/consent"
 	"github.com/gmailwatch/gmailwatch/functions/notify"
 	"github.com/gmailwatch/gmailwatch/functions/renew"
@@ -18,10 +19,11 @@ import (
 
 // readers are the functions' settings readers, by function name.
 var readers = map[string]func(func(string) (string, bool)) error{
-	"consent": func(l func(string) (string, bool)) error { _, err := consent.ReadConfig(l); return err },
-	"notify":  func(l func(string) (string, bool)) error { _, err := notify.ReadConfig(l); return err },
-	"renew":   func(l func(string) (string, bool)) error { _, err := renew.ReadConfig(l); return err },
-	"webhook": func(l func(string) (string, bool)) error { _, err := webhook.ReadConfig(l); return err },
+	"consent":  func(l func(string) (string, bool)) error { _, err := consent.ReadConfig(l); return err },
+	"accounts": func(l func(string) (string, bool)) error { _, err := accounts.ReadConfig(l); return err },
+	"notify":   func(l func(string) (string, bool)) error { _, err := notify.ReadConfig(l); return err },
+	"renew":    func(l func(string) (string, bool)) error { _, err := renew.ReadConfig(l); return err },
+	"webhook":  func(l func(string) (string, bool)) error { _, err := webhook.ReadConfig(l); return err },
 }
 
 // reads is what a function's code reads from its environment.
@@ -116,7 +118,7 @@ func envProblems(tf tfEnv, code map[string]reads) []string {
 
 var (
 	envName  = regexp.MustCompile(`^\s*([A-Z][A-Z0-9_]*)\s*=`)
-	fnHeader = regexp.MustCompile(`^\s*(consent|notify|renew|webhook)\s*=\s*\{`)
+	fnHeader = regexp.MustCompile(`^\s*(consent|accounts|notify|renew|webhook)\s*=\s*\{`)
 )
 
 // parseMainEnv reads the environment names out of terraform/main.tf: the

@@ -26,7 +26,24 @@ type module struct {
 	ChildModules []module   `json:"child_modules"`
 }
 
+// configResource is a resource block as configured: its expressions (each
+// attribute a constant_value or the references it is computed from) and its
+// explicit dependencies. One block stands for every instance of a for_each.
+type configResource struct {
+	Address      string         `json:"address"`
+	Mode         string         `json:"mode"`
+	Type         string         `json:"type"`
+	Expressions  map[string]any `json:"expressions"`
+	DependsOn    []string       `json:"depends_on"`
+	Provisioners []struct {
+		Type string `json:"type"`
+	} `json:"provisioners"`
+}
+
 type planJSON struct {
+	Variables map[string]struct {
+		Value any `json:"value"`
+	} `json:"variables"`
 	PlannedValues struct {
 		RootModule module `json:"root_module"`
 	} `json:"planned_values"`
@@ -35,13 +52,31 @@ type planJSON struct {
 			RootModule module `json:"root_module"`
 		} `json:"values"`
 	} `json:"prior_state"`
+	Configuration struct {
+		RootModule struct {
+			Resources []configResource `json:"resources"`
+			Variables map[string]struct {
+				Sensitive bool `json:"sensitive"`
+			} `json:"variables"`
+		} `json:"root_module"`
+	} `json:"configuration"`
+	Checks []struct {
+		Address struct {
+			Kind string `json:"kind"`
+			Name string `json:"name"`
+		} `json:"address"`
+	} `json:"checks"`
 }
 
-// plan holds the managed resources a plan would create and the data sources
-// it read while planning.
+// plan holds the managed resources a plan would create, the data sources it
+// read while planning, and what the configuration says of both.
 type plan struct {
 	resources []resource
 	data      []resource
+	vars      map[string]any            // variable values
+	sensitive map[string]bool           // variables declared sensitive
+	config    map[string]configResource // by address without instance key
+	checks    []string                  // names of check blocks
 }
 
 func (m module) all() []resource {
@@ -57,7 +92,21 @@ func parsePlan(data []byte) (*plan, error) {
 	if err := json.Unmarshal(data, &p); err != nil {
 		return nil, fmt.Errorf("plan json: %w", err)
 	}
-	out := &plan{}
+	out := &plan{vars: map[string]any{}, sensitive: map[string]bool{}, config: map[string]configResource{}}
+	for name, v := range p.Variables {
+		out.vars[name] = v.Value
+	}
+	for name, v := range p.Configuration.RootModule.Variables {
+		out.sensitive[name] = v.Sensitive
+	}
+	for _, r := range p.Configuration.RootModule.Resources {
+		out.config[r.Address] = r
+	}
+	for _, c := range p.Checks {
+		if c.Address.Kind == "check" {
+			out.checks = append(out.checks, c.Address.Name)
+		}
+	}
 	for _, r := range p.PlannedValues.RootModule.all() {
 		if r.Mode == "managed" {
 			out.resources = append(out.resources, r)
@@ -233,4 +282,72 @@ func (p *plan) function(entryPoint string) (function, bool) {
 		}
 	}
 	return function{}, false
+}
+
+// configOf returns the configured block of a resource instance address.
+func (p *plan) configOf(address string) (configResource, bool) {
+	if i := strings.Index(address, "["); i >= 0 {
+		address = address[:i]
+	}
+	c, ok := p.config[address]
+	return c, ok
+}
+
+// expr follows a path of attribute names through configured expressions,
+// taking the first element of each nested block, and returns the
+// expression found there (constant_value or references), or nil.
+func expr(c configResource, path ...string) map[string]any {
+	var cur any = c.Expressions
+	for _, k := range path {
+		if list, ok := cur.([]any); ok {
+			if len(list) == 0 {
+				return nil
+			}
+			cur = list[0]
+		}
+		m, ok := cur.(map[string]any)
+		if !ok {
+			return nil
+		}
+		cur = m[k]
+	}
+	if list, ok := cur.([]any); ok && len(list) > 0 {
+		cur = list[0]
+	}
+	m, _ := cur.(map[string]any)
+	return m
+}
+
+// references lists what an expression is computed from.
+func references(e map[string]any) []string {
+	refs, _ := e["references"].([]any)
+	var out []string
+	for _, r := range refs {
+		if s, ok := r.(string); ok {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+// byAddress returns the planned resource instance at an address.
+func (p *plan) byAddress(address string) (resource, bool) {
+	for _, r := range p.resources {
+		if r.Address == address {
+			return r, true
+		}
+	}
+	return resource{}, false
+}
+
+// list returns the nested blocks at key.
+func list(v map[string]any, key string) []map[string]any {
+	l, _ := v[key].([]any)
+	var out []map[string]any
+	for _, e := range l {
+		if m, ok := e.(map[string]any); ok {
+			out = append(out, m)
+		}
+	}
+	return out
 }

@@ -355,7 +355,11 @@ func noSecretVersions(p *plan) []string {
 
 // TestPolicies checks the real plan written by scripts/tf-check.sh.
 func TestPolicies(t *testing.T) {
-	p := realPlan(t)
+	checkPlan(t, realPlan(t), rules)
+}
+
+// checkPlan runs every rule on a plan that must satisfy them all.
+func checkPlan(t *testing.T, p *plan, rules []rule) {
 	for _, r := range rules {
 		t.Run(r.name, func(t *testing.T) {
 			if got := r.check(p); len(got) != 0 {
@@ -365,15 +369,45 @@ func TestPolicies(t *testing.T) {
 	}
 }
 
+// fixture names a rule and substrings of the violations it must report on
+// the broken plan.
+type fixture struct {
+	rule string
+	want []string
+}
+
+// checkFixtures proves each rule accepts the good plan and catches the
+// violation planted for it in the broken one; tests lists one fixture per
+// rule, in order.
+func checkFixtures(t *testing.T, rules []rule, tests []fixture, goodPath, brokenPath string) {
+	good := readPlan(t, goodPath)
+	broken := readPlan(t, brokenPath)
+	if len(tests) != len(rules) {
+		t.Fatalf("%d fixture cases for %d rules: every rule needs one", len(tests), len(rules))
+	}
+	for i, tc := range tests {
+		r := rules[i]
+		t.Run(tc.rule, func(t *testing.T) {
+			if r.name != tc.rule {
+				t.Fatalf("case %d is for rule %q, want %q", i, tc.rule, r.name)
+			}
+			if got := r.check(good); len(got) != 0 {
+				t.Errorf("good plan: got violations\n  %s\nwant none", strings.Join(got, "\n  "))
+			}
+			got := strings.Join(r.check(broken), "\n")
+			for _, w := range tc.want {
+				if !strings.Contains(got, w) {
+					t.Errorf("broken plan: got violations\n%s\nwant one containing %q", got, w)
+				}
+			}
+		})
+	}
+}
+
 // TestPolicyFixtures proves each rule accepts a compliant plan and catches
 // the violation planted for it in a broken one.
 func TestPolicyFixtures(t *testing.T) {
-	good := readPlan(t, "testdata/good-plan.json")
-	broken := readPlan(t, "testdata/broken-plan.json")
-	tests := []struct {
-		rule string
-		want []string // substrings of the violations expected on the broken plan
-	}{
+	checkFixtures(t, rules, []fixture{
 		{"no primitive roles", []string{"google_project_iam_member.owner grants primitive role roles/owner"}},
 		{"only consent is public", []string{"google_cloud_run_v2_service_iam_member.renew_public grants roles/run.invoker to allUsers"}},
 		{"each function has its own service account", []string{
@@ -397,27 +431,7 @@ func TestPolicyFixtures(t *testing.T) {
 			"google_project_iam_member.mailboxes_logs grants roles/logging.viewer to the delegated account serviceAccount:mailboxes@demo-project.iam.gserviceaccount.com",
 		}},
 		{"delegation APIs are enabled", []string{"is in delegation mode but admin.googleapis.com is not enabled"}},
-	}
-	if len(tests) != len(rules) {
-		t.Fatalf("%d fixture cases for %d rules: every rule needs one", len(tests), len(rules))
-	}
-	for i, tc := range tests {
-		r := rules[i]
-		t.Run(tc.rule, func(t *testing.T) {
-			if r.name != tc.rule {
-				t.Fatalf("case %d is for rule %q, want %q", i, tc.rule, r.name)
-			}
-			if got := r.check(good); len(got) != 0 {
-				t.Errorf("good plan: got violations\n  %s\nwant none", strings.Join(got, "\n  "))
-			}
-			got := strings.Join(r.check(broken), "\n")
-			for _, w := range tc.want {
-				if !strings.Contains(got, w) {
-					t.Errorf("broken plan: got violations\n%s\nwant one containing %q", got, w)
-				}
-			}
-		})
-	}
+	}, "testdata/good-plan.json", "testdata/broken-plan.json")
 }
 
 func TestPrefixScoped(t *testing.T) {

@@ -11,7 +11,8 @@ import (
 
 // fakeGcloud records each call's arguments and, for "secrets versions add",
 // the payload read from standard input; "versions list" prints
-// $FAKE_VERSIONS and "config get-value project" prints $FAKE_PROJECT.
+// $FAKE_VERSIONS, "versions access" prints $FAKE_CURRENT and "config
+// get-value project" prints $FAKE_PROJECT.
 const fakeGcloud = `#!/usr/bin/env bash
 set -eu
 echo "$*" >>"$FAKE_DIR/calls"
@@ -19,9 +20,17 @@ case "$*" in
 "config get-value project") echo "${FAKE_PROJECT:-}" ;;
 "secrets versions list "*) echo "${FAKE_VERSIONS:-}" ;;
 "secrets versions add "*) cat >"$FAKE_DIR/payload-$4" ;;
+"secrets versions access latest "*) printf '%s' "${FAKE_CURRENT:-}" ;;
 *) echo "unexpected gcloud $*" >&2; exit 1 ;;
 esac
 `
+
+// Webhook keys as the secret holds them across a rotation.
+const (
+	olderKey = "whsec_b2xkZXJvbGRlcm9sZGVyb2xkZXJvbGRlcm9sZGVy"
+	oldKey   = "whsec_b2xkb2xkb2xkb2xkb2xkb2xkb2xkb2xkb2xkb2xk"
+	newKey   = "whsec_bmV3bmV3bmV3bmV3bmV3bmV3bmV3bmV3bmV3bmV3"
+)
 
 // TestSetSecrets runs scripts/set-secrets.sh against a fake gcloud.
 func TestSetSecrets(t *testing.T) {
@@ -37,12 +46,20 @@ func TestSetSecrets(t *testing.T) {
 		versions    string // what versions list reports
 		wantExit    int
 		wantStderr  string
+		current     string   // the webhook secret's latest value
 		wantWritten []string // secrets that get a new version
+		wantWebhook string   // the webhook payload, when it must be exactly this
 	}{
-		{name: "first run", args: []string{"--project", "p1"}, stdin: "client-s3cret\n", wantWritten: []string{"oauth-client-secret", "consent-state-key", "webhook-signing-secret"}},
-		{name: "project from gcloud config", stdin: "client-s3cret\n", project: "p1", wantWritten: []string{"oauth-client-secret", "consent-state-key", "webhook-signing-secret"}},
+		{name: "first run", args: []string{"--project", "p1"}, stdin: "client-s3cret\n", wantWritten: []string{"oauth-client-secret", "consent-state-key", "webhook-signing-secret", "connect-link-key", "user-key-secret"}},
+		{name: "project from gcloud config", stdin: "client-s3cret\n", project: "p1", wantWritten: []string{"oauth-client-secret", "consent-state-key", "webhook-signing-secret", "connect-link-key", "user-key-secret"}},
 		{name: "generated secrets kept", args: []string{"--project", "p1"}, stdin: "client-s3cret\n", versions: "projects/1/secrets/x/versions/1", wantWritten: []string{"oauth-client-secret"}, wantStderr: "already has a value"},
-		{name: "rotate", args: []string{"--rotate", "--project", "p1"}, stdin: "client-s3cret\n", versions: "projects/1/secrets/x/versions/1", wantWritten: []string{"oauth-client-secret", "consent-state-key", "webhook-signing-secret"}},
+		{name: "rotate keeps the old webhook key and never the user key", args: []string{"--rotate", "--project", "p1"}, stdin: "client-s3cret\n", versions: "projects/1/secrets/x/versions/1",
+			current: oldKey + " " + olderKey, wantWritten: []string{"oauth-client-secret", "consent-state-key", "webhook-signing-secret", "connect-link-key"}, wantStderr: "never rotated"},
+		{name: "drop the old webhook key", args: []string{"--drop-old-webhook-secret", "--project", "p1"}, versions: "projects/1/secrets/x/versions/2",
+			current: newKey + " " + oldKey, wantWritten: []string{"webhook-signing-secret"}, wantWebhook: newKey},
+		{name: "nothing to drop", args: []string{"--drop-old-webhook-secret", "--project", "p1"}, versions: "projects/1/secrets/x/versions/2",
+			current: newKey, wantStderr: "nothing to drop"},
+		{name: "rotate and drop at once", args: []string{"--rotate", "--drop-old-webhook-secret", "--project", "p1"}, stdin: "client-s3cret\n", wantExit: 2, wantStderr: "separate steps"},
 		{name: "empty client secret", args: []string{"--project", "p1"}, stdin: "\n", wantExit: 2, wantStderr: "empty OAuth client secret"},
 		{name: "no input", args: []string{"--project", "p1"}, stdin: "", wantExit: 2, wantStderr: "empty OAuth client secret"},
 		{name: "no project", stdin: "client-s3cret\n", wantExit: 2, wantStderr: "no project"},
@@ -61,7 +78,7 @@ func TestSetSecrets(t *testing.T) {
 			cmd := exec.Command("bash", append([]string{script}, tc.args...)...)
 			cmd.Stdin = strings.NewReader(tc.stdin)
 			cmd.Env = append(os.Environ(), "PATH="+bin+":"+os.Getenv("PATH"), "FAKE_DIR="+dir,
-				"FAKE_PROJECT="+tc.project, "FAKE_VERSIONS="+tc.versions)
+				"FAKE_PROJECT="+tc.project, "FAKE_VERSIONS="+tc.versions, "FAKE_CURRENT="+tc.current)
 			var stderr strings.Builder
 			cmd.Stderr = &stderr
 			err := cmd.Run()
@@ -77,7 +94,7 @@ func TestSetSecrets(t *testing.T) {
 
 			var written []string
 			payloads := map[string]string{}
-			for _, name := range []string{"oauth-client-secret", "consent-state-key", "webhook-signing-secret"} {
+			for _, name := range []string{"oauth-client-secret", "consent-state-key", "webhook-signing-secret", "connect-link-key", "user-key-secret"} {
 				if data, err := os.ReadFile(filepath.Join(dir, "payload-"+name)); err == nil {
 					written = append(written, name)
 					payloads[name] = string(data)
@@ -92,8 +109,25 @@ func TestSetSecrets(t *testing.T) {
 			if p, ok := payloads["consent-state-key"]; ok && !regexp.MustCompile(`^[A-Za-z0-9+/]{43}=$`).MatchString(p) {
 				t.Errorf("state key payload = %q, want 32 random bytes in base64", p)
 			}
-			if p, ok := payloads["webhook-signing-secret"]; ok && !regexp.MustCompile(`^whsec_[A-Za-z0-9+/]{43}=$`).MatchString(p) {
+			p, ok := payloads["webhook-signing-secret"]
+			switch {
+			case !ok:
+			case tc.wantWebhook != "":
+				if p != tc.wantWebhook {
+					t.Errorf("webhook secret payload = %q, want %q", p, tc.wantWebhook)
+				}
+			case tc.current != "":
+				// Rotated: a new key first, then the previous newest, and no older one.
+				if !regexp.MustCompile(`^whsec_[A-Za-z0-9+/]{43}= ` + regexp.QuoteMeta(oldKey) + `$`).MatchString(p) {
+					t.Errorf("rotated webhook secret = %q, want a new whsec_ key then %q only", p, oldKey)
+				}
+			case !regexp.MustCompile(`^whsec_[A-Za-z0-9+/]{43}=$`).MatchString(p):
 				t.Errorf("webhook secret payload = %q, want whsec_ and 32 random bytes in base64", p)
+			}
+			for _, name := range []string{"connect-link-key", "user-key-secret"} {
+				if p, ok := payloads[name]; ok && !regexp.MustCompile(`^[A-Za-z0-9+/]{43}=$`).MatchString(p) {
+					t.Errorf("%s payload = %q, want 32 random bytes in base64", name, p)
+				}
 			}
 
 			calls, _ := os.ReadFile(filepath.Join(dir, "calls"))

@@ -192,8 +192,10 @@ func (fs *faultSet) latency(email, method string) (d time.Duration) {
 	return d
 }
 
-// injectedError returns the status code a call should fail with, or 0.
-func (fs *faultSet) injectedError(email, method string) (code int) {
+// injectedError returns the error a call should fail with, or nil. Strict,
+// a 429 is one of Gmail's documented quota and concurrency refusals, drawn
+// at random.
+func (fs *faultSet) injectedError(email, method string, strict bool) (e *Error) {
 	fs.with(email, func(a *active) {
 		if a.ErrorRate == 0 || (len(a.ErrorMethods) > 0 && !slices.Contains(a.ErrorMethods, method)) {
 			return
@@ -205,9 +207,13 @@ func (fs *faultSet) injectedError(email, method string) (code int) {
 		if len(codes) == 0 {
 			codes = []int{429, 500, 503}
 		}
-		code = codes[a.rng.IntN(len(codes))]
+		code := codes[a.rng.IntN(len(codes))]
+		e = statusError(code, "")
+		if strict && code == 429 {
+			e = quotaShapes[a.rng.IntN(len(quotaShapes))]
+		}
 	})
-	return code
+	return e
 }
 
 func (fs *faultSet) historyDelay(email string) (d time.Duration) {

@@ -13,7 +13,8 @@ import (
 
 func TestInjectedErrors(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t, gmailapi.Options{})
+	// The kind profile: one 429 shape (strict_test.go draws from all of them).
+	e := newEnv(t, gmailapi.Options{Profile: gmailapi.Kind})
 	svc := e.mailbox(t, "err@example.com")
 	other := e.mailbox(t, "fine@example.com")
 	h, _ := e.gmail.HistoryID("err@example.com")
@@ -199,7 +200,8 @@ func countOf64(xs []uint64, v uint64) int {
 
 func TestDelayedHistoryVisibility(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t, gmailapi.Options{PushInterval: 10 * time.Millisecond})
+	// The kind profile: historyId stays at the newest visible record (strict_test.go has the strict reading).
+	e := newEnv(t, gmailapi.Options{PushInterval: 10 * time.Millisecond, Profile: gmailapi.Kind})
 	svc := e.mailbox(t, "race@example.com")
 	topic, ch := e.topic(t, "gmail")
 	if _, err := svc.Users.Watch("me", &gmail.WatchRequest{TopicName: topic}).Do(); err != nil {

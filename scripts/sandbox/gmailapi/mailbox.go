@@ -81,8 +81,9 @@ type mailbox struct {
 	historyID uint64
 	floor     uint64 // history at or below floor is no longer retained
 	messages  map[string]*message
-	order     []*message // oldest first
-	history   []record   // ascending ids
+	drafts    map[string]string // draft id -> message id of its current revision
+	order     []*message        // oldest first
+	history   []record          // ascending ids
 	watch     *watch
 }
 

@@ -65,7 +65,7 @@ func (s *Server) watch(c *call) (any, *Error) {
 	exists, err := s.pushes.topicExists(c.ctx, req.TopicName)
 	switch {
 	case errors.Is(err, errNoPubSub):
-		return nil, &Error{http.StatusBadRequest, "FAILED_PRECONDITION", "failedPrecondition", "the sandbox has no Pub/Sub emulator to publish to"}
+		return nil, &Error{http.StatusBadRequest, "FAILED_PRECONDITION", "failedPrecondition", "the sandbox has no Pub/Sub emulator to publish to", ""}
 	case err != nil:
 		s.opts.Logger.Warn("topic lookup", "topic", req.TopicName, "error", err)
 		return nil, statusError(503, "")
@@ -144,28 +144,74 @@ func (s *Server) listHistory(c *call) (any, *Error) {
 		return nil, errEntityNotFound
 	}
 	visible := func(r record) bool { return delay <= 0 || !r.at.Add(delay).After(now) }
-	resp := &gmail.ListHistoryResponse{HistoryId: mb.floor}
+	strict := s.opts.Profile != Kind
+	// labelsOf is what a record shows: strict, the message's labels now (none
+	// once it is deleted), as Gmail reads them when it answers; kind, the
+	// labels when the record was written.
+	labelsOf := func(r record) []string {
+		if !strict {
+			return r.labels
+		}
+		if m := mb.messages[r.msgID]; m != nil {
+			return m.labels
+		}
+		return nil
+	}
+	matches := func(r record) bool {
+		if len(types) > 0 && !types[r.kind] {
+			return false
+		}
+		switch {
+		case label == "":
+			return true
+		case strict:
+			return slices.Contains(labelsOf(r), label)
+		}
+		return slices.Contains(r.labels, label) || slices.Contains(r.changed, label)
+	}
+	// Strict: the current history id, whether or not the records up to it
+	// are visible yet. Kind: the newest visible record's.
+	resp := &gmail.ListHistoryResponse{HistoryId: mb.historyID}
+	if !strict {
+		resp.HistoryId = mb.floor
+	}
+	scanned := 0
 	for _, r := range mb.history {
 		if !visible(r) {
 			break
 		}
-		resp.HistoryId = r.id
-		if r.id <= after || (len(types) > 0 && !types[r.kind]) ||
-			(label != "" && !slices.Contains(r.labels, label) && !slices.Contains(r.changed, label)) {
+		if !strict {
+			resp.HistoryId = r.id
+		}
+		if r.id <= after || (!strict && !matches(r)) {
 			continue
 		}
-		if len(resp.History) == limit {
-			resp.NextPageToken = encodePageToken("h", strconv.FormatUint(resp.History[limit-1].Id, 10))
+		// Strict: a page covers at most limit records of the mailbox's
+		// history and returns those that match, so a filtered page may be
+		// empty and still carry a nextPageToken. Kind: a page holds limit
+		// matching records.
+		full := len(resp.History) == limit
+		if strict {
+			full = scanned == limit
+		}
+		if full {
+			if resp.NextPageToken == "" {
+				last := r.id - 1
+				resp.NextPageToken = encodePageToken("h", strconv.FormatUint(last, 10))
+			}
 			continue
 		}
-		resp.History = append(resp.History, historyJSON(r))
+		scanned++
+		if matches(r) {
+			resp.History = append(resp.History, historyJSON(r, labelsOf(r)))
+		}
 	}
 	return resp, nil
 }
 
-func historyJSON(r record) *gmail.History {
+func historyJSON(r record, labels []string) *gmail.History {
 	ref := &gmail.Message{Id: r.msgID, ThreadId: r.thread}
-	full := &gmail.Message{Id: r.msgID, ThreadId: r.thread, LabelIds: slices.Clone(r.labels)}
+	full := &gmail.Message{Id: r.msgID, ThreadId: r.thread, LabelIds: slices.Clone(labels)}
 	h := &gmail.History{Id: r.id, Messages: []*gmail.Message{ref}}
 	switch r.kind {
 	case MessageAdded:
@@ -352,7 +398,7 @@ func decodeBody(body io.Reader, v any) *Error {
 		return invalidArgument("Invalid JSON payload received. %v", err)
 	}
 	if len(data) > 1<<20 {
-		return &Error{http.StatusRequestEntityTooLarge, "INVALID_ARGUMENT", "invalidArgument", "Request payload size exceeds the limit."}
+		return &Error{http.StatusRequestEntityTooLarge, "INVALID_ARGUMENT", "invalidArgument", "Request payload size exceeds the limit.", ""}
 	}
 	if len(strings.TrimSpace(string(data))) == 0 {
 		return nil

@@ -18,12 +18,13 @@ var errNoPubSub = errors.New("no Pub/Sub client")
 
 // PushStats counts what happened to a mailbox's notifications.
 type PushStats struct {
-	Published     int64  `json:"published"`  // Pub/Sub messages stored, copies included
-	Coalesced     int64  `json:"coalesced"`  // changes folded into a later notification by the per-user interval
-	Dropped       int64  `json:"dropped"`    // dropped by a fault
-	Duplicated    int64  `json:"duplicated"` // extra copies published by a fault
-	Reordered     int64  `json:"reordered"`  // held back by a fault and published after a later one
-	Failed        int64  `json:"failed"`     // publish errors
+	Published     int64  `json:"published"`   // Pub/Sub messages stored, copies included
+	Coalesced     int64  `json:"coalesced"`   // changes folded into a later notification by the per-user interval (kind profile)
+	RateDropped   int64  `json:"rateDropped"` // changes whose notification the per-user rate dropped (strict profile)
+	Dropped       int64  `json:"dropped"`     // dropped by a fault
+	Duplicated    int64  `json:"duplicated"`  // extra copies published by a fault
+	Reordered     int64  `json:"reordered"`   // held back by a fault and published after a later one
+	Failed        int64  `json:"failed"`      // publish errors
 	LastHistoryID uint64 `json:"lastHistoryId,omitempty"`
 }
 
@@ -49,13 +50,16 @@ type pushState struct {
 	stats     PushStats
 }
 
-// pusher publishes watch notifications, at most one per user per interval
-// (later changes coalesce into the pending one, which carries the newest
-// history id), applying notification faults. It never blocks its callers on
-// Pub/Sub.
+// pusher publishes watch notifications, at most one per user per interval,
+// applying notification faults. A change within the interval after a
+// notification gets none: Gmail's push guide says notifications above that
+// rate are dropped. The kind profile coalesces them into one that goes out
+// when the interval has passed, carrying the newest history id. It never
+// blocks its callers on Pub/Sub.
 type pusher struct {
 	client   *pubsub.Client
 	interval time.Duration
+	coalesce bool
 	faults   *faultSet
 	log      *slog.Logger
 	wg       sync.WaitGroup
@@ -66,8 +70,8 @@ type pusher struct {
 	users      map[string]*pushState
 }
 
-func newPusher(client *pubsub.Client, interval time.Duration, faults *faultSet, log *slog.Logger) *pusher {
-	return &pusher{client: client, interval: interval, faults: faults, log: log,
+func newPusher(client *pubsub.Client, interval time.Duration, coalesce bool, faults *faultSet, log *slog.Logger) *pusher {
+	return &pusher{client: client, interval: interval, coalesce: coalesce, faults: faults, log: log,
 		publishers: map[string]*pubsub.Publisher{}, users: map[string]*pushState{}}
 }
 
@@ -111,7 +115,12 @@ func (p *pusher) notify(email, topic string, historyID uint64) {
 		st.stats.Coalesced++
 		return
 	}
-	if wait := time.Until(st.last.Add(p.interval)); wait > 0 {
+	wait := time.Until(st.last.Add(p.interval))
+	if wait > 0 && !p.coalesce {
+		st.stats.RateDropped++
+		return
+	}
+	if wait > 0 {
 		st.pending = historyID
 		st.timer = time.AfterFunc(wait, func() { p.flush(email) })
 		return

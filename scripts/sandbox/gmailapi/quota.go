@@ -8,8 +8,8 @@ import (
 
 // Usage counts a mailbox's (or the project's) Gmail API use since the start
 // or the last reset: calls admitted per method, the quota units they cost,
-// calls refused with 429 for exceeding the per-minute limit, and calls that
-// an injected fault failed.
+// calls refused for exceeding the per-minute limits or the per-user
+// concurrency cap, and calls that an injected fault failed.
 type Usage struct {
 	Units          int64            `json:"units"`
 	Calls          map[string]int64 `json:"calls"`
@@ -26,7 +26,8 @@ type counter struct {
 // quota charges Google's unit costs against per-minute limits, per user and
 // per project, in fixed one-minute windows.
 type quota struct {
-	now func() time.Time
+	now    func() time.Time
+	strict bool // refusals in every documented shape, not one
 
 	mu                 sync.Mutex
 	userLimit, project int
@@ -34,8 +35,8 @@ type quota struct {
 	total              counter
 }
 
-func newQuota(userLimit, projectLimit int, now func() time.Time) *quota {
-	return &quota{now: now, userLimit: userLimit, project: projectLimit, users: map[string]*counter{}}
+func newQuota(userLimit, projectLimit int, strict bool, now func() time.Time) *quota {
+	return &quota{now: now, strict: strict, userLimit: userLimit, project: projectLimit, users: map[string]*counter{}}
 }
 
 func (q *quota) user(email string) *counter {
@@ -53,7 +54,9 @@ func (c *counter) roll(now time.Time) {
 	}
 }
 
-// charge admits a call of cost units for email, or answers 429.
+// charge admits a call of cost units for email, or refuses it: 429 in the
+// kind profile; strict, the per-user limit alternates between Gmail's 403 and
+// 429 userRateLimitExceeded and the project's is 403 rateLimitExceeded.
 func (q *quota) charge(email, method string, cost int) *Error {
 	now := q.now()
 	q.mu.Lock()
@@ -63,6 +66,13 @@ func (q *quota) charge(email, method string, cost int) *Error {
 	q.total.roll(now)
 	var refused *Error
 	switch {
+	case q.strict && u.windowUnits+cost > q.userLimit:
+		refused = errUserRate429
+		if u.RateLimited%2 == 0 {
+			refused = errUserRate403
+		}
+	case q.strict && q.total.windowUnits+cost > q.project:
+		refused = errProjectRate
 	case u.windowUnits+cost > q.userLimit:
 		refused = statusError(429, "Quota exceeded for quota metric 'Queries' and limit 'Queries per minute per user' of service 'gmail.googleapis.com'.")
 	case q.total.windowUnits+cost > q.project:
@@ -81,6 +91,14 @@ func (q *quota) charge(email, method string, cost int) *Error {
 		c.Calls[method]++
 	}
 	return refused
+}
+
+// countRefused counts a call refused by the per-user concurrency cap.
+func (q *quota) countRefused(email string) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	q.user(email).RateLimited++
+	q.total.RateLimited++
 }
 
 func (q *quota) countInjected(email string) {

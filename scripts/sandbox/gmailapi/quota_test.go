@@ -65,7 +65,8 @@ func TestQuotaUnits(t *testing.T) {
 func TestQuotaLimits(t *testing.T) {
 	t.Parallel()
 	clk := &clock{t: time.Date(2026, 3, 1, 9, 0, 10, 0, time.UTC)}
-	e := newEnv(t, gmailapi.Options{Now: clk.Now, UserUnitsPerMinute: 10, ProjectUnitsPerMinute: 15})
+	// The kind profile: one 429 shape (strict_test.go has Gmail's several).
+	e := newEnv(t, gmailapi.Options{Now: clk.Now, UserUnitsPerMinute: 10, ProjectUnitsPerMinute: 15, Profile: gmailapi.Kind})
 	a := e.mailbox(t, "a@example.com")
 	b := e.mailbox(t, "b@example.com")
 	m := e.deliver(t, gmailapi.Delivery{To: "a@example.com"})

@@ -40,10 +40,30 @@ type Options struct {
 	ProjectUnitsPerMinute int            // default 1,200,000
 	HistoryRetention      time.Duration  // default 7 days
 	PushInterval          time.Duration  // at most one notification per user per interval; default 1s
+	Profile               Profile        // Strict (the default) or Kind
+	MaxConcurrent         int            // calls in flight per user before 429; default 10
 	Seed                  uint64         // seeds history and message ids; 0 picks one at random
 	Now                   func() time.Time
 	Logger                *slog.Logger
 }
+
+// Profile chooses how harsh the sandbox is where Google's documentation
+// allows more than one reading (scripts/sandbox/README.md cites each).
+type Profile string
+
+const (
+	// Strict does the harsher thing wherever the documentation allows it:
+	// notifications above the per-user rate are dropped, history.list
+	// answers with the mailbox's current history id even while records are
+	// hidden, records show each message's current labels, pages may be
+	// empty and still carry a nextPageToken, and quota errors come in every
+	// documented shape.
+	Strict Profile = ""
+	// Kind coalesces notifications above the rate into a later one, answers
+	// history.list with the newest visible record's id, shows the labels a
+	// message had when each record was written, and fills every page.
+	Kind Profile = "kind"
+)
 
 // Server is the Gmail fake. It is safe for concurrent use.
 type Server struct {
@@ -53,6 +73,7 @@ type Server struct {
 	pushes *pusher
 
 	mu            sync.Mutex
+	inFlight      map[string]int // calls being served per mailbox
 	rng           *rand.Rand
 	lastMessageID uint64
 	mailboxes     map[string]*mailbox
@@ -72,6 +93,9 @@ func New(opts Options) *Server {
 	if opts.PushInterval <= 0 {
 		opts.PushInterval = time.Second
 	}
+	if opts.MaxConcurrent <= 0 {
+		opts.MaxConcurrent = 10
+	}
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
@@ -85,13 +109,14 @@ func New(opts Options) *Server {
 	rng := rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15))
 	s := &Server{
 		opts:          opts,
-		quota:         newQuota(opts.UserUnitsPerMinute, opts.ProjectUnitsPerMinute, opts.Now),
+		quota:         newQuota(opts.UserUnitsPerMinute, opts.ProjectUnitsPerMinute, opts.Profile != Kind, opts.Now),
+		inFlight:      map[string]int{},
 		faults:        newFaultSet(),
 		rng:           rng,
 		lastMessageID: 0x190000000000000 + rng.Uint64N(1<<48),
 		mailboxes:     map[string]*mailbox{},
 	}
-	s.pushes = newPusher(opts.PubSub, opts.PushInterval, s.faults, opts.Logger)
+	s.pushes = newPusher(opts.PubSub, opts.PushInterval, opts.Profile == Kind, s.faults, opts.Logger)
 	return s
 }
 
@@ -113,10 +138,10 @@ func (s *Server) AddMailbox(email string) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if _, ok := s.mailboxes[addr]; ok {
-		return &Error{409, "ALREADY_EXISTS", "duplicate", "mailbox " + addr + " already exists"}
+		return &Error{409, "ALREADY_EXISTS", "duplicate", "mailbox " + addr + " already exists", ""}
 	}
 	base := 1_000_000 + s.rng.Uint64N(9_000_000)
-	s.mailboxes[addr] = &mailbox{email: addr, historyID: base, floor: base, messages: map[string]*message{}}
+	s.mailboxes[addr] = &mailbox{email: addr, historyID: base, floor: base, messages: map[string]*message{}, drafts: map[string]string{}}
 	return nil
 }
 
@@ -179,28 +204,15 @@ func (s *Server) Deliver(d Delivery) (Delivered, error) {
 		s.mu.Unlock()
 		return Delivered{}, e
 	}
-	m := &message{
-		id:           s.nextMessageID(),
-		labels:       uniq(d.LabelIDs),
-		body:         d.Body,
-		internalDate: now.UnixMilli(),
-	}
-	m.threadID = m.id
+	thread := ""
 	if d.ThreadID != "" {
 		if !slices.ContainsFunc(mb.order, func(o *message) bool { return o.threadID == d.ThreadID }) {
 			s.mu.Unlock()
 			return Delivered{}, invalidArgument("unknown thread %q", d.ThreadID)
 		}
-		m.threadID = d.ThreadID
+		thread = d.ThreadID
 	}
-	m.headers = []header{
-		{"From", d.From}, {"To", d.To}, {"Subject", d.Subject},
-		{"Date", now.Format(time.RFC1123Z)},
-		{"Message-ID", "<" + m.id + "." + m.threadID + "@mail.sandbox.test>"},
-	}
-	m.historyID = s.nextHistoryID(mb)
-	mb.messages[m.id] = m
-	mb.order = append(mb.order, m)
+	m := s.newMessage(mb, d.From, d.To, d.Subject, d.Body, d.LabelIDs, thread, now)
 	rec := record{id: m.historyID, at: now, kind: MessageAdded, msgID: m.id, thread: m.threadID, labels: slices.Clone(m.labels)}
 	s.commit(mb, rec) // unlocks
 	return Delivered{ID: m.id, ThreadID: m.threadID, HistoryID: m.historyID}, nil
@@ -221,10 +233,9 @@ func (s *Server) DeleteMessage(email, id string) (uint64, error) {
 		s.mu.Unlock()
 		return 0, errEntityNotFound
 	}
-	delete(mb.messages, id)
-	mb.order = slices.DeleteFunc(mb.order, func(o *message) bool { return o == m })
-	h := s.nextHistoryID(mb)
-	s.commit(mb, record{id: h, at: now, kind: MessageDeleted, msgID: m.id, thread: m.threadID, labels: slices.Clone(m.labels)})
+	rec := s.removeMessage(mb, m, now)
+	h := rec.id
+	s.commit(mb, rec)
 	return h, nil
 }
 
@@ -465,6 +476,14 @@ func (s *Server) serve(r *http.Request) (any, *Error) {
 	if !exists {
 		return nil, errMailDisabled
 	}
+	if s.opts.Profile != Kind {
+		release, ok := s.enter(email)
+		if !ok {
+			s.quota.countRefused(email)
+			return nil, errConcurrent
+		}
+		defer release()
+	}
 	if e := s.quota.charge(email, m.name, m.cost); e != nil {
 		return nil, e
 	}
@@ -475,11 +494,27 @@ func (s *Server) serve(r *http.Request) (any, *Error) {
 			return nil, statusError(503, "")
 		}
 	}
-	if code := s.faults.injectedError(email, m.name); code != 0 {
+	if e := s.faults.injectedError(email, m.name, s.opts.Profile != Kind); e != nil {
 		s.quota.countInjected(email)
-		return nil, statusError(code, "")
+		return nil, e
 	}
 	return m.handle(s, c)
+}
+
+// enter admits one more call in flight for email, up to the per-user
+// concurrency cap Gmail enforces (its number is not published).
+func (s *Server) enter(email string) (release func(), ok bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.inFlight[email] >= s.opts.MaxConcurrent {
+		return nil, false
+	}
+	s.inFlight[email]++
+	return func() {
+		s.mu.Lock()
+		s.inFlight[email]--
+		s.mu.Unlock()
+	}, true
 }
 
 // method is one Gmail API method: its quota name, unit cost and handler.

@@ -64,6 +64,7 @@ type Server struct {
 	mu        sync.Mutex
 	clients   map[string]Client
 	accounts  map[string]bool
+	hosted    map[string]string // account -> its Workspace domain, the ID token's hd claim
 	behavior  Behavior
 	pending   map[string]*authRequest // consent pages shown, by form id
 	codes     map[string]*authCode
@@ -115,6 +116,7 @@ func New(opts Options) *Server {
 		now:       opts.Now,
 		clients:   map[string]Client{},
 		accounts:  map[string]bool{},
+		hosted:    map[string]string{},
 		pending:   map[string]*authRequest{},
 		codes:     map[string]*authCode{},
 		refresh:   map[string]*grant{},
@@ -136,7 +138,7 @@ func New(opts Options) *Server {
 // Register serves the provider's endpoints on mux: the authorization
 // endpoint at /o/oauth2/v2/auth (and Google's older /o/oauth2/auth) with its
 // consent form's target, /token, /revoke, and the signing keys at
-// /oauth2/v3/certs.
+// /oauth2/v3/certs, and /tokeninfo.
 func (s *Server) Register(mux *http.ServeMux) {
 	mux.HandleFunc("GET /o/oauth2/v2/auth", s.authorize)
 	mux.HandleFunc("GET /o/oauth2/auth", s.authorize)
@@ -144,6 +146,8 @@ func (s *Server) Register(mux *http.ServeMux) {
 	mux.HandleFunc("POST /token", s.token)
 	mux.HandleFunc("POST /revoke", s.revoke)
 	mux.HandleFunc("GET /oauth2/v3/certs", s.certs)
+	mux.HandleFunc("GET /tokeninfo", s.tokenInfo)
+	mux.HandleFunc("POST /tokeninfo", s.tokenInfo)
 }
 
 // AddClient registers or replaces an OAuth client.
@@ -160,6 +164,20 @@ func (s *Server) AddAccount(email string) {
 	defer s.mu.Unlock()
 	s.accounts[strings.ToLower(email)] = true
 }
+
+// AddWorkspaceAccount lets email sign in as a user of the Google Workspace
+// domain hd: its ID tokens carry the hd claim, as Google's do for Workspace
+// accounts (and only for them: an account with a custom address outside
+// Workspace has none).
+func (s *Server) AddWorkspaceAccount(email, hd string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.accounts[strings.ToLower(email)] = true
+	s.hosted[strings.ToLower(email)] = strings.ToLower(hd)
+}
+
+// Subject returns the stable account id (the ID token's sub) of email.
+func Subject(email string) string { return subject(strings.ToLower(email)) }
 
 // SetBehavior changes what the consent step does from now on.
 func (s *Server) SetBehavior(b Behavior) {

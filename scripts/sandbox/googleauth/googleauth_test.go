@@ -1,8 +1,11 @@
 package googleauth_test
 
 import (
+	"context"
+	"encoding/json"
 	"errors"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"regexp"
 	"slices"
@@ -549,5 +552,38 @@ func TestRevokeAccount(t *testing.T) {
 	}
 	if email, _, err := sb.srv.Check(bobTok.AccessToken); err != nil || email != bob {
 		t.Errorf("bob's token: %q %v", email, err)
+	}
+}
+
+func TestTokenInfo(t *testing.T) {
+	s := googleauth.New(googleauth.Options{Clients: map[string]googleauth.Client{"c": {Secret: "s"}}})
+	s.AddAccount("ti@example.com")
+	mux := http.NewServeMux()
+	s.Register(mux)
+	srv := httptest.NewServer(mux)
+	defer srv.Close()
+	rt := s.IssueRefreshToken("c", "ti@example.com", []string{"https://www.googleapis.com/auth/gmail.metadata"})
+	conf := oauth2.Config{ClientID: "c", ClientSecret: "s", Endpoint: oauth2.Endpoint{TokenURL: srv.URL + "/token"}}
+	tok, err := conf.TokenSource(context.Background(), &oauth2.Token{RefreshToken: rt}).Token()
+	if err != nil {
+		t.Fatal(err)
+	}
+	get := func() (int, map[string]any) {
+		resp, err := http.Get(srv.URL + "/tokeninfo?access_token=" + url.QueryEscape(tok.AccessToken))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var body map[string]any
+		json.NewDecoder(resp.Body).Decode(&body)
+		return resp.StatusCode, body
+	}
+	code, body := get()
+	if code != 200 || body["sub"] != googleauth.Subject("ti@example.com") || body["aud"] != "c" || body["email"] != nil {
+		t.Errorf("tokeninfo = %d %v, want the sub, the client and no email without the email scope", code, body)
+	}
+	s.RevokeAccount("ti@example.com")
+	if code, body := get(); code != 400 || body["error"] != "invalid_token" {
+		t.Errorf("tokeninfo of a revoked token = %d %v, want 400 invalid_token", code, body)
 	}
 }

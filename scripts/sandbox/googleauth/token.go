@@ -13,6 +13,7 @@ import (
 	"net/http"
 	"net/url"
 	"slices"
+	"strconv"
 	"strings"
 )
 
@@ -221,6 +222,9 @@ func (s *Server) issue(g *grant, scopes []string, nonce string) *tokenResponse {
 		if slices.Contains(scopes, scopePage+"userinfo.email") {
 			claims["email"], claims["email_verified"] = g.email, true
 		}
+		if hd := s.hosted[g.email]; hd != "" {
+			claims["hd"] = hd
+		}
 		if nonce != "" {
 			claims["nonce"] = nonce
 		}
@@ -254,6 +258,35 @@ func (s *Server) revoke(w http.ResponseWriter, r *http.Request) {
 	}
 	s.revokeGrant(g)
 	writeJSON(w, struct{}{})
+}
+
+// tokenInfo handles Google's tokeninfo endpoint for an access token
+// (oauth2.googleapis.com/tokeninfo?access_token=…): the grant's client,
+// the account's stable id (sub), the scopes and the expiry, and the address
+// only with the email scope; an unknown, expired or revoked token gets 400
+// invalid_token, as Google answers.
+func (s *Server) tokenInfo(w http.ResponseWriter, r *http.Request) {
+	r.Body = http.MaxBytesReader(w, r.Body, 64<<10)
+	if err := r.ParseForm(); err != nil {
+		writeJSON(w, invalidRequest("The request could not be read."))
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	a, ok := s.access[r.Form.Get("access_token")]
+	if !ok || a.grant.revoked || !s.now().Before(a.expiry) {
+		writeJSON(w, &oauthError{http.StatusBadRequest, "invalid_token", "Invalid Value"})
+		return
+	}
+	info := map[string]any{
+		"azp": a.grant.clientID, "aud": a.grant.clientID, "sub": subject(a.grant.email),
+		"scope": strings.Join(a.scopes, " "), "exp": strconv.FormatInt(a.expiry.Unix(), 10),
+		"expires_in": strconv.Itoa(int(a.expiry.Sub(s.now()).Seconds())), "access_type": "offline",
+	}
+	if slices.Contains(a.scopes, scopePage+"userinfo.email") {
+		info["email"], info["email_verified"] = a.grant.email, "true"
+	}
+	writeJSON(w, info)
 }
 
 // certs serves the ID token signing key as a JWK set.

@@ -47,23 +47,55 @@ type Server struct {
 	secretmanagerpb.UnimplementedSecretManagerServiceServer
 
 	mu      sync.Mutex
+	now     func() time.Time
 	secrets map[string]*secret // by resource name projects/P/secrets/S
 }
 
 type secret struct {
 	meta     *secretmanagerpb.Secret
 	versions []*version // versions[i] is number i+1
+	writes   writeRate  // AddSecretVersion calls
 }
 
 type version struct {
-	meta *secretmanagerpb.SecretVersion
-	data []byte
-	crc  int64
+	meta   *secretmanagerpb.SecretVersion
+	data   []byte
+	crc    int64
+	writes writeRate // enable, disable and destroy calls
+}
+
+// writeRate enforces Secret Manager's per-resource write limits (its
+// quotas page: AddSecretVersion 2 per second and 120 per minute per global
+// secret; enable, disable and destroy 1 per second and 60 per minute per
+// version), answering RESOURCE_EXHAUSTED as Google's quota errors do.
+type writeRate struct{ at []time.Time }
+
+func (w *writeRate) admit(now time.Time, perSecond, perMinute int, what string) error {
+	w.at = slices.DeleteFunc(w.at, func(t time.Time) bool { return now.Sub(t) >= time.Minute })
+	inSecond := 0
+	for _, t := range w.at {
+		if now.Sub(t) < time.Second {
+			inSecond++
+		}
+	}
+	if inSecond >= perSecond || len(w.at) >= perMinute {
+		return status.Errorf(codes.ResourceExhausted,
+			"Quota exceeded: %s is limited to %d requests per second and %d per minute.", what, perSecond, perMinute)
+	}
+	w.at = append(w.at, now)
+	return nil
 }
 
 // New returns an empty Secret Manager.
 func New() *Server {
-	return &Server{secrets: map[string]*secret{}}
+	return &Server{now: time.Now, secrets: map[string]*secret{}}
+}
+
+// SetClock sets the clock the write-rate limits are measured by.
+func (s *Server) SetClock(now func() time.Time) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.now = now
 }
 
 // Register adds the service to g.
@@ -154,6 +186,9 @@ func (s *Server) AddSecretVersion(_ context.Context, req *secretmanagerpb.AddSec
 	defer s.mu.Unlock()
 	sec, err := s.lookup(req.GetParent())
 	if err != nil {
+		return nil, err
+	}
+	if err := sec.writes.admit(s.now(), 2, 120, "AddSecretVersion on secret "+req.GetParent()); err != nil {
 		return nil, err
 	}
 	now := timestamppb.Now()
@@ -276,6 +311,9 @@ func (s *Server) transition(name string, to secretmanagerpb.SecretVersion_State)
 	}
 	if v.meta.State == secretmanagerpb.SecretVersion_DESTROYED {
 		return nil, status.Errorf(codes.FailedPrecondition, "Secret Version [%s] is in DESTROYED state.", v.meta.Name)
+	}
+	if err := v.writes.admit(s.now(), 1, 60, "changing the state of "+v.meta.Name); err != nil {
+		return nil, err
 	}
 	now := timestamppb.Now()
 	v.meta.State = to

@@ -6,7 +6,9 @@ import (
 	"hash/crc32"
 	"net"
 	"strings"
+	"sync"
 	"testing"
+	"time"
 
 	secretmanager "cloud.google.com/go/secretmanager/apiv1"
 	"cloud.google.com/go/secretmanager/apiv1/secretmanagerpb"
@@ -32,6 +34,16 @@ func start(t *testing.T) (*secrets.Server, *secretmanager.Client) {
 	}
 	g := grpc.NewServer()
 	srv := secrets.New()
+	// Each write a second after the last keeps these tests under the
+	// per-secret write rate; rate_test.go tests the rate itself.
+	var mu sync.Mutex
+	clock := time.Date(2026, 3, 1, 9, 0, 0, 0, time.UTC)
+	srv.SetClock(func() time.Time {
+		mu.Lock()
+		defer mu.Unlock()
+		clock = clock.Add(time.Second)
+		return clock
+	})
 	srv.Register(g)
 	go g.Serve(lis)
 	t.Cleanup(g.Stop)

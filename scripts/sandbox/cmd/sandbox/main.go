@@ -21,6 +21,7 @@ import (
 	"syscall"
 
 	"github.com/gmailwatch/gmailwatch/scripts/sandbox"
+	"github.com/gmailwatch/gmailwatch/scripts/sandbox/gmailapi"
 	"github.com/gmailwatch/gmailwatch/shared/logging"
 )
 
@@ -64,8 +65,16 @@ func run(args []string, log *slog.Logger) error {
 	fs.StringVar(&opts.ServiceAccount, "service-account", "", "with -domain: the service account delegated to (default gmailwatch-mailboxes@PROJECT.iam.gserviceaccount.com)")
 	fs.IntVar(&opts.UserUnitsPerMinute, "user-units", 15000, "Gmail quota units per user per minute")
 	fs.IntVar(&opts.ProjectUnitsPerMinute, "project-units", 1200000, "Gmail quota units per project per minute")
+	profile := fs.String("profile", "strict", "Gmail's harshness: strict, or kind (coalesced pushes, historical labels)")
 	if err := fs.Parse(args); err != nil {
 		return err
+	}
+	switch *profile {
+	case "strict":
+	case "kind":
+		opts.GmailProfile = gmailapi.Kind
+	default:
+		return fmt.Errorf("-profile %q: want strict or kind", *profile)
 	}
 	if fs.NArg() > 0 {
 		return fmt.Errorf("unexpected arguments %q", fs.Args())

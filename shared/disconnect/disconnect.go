@@ -1,8 +1,11 @@
-package consent
+// Package disconnect ends a user's connection, the one code path behind the
+// user's own confirmed disconnect, the accounts API and the operator's tool:
+// stop the watch, revoke and delete the refresh token, mark the user
+// disconnected, delete its markers, publish gmail.user.disconnected.
+package disconnect
 
 import (
 	"context"
-	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -21,8 +24,7 @@ import (
 	"github.com/gmailwatch/gmailwatch/shared/vault"
 )
 
-// Disconnecter ends a user's connection. It is the one code path behind
-// GET /disconnect and the operator's `scripts/admin disconnect`.
+// Disconnecter ends users' connections.
 type Disconnecter struct {
 	users   *store.Store
 	tokens  *vault.Vault
@@ -32,21 +34,20 @@ type Disconnecter struct {
 	log     *slog.Logger
 }
 
-// NewDisconnecter returns a Disconnecter; client carries the calls to
-// Google's token, revoke and Gmail endpoints.
-func NewDisconnecter(users *store.Store, tokens *vault.Vault, clients *gmailclient.Factory, pub *events.Publisher, client *http.Client, log *slog.Logger) *Disconnecter {
+// New returns a Disconnecter; client carries the calls to Google's token,
+// revoke and Gmail endpoints.
+func New(users *store.Store, tokens *vault.Vault, clients *gmailclient.Factory, pub *events.Publisher, client *http.Client, log *slog.Logger) *Disconnecter {
 	return &Disconnecter{users: users, tokens: tokens, clients: clients, events: pub, http: client, log: log}
 }
 
-// Disconnect marks the user of email disconnected, stops the watch, revokes
+// Disconnect marks the user with key disconnected, stops the watch, revokes
 // and deletes the refresh token, deletes the announced-message markers and
 // publishes gmail.user.disconnected. The status is written first, so from
 // then on notify and renew leave the user alone whatever happens next; a
 // failed call can be repeated and finishes the remaining steps, publishing
 // the same event id. found is false when no user record exists: then only a
 // stray token, if any, is revoked and deleted, and nothing is published.
-func (d *Disconnecter) Disconnect(ctx context.Context, email string) (found bool, err error) {
-	key := store.Key(email)
+func (d *Disconnecter) Disconnect(ctx context.Context, key string) (found bool, err error) {
 	ctx = context.WithValue(ctx, oauth2.HTTPClient, d.http)
 	u, err := d.users.Update(ctx, key, func(u *store.User) error {
 		if u.Status == store.Disconnected {
@@ -66,7 +67,7 @@ func (d *Disconnecter) Disconnect(ctx context.Context, email string) (found bool
 		return found, fmt.Errorf("disconnect %s: %w", key, err)
 	default:
 		d.stopWatch(ctx, key, token)
-		if err := d.revoke(ctx, token); err != nil {
+		if err := d.Revoke(ctx, token); err != nil {
 			return found, fmt.Errorf("disconnect %s: %w", key, err)
 		}
 	}
@@ -82,7 +83,7 @@ func (d *Disconnecter) Disconnect(ctx context.Context, email string) (found bool
 	}
 	ev := events.Event{
 		Type: events.UserDisconnect, ID: events.ID(events.UserDisconnect, key, fmt.Sprint(u.ConnectedAt.UnixMicro())),
-		Time: d.users.Now().UTC().Format(time.RFC3339Nano), User: key, EmailAddress: u.Email,
+		Time: d.users.Now().UTC().Format(time.RFC3339Nano), User: key, AppRef: u.AppRef, EmailAddress: u.Email,
 	}
 	if err := d.events.Publish(ctx, ev); err != nil {
 		return true, fmt.Errorf("disconnect %s: %w", key, err)
@@ -108,9 +109,10 @@ func (d *Disconnecter) stopWatch(ctx context.Context, key, token string) {
 	}
 }
 
-// revoke revokes token at Google's revoke endpoint; a token Google no longer
-// knows (already revoked or expired) counts as revoked.
-func (d *Disconnecter) revoke(ctx context.Context, token string) error {
+// Revoke revokes token (refresh or access) at Google's revoke endpoint, which
+// ends its whole grant; a token Google no longer knows (already revoked or
+// expired) counts as revoked.
+func (d *Disconnecter) Revoke(ctx context.Context, token string) error {
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, d.clients.Settings().RevokeURL,
 		strings.NewReader(url.Values{"token": {token}}.Encode()))
 	if err != nil {
@@ -129,39 +131,8 @@ func (d *Disconnecter) revoke(ctx context.Context, token string) error {
 	if resp.StatusCode == http.StatusOK || (resp.StatusCode == http.StatusBadRequest && body.Error == "invalid_token") {
 		return nil
 	}
-	return fmt.Errorf("revoke token: status %d %s", resp.StatusCode, clip(body.Error))
-}
-
-// verifiedEmail returns the verified address in an ID token that came
-// straight from Google's token endpoint over TLS, which OpenID Connect Core
-// 3.1.3.7 accepts in place of checking the signature; the claims are checked.
-func verifiedEmail(idToken, clientID string, now time.Time) (string, error) {
-	parts := strings.Split(idToken, ".")
-	if len(parts) != 3 {
-		return "", errors.New("id token missing or malformed")
+	if len(body.Error) > 64 {
+		body.Error = body.Error[:64]
 	}
-	body, err := base64.RawURLEncoding.DecodeString(parts[1])
-	var c struct {
-		Iss           string          `json:"iss"`
-		Aud           string          `json:"aud"`
-		Exp           int64           `json:"exp"`
-		Email         string          `json:"email"`
-		EmailVerified json.RawMessage `json:"email_verified"`
-	}
-	if err != nil || json.Unmarshal(body, &c) != nil {
-		return "", errors.New("id token claims unreadable")
-	}
-	switch {
-	case c.Iss != "https://accounts.google.com" && c.Iss != "accounts.google.com":
-		return "", fmt.Errorf("id token issuer %q is not Google", clip(c.Iss))
-	case c.Aud != clientID:
-		return "", errors.New("id token is for another client")
-	case !now.Before(time.Unix(c.Exp, 0)):
-		return "", errors.New("id token expired")
-	case c.Email == "":
-		return "", errors.New("id token has no email")
-	case string(c.EmailVerified) != "true" && string(c.EmailVerified) != `"true"`:
-		return "", errors.New("id token email not verified")
-	}
-	return strings.ToLower(c.Email), nil
+	return fmt.Errorf("revoke token: status %d %s", resp.StatusCode, body.Error)
 }

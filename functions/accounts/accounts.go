@@ -1,0 +1,133 @@
+// Package accounts is the Accounts function: the application's backend API,
+// private (deployed so that only the callers Terraform names, with a Google
+// identity token, get past Cloud Run's IAM check). It answers JSON:
+//
+//	POST /connect-links                    a single-use connect link for one of the app's users
+//	GET  /accounts/{user}                  one account: status and health
+//	GET  /accounts?appRef=R                the accounts connected under the app's reference
+//	GET  /accounts?status=S&pageToken=T    all accounts, a page at a time, by status
+//	POST /accounts/{user}/reconnect-link   a link that reconnects a reauth_required account
+//	POST /accounts/{user}/disconnect       stop, revoke, delete, mark disconnected
+//	POST /accounts/{user}/resync           read the account's history now
+//
+// Bad input gets 400 with every problem named, and changes nothing.
+package accounts
+
+import (
+	"log/slog"
+	"net/http"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/GoogleCloudPlatform/functions-framework-go/functions"
+
+	"github.com/gmailwatch/gmailwatch/shared/config"
+	"github.com/gmailwatch/gmailwatch/shared/connectlink"
+	"github.com/gmailwatch/gmailwatch/shared/disconnect"
+	"github.com/gmailwatch/gmailwatch/shared/events"
+	"github.com/gmailwatch/gmailwatch/shared/gmailclient"
+	"github.com/gmailwatch/gmailwatch/shared/gmailsync"
+	"github.com/gmailwatch/gmailwatch/shared/logging"
+	"github.com/gmailwatch/gmailwatch/shared/platform"
+	"github.com/gmailwatch/gmailwatch/shared/store"
+	"github.com/gmailwatch/gmailwatch/shared/vault"
+)
+
+func init() { functions.HTTP("Accounts", platform.HTTP(production, unavailable)) }
+
+// Config is the function's settings.
+type Config struct {
+	Platform   platform.Settings
+	ConsentURL string // CONSENT_URL: the consent function's PUBLIC_URL, where links point
+	LinkTTL    time.Duration
+	Links      connectlink.Policy
+	OAuth      gmailclient.Settings
+	Sync       gmailsync.Settings
+}
+
+// Cloud returns the settings every function shares.
+func (c Config) Cloud() platform.Settings { return c.Platform }
+
+// ReadConfig reads the settings, reporting every problem in one error.
+func ReadConfig(lookup platform.Lookup) (Config, error) {
+	r := config.NewReader(lookup)
+	c := Config{
+		Platform:   platform.ReadSettings(r),
+		ConsentURL: strings.TrimRight(r.URL("CONSENT_URL", config.Required), "/"),
+		LinkTTL:    r.Duration("CONNECT_LINK_TTL", connectlink.DefaultTTL),
+		Links:      connectlink.ReadPolicy(r),
+		OAuth:      gmailclient.ReadSettings(r),
+		Sync:       gmailsync.ReadSettings(r),
+	}
+	c.Sync.Labels, c.Sync.LabelFilter = gmailclient.ReadLabels(r)
+	if c.LinkTTL > connectlink.MaxTTL {
+		r.Problem("CONNECT_LINK_TTL", "%v is over the longest link life, %v", c.LinkTTL, connectlink.MaxTTL)
+	}
+	return c, r.Err()
+}
+
+// Handler serves the API.
+type Handler struct {
+	cfg        Config
+	users      *store.Store
+	disconnect *disconnect.Disconnecter
+	syncer     *gmailsync.Syncer
+	log        *slog.Logger
+	now        func() time.Time
+	mux        *http.ServeMux
+}
+
+// Deps are what a Handler works with.
+type Deps struct {
+	Users  *store.Store // its clock is the handler's
+	Vault  *vault.Vault
+	Events *events.Publisher
+	HTTP   *http.Client // for Google's token, revoke and Gmail endpoints; nil: a client with a timeout
+}
+
+// New returns a Handler; cfg must come from ReadConfig (or be as valid).
+func New(cfg Config, d Deps, log *slog.Logger) *Handler {
+	if d.HTTP == nil {
+		d.HTTP = &http.Client{Timeout: 20 * time.Second}
+	}
+	clients := gmailclient.NewFactory(cfg.OAuth, d.Vault)
+	h := &Handler{
+		cfg:        cfg,
+		users:      d.Users,
+		disconnect: disconnect.New(d.Users, d.Vault, clients, d.Events, d.HTTP, log),
+		syncer:     gmailsync.New(gmailsync.Deps{Users: d.Users, Gmail: clients, Events: d.Events, Logger: log, Now: d.Users.Now}, cfg.Sync),
+		log:        log,
+		now:        d.Users.Now,
+		mux:        http.NewServeMux(),
+	}
+	h.mux.HandleFunc("POST /connect-links", h.createLink)
+	h.mux.HandleFunc("GET /accounts", h.list)
+	h.mux.HandleFunc("GET /accounts/{user}", h.get)
+	h.mux.HandleFunc("POST /accounts/{user}/reconnect-link", h.reconnectLink)
+	h.mux.HandleFunc("POST /accounts/{user}/disconnect", h.disconnectUser)
+	h.mux.HandleFunc("POST /accounts/{user}/resync", h.resync)
+	h.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		fail(w, http.StatusNotFound, "no such route: see the accounts API in README.md")
+	})
+	return h
+}
+
+// ServeHTTP serves the API.
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	h.mux.ServeHTTP(w, r.WithContext(platform.TraceRequest(r.Context(), h.cfg.Platform.ProjectID, r)))
+}
+
+// production is the deployed handler, built from the environment at the first request.
+var production = platform.Production("accounts", ReadConfig, wire)
+
+// unavailable answers a request when the function cannot start; the error
+// is logged, never shown.
+func unavailable(w http.ResponseWriter, _ error) {
+	fail(w, http.StatusInternalServerError, "the service is not configured")
+}
+
+// wire builds the handler over the deployed clients.
+func wire(cfg Config, c *platform.Clients) *Handler {
+	return New(cfg, Deps{Users: store.New(c.Firestore(), nil), Vault: c.Vault(), Events: c.Events()}, logging.New(os.Stdout, slog.LevelInfo))
+}

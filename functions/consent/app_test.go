@@ -1,0 +1,156 @@
+package consent_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"testing"
+	"time"
+
+	"github.com/chromedp/chromedp"
+
+	"github.com/gmailwatch/gmailwatch/functions/accounts"
+	"github.com/gmailwatch/gmailwatch/scripts/sandbox/gmailapi"
+	"github.com/gmailwatch/gmailwatch/scripts/sandbox/googleauth"
+	"github.com/gmailwatch/gmailwatch/shared/config"
+	"github.com/gmailwatch/gmailwatch/shared/events"
+	"github.com/gmailwatch/gmailwatch/shared/gmailclient"
+	"github.com/gmailwatch/gmailwatch/shared/gmailsync"
+	"github.com/gmailwatch/gmailwatch/shared/store"
+)
+
+// accountsAPI starts the accounts function beside the consent function,
+// on the same project, and returns its URL.
+func (s *stack) accountsAPI(t *testing.T) string {
+	t.Helper()
+	env := s.env()
+	env["CONSENT_URL"] = s.url
+	cfg, err := accounts.ReadConfig(config.FromMap(env))
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(accounts.New(cfg, accounts.Deps{Users: s.users, Vault: s.vault, Events: s.publisher, HTTP: s.httpClient}, s.log))
+	t.Cleanup(srv.Close)
+	return srv.URL
+}
+
+// askForLink is the application's backend calling POST /connect-links.
+func askForLink(t *testing.T, api, path string, body map[string]any) string {
+	t.Helper()
+	b, _ := json.Marshal(body)
+	resp, err := http.Post(api+path, "application/json", bytes.NewReader(b))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var got struct {
+		URL string `json:"url"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&got); err != nil || resp.StatusCode != http.StatusCreated {
+		t.Fatalf("POST %s: status %d, %v", path, resp.StatusCode, err)
+	}
+	return got.URL
+}
+
+// TestAppConnectsAUserInABrowser is the whole embedding: the application's
+// backend asks the accounts API for a link for its user, the browser (Debian's
+// chromium) follows it, consents on the sandbox's page and lands on the
+// application's success page; the events carry the application's reference.
+func TestAppConnectsAUserInABrowser(t *testing.T) {
+	s := newStack(t)
+	api := s.accountsAPI(t)
+	ctx := newBrowser(t)
+	link := askForLink(t, api, "/connect-links", map[string]any{"appRef": "crm-user-1138", "expectedAddress": alice,
+		"successUrl": s.app.URL + "/done", "errorUrl": s.app.URL + "/failed"})
+	s.seen.add(link)
+
+	step := func(what string, err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatalf("browser: %s: %v\nfunction log:\n%s", what, err, s.logs)
+		}
+	}
+	step("follow the link", chromedp.Do(ctx, chromedp.Navigate(link), chromedp.WaitVisible(chromedp.ID("allow"))))
+	step("click Allow", chromedp.Do(ctx, chromedp.Click(chromedp.ID("allow")), chromedp.WaitVisible(chromedp.ID("app-done"))))
+	landed, err := chromedp.Run(ctx, chromedp.Location())
+	step("read the app's page", err)
+	u, _ := url.Parse(landed)
+	key := s.key(alice)
+	if u.Path != "/done" || u.Query().Get("outcome") != "connected" || u.Query().Get("user") != key {
+		t.Errorf("landed on %s, want the app's /done?outcome=connected&user=%s", landed, key)
+	}
+	if leak := s.seen.foundIn(landed); leak != "" {
+		t.Errorf("the app's URL carries a secret (%s)", leak)
+	}
+
+	// The application reads the account back by its own reference.
+	resp, err := http.Get(api + "/accounts?appRef=crm-user-1138")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var list struct {
+		Accounts []struct{ User, Status string } `json:"accounts"`
+	}
+	json.NewDecoder(resp.Body).Decode(&list)
+	resp.Body.Close()
+	if len(list.Accounts) != 1 || list.Accounts[0].User != key || list.Accounts[0].Status != store.Active {
+		t.Errorf("accounts under crm-user-1138 = %+v, want alice active", list.Accounts)
+	}
+
+	// A message arrives; its event carries the reference, as the connected one does.
+	syncer := gmailsync.New(gmailsync.Deps{Users: s.users, Gmail: gmailclient.NewFactory(s.cfg.OAuth, s.vault), Events: s.publisher}, gmailsync.Settings{})
+	d, err := s.gmail.Deliver(gmailapi.Delivery{To: alice, Subject: "for the CRM"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := syncer.OnPush(context.Background(), alice, int64(d.HistoryID)); err != nil {
+		t.Fatal(err)
+	}
+	// The event sink checks that the appRef attribute matches the JSON field.
+	got := s.awaitEvents(t, 2)
+	for _, e := range got {
+		if e.AppRef != "crm-user-1138" {
+			t.Errorf("%s event: appRef %q, want crm-user-1138", e.Type, e.AppRef)
+		}
+	}
+	if got[0].Type != events.UserConnected || got[1].Type != events.MessageReceived || got[1].MessageID != d.ID {
+		t.Errorf("events = %+v, want connected then the message", got)
+	}
+}
+
+// A reauth_required account gets a reconnect link from the API; completed
+// by the same Google account it is active again, under the same reference.
+func TestReconnectLinkReactivates(t *testing.T) {
+	s := newStack(t)
+	s.addPeople(t)
+	api := s.accountsAPI(t)
+	key := s.key(alice)
+	c, cb, _ := s.followLink(t, s.storedLink(t, s.request("app-7"), time.Minute), alice)
+	s.back(t, cb, c)
+	if _, err := s.users.Update(context.Background(), key, func(u *store.User) error { u.Status = store.ReauthRequired; return nil }); err != nil {
+		t.Fatal(err)
+	}
+	link := askForLink(t, api, "/accounts/"+key+"/reconnect-link", map[string]any{"successUrl": s.app.URL + "/done", "errorUrl": s.app.URL + "/failed"})
+	token, _ := url.Parse(link)
+	s.seen.add(token.Query().Get("link"))
+
+	// carol cannot complete alice's reconnect link.
+	s.auth.SetBehavior(googleauth.Behavior{AutoApprove: true})
+	before := s.snapshot(t)
+	c, cb, _ = s.followLink(t, token.Query().Get("link"), carol)
+	if back := s.back(t, cb, c); back.Query().Get("reason") != "account_not_allowed" {
+		t.Errorf("reconnect link completed as carol: back to %s", back)
+	}
+	s.unchanged(t, before)
+
+	c, cb, _ = s.followLink(t, token.Query().Get("link"), alice)
+	if back := s.back(t, cb, c); back.Query().Get("outcome") != "connected" || back.Query().Get("user") != key {
+		t.Errorf("reconnect: back to %s", back)
+	}
+	if u, _ := s.users.Get(context.Background(), key); u.Status != store.Active || u.AppRef != "app-7" {
+		t.Errorf("after reconnecting: %+v, want active under app-7", u)
+	}
+}

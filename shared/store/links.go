@@ -1,0 +1,111 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"cloud.google.com/go/firestore"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+)
+
+// Link is a connect link an application's backend asked for: who is
+// expected to connect, under which reference, and where the browser goes
+// back to. Links made by the accounts API live in connectLinks/{ID}, where
+// ID is a hash of the link's secret token, so reading the collection gives
+// no usable link. A signed link is not stored until it is used: then a
+// document under its ID records the use, so it cannot be used twice.
+type Link struct {
+	ID         string    `firestore:"-"`
+	AppRef     string    `firestore:"appRef"`
+	Address    string    `firestore:"address"`    // "" or the only address that may connect
+	Domain     string    `firestore:"domain"`     // "" or the only Workspace domain (hd) that may connect
+	SuccessURL string    `firestore:"successUrl"` // "" shows the function's own page
+	ErrorURL   string    `firestore:"errorUrl"`
+	Move       bool      `firestore:"move"`      // take the mailbox over from another reference
+	Reconnect  string    `firestore:"reconnect"` // "" or the user key a reconnect link is for
+	Signed     bool      `firestore:"signed"`
+	Expires    time.Time `firestore:"expires"`
+	CreatedAt  time.Time `firestore:"createdAt"`
+	UsedAt     time.Time `firestore:"usedAt"`
+	ExpireAt   time.Time `firestore:"expireAt"` // for a Firestore TTL policy, after any use could matter
+}
+
+// Link errors.
+var (
+	ErrLinkNotFound = errors.New("connect link not found")
+	ErrLinkUsed     = errors.New("connect link already used")
+)
+
+// linkKeep is how long a link's document outlives the link, so that a use
+// is still remembered when its flow (at most minutes) completes late.
+const linkKeep = 24 * time.Hour
+
+func (s *Store) links() *firestore.CollectionRef { return s.fs.Collection("connectLinks") }
+
+// CreateLink stores a new link made by the accounts API.
+func (s *Store) CreateLink(ctx context.Context, l Link) error {
+	l.CreatedAt, l.ExpireAt = s.now(), l.Expires.Add(linkKeep)
+	if _, err := s.links().Doc(l.ID).Create(ctx, l); err != nil {
+		return fmt.Errorf("create connect link: %w", err)
+	}
+	return nil
+}
+
+// Link returns the stored link with id.
+func (s *Store) Link(ctx context.Context, id string) (Link, error) {
+	snap, err := s.links().Doc(id).Get(ctx)
+	if status.Code(err) == codes.NotFound {
+		return Link{}, ErrLinkNotFound
+	}
+	if err != nil {
+		return Link{}, fmt.Errorf("read connect link: %w", err)
+	}
+	var l Link
+	if err := snap.DataTo(&l); err != nil {
+		return Link{}, fmt.Errorf("decode connect link: %w", err)
+	}
+	l.ID = id
+	return l, nil
+}
+
+// UseLink marks l used, once: a stored link must exist and be unused; a
+// signed one must not have been recorded before. A second use, by any
+// instance, fails with ErrLinkUsed.
+func (s *Store) UseLink(ctx context.Context, l Link) error {
+	ref := s.links().Doc(l.ID)
+	err := s.fs.RunTransaction(ctx, func(ctx context.Context, tx *firestore.Transaction) error {
+		snap, err := tx.Get(ref)
+		exists := err == nil && snap.Exists()
+		if err != nil && status.Code(err) != codes.NotFound {
+			return err
+		}
+		now := s.now()
+		switch {
+		case l.Signed && exists:
+			return ErrLinkUsed
+		case l.Signed:
+			l.CreatedAt, l.UsedAt, l.ExpireAt = now, now, l.Expires.Add(linkKeep)
+			return tx.Create(ref, l)
+		case !exists:
+			return ErrLinkNotFound
+		}
+		var stored Link
+		if err := snap.DataTo(&stored); err != nil {
+			return err
+		}
+		if !stored.UsedAt.IsZero() {
+			return ErrLinkUsed
+		}
+		return tx.Update(ref, []firestore.Update{{Path: "usedAt", Value: now}})
+	})
+	if errors.Is(err, ErrLinkUsed) || errors.Is(err, ErrLinkNotFound) {
+		return err
+	}
+	if err != nil {
+		return fmt.Errorf("use connect link: %w", err)
+	}
+	return nil
+}
