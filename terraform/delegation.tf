@@ -107,6 +107,16 @@ resource "google_service_account_iam_member" "mailboxes_token_creator" {
   depends_on = [google_service_account.mailboxes]
 }
 
+# Renew keys the users it connects as consent does (a keyed hash of
+# Google's account id), so it reads the user-key secret.
+resource "google_secret_manager_secret_iam_member" "user_key_renew_accessor" {
+  count = local.delegation ? 1 : 0
+
+  secret_id = google_secret_manager_secret.user_key.secret_id
+  role      = "roles/secretmanager.secretAccessor"
+  member    = google_service_account.function["renew"].member
+}
+
 output "delegation_client_id" {
   description = "With delegation: the client id to enter in the Admin console (Security > Access and data control > API controls > Manage Domain Wide Delegation > Add new)."
   value       = local.delegation ? google_service_account.mailboxes[0].unique_id : null

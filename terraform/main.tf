@@ -107,6 +107,7 @@ locals {
         DELEGATION_ADMIN           = var.delegation_admin
         DELEGATION_ORG_UNIT        = var.delegation_org_unit
         DELEGATION_GROUP           = var.delegation_group
+        USER_KEY_SECRET_NAME       = local.delegation ? var.user_key_secret_name : ""
       }
     }
     }, local.webhook_enabled ? {

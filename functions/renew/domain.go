@@ -22,6 +22,14 @@ import (
 type Domain struct {
 	Directory *directory.Lister
 	Events    *events.Publisher
+	// Keys returns the hash that keys users, read once a run: a delegated
+	// user is keyed as a consented one is, by Google's account id. The
+	// Directory API's user id is that id: Google documents the ID token's
+	// sub as the account's unique, never reused identifier, and its user
+	// ids as interoperable across the Admin SDK and People API (the Meet
+	// API's user reference); it does not say in one sentence that the two
+	// are equal, so a consented record is also found by address (join).
+	Keys func(context.Context) (store.Keyer, error)
 }
 
 // DelegationRefusedLog is the message of the one line a run logs when
@@ -47,24 +55,28 @@ func (r *run) inStep() error {
 	case err != nil:
 		return fmt.Errorf("directory listing: %w", err)
 	}
-	known := map[string]store.User{}
+	keys, err := d.Keys(r.work)
+	if err != nil {
+		return fmt.Errorf("user key: %w", err)
+	}
+	known := map[string]store.User{} // by key
 	for after := ""; ; {
 		page, err := r.h.d.Users.Delegated(r.work, after, r.h.set.PageSize)
 		if err != nil {
 			return err
 		}
 		for _, u := range page {
-			known[u.Email] = u
+			known[u.Key] = u
 		}
 		if len(page) < r.h.set.PageSize {
 			break
 		}
 		after = page[len(page)-1].Key
 	}
-	wanted := map[string]bool{}
+	wanted := map[string]directory.Member{} // by key
 	for _, m := range members {
-		if !m.Suspended {
-			wanted[m.Email] = true
+		if !m.Suspended && m.ID != "" {
+			wanted[keys.Key(m.ID)] = m
 		}
 	}
 	watched := 0
@@ -79,8 +91,8 @@ func (r *run) inStep() error {
 	if len(wanted) == 0 && watched > 0 {
 		r.h.d.Logger.ErrorContext(r.work, "directory lists no mailbox; watched users left as they are", "watched", watched)
 	} else {
-		for email, u := range known {
-			if !wanted[email] && u.Status != store.Disconnected {
+		for key, u := range known {
+			if _, ok := wanted[key]; !ok && u.Status != store.Disconnected {
 				if !r.mayStart(stopUnits) {
 					r.stopped = true
 					return nil
@@ -89,8 +101,10 @@ func (r *run) inStep() error {
 			}
 		}
 	}
-	for email := range wanted {
-		if u, ok := known[email]; ok && u.Status == store.Active {
+	for key, m := range wanted {
+		// An active user whose address changed is joined again: the record
+		// takes the new address, which Gmail's pushes name.
+		if u, ok := known[key]; ok && u.Status == store.Active && u.Email == m.Email {
 			continue
 		}
 		if r.isRefused() {
@@ -100,7 +114,7 @@ func (r *run) inStep() error {
 			r.stopped = true
 			return nil
 		}
-		g.Go(func() error { r.count(r.join(r.work, email)); return nil })
+		g.Go(func() error { r.count(r.join(r.work, key, m)); return nil })
 	}
 	return nil
 }
@@ -121,13 +135,15 @@ func (r *run) isRefused() bool {
 	return r.rep.DelegationRefused
 }
 
-// join watches a user of the domain and records it as delegated; a user
-// that was reauth_required keeps its cursor, so what arrived meanwhile is
-// still announced. A user connected by consent (with both modes on) stays so.
-func (r *run) join(ctx context.Context, email string) outcome {
+// join watches a user of the domain under key and records it as delegated;
+// a user that was reauth_required keeps its cursor, so what arrived
+// meanwhile is still announced. A user connected by consent (with both
+// modes on) stays so: it is found by address, whatever its key.
+func (r *run) join(ctx context.Context, key string, m directory.Member) outcome {
 	d := r.h.d.Domain
-	log := r.h.d.Logger.With("user", store.Key(email))
-	if u, err := r.h.d.Users.Get(ctx, store.Key(email)); err == nil && !u.Delegated && u.Status == store.Active {
+	email := m.Email
+	log := r.h.d.Logger.With("user", key)
+	if u, err := r.h.d.Users.ByEmail(ctx, email); err == nil && !u.Delegated && u.Status == store.Active {
 		return nothing
 	} else if err != nil && !errors.Is(err, store.ErrNotFound) {
 		log.ErrorContext(ctx, "domain user not read", "error", err)
@@ -156,7 +172,7 @@ func (r *run) join(ctx context.Context, email string) outcome {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), recordTimeout)
 	defer cancel()
 	u, _, err := r.h.d.Users.Connect(ctx, store.Connection{
-		Email: email, Labels: r.h.set.Watch.Labels, LabelFilter: r.h.set.Watch.LabelFilter, Delegated: true,
+		Key: key, Sub: m.ID, Email: email, Labels: r.h.set.Watch.Labels, LabelFilter: r.h.set.Watch.LabelFilter, Delegated: true,
 		HistoryID: historyID, WatchExpiration: expires, RenewAt: r.h.set.Watch.NextRenewal(expires, r.h.d.Now()),
 	})
 	if err != nil {

@@ -13,6 +13,7 @@ import (
 
 	"github.com/gmailwatch/gmailwatch/scripts/sandbox"
 	"github.com/gmailwatch/gmailwatch/scripts/sandbox/gmailapi"
+	"github.com/gmailwatch/gmailwatch/scripts/sandbox/googleauth"
 	"github.com/gmailwatch/gmailwatch/scripts/testenv"
 	"github.com/gmailwatch/gmailwatch/shared/config"
 	"github.com/gmailwatch/gmailwatch/shared/directory"
@@ -62,6 +63,21 @@ func TestDelegationKeepsTheDomainInStep(t *testing.T) {
 	project := w.Project
 	e := &env{World: w, sb: sb, users: w.Store, h: h, logs: logs}
 
+	// Without the user key secret a run fails and watches no one.
+	if rep := h.Run(ctx); !strings.Contains(rep.Error, "user key") || rep.Joined != 0 {
+		t.Errorf("run without the user key secret: %+v, want a user key error and no one joined", rep)
+	}
+	if page, err := e.users.Delegated(ctx, "", 10); err != nil || len(page) != 0 {
+		t.Fatalf("after the refused run: %d delegated users (%v), want none", len(page), err)
+	}
+	errorsBefore := strings.Count(logs.String(), `"severity":"ERROR"`)
+	const userKeySecret = "user-key-secret-for-delegation-tests-0123456789"
+	w.PutSecret("user-key-secret", userKeySecret)
+	keys, err := store.NewKeyer([]byte(userKeySecret))
+	must(err)
+	// A delegated user is keyed as a consented one: by Google's account id.
+	key := func(email string) string { return keys.Key(googleauth.Subject(email)) }
+
 	byType := func(evs []events.Event) map[string][]string {
 		out := map[string][]string{}
 		for _, ev := range evs {
@@ -92,7 +108,7 @@ func TestDelegationKeepsTheDomainInStep(t *testing.T) {
 
 	// eve connected by consent before (both modes on): she stays a consented user.
 	must(sb.AddDirectoryUser("eve@example.com", "/Support", false))
-	if _, _, err := e.users.Connect(ctx, store.Connection{Email: "eve@example.com", HistoryID: 1, RenewAt: time.Now().Add(time.Hour)}); err != nil {
+	if _, _, err := e.users.Connect(ctx, store.Connection{Key: key("eve@example.com"), Sub: googleauth.Subject("eve@example.com"), Email: "eve@example.com", HistoryID: 1, RenewAt: time.Now().Add(time.Hour)}); err != nil {
 		t.Fatal(err)
 	}
 
@@ -102,12 +118,12 @@ func TestDelegationKeepsTheDomainInStep(t *testing.T) {
 	// First run: the org unit's users are watched and announced; the admin, in
 	// /IT, is not, and fay is skipped with no error.
 	first := e.post(t)
-	if first.Skipped != 1 || first.Failed != 0 || logs.Contains(`"severity":"ERROR"`) {
+	if first.Skipped != 1 || first.Failed != 0 || strings.Count(logs.String(), `"severity":"ERROR"`) != errorsBefore {
 		t.Errorf("first run: %+v; want fay skipped, nothing failed, no error logged", first)
 	}
 	check("first run", first, 3, 0, map[string][]string{events.UserConnected: {"ann@example.com", "bo@example.com", "cy@example.com"}})
-	ann := e.user(t, store.Key("ann@example.com"))
-	if !ann.Delegated || ann.Status != store.Active || ann.WatchExpiration.IsZero() {
+	ann := e.user(t, key("ann@example.com"))
+	if !ann.Delegated || ann.Status != store.Active || ann.WatchExpiration.IsZero() || ann.Sub != googleauth.Subject("ann@example.com") {
 		t.Fatalf("ann after the first run: %+v, want active, delegated, watched", ann)
 	}
 	if w, _ := sb.Gmail.Watch("ann@example.com"); !w.Active {
@@ -116,7 +132,7 @@ func TestDelegationKeepsTheDomainInStep(t *testing.T) {
 	if sb.Gmail.Usage("admin@example.com").Units != 0 || sb.Gmail.Usage("eve@example.com").Units != 0 {
 		t.Error("the admin's mailbox, outside the org unit, or eve's, connected by consent, was called")
 	}
-	if eve := e.user(t, store.Key("eve@example.com")); eve.Delegated {
+	if eve := e.user(t, key("eve@example.com")); eve.Delegated {
 		t.Error("eve, connected by consent, was turned into a delegated user")
 	}
 
@@ -142,7 +158,7 @@ func TestDelegationKeepsTheDomainInStep(t *testing.T) {
 	check("second run", e.post(t), 1, 1, map[string][]string{
 		events.UserConnected: {"dan@example.com"}, events.UserDisconnect: {"bo@example.com"},
 	})
-	if bo := e.user(t, store.Key("bo@example.com")); bo.Status != store.Disconnected {
+	if bo := e.user(t, key("bo@example.com")); bo.Status != store.Disconnected {
 		t.Errorf("bo is %s, want disconnected", bo.Status)
 	}
 	check("third run, nothing changed", e.post(t), 0, 0, map[string][]string{})
@@ -154,7 +170,7 @@ func TestDelegationKeepsTheDomainInStep(t *testing.T) {
 	must(err)
 	for range 2 {
 		for _, email := range []string{"ann@example.com", "cy@example.com", "dan@example.com"} {
-			res, err := h.d.Syncer.Sync(ctx, store.Key(email))
+			res, err := h.d.Syncer.Sync(ctx, key(email))
 			if err != nil || (res.Outcome != gmailsync.ReauthRequired && res.Outcome != gmailsync.Inactive) {
 				t.Errorf("sync of %s after the withdrawal = %+v, %v", email, res, err)
 			}

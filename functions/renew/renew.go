@@ -15,6 +15,7 @@ import (
 	"log/slog"
 	"net/http"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/GoogleCloudPlatform/functions-framework-go/functions"
@@ -33,12 +34,13 @@ func init() { functions.HTTP("Renew", platform.HTTP(production, refuse)) }
 
 // Config is the function's settings.
 type Config struct {
-	Platform   platform.Settings
-	Gmail      gmailclient.Settings
-	Sync       gmailsync.Settings
-	Run        Settings
-	Delegation *gmailclient.Delegation // CONNECT_MODE delegation or both; nil in consent mode
-	Directory  directory.Settings      // which mailboxes, with Delegation
+	Platform    platform.Settings
+	Gmail       gmailclient.Settings
+	Sync        gmailsync.Settings
+	Run         Settings
+	Delegation  *gmailclient.Delegation // CONNECT_MODE delegation or both; nil in consent mode
+	Directory   directory.Settings      // which mailboxes, with Delegation
+	UserKeyName string                  // USER_KEY_SECRET_NAME, with Delegation: the hash that keys delegated users
 }
 
 // Cloud returns the settings every function shares.
@@ -50,6 +52,9 @@ func ReadConfig(lookup platform.Lookup) (Config, error) {
 	c := Config{Platform: platform.ReadSettings(r), Gmail: gmailclient.ReadSettings(r), Sync: gmailsync.ReadSettings(r), Run: ReadSettings(r)}
 	c.Delegation = gmailclient.ReadDelegation(r)
 	c.Directory = directory.ReadSettings(r, c.Delegation != nil)
+	if c.Delegation != nil {
+		c.UserKeyName = r.String("USER_KEY_SECRET_NAME", "user-key-secret")
+	}
 	c.Run.ProjectID = c.Platform.ProjectID
 	c.Sync.Labels, c.Sync.LabelFilter = c.Run.Watch.Labels, c.Run.Watch.LabelFilter
 	return c, r.Err()
@@ -128,7 +133,13 @@ func wire(cfg Config, c *platform.Clients) *Handler {
 		mailboxes.Delegate(dl, users.DelegatedAddress)
 		d.Domain = &Domain{Events: c.Events(), Directory: directory.New(cfg.Directory, func(ctx context.Context) (oauth2.TokenSource, error) {
 			return dl.TokenSource(ctx, cfg.Directory.Admin, cfg.Directory.Scope())
-		})}
+		}), Keys: func(ctx context.Context) (store.Keyer, error) {
+			b, err := c.Vault().Access(ctx, cfg.UserKeyName)
+			if err != nil {
+				return store.Keyer{}, err
+			}
+			return store.NewKeyer([]byte(strings.TrimSpace(string(b))))
+		}}
 	}
 	return New(d, cfg.Run)
 }

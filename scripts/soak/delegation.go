@@ -35,20 +35,25 @@ func (s *soak) delegateAll(ctx context.Context, users *store.Store) error {
 		if err := sb.AddDirectoryUser(email, soakOrgUnit, false); err != nil {
 			return fmt.Errorf("directory user %s: %w", email, err)
 		}
-		s.emails, s.keys = append(s.emails, email), append(s.keys, store.Key(email))
+		s.emails = append(s.emails, email)
 	}
 	if err := sb.GrantDelegation(gmailclient.ScopeMetadata, directory.ScopeUsers); err != nil {
 		return err
 	}
 	s.progress("granted domain-wide delegation; renew watches the %d users of %s", s.cfg.Users, soakOrgUnit)
+	s.keys = make([]string, len(s.emails))
 	for try := 1; ; try++ {
 		if _, err := s.st.Renew(ctx); err != nil {
 			return err
 		}
 		waiting := 0
-		for _, key := range s.keys {
-			if u, err := users.Get(ctx, key); err != nil || u.Status != store.Active || !u.Delegated {
+		// Keys derive from Google's account id, not the address: learnt
+		// from the store once renew has connected each user.
+		for i, email := range s.emails {
+			if u, err := users.ByEmail(ctx, email); err != nil || u.Status != store.Active || !u.Delegated {
 				waiting++
+			} else {
+				s.keys[i] = u.Key
 			}
 		}
 		if waiting == 0 {

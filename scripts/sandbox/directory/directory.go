@@ -23,6 +23,7 @@ import (
 	admin "google.golang.org/api/admin/directory/v1"
 
 	"github.com/gmailwatch/gmailwatch/scripts/sandbox/gmailapi"
+	"github.com/gmailwatch/gmailwatch/scripts/sandbox/googleauth"
 )
 
 // Tokens tells the account and scopes of an access token; the sandbox's
@@ -125,11 +126,8 @@ func New(domain string, tokens Tokens, now func() time.Time) *Server {
 func (s *Server) Domain() string { return s.domain }
 
 // ID returns the stable numeric id Google gives an account, the same as the
-// sub claim of its ID tokens.
-func ID(email string) string {
-	h := sha256.Sum256([]byte(strings.ToLower(email)))
-	return fmt.Sprintf("1%020d", binary.BigEndian.Uint64(h[:8]))
-}
+// sub claim of its ID tokens (googleauth.Subject).
+func ID(email string) string { return googleauth.Subject(email) }
 
 // AddUser adds a user of the domain in orgUnit ("" is the root, "/").
 func (s *Server) AddUser(email, orgUnit string, isAdmin bool) error {
