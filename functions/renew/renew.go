@@ -52,9 +52,7 @@ func ReadConfig(lookup platform.Lookup) (Config, error) {
 	c := Config{Platform: platform.ReadSettings(r), Gmail: gmailclient.ReadSettings(r), Sync: gmailsync.ReadSettings(r), Run: ReadSettings(r)}
 	c.Delegation = gmailclient.ReadDelegation(r)
 	c.Directory = directory.ReadSettings(r, c.Delegation != nil)
-	if c.Delegation != nil {
-		c.UserKeyName = r.String("USER_KEY_SECRET_NAME", "user-key-secret")
-	}
+	c.UserKeyName = r.String("USER_KEY_SECRET_NAME", "user-key-secret")
 	c.Run.ProjectID = c.Platform.ProjectID
 	c.Sync.Labels, c.Sync.LabelFilter = c.Run.Watch.Labels, c.Run.Watch.LabelFilter
 	return c, r.Err()
