@@ -65,6 +65,7 @@ locals {
         RETURN_ORIGINS               = join(",", var.return_origins)
         CONNECT_LINK_KEY_SECRET_NAME = var.connect_link_key_secret_name
         USER_KEY_SECRET_NAME         = var.user_key_secret_name
+        CONNECT_MODE                 = var.connect_mode # delegation: it refuses every route
       }
     }
     # The application's backend API (accounts.tf: who may call it).

@@ -49,6 +49,7 @@ type Config struct {
 	SecretEndpoint string // SECRETMANAGER_ENDPOINT: loopback, local runs only
 	LinkKeyName    string // CONNECT_LINK_KEY_SECRET_NAME: HMAC key of signed connect links
 	UserKeyName    string // USER_KEY_SECRET_NAME: key of the hash that turns Google's account id into a user key
+	DomainOnly     bool   // CONNECT_MODE delegation: the deployment watches a Workspace domain, and no one connects here
 	Admit          Admission
 	Links          connectlink.Policy
 	OAuth          gmailclient.Settings
@@ -79,6 +80,8 @@ func ReadConfig(lookup platform.Lookup) (Config, error) {
 		SecretEndpoint: p.SecretEndpoint,
 		LinkKeyName:    r.String("CONNECT_LINK_KEY_SECRET_NAME", "connect-link-key"),
 		UserKeyName:    r.String("USER_KEY_SECRET_NAME", "user-key-secret"),
+		DomainOnly: r.OneOf("CONNECT_MODE", gmailclient.ModeConsent,
+			gmailclient.ModeConsent, gmailclient.ModeDelegation, gmailclient.ModeBoth) == gmailclient.ModeDelegation,
 		Admit: Admission{
 			Addresses: lower(r.List("ALLOWED_ADDRESSES", nil)),
 			Domains:   lower(r.List("ALLOWED_DOMAINS", nil)),
@@ -171,6 +174,9 @@ func New(cfg Config, d Deps, log *slog.Logger) *Handler {
 	return h
 }
 
+// DomainOnlyMessage is the page every route shows in delegation mode.
+const DomainOnlyMessage = "Accounts are not connected here: this service watches the mailboxes of its Google Workspace domain, as set up by the domain's administrator."
+
 // ServeHTTP routes a request, with or without PUBLIC_URL's path in front.
 // It never redirects except to the authorization endpoint and to return
 // URLs checked when their link was made. Only the confirmation is a POST.
@@ -187,6 +193,8 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	switch {
 	case route == nil:
 		h.render(w, pageError, http.StatusNotFound, pageData{Message: "There is no such page."})
+	case h.cfg.DomainOnly: // before any cookie, secret or Google call
+		writePage(w, pageError, http.StatusForbidden, pageData{Message: DomainOnlyMessage}) // no retry link: there is nothing to retry
 	case r.Method != method: // not even HEAD: the callback has effects
 		w.Header().Set("Allow", method)
 		h.render(w, pageError, http.StatusMethodNotAllowed, pageData{Message: "Only " + method + " is served here."})

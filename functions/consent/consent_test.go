@@ -3,6 +3,9 @@ package consent_test
 import (
 	"context"
 	"encoding/base64"
+	"errors"
+	"html"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -605,5 +608,40 @@ func TestRegisteredFunctionFromTheEnvironment(t *testing.T) {
 	}
 	if len(resp.Cookies()) != 1 {
 		t.Errorf("GET /connect set %d cookies, want the state cookie", len(resp.Cookies()))
+	}
+}
+
+// TestDelegationModeConnectsNoOne: with CONNECT_MODE=delegation every route
+// answers 403 with the same page, before any cookie, secret or Google call,
+// even for a flow started (and approved at Google) before the mode changed;
+// nothing is stored.
+func TestDelegationModeConnectsNoOne(t *testing.T) {
+	s := newStack(t)
+	s.auth.SetBehavior(googleauth.Behavior{AutoApprove: true})
+	cookie, cb := s.begin(t, "/connect?login_hint="+alice)
+	before := s.snapshot(t)
+	s.handler = consent.New(s.withEnv(t, map[string]string{"CONNECT_MODE": "delegation"}), s.deps(), s.log)
+	for _, path := range []string{"/connect", "/connect?login_hint=" + alice, "/disconnect", consent.CallbackPath + "?" + cb.RawQuery} {
+		resp := s.get(t, s.url+path, cookie)
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusForbidden || !strings.Contains(string(body), html.EscapeString(consent.DomainOnlyMessage)) ||
+			resp.Header.Get("Location") != "" || len(resp.Cookies()) != 0 || strings.Contains(string(body), "/connect") {
+			t.Errorf("GET %s: status %d, location %q, cookies %v; want 403 with the delegation page and no retry link:\n%s",
+				path, resp.StatusCode, resp.Header.Get("Location"), resp.Cookies(), body)
+		}
+	}
+	s.unchanged(t, before)
+	if _, err := s.users.ByEmail(context.Background(), alice); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("alice's record: %v, want none", err)
+	}
+	if v := s.tokenVersions(alice); len(v) != 0 || s.revokes() != 0 {
+		t.Errorf("%d refresh token versions, %d revokes; want none", len(v), s.revokes())
+	}
+	if w, _ := s.gmail.Watch(alice); w.Active {
+		t.Error("alice's mailbox is watched")
+	}
+	if evs := s.published(500 * time.Millisecond); len(evs) != 0 {
+		t.Errorf("events %+v, want none", evs)
 	}
 }
