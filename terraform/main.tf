@@ -17,6 +17,8 @@ locals {
     oauth_client_secret = coalesce(var.oauth_client_secret_name, "${var.name_prefix}oauth-client-secret")
     state_key_secret    = coalesce(var.state_key_secret_name, "${var.name_prefix}consent-state-key")
     webhook_secret      = coalesce(var.webhook_secret_name, "${var.name_prefix}webhook-signing-secret")
+    connect_link_key    = coalesce(var.connect_link_key_secret_name, "${var.name_prefix}connect-link-key")
+    user_key_secret     = coalesce(var.user_key_secret_name, "${var.name_prefix}user-key-secret")
     # Custom role ids allow letters, digits, _ and . only.
     refresh_token_role = "${replace(var.name_prefix, "-", "_")}refreshTokenWriter"
   }
@@ -63,8 +65,8 @@ locals {
         ALLOWED_DOMAINS              = join(",", var.allowed_domains)
         OPEN_ENROLLMENT              = tostring(var.open_enrollment)
         RETURN_ORIGINS               = join(",", var.return_origins)
-        CONNECT_LINK_KEY_SECRET_NAME = var.connect_link_key_secret_name
-        USER_KEY_SECRET_NAME         = var.user_key_secret_name
+        CONNECT_LINK_KEY_SECRET_NAME = local.names.connect_link_key
+        USER_KEY_SECRET_NAME         = local.names.user_key_secret
         CONNECT_MODE                 = var.connect_mode # delegation: it refuses every route
       }
     }
@@ -108,7 +110,7 @@ locals {
         DELEGATION_ADMIN           = var.delegation_admin
         DELEGATION_ORG_UNIT        = var.delegation_org_unit
         DELEGATION_GROUP           = var.delegation_group
-        USER_KEY_SECRET_NAME       = local.delegation ? var.user_key_secret_name : ""
+        USER_KEY_SECRET_NAME       = local.delegation ? local.names.user_key_secret : ""
       }
     }
     }, local.webhook_enabled ? {

@@ -10,15 +10,24 @@ import (
 const tokenCreator = "roles/iam.serviceAccountTokenCreator"
 
 // delegatingFunctions returns the functions that act for a Workspace
-// domain (CONNECT_MODE delegation or both).
+// domain: CONNECT_MODE delegation or both, in a function whose code reads
+// the delegated account (consent reads the mode only, to refuse).
 func delegatingFunctions(p *plan) []function {
 	var out []function
+	reads := codeReads()
 	for _, f := range p.functions() {
-		if m := f.env["CONNECT_MODE"]; m == "delegation" || m == "both" {
+		if m := f.env["CONNECT_MODE"]; (m == "delegation" || m == "both") && reads[functionKey(f)].all["DELEGATION_SERVICE_ACCOUNT"] {
 			out = append(out, f)
 		}
 	}
 	return out
+}
+
+// functionKey is the function's key in terraform/main.tf's functions map:
+// google_cloudfunctions2_function.function["renew"] is renew.
+func functionKey(f function) string {
+	_, k, _ := strings.Cut(f.address, `["`)
+	return strings.TrimSuffix(k, `"]`)
 }
 
 // delegationSigning: each function in delegation mode can sign as the
