@@ -78,30 +78,30 @@ variable "connect_link_ttl" {
 }
 
 variable "connect_link_key_secret_name" {
-  description = "Secret Manager id of the key of connect links an application's backend signs itself."
+  description = "Secret Manager id of the key of connect links an application's backend signs itself. Null means <name_prefix>connect-link-key."
   type        = string
-  default     = "connect-link-key"
+  default     = null
 
   validation {
-    condition     = can(regex("^[A-Za-z0-9_-]{1,255}$", var.connect_link_key_secret_name)) && !startswith(var.connect_link_key_secret_name, "gmail-refresh-")
+    condition     = var.connect_link_key_secret_name == null || (can(regex("^[A-Za-z0-9_-]{1,255}$", var.connect_link_key_secret_name)) && !can(regex("^gmail-refresh-", var.connect_link_key_secret_name)))
     error_message = "The connect_link_key_secret_name must be a secret id (letters, digits, - and _) that does not start with gmail-refresh-."
   }
 }
 
 variable "user_key_secret_name" {
-  description = "Secret Manager id of the secret of the keyed hash that turns Google's account id into a user key. Never rotate it."
+  description = "Secret Manager id of the secret of the keyed hash that turns Google's account id into a user key. Never rotate it. Null means <name_prefix>user-key-secret."
   type        = string
-  default     = "user-key-secret"
+  default     = null
 
   validation {
-    condition     = can(regex("^[A-Za-z0-9_-]{1,255}$", var.user_key_secret_name)) && !startswith(var.user_key_secret_name, "gmail-refresh-")
+    condition     = var.user_key_secret_name == null || (can(regex("^[A-Za-z0-9_-]{1,255}$", var.user_key_secret_name)) && !can(regex("^gmail-refresh-", var.user_key_secret_name)))
     error_message = "The user_key_secret_name must be a secret id (letters, digits, - and _) that does not start with gmail-refresh-."
   }
 }
 
 # --- Secrets: created empty; scripts/set-secrets.sh adds their values.
 resource "google_secret_manager_secret" "connect_link_key" {
-  secret_id = var.connect_link_key_secret_name
+  secret_id = local.names.connect_link_key_secret
 
   replication {
     auto {}
@@ -111,7 +111,7 @@ resource "google_secret_manager_secret" "connect_link_key" {
 }
 
 resource "google_secret_manager_secret" "user_key" {
-  secret_id = var.user_key_secret_name
+  secret_id = local.names.user_key_secret
 
   replication {
     auto {}
