@@ -50,7 +50,7 @@ const (
 // runs every few seconds instead of hourly, so the safety-net sync is due
 // after seconds, and a killed sync's lease lapses in half a minute.
 const (
-	leaseTTL       = 30 * time.Second
+	leaseTTL       = 5 * time.Second
 	reconcileAfter = 5 * time.Second
 	renewBudget    = 30 * time.Second
 	revokeWait     = 45 * time.Second // for a user's earlier mail to arrive before its tokens are revoked

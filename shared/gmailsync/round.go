@@ -36,8 +36,6 @@ func (r roundResult) complete() bool { return r.historyID >= r.reported }
 // under the Gmail call policy of gmailclient (a 401 retried once with a
 // fresh token source).
 func (s *Syncer) round(ctx context.Context, u store.User, m *meter) (roundResult, error) {
-	ctx, cancel := context.WithDeadline(ctx, u.Lease.Until.Add(-leaseMargin))
-	defer cancel()
 	var r roundResult
 	err := s.gmail.Do(ctx, u.Key, func(svc *gmail.Service) (err error) {
 		r, err = s.read(ctx, svc, u, m)
