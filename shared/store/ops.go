@@ -10,7 +10,10 @@ import (
 // aggregation one per 1,000 entries), documents written, documents deleted,
 // and transactions run (every attempt; a retried one reads again).
 type Ops struct {
-	Reads, Writes, Deletes, Transactions int64
+	Reads        int64 `json:"reads"`
+	Writes       int64 `json:"writes"`
+	Deletes      int64 `json:"deletes"`
+	Transactions int64 `json:"transactions"`
 }
 
 // Add returns the sum of o and p.
