@@ -21,6 +21,9 @@ type Cost struct {
 	Published             int64   `json:"published"`
 	PublishedBytes        int64   `json:"publishedBytes"`
 	CPUSeconds            float64 `json:"notifyCpuSeconds"`
+	// BusySeconds is the invocations' durations summed: what Cloud Run
+	// bills an instance that serves one request at a time for.
+	BusySeconds float64 `json:"notifyBusySeconds"`
 	// FirestorePerMessage is reads plus writes per announced message.
 	FirestorePerMessage float64 `json:"firestoreOpsPerMessage"`
 }
@@ -67,6 +70,7 @@ func (b *bench) costSince(m costMark, log *eventLog, announced int) Cost {
 			Reads  int64 `json:"firestoreReads"`
 			Writes int64 `json:"firestoreWrites"`
 			Txs    int64 `json:"firestoreTransactions"`
+			Ms     int64 `json:"durationMs"`
 		}
 		if json.Unmarshal(line, &l) != nil {
 			continue
@@ -75,7 +79,9 @@ func (b *bench) costSince(m costMark, log *eventLog, announced int) Cost {
 		c.FirestoreReads += l.Reads
 		c.FirestoreWrites += l.Writes
 		c.FirestoreTransactions += l.Txs
+		c.BusySeconds += float64(l.Ms) / 1000
 	}
+	c.BusySeconds = round2(c.BusySeconds)
 	if announced > 0 {
 		c.FirestorePerMessage = round2(float64(c.FirestoreReads+c.FirestoreWrites) / float64(announced))
 	}

@@ -275,7 +275,7 @@ func (r *Report) Print(out io.Writer) {
 		tw.Flush()
 		fmt.Fprintln(out, "  Gmail (and the sandbox) pushes at most once per user per second and drops the rest: a change within the second after a push is found by the sync's look after that second.")
 		fmt.Fprintf(out, "\n2b. Cost per announced message, counted (notify's store, notify's invocations and CPU, events on the output topic)\n")
-		row("", "messages", "invocations", "Firestore reads", "writes", "transactions", "ops/message", "events", "event bytes", "notify CPU s")
+		row("", "messages", "invocations", "Firestore reads", "writes", "transactions", "ops/message", "events", "event bytes", "notify CPU s", "notify busy s")
 		for _, k := range []struct {
 			name string
 			ks   *Kinds
@@ -289,7 +289,7 @@ func (r *Report) Print(out io.Writer) {
 			}{{"single", k.ks.Single}, {fmt.Sprintf("burst of %d", e.BurstSize), k.ks.Burst}} {
 				if c := p.ph.Cost; c != nil {
 					row("  "+p.kind+", "+k.name, p.ph.Announced, c.Invocations, c.FirestoreReads, c.FirestoreWrites, c.FirestoreTransactions,
-						f2(c.FirestorePerMessage), c.Published, c.PublishedBytes, f2(c.CPUSeconds))
+						f2(c.FirestorePerMessage), c.Published, c.PublishedBytes, f2(c.CPUSeconds), f2(c.BusySeconds))
 				}
 			}
 		}

@@ -4,7 +4,11 @@
 // the new messages' metadata, publishes the events, writes announced markers
 // and only then advances the cursor, which never moves backwards. The notify
 // function calls OnPush for every Gmail push; the renew function calls Sync
-// to reconcile users whose pushes were dropped or whose sync stalled.
+// to reconcile users whose pushes were dropped or whose sync stalled. Only
+// the lease's holder runs transactions on the user's record: a push that
+// finds the lease held records itself with one write (see run), so
+// duplicates never queue behind a sync, and the holder's heartbeat keeps a
+// short lease for as long as it works (see lease).
 //
 // Gmail sends at most one notification a second per user and drops, rather
 // than merges, the ones above that rate, so a message that lands within the
@@ -446,6 +450,7 @@ func (s *Syncer) advance(ctx context.Context, l *lease, historyID, target int64,
 // release gives the lease back after a failed round and marks the user due
 // for the safety net. It runs even when ctx is done.
 func (s *Syncer) release(ctx context.Context, l *lease) error {
+	l.halt() // what follows a release (MarkReauth) must not see the lease lost
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 	defer cancel()
 	return l.write(func() error {

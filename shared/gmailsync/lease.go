@@ -25,7 +25,8 @@ type lease struct {
 	key, holder string
 	ctx         context.Context
 	mu          sync.Mutex
-	stop        func()
+	halt        func() // ends the heartbeat, before the lease is given back
+	stop        func() // ends the heartbeat and ctx
 }
 
 // keep starts the heartbeat of the lease u records for holder; stop ends it.
@@ -60,11 +61,9 @@ func (s *Syncer) keep(ctx context.Context, u store.User, holder string) *lease {
 			t.Reset(min(every, max(until.Add(-every).Sub(s.now())/2, 10*time.Millisecond)))
 		}
 	}()
-	l.stop = func() {
-		close(quit)
-		<-done
-		cancel(nil)
-	}
+	var once sync.Once
+	l.halt = func() { once.Do(func() { close(quit); <-done }) }
+	l.stop = func() { l.halt(); cancel(nil) }
 	return l
 }
 
