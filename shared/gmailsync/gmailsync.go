@@ -67,6 +67,7 @@ type Deps struct {
 
 // Settings tune a Syncer; zero fields take the defaults ReadSettings documents.
 type Settings struct {
+	Types          []string      // mailbox event types announced (events.ReadTypes)
 	Labels         []string      // watched labels for users whose record names none
 	LabelFilter    string        // include or exclude, likewise
 	LeaseTTL       time.Duration // how long a lease lasts; a sync never works past it
@@ -82,8 +83,9 @@ type Settings struct {
 	ReconcileAfter time.Duration // next safety-net sync after a complete one
 }
 
-// ReadSettings reads the sync settings from r. The watched labels are the
-// watch's (gmailclient.ReadLabels): the caller sets them.
+// ReadSettings reads the sync settings from r. The watched labels and the
+// event types are the watch's (gmailclient.ReadLabels, events.ReadTypes):
+// the caller sets them.
 func ReadSettings(r *config.Reader) Settings {
 	return Settings{
 		LeaseTTL:       r.Duration("SYNC_LEASE_TTL", 2*time.Minute),
@@ -105,6 +107,9 @@ func (s Settings) withDefaults() Settings {
 	d := ReadSettings(r)
 	if len(s.Labels) == 0 {
 		s.Labels, _ = gmailclient.ReadLabels(r)
+	}
+	if len(s.Types) == 0 {
+		s.Types = events.ReadTypes(r)
 	}
 	if s.LabelFilter == "" {
 		_, s.LabelFilter = gmailclient.ReadLabels(r)
