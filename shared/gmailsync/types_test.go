@@ -11,6 +11,7 @@ import (
 	"github.com/gmailwatch/gmailwatch/scripts/sandbox/gmailapi"
 	"github.com/gmailwatch/gmailwatch/scripts/testenv"
 	"github.com/gmailwatch/gmailwatch/shared/events"
+	"github.com/gmailwatch/gmailwatch/shared/gmailclient"
 	"github.com/gmailwatch/gmailwatch/shared/gmailsync"
 	"github.com/gmailwatch/gmailwatch/shared/store"
 )
@@ -83,8 +84,8 @@ func TestLabelChangesNeedNoFetchAndCancelOutInOrder(t *testing.T) {
 	const email = "labels@example.com"
 	e.connect(email, nil, "")
 	d := e.deliver(email, "to be read")
-	e.modify(email, d, nil, []string{"UNREAD"})        // read
-	e.modify(email, d, []string{"STARRED"}, nil)       // starred ...
+	e.modify(email, d, nil, []string{"UNREAD"})       // read
+	e.modify(email, d, []string{"STARRED"}, nil)      // starred ...
 	h := e.modify(email, d, nil, []string{"STARRED"}) // ... and unstarred in the same window
 	res := e.push(email, h)
 	if u := e.sb.Gmail.Usage(email); u.Calls["messages.get"] != 0 || res.Announced != 3 {
@@ -231,4 +232,36 @@ func TestMarkersWrittenByMessageIDStillCount(t *testing.T) {
 	d := e.deliver(email, "new")
 	e.push(email, d.HistoryID)
 	wantEvents(t, e.events(1), `received `+d.ID+` "new"`)
+}
+
+func TestWatchOfEveryTypePushesChangesOutsideTheWatchedLabels(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		types []string
+		want  int64 // pushes for a change to a message outside INBOX
+	}{
+		{[]string{events.MessageReceived}, 0},
+		{events.MessageTypes, 1},
+	} {
+		e := newEnv(t, withTypes(tc.types...))
+		email := fmt.Sprintf("watch%d@example.com", len(tc.types))
+		e.connect(email, nil, "")
+		svc, err := e.Mailboxes().ForUser(context.Background(), store.Key(email))
+		if err != nil {
+			t.Fatal(err)
+		}
+		w := gmailclient.WatchSettings{Topic: e.GmailTopic, Labels: []string{"INBOX"}, LabelFilter: "include", Types: tc.types}
+		if _, _, err := w.Watch(context.Background(), svc); err != nil {
+			t.Fatal(err)
+		}
+		archived := e.deliver(email, "archived", "CATEGORY_UPDATES")
+		time.Sleep(1100 * time.Millisecond) // past Gmail's one push a second
+		before, _ := e.sb.Gmail.Watch(email)
+		e.modify(email, archived, []string{"STARRED"}, nil)
+		time.Sleep(time.Second) // the push is published asynchronously
+		after, _ := e.sb.Gmail.Watch(email)
+		if got := after.Notifications.Published - before.Notifications.Published; got != tc.want {
+			t.Errorf("types %v: %d pushes for a label change outside INBOX, want %d", tc.types, got, tc.want)
+		}
+	}
 }
