@@ -126,7 +126,9 @@ func Decode(data []byte) (Event, error) {
 
 // Publisher publishes events to one topic and waits for the server's answer.
 // Events of one user carry the user key as ordering key, so Pub/Sub keeps
-// them in the order they were published.
+// them in the order they were published. Across instances the user's lease
+// keeps that order: a sync starts only after the previous one's events
+// were stored.
 type Publisher struct{ topic *pubsub.Publisher }
 
 // NewPublisher returns a Publisher on topicID of client's project.

@@ -1,8 +1,12 @@
-// Package gmailsync turns "the mailbox changed up to history id N" into one
-// gmail.message.received event per new message, announced exactly once: it
-// takes the user's lease, lists Gmail history from the user's cursor, fetches
-// the new messages' metadata, publishes the events, writes announced markers
-// and only then advances the cursor, which never moves backwards. The notify
+// Package gmailsync turns "the mailbox changed up to history id N" into
+// events, each announced exactly once and in history order: one
+// gmail.message.received per new message, and, when EVENT_TYPES switches
+// them on, gmail.message.sent, .labels_changed and .deleted. It takes the
+// user's lease, lists Gmail history from the user's cursor, reads it once
+// into typed changes (window.go), fetches the metadata of received and sent
+// messages (label changes and deletions need none), publishes the events,
+// writes announced markers keyed by event id and only then advances the
+// cursor, which never moves backwards. The notify
 // function calls OnPush for every Gmail push; the renew function calls Sync
 // to reconcile users whose pushes were dropped or whose sync stalled.
 //
