@@ -1,6 +1,7 @@
 package gmailsync
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"slices"
@@ -238,6 +239,22 @@ func (s *Syncer) announce(ctx context.Context, svc *gmail.Service, u store.User,
 	msgs, err := s.fetch(ctx, svc, u, fetch, m)
 	if err != nil {
 		return 0, err
+	}
+	if changes[0].historyID == 0 {
+		// Catch-up listed newest first, label by label: announce in the
+		// order the messages reached the mailbox, as history would.
+		date := func(c change) int64 {
+			if msg := msgs[c.msgID]; msg != nil {
+				return msg.InternalDate
+			}
+			return 0
+		}
+		changes = slices.Clone(changes)
+		slices.Reverse(changes) // oldest first within a list, for messages of the same millisecond
+		slices.SortStableFunc(changes, func(a, b change) int { return cmp.Compare(date(a), date(b)) })
+		for i, c := range changes {
+			ids[i] = c.eventID(u.Key)
+		}
 	}
 	now := s.now()
 	var evs []events.Event

@@ -265,3 +265,34 @@ func TestWatchOfEveryTypePushesChangesOutsideTheWatchedLabels(t *testing.T) {
 		}
 	}
 }
+
+func TestCatchUpAnnouncesReceivedAndSentInArrivalOrder(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, withTypes(events.MessageReceived, events.MessageSent))
+	const email = "catchup@example.com"
+	e.connect(email, nil, "")
+	var want []string
+	for i := range 3 { // their pushes were lost, and history aged out
+		d := e.deliver(email, fmt.Sprint("in ", i))
+		want = append(want, fmt.Sprintf("received %s %q", d.ID, fmt.Sprint("in ", i)))
+		time.Sleep(5 * time.Millisecond) // Gmail's internalDate has millisecond resolution
+		v, err := e.sb.Gmail.SaveDraft(gmailapi.Draft{User: email, To: "bob@example.net", Subject: fmt.Sprint("out ", i), Body: "x"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		sent, err := e.sb.Gmail.SendDraft(email, v.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want = append(want, fmt.Sprintf("sent %s %q", sent.ID, fmt.Sprint("out ", i)))
+		time.Sleep(5 * time.Millisecond)
+	}
+	if err := e.sb.Gmail.SetFaults(email, gmailapi.Faults{ExpireHistory: true}); err != nil {
+		t.Fatal(err)
+	}
+	now, _ := e.sb.Gmail.HistoryID(email)
+	if res := e.push(email, now); !res.CaughtUp {
+		t.Fatalf("result %+v: want a catch-up", res)
+	}
+	wantEvents(t, e.events(len(want)), want...)
+}
