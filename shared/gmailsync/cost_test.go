@@ -38,14 +38,7 @@ func BenchmarkUnitsPerChange(b *testing.B) {
 						case events.MessageReceived:
 							h = e.deliver(email, "new").HistoryID
 						case events.MessageSent:
-							v, err := e.sb.Gmail.SaveDraft(gmailapi.Draft{User: email, To: "bob@example.net", Subject: "out", Body: "x"})
-							if err != nil {
-								b.Fatal(err)
-							}
-							sent, err := e.sb.Gmail.SendDraft(email, v.ID)
-							if err != nil {
-								b.Fatal(err)
-							}
+							_, sent := e.send(email, "out")
 							h = sent.HistoryID
 						case events.MessageLabelsChanged:
 							h = e.modify(email, d, nil, []string{"UNREAD"})

@@ -43,6 +43,21 @@ func (e *env) remove(email string, d gmailapi.Delivered) uint64 {
 	return h
 }
 
+// send saves a one-revision draft and sends it; it returns the draft and
+// the sent message.
+func (e *env) send(email, subject string) (gmailapi.SavedDraft, gmailapi.Delivered) {
+	e.t.Helper()
+	d, err := e.sb.Gmail.SaveDraft(gmailapi.Draft{User: email, To: "bob@example.net", Subject: subject, Body: "x"})
+	if err != nil {
+		e.t.Fatalf("SaveDraft: %v", err)
+	}
+	sent, err := e.sb.Gmail.SendDraft(email, d.ID)
+	if err != nil {
+		e.t.Fatalf("SendDraft: %v", err)
+	}
+	return d, sent
+}
+
 // describe renders an event as the facts a test expects of it.
 func describe(ev events.Event) string {
 	switch ev.Type {
@@ -162,14 +177,7 @@ func TestEveryTypeInHistoryOrderWithStableIDs(t *testing.T) {
 	start := e.connect(email, nil, "").Cursor
 	a := e.deliver(email, "first")
 	e.modify(email, a, []string{"STARRED"}, []string{"UNREAD"})
-	draft, err := e.sb.Gmail.SaveDraft(gmailapi.Draft{User: email, To: "bob@example.net", Subject: "out", Body: "x"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	sent, err := e.sb.Gmail.SendDraft(email, draft.ID)
-	if err != nil {
-		t.Fatal(err)
-	}
+	draft, sent := e.send(email, "out")
 	b := e.deliver(email, "second")
 	e.modify(email, b, []string{"TRASH"}, []string{"INBOX"})
 	c := e.deliver(email, "gone")
@@ -276,14 +284,7 @@ func TestCatchUpAnnouncesReceivedAndSentInArrivalOrder(t *testing.T) {
 		d := e.deliver(email, fmt.Sprint("in ", i))
 		want = append(want, fmt.Sprintf("received %s %q", d.ID, fmt.Sprint("in ", i)))
 		time.Sleep(5 * time.Millisecond) // Gmail's internalDate has millisecond resolution
-		v, err := e.sb.Gmail.SaveDraft(gmailapi.Draft{User: email, To: "bob@example.net", Subject: fmt.Sprint("out ", i), Body: "x"})
-		if err != nil {
-			t.Fatal(err)
-		}
-		sent, err := e.sb.Gmail.SendDraft(email, v.ID)
-		if err != nil {
-			t.Fatal(err)
-		}
+		_, sent := e.send(email, fmt.Sprint("out ", i))
 		want = append(want, fmt.Sprintf("sent %s %q", sent.ID, fmt.Sprint("out ", i)))
 		time.Sleep(5 * time.Millisecond)
 	}
