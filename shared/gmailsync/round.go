@@ -221,7 +221,9 @@ func (s *Syncer) announce(ctx context.Context, svc *gmail.Service, u store.User,
 		ids[i] = c.eventID(u.Key)
 		keys = append(keys, ids[i])
 		if c.typ == events.MessageReceived {
-			keys = append(keys, c.msgID) // markers written before they were keyed by event id
+			// Markers written before they were keyed by event id; they
+			// expire within MarkerTTL, after which this read can go.
+			keys = append(keys, c.msgID)
 		}
 	}
 	done, err := s.users.Announced(ctx, u.Key, keys)
