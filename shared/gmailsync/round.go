@@ -184,7 +184,9 @@ func (s *Syncer) catchUp(ctx context.Context, svc *gmail.Service, u store.User, 
 func (s *Syncer) list(ctx context.Context, svc *gmail.Service, key string, labels []string, limit int, m *meter) ([]string, error) {
 	var ids []string
 	for page := ""; len(ids) < limit; {
-		call := svc.Users.Messages.List("me").MaxResults(int64(min(limit-len(ids), 500))).PageToken(page)
+		// With spam and trash: a message that arrived in a watched label
+		// and was trashed since is still to be announced, as history would.
+		call := svc.Users.Messages.List("me").MaxResults(int64(min(limit-len(ids), 500))).PageToken(page).IncludeSpamTrash(true)
 		if len(labels) > 0 {
 			call.LabelIds(labels...)
 		}

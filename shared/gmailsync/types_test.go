@@ -297,3 +297,21 @@ func TestCatchUpAnnouncesReceivedAndSentInArrivalOrder(t *testing.T) {
 	}
 	wantEvents(t, e.events(len(want)), want...)
 }
+
+func TestCatchUpFindsMailTrashedSince(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, withTypes(events.MessageReceived, events.MessageDeleted))
+	const email = "trashed@example.com"
+	e.connect(email, nil, "")
+	d := e.deliver(email, "trashed before any sync")
+	e.modify(email, d, []string{"TRASH"}, nil)
+	if err := e.sb.Gmail.SetFaults(email, gmailapi.Faults{ExpireHistory: true}); err != nil {
+		t.Fatal(err)
+	}
+	now, _ := e.sb.Gmail.HistoryID(email)
+	if res := e.push(email, now); !res.CaughtUp {
+		t.Fatalf("result %+v: want a catch-up", res)
+	}
+	// Its trash is in the history Gmail no longer has: only the arrival can be found again.
+	wantEvents(t, e.events(1), `received `+d.ID+` "trashed before any sync"`)
+}
