@@ -44,6 +44,7 @@ locals {
     GMAIL_SCOPE              = var.gmail_scope
     GMAIL_LABELS             = join(",", var.gmail_labels)
     GMAIL_LABEL_FILTER       = var.gmail_label_filter
+    EVENT_TYPES              = join(",", var.event_types)
     OAUTH_CLIENT_ID          = var.oauth_client_id
     OAUTH_CLIENT_SECRET_NAME = local.names.oauth_client_secret
     STATE_KEY_SECRET_NAME    = local.names.state_key_secret

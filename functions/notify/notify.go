@@ -22,6 +22,7 @@ import (
 	"github.com/cloudevents/sdk-go/v2/event"
 
 	"github.com/gmailwatch/gmailwatch/shared/config"
+	"github.com/gmailwatch/gmailwatch/shared/events"
 	"github.com/gmailwatch/gmailwatch/shared/gmailclient"
 	"github.com/gmailwatch/gmailwatch/shared/gmailsync"
 	"github.com/gmailwatch/gmailwatch/shared/logging"
@@ -47,6 +48,7 @@ func ReadConfig(lookup platform.Lookup) (Config, error) {
 	r := config.NewReader(lookup)
 	c := Config{Platform: platform.ReadSettings(r), GmailTopic: gmailclient.ReadTopic(r), Gmail: gmailclient.ReadSettings(r), Sync: gmailsync.ReadSettings(r)}
 	c.Sync.Labels, c.Sync.LabelFilter = gmailclient.ReadLabels(r)
+	c.Sync.Types = events.ReadTypes(r)
 	return c, r.Err()
 }
 

@@ -44,7 +44,7 @@ func ReadConfig(lookup platform.Lookup) (Config, error) {
 	r := config.NewReader(lookup)
 	c := Config{Platform: platform.ReadSettings(r), Gmail: gmailclient.ReadSettings(r), Sync: gmailsync.ReadSettings(r), Run: ReadSettings(r)}
 	c.Run.ProjectID = c.Platform.ProjectID
-	c.Sync.Labels, c.Sync.LabelFilter = c.Run.Watch.Labels, c.Run.Watch.LabelFilter
+	c.Sync.Labels, c.Sync.LabelFilter, c.Sync.Types = c.Run.Watch.Labels, c.Run.Watch.LabelFilter, c.Run.Watch.Types
 	return c, r.Err()
 }
 

@@ -1,8 +1,12 @@
-// Package gmailsync turns "the mailbox changed up to history id N" into one
-// gmail.message.received event per new message, announced exactly once: it
-// takes the user's lease, lists Gmail history from the user's cursor, fetches
-// the new messages' metadata, publishes the events, writes announced markers
-// and only then advances the cursor, which never moves backwards. The notify
+// Package gmailsync turns "the mailbox changed up to history id N" into
+// events, each announced exactly once and in history order: one
+// gmail.message.received per new message, and, when EVENT_TYPES switches
+// them on, gmail.message.sent, .labels_changed and .deleted. It takes the
+// user's lease, lists Gmail history from the user's cursor, reads it once
+// into typed changes (window.go), fetches the metadata of received and sent
+// messages (label changes and deletions need none), publishes the events,
+// writes announced markers keyed by event id and only then advances the
+// cursor, which never moves backwards. The notify
 // function calls OnPush for every Gmail push; the renew function calls Sync
 // to reconcile users whose pushes were dropped or whose sync stalled. Only
 // the lease's holder runs transactions on the user's record: a push that
@@ -71,6 +75,7 @@ type Deps struct {
 
 // Settings tune a Syncer; zero fields take the defaults ReadSettings documents.
 type Settings struct {
+	Types          []string      // mailbox event types announced (events.ReadTypes)
 	Labels         []string      // watched labels for users whose record names none
 	LabelFilter    string        // include or exclude, likewise
 	LeaseTTL       time.Duration // how long a lease lasts unless its heartbeat renews it (every third of it)
@@ -86,8 +91,9 @@ type Settings struct {
 	ReconcileAfter time.Duration // next safety-net sync after a complete one
 }
 
-// ReadSettings reads the sync settings from r. The watched labels are the
-// watch's (gmailclient.ReadLabels): the caller sets them.
+// ReadSettings reads the sync settings from r. The watched labels and the
+// event types are the watch's (gmailclient.ReadLabels, events.ReadTypes):
+// the caller sets them.
 func ReadSettings(r *config.Reader) Settings {
 	return Settings{
 		LeaseTTL:       r.Duration("SYNC_LEASE_TTL", 10*time.Second),
@@ -109,6 +115,9 @@ func (s Settings) withDefaults() Settings {
 	d := ReadSettings(r)
 	if len(s.Labels) == 0 {
 		s.Labels, _ = gmailclient.ReadLabels(r)
+	}
+	if len(s.Types) == 0 {
+		s.Types = events.ReadTypes(r)
 	}
 	if s.LabelFilter == "" {
 		_, s.LabelFilter = gmailclient.ReadLabels(r)

@@ -62,9 +62,9 @@ func TestPushAnnouncesEachNewMessage(t *testing.T) {
 				t.Errorf("user after sync: cursor %d (want %d), lease %+v (want none), lastSyncAt %v, syncDueAt %v (want ~1h ahead)",
 					u.Cursor, res.ToHistoryID, u.Lease, u.LastSyncAt, u.SyncDueAt)
 			}
-			ids := make([]string, len(delivered))
+			ids := make([]string, len(delivered)) // markers are keyed by event id
 			for i, d := range delivered {
-				ids[i] = d.ID
+				ids[i] = events.ID(events.MessageReceived, u.Key, d.ID)
 			}
 			marked, err := e.store.Announced(context.Background(), u.Key, ids)
 			if err != nil || len(marked) != len(ids) {

@@ -270,16 +270,21 @@ func (s *Store) Connect(ctx context.Context, c Connection) (User, bool, error) {
 	return out, created, err
 }
 
-// Marker records that a message was announced; ExpireAt drives a Firestore
-// TTL policy that removes it once no retry or catch-up can need it.
+// Marker records that an event was announced, under its event id (markers
+// written before were under the message id, for received events only);
+// ExpireAt drives a Firestore TTL policy that removes it once no retry or
+// catch-up can need it.
 type Marker struct {
+	Type        string    `firestore:"type,omitempty"`
+	MessageID   string    `firestore:"messageId,omitempty"`
 	EventID     string    `firestore:"eventId"`
 	HistoryID   int64     `firestore:"historyId"`
 	AnnouncedAt time.Time `firestore:"announcedAt"`
 	ExpireAt    time.Time `firestore:"expireAt"`
 }
 
-// Announced returns which of ids already have a marker.
+// Announced returns which of ids (event ids, or message ids of markers
+// written before) already have a marker.
 func (s *Store) Announced(ctx context.Context, key string, ids []string) (map[string]bool, error) {
 	done := make(map[string]bool, len(ids))
 	const chunk = 300
@@ -302,7 +307,7 @@ func (s *Store) Announced(ctx context.Context, key string, ids []string) (map[st
 	return done, nil
 }
 
-// MarkAnnounced writes a marker for each message id.
+// MarkAnnounced writes each marker under its key, the event id.
 func (s *Store) MarkAnnounced(ctx context.Context, key string, markers map[string]Marker) error {
 	if len(markers) == 0 {
 		return nil
