@@ -33,6 +33,7 @@ var rules = []rule{
 	{"event triggers retry", triggersRetry},
 	{"scheduler calls renew with oidc", schedulerUsesOIDC},
 	{"no secret values in terraform", noSecretVersions},
+	{"events reach subscribers in order per user", eventsOrdered},
 }
 
 func withBindings(p *plan, f func([]binding) []string) []string {
@@ -286,6 +287,32 @@ func webhookPushed(p *plan, webhook function) []string {
 	return []string{"no push subscription on the events topic feeds " + webhook.address}
 }
 
+// eventsOrdered checks that every subscription of the events topic delivers
+// in order: events carry the user key as ordering key, and Pub/Sub honours
+// it only on subscriptions created with message ordering on.
+func eventsOrdered(p *plan) []string {
+	topic := ""
+	for _, f := range p.functions() {
+		if t := f.env["EVENTS_TOPIC"]; t != "" {
+			topic = topicID(t)
+			break
+		}
+	}
+	if topic == "" {
+		return []string{"no function names EVENTS_TOPIC"}
+	}
+	var out []string
+	for _, r := range p.ofType("google_pubsub_subscription") {
+		if topicID(str(r.Values, "topic")) != topic {
+			continue
+		}
+		if on, _ := r.Values["enable_message_ordering"].(bool); !on {
+			out = append(out, r.Address+" on the events topic does not enable message ordering")
+		}
+	}
+	return out
+}
+
 func schedulerUsesOIDC(p *plan) []string {
 	renew, ok := p.function("Renew")
 	if !ok {
@@ -423,6 +450,7 @@ func TestPolicyFixtures(t *testing.T) {
 		}},
 		{"scheduler calls renew with oidc", []string{"google_cloud_scheduler_job.renew has no oidc_token service account"}},
 		{"no secret values in terraform", []string{"google_secret_manager_secret_version.oauth puts a secret value in Terraform state"}},
+		{"events reach subscribers in order per user", []string{"google_pubsub_subscription.events[0] on the events topic does not enable message ordering"}},
 	}, "testdata/good-plan.json", "testdata/broken-plan.json")
 }
 
