@@ -74,6 +74,6 @@ tf show -json "$work/plan.tfplan" >"$work/plan.json"
 
 step "policy, variable and packaging tests"
 cd "$root"
-TF_PLAN_JSON="$work/plan.json" TF_BIN="$cache/bin/terraform" go test -count=1 ./terraform/policy/...
+TF_PLAN_JSON="$work/plan.json" TF_BIN="$cache/bin/terraform" go test -count=1 -timeout 30m ./terraform/policy/...
 
 step "done"

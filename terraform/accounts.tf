@@ -83,25 +83,25 @@ variable "connect_link_key_secret_name" {
   default     = null
 
   validation {
-    condition     = var.connect_link_key_secret_name == null || (can(regex("^[A-Za-z0-9_-]{1,255}$", var.connect_link_key_secret_name)) && !startswith(coalesce(var.connect_link_key_secret_name, "-"), "gmail-refresh-"))
+    condition     = var.connect_link_key_secret_name == null || (can(regex("^[A-Za-z0-9_-]{1,255}$", var.connect_link_key_secret_name)) && !can(regex("^gmail-refresh-", var.connect_link_key_secret_name)))
     error_message = "The connect_link_key_secret_name must be a secret id (letters, digits, - and _) that does not start with gmail-refresh-."
   }
 }
 
 variable "user_key_secret_name" {
-  description = "Secret Manager id of the secret of the keyed hash that turns Google's account id into a user key. Null means <name_prefix>user-key-secret. Never rotate it: a deployment made with another name keeps that name."
+  description = "Secret Manager id of the secret of the keyed hash that turns Google's account id into a user key. Never rotate it. Null means <name_prefix>user-key-secret."
   type        = string
   default     = null
 
   validation {
-    condition     = var.user_key_secret_name == null || (can(regex("^[A-Za-z0-9_-]{1,255}$", var.user_key_secret_name)) && !startswith(coalesce(var.user_key_secret_name, "-"), "gmail-refresh-"))
+    condition     = var.user_key_secret_name == null || (can(regex("^[A-Za-z0-9_-]{1,255}$", var.user_key_secret_name)) && !can(regex("^gmail-refresh-", var.user_key_secret_name)))
     error_message = "The user_key_secret_name must be a secret id (letters, digits, - and _) that does not start with gmail-refresh-."
   }
 }
 
 # --- Secrets: created empty; scripts/set-secrets.sh adds their values.
 resource "google_secret_manager_secret" "connect_link_key" {
-  secret_id = local.names.connect_link_key
+  secret_id = local.names.connect_link_key_secret
 
   replication {
     auto {}

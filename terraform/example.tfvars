@@ -31,4 +31,5 @@ alert_emails = ["oncall@example.com"]
 # gmail_scope        = "https://www.googleapis.com/auth/gmail.metadata"
 # gmail_labels       = ["INBOX"]
 # gmail_label_filter = "include"
+# event_types        = ["gmail.message.received"] # add gmail.message.sent, .labels_changed, .deleted for the whole mailbox
 # renew_schedule     = "0 * * * *"

@@ -10,15 +10,15 @@ locals {
   # Every name a second deployment in the same project could collide with
   # carries name_prefix unless set explicitly.
   names = {
-    gmail_topic         = coalesce(var.gmail_topic_name, "${var.name_prefix}gmail-notifications")
-    events_topic        = coalesce(var.events_topic_name, "${var.name_prefix}events")
-    events_subscription = var.events_subscription_name == null ? "${var.name_prefix}events-app" : var.events_subscription_name
-    dead_letter_topic   = coalesce(var.dead_letter_topic_name, "${var.name_prefix}events-dead-letter")
-    oauth_client_secret = coalesce(var.oauth_client_secret_name, "${var.name_prefix}oauth-client-secret")
-    state_key_secret    = coalesce(var.state_key_secret_name, "${var.name_prefix}consent-state-key")
-    webhook_secret      = coalesce(var.webhook_secret_name, "${var.name_prefix}webhook-signing-secret")
-    connect_link_key    = coalesce(var.connect_link_key_secret_name, "${var.name_prefix}connect-link-key")
-    user_key_secret     = coalesce(var.user_key_secret_name, "${var.name_prefix}user-key-secret")
+    gmail_topic             = coalesce(var.gmail_topic_name, "${var.name_prefix}gmail-notifications")
+    events_topic            = coalesce(var.events_topic_name, "${var.name_prefix}events")
+    events_subscription     = var.events_subscription_name == null ? "${var.name_prefix}events-app" : var.events_subscription_name
+    dead_letter_topic       = coalesce(var.dead_letter_topic_name, "${var.name_prefix}events-dead-letter")
+    oauth_client_secret     = coalesce(var.oauth_client_secret_name, "${var.name_prefix}oauth-client-secret")
+    state_key_secret        = coalesce(var.state_key_secret_name, "${var.name_prefix}consent-state-key")
+    webhook_secret          = coalesce(var.webhook_secret_name, "${var.name_prefix}webhook-signing-secret")
+    connect_link_key_secret = coalesce(var.connect_link_key_secret_name, "${var.name_prefix}connect-link-key")
+    user_key_secret         = coalesce(var.user_key_secret_name, "${var.name_prefix}user-key-secret")
     # Custom role ids allow letters, digits, _ and . only.
     refresh_token_role = "${replace(var.name_prefix, "-", "_")}refreshTokenWriter"
   }
@@ -44,6 +44,7 @@ locals {
     GMAIL_SCOPE              = var.gmail_scope
     GMAIL_LABELS             = join(",", var.gmail_labels)
     GMAIL_LABEL_FILTER       = var.gmail_label_filter
+    EVENT_TYPES              = join(",", var.event_types)
     OAUTH_CLIENT_ID          = var.oauth_client_id
     OAUTH_CLIENT_SECRET_NAME = local.names.oauth_client_secret
     STATE_KEY_SECRET_NAME    = local.names.state_key_secret
@@ -65,7 +66,7 @@ locals {
         ALLOWED_DOMAINS              = join(",", var.allowed_domains)
         OPEN_ENROLLMENT              = tostring(var.open_enrollment)
         RETURN_ORIGINS               = join(",", var.return_origins)
-        CONNECT_LINK_KEY_SECRET_NAME = local.names.connect_link_key
+        CONNECT_LINK_KEY_SECRET_NAME = local.names.connect_link_key_secret
         USER_KEY_SECRET_NAME         = local.names.user_key_secret
         CONNECT_MODE                 = var.connect_mode # delegation: it refuses every route
       }

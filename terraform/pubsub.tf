@@ -23,6 +23,10 @@ resource "google_pubsub_subscription" "events" {
 
   ack_deadline_seconds       = 60
   message_retention_duration = "604800s"
+  # Events carry the user key as ordering key; only an ordered subscription
+  # hands one user's events over in history order. Pub/Sub fixes this when
+  # a subscription is created: changing it replaces the subscription.
+  enable_message_ordering = true
 
   expiration_policy {
     ttl = ""
@@ -66,6 +70,7 @@ resource "google_pubsub_subscription" "webhook" {
 
   ack_deadline_seconds       = min(var.function_settings["webhook"].timeout, 600)
   message_retention_duration = "604800s"
+  enable_message_ordering    = true # one user's events delivered in history order
 
   retry_policy {
     minimum_backoff = "10s"

@@ -143,6 +143,19 @@ variable "gmail_label_filter" {
   }
 }
 
+variable "event_types" {
+  description = "Mailbox event types announced. Any type beside gmail.message.received makes users.watch cover the whole mailbox (more pushes), since a label filter would not push changes outside the watched labels."
+  type        = list(string)
+  default     = ["gmail.message.received"]
+
+  validation {
+    condition = length(var.event_types) > 0 && alltrue([for t in var.event_types : contains([
+      "gmail.message.received", "gmail.message.sent", "gmail.message.labels_changed", "gmail.message.deleted",
+    ], t)])
+    error_message = "The event_types must name one or more of gmail.message.received, gmail.message.sent, gmail.message.labels_changed and gmail.message.deleted."
+  }
+}
+
 variable "gmail_topic_name" {
   description = "Pub/Sub topic id that Gmail publishes mailbox changes to. Null means <name_prefix>gmail-notifications."
   type        = string

@@ -61,6 +61,7 @@ func ReadConfig(lookup platform.Lookup) (Config, error) {
 		Sync:       gmailsync.ReadSettings(r),
 	}
 	c.Sync.Labels, c.Sync.LabelFilter = gmailclient.ReadLabels(r)
+	c.Sync.Types = events.ReadTypes(r) // a resync announces what notify does
 	if c.LinkTTL > connectlink.MaxTTL {
 		r.Problem("CONNECT_LINK_TTL", "%v is over the longest link life, %v", c.LinkTTL, connectlink.MaxTTL)
 	}

@@ -22,6 +22,7 @@ import (
 	"github.com/cloudevents/sdk-go/v2/event"
 
 	"github.com/gmailwatch/gmailwatch/shared/config"
+	"github.com/gmailwatch/gmailwatch/shared/events"
 	"github.com/gmailwatch/gmailwatch/shared/gmailclient"
 	"github.com/gmailwatch/gmailwatch/shared/gmailsync"
 	"github.com/gmailwatch/gmailwatch/shared/logging"
@@ -49,6 +50,7 @@ func ReadConfig(lookup platform.Lookup) (Config, error) {
 	c := Config{Platform: platform.ReadSettings(r), GmailTopic: gmailclient.ReadTopic(r), Gmail: gmailclient.ReadSettings(r), Sync: gmailsync.ReadSettings(r)}
 	c.Sync.Labels, c.Sync.LabelFilter = gmailclient.ReadLabels(r)
 	c.Delegation = gmailclient.ReadDelegation(r)
+	c.Sync.Types = events.ReadTypes(r)
 	return c, r.Err()
 }
 

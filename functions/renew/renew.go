@@ -54,7 +54,7 @@ func ReadConfig(lookup platform.Lookup) (Config, error) {
 	c.Directory = directory.ReadSettings(r, c.Delegation != nil)
 	c.UserKeyName = r.String("USER_KEY_SECRET_NAME", "user-key-secret")
 	c.Run.ProjectID = c.Platform.ProjectID
-	c.Sync.Labels, c.Sync.LabelFilter = c.Run.Watch.Labels, c.Run.Watch.LabelFilter
+	c.Sync.Labels, c.Sync.LabelFilter, c.Sync.Types = c.Run.Watch.Labels, c.Run.Watch.LabelFilter, c.Run.Watch.Types
 	return c, r.Err()
 }
 

@@ -17,22 +17,23 @@ import (
 
 // Report is what one run did, logged and answered as JSON.
 type Report struct {
-	Renewed           int     `json:"renewed"`                      // watches renewed
-	Reconciled        int     `json:"reconciled"`                   // mailboxes synced by the safety net
-	Skipped           int     `json:"skipped"`                      // due users left for a later run: lease held by a sync, user changed meanwhile, or Gmail answered 429
-	Failed            int     `json:"failed"`                       // renewals, syncs or stops that failed; the users stay due
-	ReauthRequired    int     `json:"reauth_required"`              // users whose refresh token Gmail refused, now marked reauth_required
-	WatchesStopped    int     `json:"watches_stopped"`              // watches of long-reauth_required users stopped, or left to lapse when the token is dead
-	RateLimited       int     `json:"rate_limited"`                 // 429s from Gmail, each slowing the limiter
-	Joined            int     `json:"joined,omitempty"`             // delegation mode: users the directory lists, now watched
-	Left              int     `json:"left,omitempty"`               // delegation mode: users it no longer lists, now disconnected
-	DelegationRefused bool    `json:"delegation_refused,omitempty"` // Google refused the domain-wide delegation
-	Stopped           bool    `json:"stopped"`                      // the time budget ended the run before every due user was taken
-	Remaining         int64   `json:"remaining"`                    // renewals plus reconciles still due when the run ended
-	Units             int     `json:"units"`                        // Gmail quota units paced by the limiter
-	UnitsPerSecond    float64 `json:"units_per_second"`             // the limiter's rate at the end
-	DurationMS        int64   `json:"duration_ms"`
-	Error             string  `json:"error,omitempty"`
+	Renewed           int       `json:"renewed"`                      // watches renewed
+	Reconciled        int       `json:"reconciled"`                   // mailboxes synced by the safety net
+	Skipped           int       `json:"skipped"`                      // due users left for a later run: lease held by a sync, user changed meanwhile, or Gmail answered 429
+	Failed            int       `json:"failed"`                       // renewals, syncs or stops that failed; the users stay due
+	ReauthRequired    int       `json:"reauth_required"`              // users whose refresh token Gmail refused, now marked reauth_required
+	WatchesStopped    int       `json:"watches_stopped"`              // watches of long-reauth_required users stopped, or left to lapse when the token is dead
+	RateLimited       int       `json:"rate_limited"`                 // 429s from Gmail, each slowing the limiter
+	Joined            int       `json:"joined,omitempty"`             // delegation mode: users the directory lists, now watched
+	Left              int       `json:"left,omitempty"`               // delegation mode: users it no longer lists, now disconnected
+	DelegationRefused bool      `json:"delegation_refused,omitempty"` // Google refused the domain-wide delegation
+	Stopped           bool      `json:"stopped"`                      // the time budget ended the run before every due user was taken
+	Remaining         int64     `json:"remaining"`                    // renewals plus reconciles still due when the run ended
+	Units             int       `json:"units"`                        // Gmail quota units paced by the limiter
+	UnitsPerSecond    float64   `json:"units_per_second"`             // the limiter's rate at the end
+	DurationMS        int64     `json:"duration_ms"`
+	Firestore         store.Ops `json:"firestore"` // what the run cost in Firestore, its syncs included
+	Error             string    `json:"error,omitempty"`
 }
 
 // Quota units reserved before each kind of work. A reconcile reserves one
@@ -84,6 +85,7 @@ type run struct {
 // Run works through the due users once and returns the report.
 func (h *Handler) Run(ctx context.Context) Report {
 	start := time.Now()
+	ctx, ops := store.Counting(ctx)
 	work, cancel := context.WithDeadline(ctx, start.Add(h.set.RunBudget+finishGrace))
 	defer cancel()
 	r := &run{h: h, now: h.d.Now(), startBy: start.Add(h.set.RunBudget), work: work}
@@ -106,7 +108,7 @@ func (h *Handler) Run(ctx context.Context) Report {
 	rep.Stopped, rep.Units, rep.UnitsPerSecond = r.stopped, r.units, h.limiter.rate()
 	remaining, cerr := r.remaining(ctx)
 	rep.Remaining = remaining
-	rep.DurationMS = time.Since(start).Milliseconds()
+	rep.DurationMS, rep.Firestore = time.Since(start).Milliseconds(), ops()
 	if err = errors.Join(err, cerr); err != nil {
 		rep.Error = err.Error()
 		h.d.Logger.ErrorContext(ctx, "renew run failed", "report", rep, "error", err)

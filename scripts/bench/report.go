@@ -141,6 +141,15 @@ func (r *Report) evaluate() {
 			add("(2) burst-of-10 p50 within 2x of a single", fmt.Sprintf("<= %.1f ms (2 x %.1f)", 2*l.Single.Latency.P50, l.Single.Latency.P50),
 				fmt.Sprintf("%.1f ms", l.Burst.Latency.P50), l.Burst.Latency.P50 <= 2*l.Single.Latency.P50)
 		}
+		if l, q := s.Latency, s.Quota; l != nil && q != nil {
+			for _, p := range []struct {
+				kind      string
+				once, dup Dist
+			}{{"singles", l.Single.Latency, q.Single.Latency}, {"bursts", l.Burst.Latency, q.Burst.Latency}} {
+				add("(2) "+p.kind+": p99 with duplicated pushes within 2x of the p99 without", fmt.Sprintf("<= %.1f ms (2 x %.1f)", 2*p.once.P99, p.once.P99),
+					fmt.Sprintf("%.1f ms", p.dup.P99), p.dup.P99 <= 2*p.once.P99)
+			}
+		}
 	}
 	if n := r.Renewal; n != nil {
 		add("(4) renewal rate at least 0.9 of the quota-allowed rate", fmt.Sprintf(">= 0.90 (of %.1f watches/s)", n.AllowedPerSecond),
@@ -265,6 +274,26 @@ func (r *Report) Print(out io.Writer) {
 		}
 		tw.Flush()
 		fmt.Fprintln(out, "  Gmail (and the sandbox) pushes at most once per user per second and drops the rest: a change within the second after a push is found by the sync's look after that second.")
+		fmt.Fprintf(out, "\n2b. Cost per announced message, counted (notify's store, notify's invocations and CPU, events on the output topic)\n")
+		row("", "messages", "invocations", "Firestore reads", "writes", "transactions", "ops/message", "events", "event bytes", "notify CPU s", "notify busy s")
+		for _, k := range []struct {
+			name string
+			ks   *Kinds
+		}{{"every push once", w.System.Latency}, {"pushes duplicated", w.System.Quota}} {
+			if k.ks == nil {
+				continue
+			}
+			for _, p := range []struct {
+				kind string
+				ph   Phase
+			}{{"single", k.ks.Single}, {fmt.Sprintf("burst of %d", e.BurstSize), k.ks.Burst}} {
+				if c := p.ph.Cost; c != nil {
+					row("  "+p.kind+", "+k.name, p.ph.Announced, c.Invocations, c.FirestoreReads, c.FirestoreWrites, c.FirestoreTransactions,
+						f2(c.FirestorePerMessage), c.Published, c.PublishedBytes, f2(c.CPUSeconds), f2(c.BusySeconds))
+				}
+			}
+		}
+		tw.Flush()
 		if e.Push == pushRelay {
 			fmt.Fprintln(out, "  Pushes: pulled from the Gmail topic and POSTed to each handler in parallel, as Pub/Sub push delivers (-push relay).")
 		} else {

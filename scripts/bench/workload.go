@@ -34,6 +34,7 @@ type Phase struct {
 	Missing         int              `json:"missing"`              // messages with no event
 	Retried         int64            `json:"retriedPushes"`        // pushes answered with an error, delivered again (relay only)
 	Latency         Dist             `json:"latency"`              // sandbox accepting the message -> event on the topic
+	Cost            *Cost            `json:"cost,omitempty"`       // the system's, counted
 }
 
 // Probe is what pushes that tell nothing new cost: per user, the last push
@@ -195,6 +196,7 @@ func (b *bench) workload(ctx context.Context) error {
 // events and for Gmail traffic to settle, and measures.
 func (b *bench) phase(ctx context.Context, users []string, log *eventLog, episodes, size int) (Phase, []delivery, error) {
 	before, retried := b.pushStats(users), b.retried.Load()
+	mark := b.costMark(log)
 	b.sb.Gmail.ResetUsage()
 	ds, err := b.play(ctx, users, episodes, size)
 	if err != nil {
@@ -221,6 +223,10 @@ func (b *bench) phase(ctx context.Context, users []string, log *eventLog, episod
 	p.UnitsPerMessage = round2(float64(p.Units) / float64(p.Messages))
 	p.FloorPerMessage = round2(float64(5*p.Messages+3*p.Episodes) / float64(p.Messages))
 	p.Announced, p.DuplicateEvents, p.Missing, p.Latency = tally(log, ds)
+	if log == b.sysEvents {
+		c := b.costSince(mark, log, p.Announced)
+		p.Cost = &c
+	}
 	return p, ds, ctx.Err()
 }
 
@@ -421,8 +427,16 @@ func round2(f float64) float64 { return float64(int64(f*100+0.5)) / 100 }
 // eventLog records, per Gmail message id, when its first event was
 // published and how many distinct Pub/Sub messages announced it.
 type eventLog struct {
-	mu   sync.Mutex
-	seen map[string]*announced
+	mu            sync.Mutex
+	seen          map[string]*announced
+	count, nbytes int64 // messages received and their data and attribute bytes
+}
+
+// volume returns the messages received so far and their bytes.
+func (l *eventLog) volume() (int64, int64) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.count, l.nbytes
 }
 
 type announced struct {
@@ -444,6 +458,11 @@ func (l *eventLog) receive(ctx context.Context, sub *pubsub.Subscriber) error {
 		}
 		l.mu.Lock()
 		defer l.mu.Unlock()
+		l.count++
+		l.nbytes += int64(len(m.Data))
+		for k, v := range m.Attributes {
+			l.nbytes += int64(len(k) + len(v))
+		}
 		a := l.seen[e.MessageID]
 		if a == nil {
 			a = &announced{first: m.PublishTime, msgIDs: map[string]bool{}}

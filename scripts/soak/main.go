@@ -72,6 +72,7 @@ func parseFlags(args []string, stderr io.Writer) (Config, string, error) {
 	fs.DurationVar(&c.Drain, "drain", 3*time.Minute, "longest wait, after faults clear, for every message to arrive")
 	fs.DurationVar(&c.RenewEvery, "renew-every", 3*time.Second, "how often the renew function runs")
 	fs.BoolVar(&c.Delegation, "delegation", false, "watch the users as a Workspace org unit through domain-wide delegation instead of consent (needs -revoke 0 or the default)")
+	fs.BoolVar(&c.AllTypes, "all-types", false, "switch every mailbox event type on and also read, star, trash, delete and send mail; check each type and the order per user")
 	fs.StringVar(&c.Dir, "dir", ".local/soak", "the stack's binaries and logs")
 	out := fs.String("out", ".local/soak.json", "where the JSON report goes")
 	if err := fs.Parse(args); err != nil {

@@ -60,6 +60,18 @@ func (l *eventLog) add(msgID string, data []byte, at time.Time) {
 	}
 }
 
+// find returns the id of an event of typ for the user's message.
+func (l *eventLog) find(typ, user, msgID string) (string, bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for id, p := range l.byID {
+		if p.event.Type == typ && p.event.User == user && p.event.MessageID == msgID {
+			return id, true
+		}
+	}
+	return "", false
+}
+
 // first returns when event id first arrived.
 func (l *eventLog) first(id string) (time.Time, bool) {
 	l.mu.Lock()
@@ -250,4 +262,11 @@ func (c *cursorWatch) status(key string) string {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.users[key].Status
+}
+
+// cursor returns the cursor last polled for the user.
+func (w *cursorWatch) cursor(key string) int64 {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.users[key].Cursor
 }

@@ -19,6 +19,7 @@ type plan struct {
 	Outages  []outage
 	Kills    []kill
 	Revokes  []revoke
+	Follow   []string // with -all-types: per send, the change that follows it (mailbox.go)
 }
 
 type send struct {
@@ -110,6 +111,7 @@ func newPlan(c Config) plan {
 	for _, u := range rng.Perm(c.Users)[:c.Revoke] {
 		p.Revokes = append(p.Revokes, revoke{At: between(d*3/10, d*7/10), User: u})
 	}
+	p.Follow = followUps(c, len(p.Sends))
 	return p
 }
 

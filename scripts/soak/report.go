@@ -31,6 +31,7 @@ type Report struct {
 		Duration   string  `json:"duration"`
 		Drain      string  `json:"drain"`
 		RenewEvery string  `json:"renewEvery"`
+		AllTypes   bool    `json:"allTypes,omitempty"`
 	} `json:"config"`
 	Injected Injected `json:"injected"`
 	Sent     struct {
@@ -39,10 +40,13 @@ type Report struct {
 		Required    int `json:"required"`    // watched, to users whose tokens were not revoked yet
 		AfterRevoke int `json:"afterRevoke"` // watched, after the user's tokens were revoked: not required
 		Excused     int `json:"excused"`     // unannounced when the user was revoked after waiting revokeWait
+		Deleted     int `json:"deleted"`     // watched, deleted for good right after: not required
 		Errors      int `json:"errors"`
 	} `json:"sent"`
-	Topic   PathResult `json:"outputTopic"`
-	Webhook PathResult `json:"webhook"`
+	Topic   PathResult             `json:"outputTopic"`
+	Webhook PathResult             `json:"webhook"`
+	Types   map[string]*TypeResult `json:"types,omitempty"` // with -all-types
+	Order   Order                  `json:"order"`
 	Cursor  struct {
 		Polls       int          `json:"polls"`
 		Regressions []regression `json:"regressions"`
@@ -117,6 +121,10 @@ func (s *soak) report(drained time.Duration) *Report {
 	if c.Delegation {
 		r.Command += " -delegation"
 	}
+	if c.AllTypes {
+		r.Command += " -all-types"
+	}
+	r.Config.AllTypes = c.AllTypes
 	r.Config.Users, r.Config.Messages, r.Config.Kills, r.Config.Revoke = c.Users, c.Messages, c.Kills, c.Revoke
 	r.Config.FaultRate, r.Config.Seed = c.FaultRate, c.Seed
 	r.Config.Duration, r.Config.Drain, r.Config.RenewEvery = c.Duration.String(), c.Drain.String(), c.RenewEvery.String()
@@ -148,6 +156,8 @@ func (s *soak) report(drained time.Duration) *Report {
 			r.Sent.AfterRevoke++
 		case m.Excused:
 			r.Sent.Excused++
+		case m.Deleted:
+			r.Sent.Deleted++
 		default:
 			r.Sent.Required++
 		}
@@ -243,6 +253,7 @@ func (s *soak) report(drained time.Duration) *Report {
 	if announced > 0 {
 		r.Quota.UnitsPerAnnounced = float64(usage.Units) / float64(announced)
 	}
+	s.typeReport(r, topic, hook)
 	r.judge()
 	return r
 }
@@ -308,6 +319,15 @@ func (r *Report) judge() {
 		add(len(p.res.DuplicatesUnexplained) > 0, "%s: %d events repeated with no kill to explain it", p.name, len(p.res.DuplicatesUnexplained))
 		add(len(p.res.Unexpected) > 0, "%s: %d events for messages never sent to a watched label", p.name, len(p.res.Unexpected))
 	}
+	for _, typ := range slices.Sorted(maps.Keys(r.Types)) {
+		t := r.Types[typ]
+		add(len(t.LostTopic) > 0, "%s: %d of %d required events lost on the output topic", typ, len(t.LostTopic), t.Required)
+		add(len(t.LostWebhook) > 0, "%s: %d of %d required events lost at the webhook", typ, len(t.LostWebhook), t.Required)
+		add(len(t.DuplicatesUnexplained) > 0, "%s: %d events repeated with no kill to explain it", typ, len(t.DuplicatesUnexplained))
+		add(len(t.Unexpected) > 0, "%s: %d events for changes the soak never made", typ, len(t.Unexpected))
+	}
+	add(len(r.Order.TopicOutOfOrder) > 0, "output topic: %d events arrived after a later change of their user", len(r.Order.TopicOutOfOrder))
+	add(len(r.Order.HookOutOfOrder) > 0, "webhook: %d events delivered after a later change of their user", len(r.Order.HookOutOfOrder))
 	add(r.Webhook.DeadLettered > 0, "webhook: %d events dead-lettered", r.Webhook.DeadLettered)
 	add(len(r.Cursor.Regressions) > 0, "%d cursor regressions", len(r.Cursor.Regressions))
 	add(r.Reauth.Marked < r.Reauth.Revoked, "%d of %d revoked users not marked reauth_required", r.Reauth.Revoked-r.Reauth.Marked, r.Reauth.Revoked)
@@ -350,6 +370,16 @@ func (r *Report) Print(w io.Writer) {
 		fmt.Fprintf(w, "  %-10s delivered %d, lost %d, duplicates %d (%d explained by kills, %d unexplained), latency p50 %dms p99 %dms max %dms\n",
 			p.name, p.res.Delivered, len(p.res.Lost), p.res.Duplicates, p.res.DuplicatesExplained, len(p.res.DuplicatesUnexplained),
 			p.res.Latency.P50, p.res.Latency.P99, p.res.Latency.Max)
+	}
+	for _, typ := range slices.Sorted(maps.Keys(r.Types)) {
+		t := r.Types[typ]
+		fmt.Fprintf(w, "  %-29s expected %d (required %d, optional %d, excused %d revoked %d expired history); topic %d, webhook %d; lost %d/%d; duplicates %d (%d unexplained)\n",
+			typ, t.Expected, t.Required, t.Optional, t.ExcusedRevoked, t.ExcusedExpired, t.Topic, t.Webhook,
+			len(t.LostTopic), len(t.LostWebhook), t.Duplicates, len(t.DuplicatesUnexplained))
+	}
+	if r.Types != nil {
+		fmt.Fprintf(w, "  order      %d events checked; out of order: %d on the topic, %d at the webhook\n",
+			r.Order.Checked, len(r.Order.TopicOutOfOrder), len(r.Order.HookOutOfOrder))
 	}
 	fmt.Fprintf(w, "  cursor     %d regressions in %d polls\n", len(r.Cursor.Regressions), r.Cursor.Polls)
 	fmt.Fprintf(w, "  reauth     %d of %d revoked users marked, %d events\n", r.Reauth.Marked, r.Reauth.Revoked, r.Reauth.Announced)

@@ -11,6 +11,7 @@ import (
 	"net/url"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -36,6 +37,7 @@ type Config struct {
 	Drain      time.Duration // at most this long, after faults clear, for everything to arrive
 	RenewEvery time.Duration // the renew function runs this often, as Cloud Scheduler would
 	Delegation bool          // the users are a Workspace org unit watched through domain-wide delegation, not consent
+	AllTypes   bool          // every mailbox event type on, and the mailbox changed beyond arrivals
 	Dir        string        // the stack's binaries, logs and state
 	Progress   io.Writer     // progress lines; nil discards them
 }
@@ -51,7 +53,7 @@ const (
 // runs every few seconds instead of hourly, so the safety-net sync is due
 // after seconds, and a killed sync's lease lapses in half a minute.
 const (
-	leaseTTL       = 30 * time.Second
+	leaseTTL       = 5 * time.Second
 	reconcileAfter = 5 * time.Second
 	renewBudget    = 30 * time.Second
 	revokeWait     = 45 * time.Second // for a user's earlier mail to arrive before its tokens are revoked
@@ -92,12 +94,15 @@ type soak struct {
 	began   time.Time
 	start   time.Time // of the send phase
 
-	mu        sync.Mutex // sends and revocations
-	sent      map[string]*sentMessage
-	sendErrs  int
-	held      map[int][]int // user -> sends held while its revocation waits
-	revokedAt map[int]time.Time
-	revoking  sync.WaitGroup
+	mu         sync.Mutex // sends and revocations
+	sent       map[string]*sentMessage
+	expected   map[string]*expectation // with -all-types: event id -> what caused it
+	expireFrom map[int]int64           // user -> its cursor when its history began to expire
+	sendErrs   int
+	held       map[int][]int // user -> sends held while its revocation waits
+	revokedAt  map[int]time.Time
+	revoking   sync.WaitGroup
+	following  sync.WaitGroup // mailbox changes after a delivery, with -all-types
 
 	tallyMu  sync.Mutex // kills and renew runs
 	kills    []killed
@@ -112,6 +117,7 @@ type sentMessage struct {
 	Watched     bool
 	AfterRevoke bool // its user's tokens were already revoked
 	Excused     bool // still undelivered when its user's tokens were revoked
+	Deleted     bool // deleted for good soon after: announced only if a sync saw it first
 }
 
 type killed struct {
@@ -137,7 +143,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	ctx, cancel := context.WithTimeout(ctx, cfg.Duration+revokeWait+cfg.Drain+settle+10*time.Minute)
 	defer cancel()
 	s := &soak{cfg: cfg, plan: newPlan(cfg), began: time.Now(), topic: newEventLog(), dead: newEventLog(), cursors: newCursorWatch(),
-		sent: map[string]*sentMessage{}, held: map[int][]int{}, revokedAt: map[int]time.Time{}}
+		sent: map[string]*sentMessage{}, expected: map[string]*expectation{}, expireFrom: map[int]int64{}, held: map[int][]int{}, revokedAt: map[int]time.Time{}}
 	if s.gate, err = newGate(); err != nil {
 		return nil, fmt.Errorf("webhook gate: %w", err)
 	}
@@ -154,6 +160,9 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		for k, v := range delegationEnv {
 			opts.Env[k] = v
 		}
+	}
+	if cfg.AllTypes {
+		opts.Env["EVENT_TYPES"] = strings.Join(events.MessageTypes, ",")
 	}
 	s.st, err = stack.Start(ctx, opts)
 	if err != nil {
@@ -271,11 +280,14 @@ func (s *soak) play(ctx context.Context) {
 	apply := func(u int) {
 		if len(active[u]) == 0 {
 			gmail.ClearFaults(s.emails[u])
+			s.expiring(u, false)
 			return
 		}
-		if err := gmail.SetFaults(s.emails[u], merge(s.plan.Baseline, active[u])); err != nil {
+		f := merge(s.plan.Baseline, active[u])
+		if err := gmail.SetFaults(s.emails[u], f); err != nil {
 			s.progress("faults refused for user %d: %v", u, err)
 		}
+		s.expiring(u, f.ExpireHistory)
 	}
 	for i := range s.plan.Episodes {
 		e := &s.plan.Episodes[i]
@@ -327,6 +339,30 @@ func (s *soak) play(ctx context.Context) {
 	sleep(ctx, time.Until(s.start.Add(s.cfg.Duration)))
 }
 
+// expiring notes each fault change of user u while its history expires or
+// just stopped expiring: what a catch-up in between may have skipped is
+// excused (excuseExpired).
+func (s *soak) expiring(u int, now bool) {
+	if !s.cfg.AllTypes {
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	from, was := s.expireFrom[u]
+	if !was && !now {
+		return
+	}
+	if !was {
+		from = s.cursors.cursor(s.keys[u])
+		s.expireFrom[u] = from
+	}
+	below, _ := s.st.Sandbox.Gmail.HistoryID(s.emails[u])
+	s.excuseExpired(u, below+1, from)
+	if !now {
+		delete(s.expireFrom, u)
+	}
+}
+
 func (s *soak) send(i int) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -341,6 +377,10 @@ func (s *soak) send(i int) {
 // deliver puts send i into its mailbox; callers hold s.mu.
 func (s *soak) deliver(i int) {
 	m := s.plan.Sends[i]
+	if s.cfg.AllTypes && s.plan.Follow[i] == sendIt {
+		s.sendDraft(i)
+		return
+	}
 	labels := []string{"INBOX", "UNREAD"}
 	if !m.Watched {
 		labels = []string{"CATEGORY_PROMOTIONS", "UNREAD"}
@@ -356,6 +396,15 @@ func (s *soak) deliver(i int) {
 	}
 	_, revoked := s.revokedAt[m.User]
 	s.sent[d.ID] = &sentMessage{ID: d.ID, User: m.User, At: at, Watched: m.Watched, AfterRevoke: revoked}
+	if s.cfg.AllTypes {
+		if m.Watched {
+			s.expect(events.MessageReceived, m.User, d.ID, d.HistoryID, false)
+		}
+		if s.plan.Follow[i] != "" {
+			s.following.Add(1)
+			go func() { defer s.following.Done(); s.followUp(i, d.ID) }()
+		}
+	}
 }
 
 // revoke holds the user's new mail and waits until every message sent to
@@ -383,6 +432,11 @@ func (s *soak) revoke(ctx context.Context, u int) {
 			s.revokedAt[u] = time.Now()
 			for _, m := range waiting {
 				m.Excused = true
+			}
+			for key, e := range s.expected {
+				if _, ok := s.topic.first(s.resolve(key, e)); !ok && e.User == u && e.Excused == "" {
+					e.Excused = "revoked"
+				}
 			}
 			held := s.held[u]
 			delete(s.held, u)
@@ -431,6 +485,7 @@ func (s *soak) renewLoop(ctx context.Context) {
 func (s *soak) drain(ctx context.Context) time.Duration {
 	s.progress("send phase over; waiting for revocations, then clearing faults")
 	s.revoking.Wait()
+	s.following.Wait()
 	s.st.Sandbox.ClearFaults("")
 	s.gate.setOutage("")
 	start := time.Now()
@@ -458,6 +513,16 @@ func (s *soak) complete() bool {
 	for _, m := range s.sent {
 		if s.required(m) {
 			id := s.eventID(m)
+			if _, ok := s.topic.first(id); !ok {
+				return false
+			}
+			if _, ok := s.gate.first(id); !ok {
+				return false
+			}
+		}
+	}
+	for key, e := range s.expected {
+		if id := s.resolve(key, e); e.Excused == "" && !e.Optional {
 			if _, ok := s.topic.first(id); !ok {
 				return false
 			}
@@ -497,8 +562,11 @@ func (s *soak) status() {
 }
 
 // required reports whether m must be announced: sent to a watched label of
-// a user whose tokens were not yet revoked, and not excused.
-func (s *soak) required(m *sentMessage) bool { return m.Watched && !m.AfterRevoke && !m.Excused }
+// a user whose tokens were not yet revoked, not excused, and not deleted for
+// good right after.
+func (s *soak) required(m *sentMessage) bool {
+	return m.Watched && !m.AfterRevoke && !m.Excused && !m.Deleted
+}
 
 func (s *soak) eventID(m *sentMessage) string {
 	return events.ID(events.MessageReceived, s.keys[m.User], m.ID)

@@ -371,3 +371,42 @@ func TestJudge(t *testing.T) {
 		})
 	}
 }
+
+func TestPlanOfEveryType(t *testing.T) {
+	cfg := Config{Users: 10, Messages: 500, FaultRate: 0.3, Seed: 42, Kills: 20, Revoke: 3, Duration: time.Minute}
+	plain := newPlan(cfg)
+	cfg.AllTypes = true
+	all := newPlan(cfg)
+	if plain.Follow != nil {
+		t.Errorf("without -all-types the plan has follow-ups %v", plain.Follow)
+	}
+	// The rest of the plan stays the same, so runs with and without compare.
+	all.Follow = nil
+	if !reflect.DeepEqual(plain, all) {
+		t.Error("-all-types changed the sends, faults, kills or revocations")
+	}
+	kinds := map[string]int{}
+	for _, k := range newPlan(cfg).Follow {
+		kinds[k]++
+	}
+	for _, k := range []string{"", readIt, starIt, trashIt, deleteIt, sendIt} {
+		if kinds[k] == 0 {
+			t.Errorf("no send followed by %q in %v", k, kinds)
+		}
+	}
+}
+
+func TestOutOfOrder(t *testing.T) {
+	at := time.Unix(1_800_000_000, 0)
+	expected := map[string]expectation{
+		"a": {User: 0, HistoryID: 10}, "b": {User: 0, HistoryID: 11}, "c": {User: 0, HistoryID: 12},
+		"x": {User: 1, HistoryID: 5}, "y": {User: 1, HistoryID: 3}, // user 1 sees 5 before 3
+	}
+	arrived := map[string]time.Time{"a": at, "b": at.Add(2), "c": at.Add(1), "x": at, "y": at.Add(1)}
+	checked := 0
+	got := outOfOrder(expected, func(id string) (time.Time, bool) { t, ok := arrived[id]; return t, ok }, &checked)
+	slices.Sort(got)
+	if !slices.Equal(got, []string{"b", "y"}) || checked != 5 {
+		t.Errorf("out of order %v (checked %d), want [b y] of 5", got, checked)
+	}
+}

@@ -281,11 +281,12 @@ func (st *Stack) createTopics(ctx context.Context, noWebhook bool) error {
 	subs := []*pubsubpb.Subscription{
 		{Name: sub("notify"), Topic: topic(GmailTopic), AckDeadlineSeconds: 60,
 			PushConfig: &pubsubpb.PushConfig{PushEndpoint: st.FunctionURLs["notify"] + "/projects/" + st.Project + "/topics/" + GmailTopic}},
-		{Name: sub(EventsPull), Topic: topic(EventsTopic), AckDeadlineSeconds: 30},
+		// Ordered, as terraform/pubsub.tf has the webhook's: one user's events in history order.
+		{Name: sub(EventsPull), Topic: topic(EventsTopic), AckDeadlineSeconds: 30, EnableMessageOrdering: true},
 		{Name: sub(DeadLetterPull), Topic: topic(DeadLetterTopic), AckDeadlineSeconds: 30},
 	}
 	if !noWebhook {
-		subs = append(subs, &pubsubpb.Subscription{Name: sub("webhook"), Topic: topic(EventsTopic), AckDeadlineSeconds: 60,
+		subs = append(subs, &pubsubpb.Subscription{Name: sub("webhook"), Topic: topic(EventsTopic), AckDeadlineSeconds: 60, EnableMessageOrdering: true,
 			PushConfig: &pubsubpb.PushConfig{PushEndpoint: st.FunctionURLs["webhook"] + "/projects/" + st.Project + "/topics/" + EventsTopic}})
 	}
 	for _, s := range subs {

@@ -87,13 +87,14 @@ func Topic(t testing.TB, c *pubsub.Client, id string) string {
 	return name
 }
 
-// Subscription creates a pull subscription id on topic (a full name) and
-// returns its full name.
+// Subscription creates a pull subscription id on topic (a full name), with
+// message ordering as the deployment's subscriptions have it, and returns
+// its full name.
 func Subscription(t testing.TB, c *pubsub.Client, topic, id string) string {
 	t.Helper()
 	name := "projects/" + c.Project() + "/subscriptions/" + id
 	_, err := c.SubscriptionAdminClient.CreateSubscription(context.Background(),
-		&pubsubpb.Subscription{Name: name, Topic: topic, AckDeadlineSeconds: 10})
+		&pubsubpb.Subscription{Name: name, Topic: topic, AckDeadlineSeconds: 10, EnableMessageOrdering: true})
 	if err != nil {
 		t.Fatalf("create subscription %s: %v", name, err)
 	}

@@ -1,7 +1,9 @@
 // Package events defines what the system tells the application: one versioned
-// JSON message per new Gmail message or user lifecycle change, published to the
-// output Pub/Sub topic, with the type, id, user and the application's own
-// reference for the user repeated as attributes for subscription filters.
+// JSON message per mailbox change (a message received or sent, its labels
+// changed, it was trashed or deleted) or user lifecycle change, published to
+// the output Pub/Sub topic in order per user (the user key is the ordering
+// key), with the type, id, user and the application's own reference for the
+// user repeated as attributes for subscription filters.
 package events
 
 import (
@@ -10,9 +12,12 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"strings"
 
 	"cloud.google.com/go/pubsub/v2"
+
+	"github.com/gmailwatch/gmailwatch/shared/config"
 )
 
 // Version is the schema version carried in every event.
@@ -20,10 +25,13 @@ const Version = "1"
 
 // Event types.
 const (
-	MessageReceived = "gmail.message.received"
-	UserConnected   = "gmail.user.connected"
-	UserReauth      = "gmail.user.reauth_required"
-	UserDisconnect  = "gmail.user.disconnected"
+	MessageReceived      = "gmail.message.received"
+	MessageSent          = "gmail.message.sent"
+	MessageLabelsChanged = "gmail.message.labels_changed"
+	MessageDeleted       = "gmail.message.deleted"
+	UserConnected        = "gmail.user.connected"
+	UserReauth           = "gmail.user.reauth_required"
+	UserDisconnect       = "gmail.user.disconnected"
 )
 
 // Event is the JSON body of an output message. ID is the idempotency key: the
@@ -47,6 +55,40 @@ type Event struct {
 	Subject      string   `json:"subject,omitempty"`
 	Date         string   `json:"date,omitempty"` // the Date header as sent
 	Snippet      string   `json:"snippet,omitempty"`
+
+	// gmail.message.labels_changed: what one history record changed. LabelIDs
+	// is then the set that resulted, absent when the message was deleted
+	// for good before history was read (Gmail no longer shows its labels).
+	LabelsAdded   []string `json:"labelsAdded,omitempty"`
+	LabelsRemoved []string `json:"labelsRemoved,omitempty"`
+	// gmail.message.deleted: Trash (moved to the trash, can still be
+	// restored) or Permanent (deleted for good).
+	Deletion string `json:"deletion,omitempty"`
+}
+
+// Deletion kinds.
+const (
+	Trash     = "trash"
+	Permanent = "permanent"
+)
+
+// MessageTypes are the mailbox event types a deployment can switch on.
+var MessageTypes = []string{MessageReceived, MessageSent, MessageLabelsChanged, MessageDeleted}
+
+// ReadTypes reads EVENT_TYPES, the mailbox event types announced (default
+// gmail.message.received alone). The watch and the sync both take them from
+// here.
+func ReadTypes(r *config.Reader) []string {
+	types := r.List("EVENT_TYPES", []string{MessageReceived})
+	for _, t := range types {
+		if !slices.Contains(MessageTypes, t) {
+			r.Problem("EVENT_TYPES", "%q is not one of %s", t, strings.Join(MessageTypes, ", "))
+		}
+	}
+	if len(types) == 0 {
+		r.Problem("EVENT_TYPES", "names no event type")
+	}
+	return types
 }
 
 // ID derives a stable event id from the event type and the facts that make it
@@ -83,16 +125,22 @@ func Decode(data []byte) (Event, error) {
 }
 
 // Publisher publishes events to one topic and waits for the server's answer.
+// Events of one user carry the user key as ordering key, so Pub/Sub keeps
+// them in the order they were published. Across instances the user's lease
+// keeps that order: a sync starts only after the previous one's events
+// were stored.
 type Publisher struct{ topic *pubsub.Publisher }
 
 // NewPublisher returns a Publisher on topicID of client's project.
 func NewPublisher(client *pubsub.Client, topicID string) *Publisher {
-	return &Publisher{topic: client.Publisher(topicID)}
+	t := client.Publisher(topicID)
+	t.EnableMessageOrdering = true
+	return &Publisher{topic: t}
 }
 
-// Publish sends every event and returns once all are stored by Pub/Sub, or
-// the first error. Events are independent: a failed one may be retried with
-// the same id.
+// Publish sends every event in the order given and returns once all are
+// stored by Pub/Sub, or the first error. After a failure the whole call may
+// be retried: the ids stay the same.
 func (p *Publisher) Publish(ctx context.Context, evs ...Event) error {
 	results := make([]*pubsub.PublishResult, len(evs))
 	for i, e := range evs {
@@ -101,10 +149,16 @@ func (p *Publisher) Publish(ctx context.Context, evs ...Event) error {
 		if err != nil {
 			return fmt.Errorf("event %s: %w", e.ID, err)
 		}
-		results[i] = p.topic.Publish(ctx, &pubsub.Message{Data: body, Attributes: e.Attributes()})
+		results[i] = p.topic.Publish(ctx, &pubsub.Message{Data: body, Attributes: e.Attributes(), OrderingKey: e.User})
 	}
 	for i, r := range results {
 		if _, err := r.Get(ctx); err != nil {
+			// A failed publish pauses the user's key, and every later
+			// event of it fails alike, so order holds; resume it for the
+			// retry.
+			for _, e := range evs {
+				p.topic.ResumePublish(e.User)
+			}
 			return fmt.Errorf("publish event %s: %w", evs[i].ID, err)
 		}
 	}

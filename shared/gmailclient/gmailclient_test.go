@@ -66,14 +66,42 @@ func TestReadSettingsRejectsBadValues(t *testing.T) {
 		"GMAIL_SCOPE":        "https://mail.google.com/",
 		"GMAIL_TOPIC":        "gmail-notifications",
 		"GMAIL_LABEL_FILTER": "only",
+		"EVENT_TYPES":        "gmail.message.received,gmail.message.starred",
 		"OAUTH_TOKEN_URL":    "http://oauth.example.com/token",
 	}))
 	gmailclient.ReadSettings(r)
 	gmailclient.ReadWatchSettings(r)
 	err := r.Err()
-	for _, want := range []string{"OAUTH_CLIENT_ID: missing", "GMAIL_SCOPE", "GMAIL_TOPIC", "GMAIL_LABEL_FILTER", "OAUTH_TOKEN_URL"} {
+	for _, want := range []string{"OAUTH_CLIENT_ID: missing", "GMAIL_SCOPE", "GMAIL_TOPIC", "GMAIL_LABEL_FILTER", "OAUTH_TOKEN_URL", `EVENT_TYPES: "gmail.message.starred" is not one of`} {
 		if err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("error %v does not name %s", err, want)
+		}
+	}
+}
+
+func TestWatchCoversTheWholeMailboxWhenMoreThanArrivalsIsAnnounced(t *testing.T) {
+	for _, tc := range []struct {
+		types      string
+		wantLabels []string
+		wantFilter string
+	}{
+		{"", []string{"INBOX"}, "INCLUDE"},
+		{"gmail.message.received", []string{"INBOX"}, "INCLUDE"},
+		{"gmail.message.received,gmail.message.labels_changed", nil, ""},
+		{"gmail.message.deleted", nil, ""},
+		{"gmail.message.sent", nil, ""},
+	} {
+		env := map[string]string{"GMAIL_TOPIC": "projects/p/topics/gmail"}
+		if tc.types != "" {
+			env["EVENT_TYPES"] = tc.types
+		}
+		r := config.NewReader(config.FromMap(env))
+		req := gmailclient.ReadWatchSettings(r).Request()
+		if err := r.Err(); err != nil {
+			t.Fatalf("%q: %v", tc.types, err)
+		}
+		if fmt.Sprint(req.LabelIds) != fmt.Sprint(tc.wantLabels) || req.LabelFilterBehavior != tc.wantFilter || req.TopicName != "projects/p/topics/gmail" {
+			t.Errorf("EVENT_TYPES %q: watch %+v, want labels %v %s", tc.types, req, tc.wantLabels, tc.wantFilter)
 		}
 	}
 }

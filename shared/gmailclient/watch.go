@@ -3,20 +3,23 @@ package gmailclient
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
 	"google.golang.org/api/gmail/v1"
 
 	"github.com/gmailwatch/gmailwatch/shared/config"
+	"github.com/gmailwatch/gmailwatch/shared/events"
 )
 
 // WatchSettings say what Gmail should push about, where, and when a watch is
 // due for renewal (Gmail's expire after 7 days; Google recommends daily).
 type WatchSettings struct {
 	Topic       string   // projects/P/topics/T
-	Labels      []string // watched label ids
+	Labels      []string // watched label ids: which arrivals are received mail
 	LabelFilter string   // include or exclude
+	Types       []string // mailbox event types announced (events.ReadTypes)
 	RenewBefore time.Duration
 	RenewEvery  time.Duration
 }
@@ -29,6 +32,7 @@ func ReadWatchSettings(r *config.Reader) WatchSettings {
 		RenewEvery:  r.Duration("RENEW_EVERY", 24*time.Hour),
 	}
 	w.Labels, w.LabelFilter = ReadLabels(r)
+	w.Types = events.ReadTypes(r)
 	return w
 }
 
@@ -48,14 +52,23 @@ func ReadLabels(r *config.Reader) (labels []string, filter string) {
 	return r.List("GMAIL_LABELS", []string{"INBOX"}), r.OneOf("GMAIL_LABEL_FILTER", "include", "include", "exclude")
 }
 
+// Request is the users.watch request. Gmail pushes only changes that touch
+// a watched label (include) or no excluded one, so a label filter serves
+// arrivals alone: a label change, deletion or sent message outside INBOX
+// would never be pushed, and would wait for the next reconcile. When any
+// other type is announced, the watch covers the whole mailbox; the sync
+// still tells received mail by the labels.
+func (w WatchSettings) Request() *gmail.WatchRequest {
+	if slices.ContainsFunc(w.Types, func(t string) bool { return t != events.MessageReceived }) {
+		return &gmail.WatchRequest{TopicName: w.Topic}
+	}
+	return &gmail.WatchRequest{TopicName: w.Topic, LabelIds: w.Labels, LabelFilterBehavior: strings.ToUpper(w.LabelFilter)}
+}
+
 // Watch asks Gmail to push changes of the mailbox to the topic. It returns
 // the mailbox's current history id and the watch's expiry.
 func (w WatchSettings) Watch(ctx context.Context, svc *gmail.Service) (historyID int64, expires time.Time, err error) {
-	resp, err := svc.Users.Watch("me", &gmail.WatchRequest{
-		TopicName:           w.Topic,
-		LabelIds:            w.Labels,
-		LabelFilterBehavior: strings.ToUpper(w.LabelFilter),
-	}).Context(ctx).Do()
+	resp, err := svc.Users.Watch("me", w.Request()).Context(ctx).Do()
 	if err != nil {
 		return 0, time.Time{}, fmt.Errorf("users.watch: %w", err)
 	}

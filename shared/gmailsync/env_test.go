@@ -21,7 +21,7 @@ import (
 // env is one test's world (testenv.World) and a Syncer over it.
 type env struct {
 	*testenv.World
-	t      *testing.T
+	t      testing.TB
 	sb     *sandbox.Sandbox
 	store  *store.Store
 	syncer *gmailsync.Syncer
@@ -34,7 +34,7 @@ var fast = gmailsync.Settings{
 	RecheckDelay: 200 * time.Millisecond, LeaseTTL: 30 * time.Second, TrailDelay: 300 * time.Millisecond,
 }
 
-func newEnv(t *testing.T, set gmailsync.Settings) *env {
+func newEnv(t testing.TB, set gmailsync.Settings) *env {
 	t.Helper()
 	w := testenv.NewWorld(t, testenv.Options{})
 	e := &env{World: w, t: t, sb: w.Sandbox, store: w.Store, logs: w.Logs}

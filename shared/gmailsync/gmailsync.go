@@ -1,10 +1,18 @@
-// Package gmailsync turns "the mailbox changed up to history id N" into one
-// gmail.message.received event per new message, announced exactly once: it
-// takes the user's lease, lists Gmail history from the user's cursor, fetches
-// the new messages' metadata, publishes the events, writes announced markers
-// and only then advances the cursor, which never moves backwards. The notify
+// Package gmailsync turns "the mailbox changed up to history id N" into
+// events, each announced exactly once and in history order: one
+// gmail.message.received per new message, and, when EVENT_TYPES switches
+// them on, gmail.message.sent, .labels_changed and .deleted. It takes the
+// user's lease, lists Gmail history from the user's cursor, reads it once
+// into typed changes (window.go), fetches the metadata of received and sent
+// messages (label changes and deletions need none), publishes the events,
+// writes announced markers keyed by event id and only then advances the
+// cursor, which never moves backwards. The notify
 // function calls OnPush for every Gmail push; the renew function calls Sync
-// to reconcile users whose pushes were dropped or whose sync stalled.
+// to reconcile users whose pushes were dropped or whose sync stalled. Only
+// the lease's holder runs transactions on the user's record: a push that
+// finds the lease held records itself with one write (see run), so
+// duplicates never queue behind a sync, and the holder's heartbeat keeps a
+// short lease for as long as it works (see lease).
 //
 // Gmail sends at most one notification a second per user and drops, rather
 // than merges, the ones above that rate, so a message that lands within the
@@ -67,9 +75,10 @@ type Deps struct {
 
 // Settings tune a Syncer; zero fields take the defaults ReadSettings documents.
 type Settings struct {
+	Types          []string      // mailbox event types announced (events.ReadTypes)
 	Labels         []string      // watched labels for users whose record names none
 	LabelFilter    string        // include or exclude, likewise
-	LeaseTTL       time.Duration // how long a lease lasts; a sync never works past it
+	LeaseTTL       time.Duration // how long a lease lasts unless its heartbeat renews it (every third of it)
 	GetConcurrency int           // messages.get calls in flight per sync
 	MarkerTTL      time.Duration // how long an announced marker is kept
 	CatchUpLimit   int           // messages a catch-up announces at most, newest first
@@ -82,11 +91,12 @@ type Settings struct {
 	ReconcileAfter time.Duration // next safety-net sync after a complete one
 }
 
-// ReadSettings reads the sync settings from r. The watched labels are the
-// watch's (gmailclient.ReadLabels): the caller sets them.
+// ReadSettings reads the sync settings from r. The watched labels and the
+// event types are the watch's (gmailclient.ReadLabels, events.ReadTypes):
+// the caller sets them.
 func ReadSettings(r *config.Reader) Settings {
 	return Settings{
-		LeaseTTL:       r.Duration("SYNC_LEASE_TTL", 2*time.Minute),
+		LeaseTTL:       r.Duration("SYNC_LEASE_TTL", 10*time.Second),
 		GetConcurrency: r.Int("SYNC_GET_CONCURRENCY", 10, 1, 100),
 		MarkerTTL:      r.Duration("MARKER_TTL", 14*24*time.Hour),
 		CatchUpLimit:   r.Int("CATCHUP_LIMIT", 500, 1, 10000),
@@ -105,6 +115,9 @@ func (s Settings) withDefaults() Settings {
 	d := ReadSettings(r)
 	if len(s.Labels) == 0 {
 		s.Labels, _ = gmailclient.ReadLabels(r)
+	}
+	if len(s.Types) == 0 {
+		s.Types = events.ReadTypes(r)
 	}
 	if s.LabelFilter == "" {
 		_, s.LabelFilter = gmailclient.ReadLabels(r)
@@ -154,13 +167,14 @@ func New(deps Deps, settings Settings) *Syncer {
 type Result struct {
 	User          string // the user key (OnPush, once known)
 	Outcome       string
-	Announced     int   // events published
-	FromHistoryID int64 // cursor before
-	ToHistoryID   int64 // cursor after
-	Pending       int64 // pendingHistoryId left ahead of the cursor, 0 if none
-	Calls, Units  int   // Gmail calls made and quota units they cost
-	Rounds        int   // history reads
-	CaughtUp      bool  // the cursor was too old and messages.list filled in
+	Announced     int       // events published
+	FromHistoryID int64     // cursor before
+	ToHistoryID   int64     // cursor after
+	Pending       int64     // pendingHistoryId left ahead of the cursor, 0 if none
+	Calls, Units  int       // Gmail calls made and quota units they cost
+	Rounds        int       // history reads
+	CaughtUp      bool      // the cursor was too old and messages.list filled in
+	Firestore     store.Ops // what the call cost in Firestore
 }
 
 // OnPush handles Gmail's notification that email's mailbox changed up to
@@ -170,112 +184,112 @@ func (s *Syncer) OnPush(ctx context.Context, email string, historyID int64) (Res
 	if historyID <= 0 {
 		return Result{}, fmt.Errorf("push at history id %d: not positive", historyID)
 	}
-	key, err := s.userOf(ctx, email)
-	if errors.Is(err, store.ErrNotFound) {
-		return Result{Outcome: Unknown}, nil
-	}
-	if err != nil {
-		return Result{}, err
-	}
-	res, err := s.run(ctx, key, historyID)
-	res.User = key
-	return res, err
-}
-
-// userOf maps a push's address to its user key. Keys derive from Google's
-// account id, not from the address, so the store is asked.
-func (s *Syncer) userOf(ctx context.Context, email string) (string, error) {
-	u, err := s.users.ByEmail(ctx, email)
-	return u.Key, err
+	// Keys derive from Google's account id, not from the address, so the
+	// store is asked; the record it returns is the run's first read.
+	return s.counted(ctx, historyID, func(ctx context.Context) (store.User, error) { return s.users.ByEmail(ctx, email) })
 }
 
 // Sync reads the user's history from the cursor whether or not a push asked,
 // under the same lease and with the same algorithm as OnPush.
 func (s *Syncer) Sync(ctx context.Context, userKey string) (Result, error) {
-	return s.run(ctx, userKey, 0)
+	return s.counted(ctx, 0, func(ctx context.Context) (store.User, error) { return s.users.Get(ctx, userKey) })
 }
 
-func (s *Syncer) skipped(ctx context.Context, key, outcome string, u store.User) Result {
-	s.log.DebugContext(ctx, "sync skipped", "user", key, "outcome", outcome, "cursor", u.Cursor)
+// counted reads the user with read, then runs and logs the call, its
+// Firestore operations counted.
+func (s *Syncer) counted(ctx context.Context, pushID int64, read func(context.Context) (store.User, error)) (Result, error) {
+	start := time.Now()
+	ctx, ops := store.Counting(ctx)
+	u, err := read(ctx)
+	if errors.Is(err, store.ErrNotFound) {
+		return Result{Outcome: Unknown}, nil // the caller says what it makes of an unknown user
+	}
+	if err != nil {
+		return Result{}, err
+	}
+	res, err := s.run(ctx, u, pushID)
+	res.User, res.Firestore = u.Key, ops()
+	if res.Outcome != Unknown {
+		s.logSync(ctx, u.Key, res, time.Since(start), err)
+	}
+	return res, err
+}
+
+func (s *Syncer) skipped(key, outcome string, u store.User) Result {
 	return Result{Outcome: outcome, FromHistoryID: u.Cursor, ToHistoryID: u.Cursor}
 }
 
-// run takes the lease for a push of pushID (0: a reconcile) and syncs until
-// nothing is pending, or records the push as pending when the lease is held.
-func (s *Syncer) run(ctx context.Context, key string, pushID int64) (Result, error) {
-	holder := newHolder()
-	// A plain read first: a push that is stale, for an inactive user, or
-	// already recorded as pending while another sync holds the lease adds
-	// nothing, and needs no transaction. Duplicated pushes would otherwise
-	// all contend on the user's document. Committed state only grows (cursor,
-	// pending), so what this read shows covered stays covered.
-	if pushID > 0 {
-		if u, err := s.users.Get(ctx, key); err == nil {
-			switch {
-			case u.Status != store.Active:
-				return s.skipped(ctx, key, Inactive, u), nil
-			case pushID <= u.Cursor:
-				return s.skipped(ctx, key, Stale, u), nil
-			case pushID <= u.PendingHistoryID && u.Lease.HeldBy(holder, s.now()):
-				return s.skipped(ctx, key, Busy, u), nil
-			}
+// run takes the lease of u, as just read, for a push of pushID (0: a
+// reconcile) and syncs until nothing is pending, or records the push as
+// pending when the lease is held.
+//
+// Nothing here is a transaction on the user's record, so duplicated pushes
+// and pushes during a sync never wait on its lock: a plain read decides; a
+// push the holder must still see raises the pending id with one write (a
+// server-side maximum) and reads again, since the holder may have released
+// the lease in between without seeing it; a claim is a compare-and-set on
+// the version read. Committed state only grows (cursor, pending), so what a
+// read shows covered stays covered.
+func (s *Syncer) run(ctx context.Context, u store.User, pushID int64) (Result, error) {
+	key, holder := u.Key, newHolder()
+	for tries := 0; tries < claimTries; tries++ {
+		var err error
+		if tries > 0 {
+			u, err = s.users.Get(ctx, key)
 		}
-	}
-	var outcome string
-	u, err := s.users.Update(ctx, key, func(u *store.User) error {
-		now := s.now()
 		switch {
+		case errors.Is(err, store.ErrNotFound):
+			return Result{Outcome: Unknown}, nil
+		case err != nil:
+			return Result{}, fmt.Errorf("lease of %s: %w", key, err)
 		case u.Status != store.Active:
-			outcome = Inactive
-			return store.ErrNoChange
+			return s.skipped(key, Inactive, u), nil
 		case pushID > 0 && pushID <= u.Cursor:
-			outcome = Stale
-			return store.ErrNoChange
+			return s.skipped(key, Stale, u), nil
 		}
-		if pushID > 0 {
-			u.PendingHistoryID = max(u.PendingHistoryID, pushID)
-			u.LastNotificationAt = now
-		}
+		now := s.now()
 		if u.Lease.HeldBy(holder, now) {
-			outcome = Busy
-			if pushID == 0 {
-				return store.ErrNoChange
+			if pushID <= u.PendingHistoryID { // recorded before this read, so before the holder's next write
+				res := s.skipped(key, Busy, u)
+				res.Pending = pendingOf(u)
+				return res, nil
 			}
-			// If the holder dies, the renew function's safety net finds this user once the lease lapses.
-			if u.SyncDueAt.IsZero() || u.SyncDueAt.After(u.Lease.Until) {
-				u.SyncDueAt = u.Lease.Until
+			// If the holder dies, the next push or the safety net (due when
+			// the lease lapses, see store.Claim) finds the user.
+			if err := s.users.RaisePending(ctx, key, pushID, now); err != nil {
+				return Result{}, fmt.Errorf("lease of %s: %w", key, err)
 			}
-			return nil
+			continue
 		}
-		outcome = Synced
-		u.Lease = store.Lease{Holder: holder, Until: now.Add(s.set.LeaseTTL)}
-		return nil
-	})
-	switch {
-	case errors.Is(err, store.ErrNotFound):
-		return Result{Outcome: Unknown}, nil
-	case err != nil:
-		return Result{}, fmt.Errorf("lease of %s: %w", key, err)
-	case outcome != Synced:
-		res := s.skipped(ctx, key, outcome, u)
-		if outcome == Busy {
-			res.Pending = u.PendingHistoryID
+		u, ok, err := s.users.Claim(ctx, u, store.Lease{Holder: holder, Until: now.Add(s.set.LeaseTTL)}, pushID, now)
+		if err != nil {
+			return Result{}, fmt.Errorf("lease of %s: %w", key, err)
 		}
-		return res, nil
+		if ok {
+			return s.holding(ctx, u, holder)
+		}
 	}
-	return s.holding(ctx, u, holder)
+	return Result{}, fmt.Errorf("lease of %s: the record changed under %d claims", key, claimTries)
 }
+
+// claimTries bounds the reads of one push or sync whose record keeps
+// changing under it; each failed try is another push's or sync's progress.
+const claimTries = 20
 
 // holding syncs while the lease is held: a round per pending history id,
 // a short recheck when history lags behind a push, and a trailing look at
 // the mailbox once the second after the latest push has passed.
 func (s *Syncer) holding(ctx context.Context, u store.User, holder string) (res Result, err error) {
-	start := time.Now()
+	l := s.keep(ctx, u, holder)
+	defer l.stop()
+	ctx = l.ctx
 	m := &meter{}
 	res = Result{Outcome: Synced, FromHistoryID: u.Cursor, ToHistoryID: u.Cursor}
 	defer func() {
 		res.Calls, res.Units = int(m.calls.Load()), int(m.units.Load())
-		s.logSync(ctx, u.Key, res, time.Since(start), err)
+		if err != nil && errors.Is(context.Cause(ctx), errLeaseLost) {
+			err = fmt.Errorf("%w: %w", context.Cause(ctx), err)
+		}
 	}()
 	rechecks := 0
 	trailing := false     // this round is the look after a push's second
@@ -288,7 +302,7 @@ func (s *Syncer) holding(ctx context.Context, u store.User, holder string) (res 
 		res.Announced += r.announced
 		res.CaughtUp = res.CaughtUp || r.caughtUp
 		if err != nil {
-			return s.failed(ctx, u, holder, res, err)
+			return s.failed(ctx, u, l, res, err)
 		}
 		// Stalled: history does not show the push yet or, in the look after
 		// a push's second, the records up to the history id Gmail reports,
@@ -300,16 +314,16 @@ func (s *Syncer) holding(ctx context.Context, u store.User, holder string) (res 
 		// message may have been archived by one of them): read again before
 		// the cursor passes it, as long as rechecks last.
 		held := r.refused > 0 && !r.complete()
-		wait := (r.historyID < target || held) && rechecks < s.set.Rechecks && s.fits(ctx, u, s.set.RecheckDelay)
+		wait := (r.historyID < target || held) && rechecks < s.set.Rechecks && s.fits(ctx, s.set.RecheckDelay)
 		cursor := r.historyID
 		if held && wait {
 			cursor = r.refused - 1
 		}
 		at := s.trailAt(u, read)
-		trail := !wait && !at.IsZero() && u.LastNotificationAt.After(trailed) && s.fits(ctx, u, at.Sub(s.now()))
-		next, more, err := s.advance(ctx, u.Key, holder, cursor, target, wait || trail)
+		trail := !wait && !at.IsZero() && u.LastNotificationAt.After(trailed) && s.fits(ctx, at.Sub(s.now()))
+		next, more, err := s.advance(ctx, l, cursor, target, wait || trail)
 		if err != nil {
-			_ = s.release(ctx, u.Key, holder)
+			_ = s.release(ctx, l)
 			return res, err
 		}
 		u = next
@@ -328,14 +342,14 @@ func (s *Syncer) holding(ctx context.Context, u store.User, holder string) (res 
 			pause, trailing, trailed = at.Sub(s.now()), true, u.LastNotificationAt
 		}
 		if err := gax.Sleep(ctx, pause); err != nil {
-			_ = s.release(ctx, u.Key, holder)
+			_ = s.release(ctx, l)
 			return res, err
 		}
 		// Pushes that came meanwhile found the lease held and only raised
 		// the pending id: read the user again before deciding what is left.
 		fresh, err := s.users.Get(ctx, u.Key)
 		if err != nil {
-			_ = s.release(ctx, u.Key, holder)
+			_ = s.release(ctx, l)
 			return res, fmt.Errorf("user %s: %w", u.Key, err)
 		}
 		u = fresh
@@ -347,13 +361,13 @@ func (s *Syncer) holding(ctx context.Context, u store.User, holder string) (res 
 		// tells whether anything changed since.
 		changed, err := s.changedSince(ctx, u, r.reported, m)
 		if err != nil {
-			return s.failed(ctx, u, holder, res, err)
+			return s.failed(ctx, u, l, res, err)
 		}
 		if changed {
 			continue
 		}
-		if u, _, err = s.advance(ctx, u.Key, holder, u.Cursor, u.PendingHistoryID, false); err != nil {
-			_ = s.release(ctx, u.Key, holder)
+		if u, _, err = s.advance(ctx, l, u.Cursor, u.PendingHistoryID, false); err != nil {
+			_ = s.release(ctx, l)
 			return res, err
 		}
 		res.ToHistoryID, res.Pending = u.Cursor, pendingOf(u)
@@ -379,8 +393,6 @@ func (s *Syncer) trailAt(u store.User, read time.Time) time.Time {
 
 // changedSince reports whether the mailbox's history id moved past h.
 func (s *Syncer) changedSince(ctx context.Context, u store.User, h int64, m *meter) (bool, error) {
-	ctx, cancel := context.WithDeadline(ctx, u.Lease.Until.Add(-leaseMargin))
-	defer cancel()
 	var p *gmail.Profile
 	err := s.gmail.Do(ctx, u.Key, func(svc *gmail.Service) error {
 		return s.retry(ctx, m, "getProfile", func() (err error) {
@@ -395,13 +407,10 @@ func (s *Syncer) changedSince(ctx context.Context, u store.User, h int64, m *met
 }
 
 // fits reports whether d and a round's margin still fit in the call's
-// deadline and the lease.
-func (s *Syncer) fits(ctx context.Context, u store.User, d time.Duration) bool {
-	end := u.Lease.Until
-	if dl, ok := ctx.Deadline(); ok && dl.Before(end) {
-		end = dl
-	}
-	return s.now().Add(d + leaseMargin).Before(end)
+// deadline; the heartbeat keeps the lease meanwhile.
+func (s *Syncer) fits(ctx context.Context, d time.Duration) bool {
+	dl, ok := ctx.Deadline()
+	return !ok || s.now().Add(d+roundMargin).Before(dl)
 }
 
 func pendingOf(u store.User) int64 {
@@ -415,55 +424,61 @@ func pendingOf(u store.User) int64 {
 // transaction, whether the holder goes on (a later push is pending, or it
 // keeps the lease to read again: a recheck of a lagging push, or the look
 // after a push's second) or releases the lease.
-func (s *Syncer) advance(ctx context.Context, key, holder string, historyID, target int64, keep bool) (store.User, bool, error) {
-	var more bool
-	u, err := s.users.Update(ctx, key, func(u *store.User) error {
-		now := s.now()
-		more = false
-		u.Cursor = max(u.Cursor, historyID)
-		u.LastSyncAt = now
-		mine := u.Lease.Holder == holder
-		switch {
-		case mine && u.Status == store.Active && (keep || u.PendingHistoryID > max(target, u.Cursor)):
-			more = true
-			u.Lease.Until = now.Add(s.set.LeaseTTL)
+func (s *Syncer) advance(ctx context.Context, l *lease, historyID, target int64, keep bool) (u store.User, more bool, err error) {
+	err = l.write(func() (err error) {
+		u, err = s.users.Update(ctx, l.key, func(u *store.User) error {
+			now := s.now()
+			more = false
+			u.Cursor = max(u.Cursor, historyID)
+			u.LastSyncAt = now
+			mine := u.Lease.Holder == l.holder
+			switch {
+			case mine && u.Status == store.Active && (keep || u.PendingHistoryID > max(target, u.Cursor)):
+				more = true
+				u.Lease.Until = now.Add(s.set.LeaseTTL)
+				u.SyncDueAt = u.Lease.Until
+				return nil
+			case u.PendingHistoryID <= u.Cursor:
+				u.SyncDueAt = now.Add(s.set.ReconcileAfter)
+			default:
+				u.SyncDueAt = now // history still lags a push: the next push or the safety net finishes it
+			}
+			if mine {
+				u.Lease = store.Lease{}
+			}
 			return nil
-		case u.PendingHistoryID <= u.Cursor:
-			u.SyncDueAt = now.Add(s.set.ReconcileAfter)
-		default:
-			u.SyncDueAt = now // history still lags a push: the next push or the safety net finishes it
-		}
-		if mine {
-			u.Lease = store.Lease{}
-		}
-		return nil
+		})
+		return err
 	})
 	if err != nil {
-		return u, false, fmt.Errorf("advance cursor of %s to %d: %w", key, historyID, err)
+		return u, false, fmt.Errorf("advance cursor of %s to %d: %w", l.key, historyID, err)
 	}
 	return u, more, nil
 }
 
 // release gives the lease back after a failed round and marks the user due
 // for the safety net. It runs even when ctx is done.
-func (s *Syncer) release(ctx context.Context, key, holder string) error {
+func (s *Syncer) release(ctx context.Context, l *lease) error {
+	l.halt() // what follows a release (MarkReauth) must not see the lease lost
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 	defer cancel()
-	_, err := s.users.Update(ctx, key, func(u *store.User) error {
-		if u.Lease.Holder != holder {
-			return store.ErrNoChange
-		}
-		u.Lease = store.Lease{}
-		u.SyncDueAt = s.now()
-		return nil
+	return l.write(func() error {
+		_, err := s.users.Update(ctx, l.key, func(u *store.User) error {
+			if u.Lease.Holder != l.holder {
+				return store.ErrNoChange
+			}
+			u.Lease = store.Lease{}
+			u.SyncDueAt = s.now()
+			return nil
+		})
+		return err
 	})
-	return err
 }
 
 // failed ends a sync whose round failed: invalid_grant marks the user for
 // reauthorization, other permanent errors are logged, retryable ones returned.
-func (s *Syncer) failed(ctx context.Context, u store.User, holder string, res Result, err error) (Result, error) {
-	if rerr := s.release(ctx, u.Key, holder); rerr != nil {
+func (s *Syncer) failed(ctx context.Context, u store.User, l *lease, res Result, err error) (Result, error) {
+	if rerr := s.release(ctx, l); rerr != nil {
 		s.log.WarnContext(ctx, "lease not released", "user", u.Key, "error", rerr)
 	}
 	switch {
@@ -530,7 +545,8 @@ func (s *Syncer) logSync(ctx context.Context, key string, res Result, d time.Dur
 	attrs := []any{
 		"user", key, "outcome", res.Outcome, "fromHistoryId", res.FromHistoryID, "toHistoryId", res.ToHistoryID,
 		"messages", res.Announced, "calls", res.Calls, "units", res.Units, "rounds", res.Rounds,
-		"durationMs", d.Milliseconds(),
+		"durationMs", d.Milliseconds(), "firestoreReads", res.Firestore.Reads, "firestoreWrites", res.Firestore.Writes,
+		"firestoreTransactions", res.Firestore.Transactions,
 	}
 	if res.Pending > 0 {
 		attrs = append(attrs, "pendingHistoryId", res.Pending)
@@ -545,8 +561,8 @@ func (s *Syncer) logSync(ctx context.Context, key string, res Result, d time.Dur
 	s.log.InfoContext(ctx, "sync", attrs...)
 }
 
-// leaseMargin is kept free at the end of a lease so a round ends before it lapses.
-const leaseMargin = 5 * time.Second
+// roundMargin is kept free before the call's deadline for one more round.
+const roundMargin = 5 * time.Second
 
 func newHolder() string {
 	b := make([]byte, 8)

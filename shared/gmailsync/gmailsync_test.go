@@ -62,9 +62,9 @@ func TestPushAnnouncesEachNewMessage(t *testing.T) {
 				t.Errorf("user after sync: cursor %d (want %d), lease %+v (want none), lastSyncAt %v, syncDueAt %v (want ~1h ahead)",
 					u.Cursor, res.ToHistoryID, u.Lease, u.LastSyncAt, u.SyncDueAt)
 			}
-			ids := make([]string, len(delivered))
+			ids := make([]string, len(delivered)) // markers are keyed by event id
 			for i, d := range delivered {
-				ids[i] = d.ID
+				ids[i] = events.ID(events.MessageReceived, u.Key, d.ID)
 			}
 			marked, err := e.store.Announced(context.Background(), u.Key, ids)
 			if err != nil || len(marked) != len(ids) {
@@ -284,12 +284,13 @@ func TestLeaseOfDeadHolderLapses(t *testing.T) {
 	const email = "dan@example.com"
 	e.connect(email, nil, "")
 	key := store.Key(email)
-	until := time.Now().Add(1500 * time.Millisecond)
-	if _, err := e.store.Update(context.Background(), key, func(u *store.User) error {
-		u.Lease = store.Lease{Holder: "crashed-instance", Until: until}
-		return nil
-	}); err != nil {
+	until := time.Now().Add(1500 * time.Millisecond).Truncate(time.Millisecond)
+	read, err := e.store.Get(context.Background(), key)
+	if err != nil {
 		t.Fatal(err)
+	}
+	if _, ok, err := e.store.Claim(context.Background(), read, store.Lease{Holder: "crashed-instance", Until: until}, 0, time.Now()); !ok || err != nil {
+		t.Fatalf("claim for the instance that will crash: %v, %v", ok, err)
 	}
 	d := e.deliver(email, "while the holder is dead")
 	res := e.push(email, d.HistoryID)
@@ -299,7 +300,7 @@ func TestLeaseOfDeadHolderLapses(t *testing.T) {
 			res, e.calls(email), u.PendingHistoryID, u.SyncDueAt, d.HistoryID, until)
 	}
 	time.Sleep(time.Until(until))
-	res, err := e.syncer.Sync(context.Background(), key)
+	res, err = e.syncer.Sync(context.Background(), key)
 	if err != nil || res.Outcome != gmailsync.Synced || res.Announced != 1 || res.Pending != 0 {
 		t.Fatalf("Sync after the lease lapsed: got %+v, %v; want synced, 1 announced, nothing pending", res, err)
 	}

@@ -1,6 +1,7 @@
 package gmailsync
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"slices"
@@ -36,8 +37,6 @@ func (r roundResult) complete() bool { return r.historyID >= r.reported }
 // under the Gmail call policy of gmailclient (a 401 retried once with a
 // fresh token source).
 func (s *Syncer) round(ctx context.Context, u store.User, m *meter) (roundResult, error) {
-	ctx, cancel := context.WithDeadline(ctx, u.Lease.Until.Add(-leaseMargin))
-	defer cancel()
 	var r roundResult
 	err := s.gmail.Do(ctx, u.Key, func(svc *gmail.Service) (err error) {
 		r, err = s.read(ctx, svc, u, m)
@@ -48,14 +47,15 @@ func (s *Syncer) round(ctx context.Context, u store.User, m *meter) (roundResult
 
 func (s *Syncer) read(ctx context.Context, svc *gmail.Service, u store.User, m *meter) (roundResult, error) {
 	f := s.filterOf(u)
-	ids, refused, seen, reported, err := s.history(ctx, svc, u, f, m)
+	w, seen, reported, err := s.history(ctx, svc, u, m)
 	if gmailclient.IsNotFound(err) {
 		return s.catchUp(ctx, svc, u, f, m)
 	}
 	if err != nil {
 		return roundResult{}, err
 	}
-	n, err := s.announce(ctx, svc, u, ids, nil, m)
+	changes, refused := w.changes(f, s.set.Types)
+	n, err := s.announce(ctx, svc, u, changes, f, m)
 	return roundResult{historyID: seen, reported: reported, refused: refused, announced: n}, err
 }
 
@@ -89,10 +89,9 @@ func (f filter) matches(labels []string) bool {
 // ownMail are the labels of mail the user wrote rather than received.
 var ownMail = []string{"DRAFT", "SENT"}
 
-// history lists every page of history after the cursor and returns the ids
-// of the messages that arrived with a watched label, first seen first, the
-// record of the first arrival it refused, the id of the newest record it
-// saw, and the history id Gmail reported.
+// history lists every page of history after the cursor and returns it read
+// into a window, the id of the newest record it saw, and the history id
+// Gmail reported.
 //
 // The cursor may move only to the newest record seen, never to the history
 // id Gmail reports: that is the mailbox's current id, and records up to it
@@ -101,9 +100,9 @@ var ownMail = []string{"DRAFT", "SENT"}
 // message's labels now, so a message archived since it arrived would never
 // show, and either filter would leave the newest record seen short of a push
 // it caused, so the cursor could not catch up with it.
-func (s *Syncer) history(ctx context.Context, svc *gmail.Service, u store.User, f filter, m *meter) (ids []string, refused, seen, reported int64, err error) {
+func (s *Syncer) history(ctx context.Context, svc *gmail.Service, u store.User, m *meter) (w *window, seen, reported int64, err error) {
 	call := svc.Users.History.List("me").StartHistoryId(uint64(u.Cursor)).MaxResults(500)
-	w := newWindow()
+	w = newWindow()
 	seen, reported = u.Cursor, u.Cursor
 	for page := ""; ; {
 		var resp *gmail.ListHistoryResponse
@@ -112,7 +111,7 @@ func (s *Syncer) history(ctx context.Context, svc *gmail.Service, u store.User, 
 			return err
 		})
 		if err != nil {
-			return nil, 0, 0, 0, fmt.Errorf("history.list user %s from %d: %w", u.Key, u.Cursor, err)
+			return nil, 0, 0, fmt.Errorf("history.list user %s from %d: %w", u.Key, u.Cursor, err)
 		}
 		for _, h := range resp.History {
 			w.add(h)
@@ -121,16 +120,17 @@ func (s *Syncer) history(ctx context.Context, svc *gmail.Service, u store.User, 
 		reported = max(reported, int64(resp.HistoryId))
 		// A page may be empty and still carry a token: only its absence ends the listing.
 		if page = resp.NextPageToken; page == "" {
-			ids, refused := w.arrivals(f)
-			return ids, refused, seen, reported, nil
+			return w, seen, reported, nil
 		}
 	}
 }
 
 // catchUp replaces history that Gmail no longer has: it reads the mailbox's
 // history id first (whatever arrives later shows in history after it), then
-// lists the newest watched messages up to CatchUpLimit and announces those
-// not announced before.
+// lists the newest watched messages (and, when sent mail is announced, the
+// newest sent ones) up to CatchUpLimit and announces those not announced
+// before. Label changes and deletions in the lost history cannot be told:
+// Gmail keeps no record of them.
 func (s *Syncer) catchUp(ctx context.Context, svc *gmail.Service, u store.User, f filter, m *meter) (roundResult, error) {
 	var profile *gmail.Profile
 	err := s.retry(ctx, m, "getProfile", func() (err error) {
@@ -140,33 +140,41 @@ func (s *Syncer) catchUp(ctx context.Context, svc *gmail.Service, u store.User, 
 	if err != nil {
 		return roundResult{}, fmt.Errorf("getProfile user %s: %w", u.Key, err)
 	}
-	var ids []string
-	lists := [][]string{nil} // exclude: every message, filtered once fetched
-	if !f.exclude {
-		lists = lists[:0]
-		for _, l := range f.labels { // labelIds means all of them, so one list per label
-			lists = append(lists, []string{l})
+	type listing struct {
+		typ    string
+		labels []string
+	}
+	var lists []listing
+	if slices.Contains(s.set.Types, events.MessageReceived) {
+		if f.exclude {
+			lists = append(lists, listing{events.MessageReceived, nil}) // every message, filtered once fetched
+		} else {
+			for _, l := range f.labels { // labelIds means all of them, so one list per label
+				lists = append(lists, listing{events.MessageReceived, []string{l}})
+			}
 		}
 	}
-	for _, labels := range lists {
-		more, err := s.list(ctx, svc, u.Key, labels, s.set.CatchUpLimit-len(ids), m)
+	if slices.Contains(s.set.Types, events.MessageSent) {
+		lists = append(lists, listing{events.MessageSent, []string{"SENT"}})
+	}
+	var changes []change
+	listed := 0
+	for _, l := range lists {
+		ids, err := s.list(ctx, svc, u.Key, l.labels, s.set.CatchUpLimit-listed, m)
 		if err != nil {
 			return roundResult{}, err
 		}
-		for _, id := range more {
-			if !slices.Contains(ids, id) {
-				ids = append(ids, id)
+		for _, id := range ids {
+			if !slices.ContainsFunc(changes, func(c change) bool { return c.typ == l.typ && c.msgID == id }) {
+				changes = append(changes, change{typ: l.typ, msgID: id})
+				listed++
 			}
 		}
 	}
 	s.log.WarnContext(ctx, "history expired, catching up with messages.list", "user", u.Key,
-		"cursor", u.Cursor, "historyId", profile.HistoryId, "listed", len(ids), "limit", s.set.CatchUpLimit,
-		"truncated", len(ids) >= s.set.CatchUpLimit)
-	var keep func(*gmail.Message) bool
-	if f.exclude {
-		keep = func(msg *gmail.Message) bool { return f.matches(msg.LabelIds) }
-	}
-	n, err := s.announce(ctx, svc, u, ids, keep, m)
+		"cursor", u.Cursor, "historyId", profile.HistoryId, "listed", listed, "limit", s.set.CatchUpLimit,
+		"truncated", listed >= s.set.CatchUpLimit)
+	n, err := s.announce(ctx, svc, u, changes, f, m)
 	return roundResult{historyID: int64(profile.HistoryId), reported: int64(profile.HistoryId), announced: n, caughtUp: true}, err
 }
 
@@ -174,7 +182,9 @@ func (s *Syncer) catchUp(ctx context.Context, svc *gmail.Service, u store.User, 
 func (s *Syncer) list(ctx context.Context, svc *gmail.Service, key string, labels []string, limit int, m *meter) ([]string, error) {
 	var ids []string
 	for page := ""; len(ids) < limit; {
-		call := svc.Users.Messages.List("me").MaxResults(int64(min(limit-len(ids), 500))).PageToken(page)
+		// With spam and trash: a message that arrived in a watched label
+		// and was trashed since is still to be announced, as history would.
+		call := svc.Users.Messages.List("me").MaxResults(int64(min(limit-len(ids), 500))).PageToken(page).IncludeSpamTrash(true)
 		if len(labels) > 0 {
 			call.LabelIds(labels...)
 		}
@@ -196,18 +206,116 @@ func (s *Syncer) list(ctx context.Context, svc *gmail.Service, key string, label
 	return ids[:min(len(ids), limit)], nil
 }
 
-// announce fetches the messages not yet announced, publishes one event each
-// and waits for Pub/Sub, then writes their markers. A message deleted
-// meanwhile is skipped; keep, when set, drops fetched messages.
-func (s *Syncer) announce(ctx context.Context, svc *gmail.Service, u store.User, ids []string, keep func(*gmail.Message) bool, m *meter) (int, error) {
-	if len(ids) == 0 {
+// announce publishes one event per change not announced before, in the
+// order given, and waits for Pub/Sub, then writes their markers. Received
+// and sent changes fetch their message first (a message deleted meanwhile
+// is skipped, and one catch-up listed is kept only if its labels say it is
+// of the change's type); the others need no Gmail call.
+func (s *Syncer) announce(ctx context.Context, svc *gmail.Service, u store.User, changes []change, f filter, m *meter) (int, error) {
+	if len(changes) == 0 {
 		return 0, nil
 	}
-	done, err := s.users.Announced(ctx, u.Key, ids)
+	ids := make([]string, len(changes))
+	keys := make([]string, 0, len(changes))
+	for i, c := range changes {
+		ids[i] = c.eventID(u.Key)
+		keys = append(keys, ids[i])
+		if c.typ == events.MessageReceived {
+			// Markers written before they were keyed by event id; they
+			// expire within MarkerTTL, after which this read can go.
+			keys = append(keys, c.msgID)
+		}
+	}
+	done, err := s.users.Announced(ctx, u.Key, keys)
 	if err != nil {
 		return 0, err
 	}
-	ids = slices.DeleteFunc(slices.Clone(ids), func(id string) bool { return done[id] })
+	var fetch []string
+	for i, c := range changes {
+		if done[ids[i]] || (c.typ == events.MessageReceived && done[c.msgID]) {
+			done[ids[i]] = true
+		} else if c.needsMessage() && !slices.Contains(fetch, c.msgID) {
+			fetch = append(fetch, c.msgID)
+		}
+	}
+	msgs, err := s.fetch(ctx, svc, u, fetch, m)
+	if err != nil {
+		return 0, err
+	}
+	if changes[0].historyID == 0 {
+		// Catch-up listed newest first, label by label: announce in the
+		// order the messages reached the mailbox, as history would.
+		date := func(c change) int64 {
+			if msg := msgs[c.msgID]; msg != nil {
+				return msg.InternalDate
+			}
+			return 0
+		}
+		changes = slices.Clone(changes)
+		slices.Reverse(changes) // oldest first within a list, for messages of the same millisecond
+		slices.SortStableFunc(changes, func(a, b change) int { return cmp.Compare(date(a), date(b)) })
+		for i, c := range changes {
+			ids[i] = c.eventID(u.Key)
+		}
+	}
+	now := s.now()
+	var evs []events.Event
+	markers := map[string]store.Marker{}
+	for i, c := range changes {
+		if done[ids[i]] {
+			continue
+		}
+		var ev events.Event
+		if c.needsMessage() {
+			msg := msgs[c.msgID]
+			if msg == nil || (c.historyID == 0 && !c.keeps(f, msg.LabelIds)) {
+				continue
+			}
+			ev = messageEvent(msg)
+		} else {
+			ev = events.Event{MessageID: c.msgID, ThreadID: c.threadID, HistoryID: uint64(c.historyID),
+				LabelIDs: c.labels, LabelsAdded: c.added, LabelsRemoved: c.removed, Deletion: c.deletion}
+		}
+		ev.Type, ev.ID, ev.Time, ev.User, ev.AppRef, ev.EmailAddress = c.typ, ids[i], now.UTC().Format(time.RFC3339Nano), u.Key, u.AppRef, u.Email
+		done[ids[i]] = true
+		evs = append(evs, ev)
+		markers[ev.ID] = store.Marker{Type: c.typ, MessageID: c.msgID, EventID: ev.ID, HistoryID: int64(ev.HistoryID),
+			AnnouncedAt: now, ExpireAt: now.Add(s.set.MarkerTTL)}
+	}
+	if len(evs) == 0 {
+		return 0, nil
+	}
+	if err := s.events.Publish(ctx, evs...); err != nil {
+		return 0, err
+	}
+	if err := s.users.MarkAnnounced(ctx, u.Key, markers); err != nil {
+		return len(evs), err
+	}
+	return len(evs), nil
+}
+
+// eventID is the change's idempotency key: a message is received or sent
+// once, so its id and the type make it; a label change or deletion is one
+// history record's, so its id joins them.
+func (c change) eventID(user string) string {
+	if c.needsMessage() {
+		return events.ID(c.typ, user, c.msgID)
+	}
+	return events.ID(c.typ, user, c.msgID, fmt.Sprint(c.historyID))
+}
+
+// keeps reports whether a message catch-up listed, now carrying labels, is
+// of the change's type.
+func (c change) keeps(f filter, labels []string) bool {
+	if c.typ == events.MessageSent {
+		return isSent(labels)
+	}
+	return f.matches(labels)
+}
+
+// fetch gets the metadata of each message with bounded concurrency; a
+// message deleted meanwhile is left out.
+func (s *Syncer) fetch(ctx context.Context, svc *gmail.Service, u store.User, ids []string, m *meter) (map[string]*gmail.Message, error) {
 	msgs := make([]*gmail.Message, len(ids))
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(s.set.GetConcurrency)
@@ -229,39 +337,20 @@ func (s *Syncer) announce(ctx context.Context, svc *gmail.Service, u store.User,
 		})
 	}
 	if err := g.Wait(); err != nil {
-		return 0, err
+		return nil, err
 	}
-	now := s.now()
-	var evs []events.Event
-	markers := map[string]store.Marker{}
-	for _, msg := range msgs {
-		if msg == nil || (keep != nil && !keep(msg)) {
-			continue
+	out := make(map[string]*gmail.Message, len(ids))
+	for i, id := range ids {
+		if msgs[i] != nil {
+			out[id] = msgs[i]
 		}
-		ev := messageEvent(u, msg, now)
-		evs = append(evs, ev)
-		markers[msg.Id] = store.Marker{EventID: ev.ID, HistoryID: int64(msg.HistoryId), AnnouncedAt: now, ExpireAt: now.Add(s.set.MarkerTTL)}
 	}
-	if len(evs) == 0 {
-		return 0, nil
-	}
-	if err := s.events.Publish(ctx, evs...); err != nil {
-		return 0, err
-	}
-	if err := s.users.MarkAnnounced(ctx, u.Key, markers); err != nil {
-		return len(evs), err
-	}
-	return len(evs), nil
+	return out, nil
 }
 
-func messageEvent(u store.User, msg *gmail.Message, now time.Time) events.Event {
+// messageEvent is the part of a received or sent event the message gives.
+func messageEvent(msg *gmail.Message) events.Event {
 	ev := events.Event{
-		Type:         events.MessageReceived,
-		ID:           events.ID(events.MessageReceived, u.Key, msg.Id),
-		Time:         now.UTC().Format(time.RFC3339Nano),
-		User:         u.Key,
-		AppRef:       u.AppRef,
-		EmailAddress: u.Email,
 		MessageID:    msg.Id,
 		ThreadID:     msg.ThreadId,
 		HistoryID:    msg.HistoryId,

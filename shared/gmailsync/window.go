@@ -4,119 +4,196 @@ import (
 	"slices"
 
 	"google.golang.org/api/gmail/v1"
+
+	"github.com/gmailwatch/gmailwatch/shared/events"
 )
 
-// window is one listing of history, read into what happened to each message
-// that arrived in it.
+// window is one listing of history, read once into the typed changes the
+// sync announces, in history order.
 //
 // Gmail's records show a message's labels as they are when history is read,
 // not as they were when the record was written, and the records of a
-// message deleted since show no labels at all. So a message's labels on
-// arrival are worked out backwards: from the labels its newest record shows,
-// undo each labelAdded and labelRemoved that followed its messageAdded in
-// the window. A message archived, moved or trashed before the sync read
-// history is announced all the same; one deleted for good is not (its labels
-// are gone, as is the message: there is nothing to announce it with, and a
-// replaced draft revision looks just the same).
+// message deleted since show no labels at all. So a message's labels at any
+// record are worked out backwards: from the labels its newest record shows,
+// undo each labelAdded and labelRemoved that followed in the window. A
+// message archived, moved or trashed before the sync read history is
+// announced as received all the same; one deleted for good is not (its
+// labels are gone, as is the message: there is nothing to announce it with,
+// and a replaced draft revision looks just the same). Its deletion is.
 type window struct {
-	order []string // messages in the order they arrived
-	msgs  map[string]*fate
+	records []record            // what the window shows, in history order
+	msgs    map[string]*message // by message id
 }
 
-// fate is what the window shows about one message.
-type fate struct {
-	arrived bool
-	addedAt int64 // the id of its messageAdded record
-	deleted bool
-	labels  []string // as the message's newest record shows them
-	changes []labelChange
+// record is one message's part of one history record.
+type record struct {
+	historyID int64
+	msg       *message
+	kind      int // arrived, labelsAdded, labelsRemoved or deleted
+	labels    []string
 }
 
-// labelChange is one labelAdded or labelRemoved record after the arrival.
-type labelChange struct {
-	labels []string
-	added  bool
+const (
+	arrived = iota
+	labelsAdded
+	labelsRemoved
+	deleted
+)
+
+// message is what the window shows about one message.
+type message struct {
+	id, threadID string
+	labels       []string // as its newest record shows them
+	deleted      bool     // deleted for good within the window
+	arrivedAt    int64    // its messageAdded record, 0 if before the window
 }
 
-func newWindow() *window { return &window{msgs: map[string]*fate{}} }
-
-func (w *window) fate(m *gmail.Message) *fate {
-	f := w.msgs[m.Id]
-	if f == nil {
-		f = &fate{}
-		w.msgs[m.Id] = f
-	}
-	return f
-}
+func newWindow() *window { return &window{msgs: map[string]*message{}} }
 
 // add reads one history record.
 func (w *window) add(h *gmail.History) {
 	for _, a := range h.MessagesAdded {
-		if a.Message == nil {
-			continue
+		if m := w.message(a.Message); m != nil {
+			if m.arrivedAt == 0 {
+				m.arrivedAt = int64(h.Id)
+				w.records = append(w.records, record{historyID: int64(h.Id), msg: m, kind: arrived})
+			}
+			m.labels = a.Message.LabelIds
 		}
-		f := w.fate(a.Message)
-		if !f.arrived {
-			f.arrived, f.addedAt = true, int64(h.Id)
-			w.order = append(w.order, a.Message.Id)
-		}
-		f.labels = a.Message.LabelIds
 	}
 	for _, a := range h.LabelsAdded {
-		if a.Message != nil {
-			w.change(a.Message, a.LabelIds, true)
+		if m := w.message(a.Message); m != nil {
+			m.labels = a.Message.LabelIds
+			w.records = append(w.records, record{historyID: int64(h.Id), msg: m, kind: labelsAdded, labels: a.LabelIds})
 		}
 	}
 	for _, r := range h.LabelsRemoved {
-		if r.Message != nil {
-			w.change(r.Message, r.LabelIds, false)
+		if m := w.message(r.Message); m != nil {
+			m.labels = r.Message.LabelIds
+			w.records = append(w.records, record{historyID: int64(h.Id), msg: m, kind: labelsRemoved, labels: r.LabelIds})
 		}
 	}
 	for _, d := range h.MessagesDeleted {
-		if d.Message != nil {
-			w.fate(d.Message).deleted = true
+		if m := w.message(d.Message); m != nil && !m.deleted {
+			m.deleted, m.labels = true, nil
+			w.records = append(w.records, record{historyID: int64(h.Id), msg: m, kind: deleted})
 		}
 	}
 }
 
-func (w *window) change(m *gmail.Message, labels []string, added bool) {
-	f := w.fate(m)
-	f.labels = m.LabelIds
-	if f.arrived {
-		f.changes = append(f.changes, labelChange{labels: labels, added: added})
+func (w *window) message(g *gmail.Message) *message {
+	if g == nil || g.Id == "" {
+		return nil
 	}
+	m := w.msgs[g.Id]
+	if m == nil {
+		m = &message{id: g.Id, threadID: g.ThreadId}
+		w.msgs[g.Id] = m
+	}
+	return m
 }
 
-// arrivals returns the messages that arrived with labels f announces, in
-// the order they arrived, and the id of the first messageAdded record of a
-// message it did not announce (0 if none). That decision rests on the labels
-// the message shows now, which a change still hidden from history may have
-// made: until a read shows every record, the cursor stays before it.
-func (w *window) arrivals(f filter) (ids []string, firstRefused int64) {
-	for _, id := range w.order {
-		m := w.msgs[id]
-		switch {
-		case m.deleted:
-		case f.matches(m.onArrival()):
-			ids = append(ids, id)
-		case firstRefused == 0:
-			firstRefused = m.addedAt
+// labelsAfter returns the labels of the message of records[i] once that
+// record applied: its newest labels with every later change undone, newest
+// first. It is nil for a message deleted for good: Gmail shows its labels
+// no more.
+func (w *window) labelsAfter(i int) []string {
+	m := w.records[i].msg
+	if m.deleted {
+		return nil
+	}
+	labels := slices.Clone(m.labels)
+	for j := len(w.records) - 1; j > i; j-- {
+		r := w.records[j]
+		if r.msg != m {
+			continue
 		}
-	}
-	return ids, firstRefused
-}
-
-// onArrival undoes the label changes after the arrival, newest first.
-func (f *fate) onArrival() []string {
-	labels := slices.Clone(f.labels)
-	for _, c := range slices.Backward(f.changes) {
-		for _, l := range c.labels {
-			if c.added {
+		for _, l := range r.labels {
+			switch {
+			case r.kind == labelsAdded:
 				labels = slices.DeleteFunc(labels, func(x string) bool { return x == l })
-			} else if !slices.Contains(labels, l) {
+			case r.kind == labelsRemoved && !slices.Contains(labels, l):
 				labels = append(labels, l)
 			}
 		}
 	}
+	if labels == nil {
+		labels = []string{}
+	}
 	return labels
+}
+
+// change is one thing to announce, in history order. Received and sent
+// changes need the message's metadata (messages.get); the others carry
+// what history shows.
+type change struct {
+	typ       string
+	historyID int64 // the record that showed it; 0 when catch-up listed the message
+	msgID     string
+	threadID  string
+	added     []string // labels_changed
+	removed   []string // labels_changed
+	labels    []string // labels_changed: the resulting set, nil if unknown
+	deletion  string   // deleted: events.Trash or events.Permanent
+}
+
+// needsMessage reports whether the change's event is built from the message.
+func (c change) needsMessage() bool {
+	return c.typ == events.MessageReceived || c.typ == events.MessageSent
+}
+
+// changes returns what the window shows for the types in on, in history
+// order, and the id of the first messageAdded record of a message it did
+// not announce as received (0 if none). That decision rests on the labels
+// the message shows now, which a change still hidden from history may have
+// made: until a read shows every record, the cursor stays before it.
+func (w *window) changes(f filter, on []string) (out []change, firstRefused int64) {
+	for i, r := range w.records {
+		m := r.msg
+		c := change{historyID: r.historyID, msgID: m.id, threadID: m.threadID}
+		switch r.kind {
+		case arrived:
+			if m.deleted {
+				continue
+			}
+			labels := w.labelsAfter(i)
+			if slices.Contains(on, events.MessageReceived) {
+				if f.matches(labels) {
+					c.typ = events.MessageReceived
+					out = append(out, c)
+				} else if firstRefused == 0 {
+					firstRefused = r.historyID
+				}
+			}
+			if slices.Contains(on, events.MessageSent) && isSent(labels) {
+				c.typ = events.MessageSent
+				out = append(out, c)
+			}
+		case labelsAdded, labelsRemoved:
+			if slices.Contains(on, events.MessageLabelsChanged) {
+				c.typ, c.labels = events.MessageLabelsChanged, w.labelsAfter(i)
+				if r.kind == labelsAdded {
+					c.added = r.labels
+				} else {
+					c.removed = r.labels
+				}
+				out = append(out, c)
+			}
+			if r.kind == labelsAdded && slices.Contains(r.labels, "TRASH") && slices.Contains(on, events.MessageDeleted) {
+				out = append(out, change{typ: events.MessageDeleted, historyID: r.historyID, msgID: m.id, threadID: m.threadID, deletion: events.Trash})
+			}
+		case deleted:
+			if slices.Contains(on, events.MessageDeleted) {
+				c.typ, c.deletion = events.MessageDeleted, events.Permanent
+				out = append(out, c)
+			}
+		}
+	}
+	return out, firstRefused
+}
+
+// isSent reports whether a message with labels is mail the user sent: SENT,
+// and no longer a draft.
+func isSent(labels []string) bool {
+	return slices.Contains(labels, "SENT") && !slices.Contains(labels, "DRAFT")
 }

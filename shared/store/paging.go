@@ -40,6 +40,7 @@ func (s *Store) CountDue(ctx context.Context, field string, t time.Time) (int64,
 	if err := res.DataTo(&out); err != nil {
 		return 0, fmt.Errorf("count users due by %s: %w", field, err)
 	}
+	count(ctx, Ops{Reads: 1 + out.N/1000})
 	return out.N, nil
 }
 

@@ -23,6 +23,7 @@ var ErrStateUsed = errors.New("state already used")
 // state's own expiry) for a Firestore TTL policy. It fails with ErrStateUsed
 // when the nonce was recorded before.
 func (s *Store) UseState(ctx context.Context, nonce, flow string, expires time.Time) error {
+	count(ctx, Ops{Writes: 1})
 	_, err := s.state(nonce).Create(ctx, map[string]any{
 		"flow": flow, "usedAt": s.now(), "expireAt": expires.Add(time.Hour),
 	})

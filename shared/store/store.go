@@ -1,8 +1,11 @@
 // Package store keeps the system's state in Firestore: one document per
 // connected Gmail user (status, history cursor, watch, lease) under users/,
 // and per-message "announced" markers under users/{key}/messages/ that keep
-// retries and catch-up from announcing a message twice. Every change to a
-// user document happens in a transaction, and the cursor only moves forward.
+// retries and catch-up from announcing a message twice. A change that depends
+// on the record happens in a transaction or, on the push path, as a single
+// write the server applies atomically (a field transform, or a precondition
+// on the version read), so pushes never wait on the record's lock; the
+// cursor only moves forward.
 package store
 
 import (
@@ -61,6 +64,7 @@ type User struct {
 	Lease              Lease     `firestore:"lease"`
 	Delegated          bool      `firestore:"delegated"`         // watched through domain-wide delegation: no refresh token
 	MovedTo            string    `firestore:"movedTo,omitempty"` // a migrated legacy record: the key it moved to
+	Version            time.Time `firestore:"-"`                 // the record's update time as read, for Claim
 }
 
 // Lease marks the one sync of a user in progress; it lapses at Until, so a
@@ -109,6 +113,7 @@ func (s *Store) markers(key string) *firestore.CollectionRef {
 
 // Get returns the user with key.
 func (s *Store) Get(ctx context.Context, key string) (User, error) {
+	count(ctx, Ops{Reads: 1})
 	snap, err := s.users().Doc(key).Get(ctx)
 	return decode(key, snap, err)
 }
@@ -124,8 +129,60 @@ func decode(key string, snap *firestore.DocumentSnapshot, err error) (User, erro
 	if err := snap.DataTo(&u); err != nil {
 		return User{}, fmt.Errorf("decode user %s: %w", key, err)
 	}
-	u.Key = key
+	u.Key, u.Version = key, snap.UpdateTime
 	return u, nil
+}
+
+// RaisePending records a push of historyID that arrived at `at` with one
+// write and no transaction: the server raises pendingHistoryId to the
+// maximum of its value and historyID (a field transform), so pushes never
+// wait on each other nor on a sync's transaction. The write only tells the
+// lease holder what to read next: the caller reads the record again to learn
+// whether a holder is still there to see it.
+func (s *Store) RaisePending(ctx context.Context, key string, historyID int64, at time.Time) error {
+	count(ctx, Ops{Writes: 1})
+	_, err := s.users().Doc(key).Update(ctx, []firestore.Update{
+		{Path: "pendingHistoryId", Value: firestore.FieldTransformMaximum(historyID)},
+		{Path: "lastNotificationAt", Value: at},
+		{Path: "updatedAt", Value: s.now()},
+	})
+	if status.Code(err) == codes.NotFound {
+		return fmt.Errorf("user %s: %w", key, ErrNotFound)
+	}
+	if err != nil {
+		return fmt.Errorf("raise pending of %s: %w", key, err)
+	}
+	return nil
+}
+
+// Claim gives u's lease to l if the record is still the version u was read
+// at: a compare-and-set in one write, so two claimants never wait on each
+// other's lock; false (and no change) when the record changed since or is
+// gone, and the caller reads it again. A push of pushID (0: none) that arrived at `at` is
+// recorded as pending with it, and the safety net is due when the lease
+// lapses, so a claimant that dies is found. It returns the record as written.
+func (s *Store) Claim(ctx context.Context, u User, l Lease, pushID int64, at time.Time) (User, bool, error) {
+	ups := []firestore.Update{
+		{Path: "lease", Value: l},
+		{Path: "syncDueAt", Value: l.Until},
+		{Path: "updatedAt", Value: s.now()},
+	}
+	u.Lease, u.SyncDueAt, u.UpdatedAt = l, l.Until, s.now()
+	if pushID > 0 {
+		u.PendingHistoryID, u.LastNotificationAt = max(u.PendingHistoryID, pushID), at
+		ups = append(ups, firestore.Update{Path: "pendingHistoryId", Value: u.PendingHistoryID},
+			firestore.Update{Path: "lastNotificationAt", Value: at})
+	}
+	count(ctx, Ops{Writes: 1})
+	res, err := s.users().Doc(u.Key).Update(ctx, ups, firestore.LastUpdateTime(u.Version))
+	switch status.Code(err) {
+	case codes.OK:
+		u.Version = res.UpdateTime
+		return u, true, nil
+	case codes.FailedPrecondition, codes.NotFound:
+		return User{}, false, nil
+	}
+	return User{}, false, fmt.Errorf("claim lease of %s: %w", u.Key, err)
 }
 
 // Update runs fn on the current record of key inside a transaction and writes
@@ -136,6 +193,7 @@ func (s *Store) Update(ctx context.Context, key string, fn func(u *User) error) 
 	var out User
 	ref := s.users().Doc(key)
 	err := s.fs.RunTransaction(ctx, func(ctx context.Context, tx *firestore.Transaction) error {
+		count(ctx, Ops{Reads: 1, Transactions: 1})
 		snap, err := tx.Get(ref)
 		u, err := decode(key, snap, err)
 		if err != nil {
@@ -147,6 +205,7 @@ func (s *Store) Update(ctx context.Context, key string, fn func(u *User) error) 
 		}
 		u.UpdatedAt = s.now()
 		out = u
+		count(ctx, Ops{Writes: 1})
 		return tx.Set(ref, u)
 	})
 	if errors.Is(err, ErrNoChange) {
@@ -187,6 +246,7 @@ func (s *Store) Connect(ctx context.Context, c Connection) (User, bool, error) {
 	var created bool
 	err := s.fs.RunTransaction(ctx, func(ctx context.Context, tx *firestore.Transaction) error {
 		now := s.now()
+		count(ctx, Ops{Reads: 1, Writes: 1, Transactions: 1})
 		snap, err := tx.Get(ref)
 		u, err := decode(key, snap, err)
 		created = errors.Is(err, ErrNotFound)
@@ -212,16 +272,21 @@ func (s *Store) Connect(ctx context.Context, c Connection) (User, bool, error) {
 	return out, created, err
 }
 
-// Marker records that a message was announced; ExpireAt drives a Firestore
-// TTL policy that removes it once no retry or catch-up can need it.
+// Marker records that an event was announced, under its event id (markers
+// written before were under the message id, for received events only);
+// ExpireAt drives a Firestore TTL policy that removes it once no retry or
+// catch-up can need it.
 type Marker struct {
+	Type        string    `firestore:"type,omitempty"`
+	MessageID   string    `firestore:"messageId,omitempty"`
 	EventID     string    `firestore:"eventId"`
 	HistoryID   int64     `firestore:"historyId"`
 	AnnouncedAt time.Time `firestore:"announcedAt"`
 	ExpireAt    time.Time `firestore:"expireAt"`
 }
 
-// Announced returns which of ids already have a marker.
+// Announced returns which of ids (event ids, or message ids of markers
+// written before) already have a marker.
 func (s *Store) Announced(ctx context.Context, key string, ids []string) (map[string]bool, error) {
 	done := make(map[string]bool, len(ids))
 	const chunk = 300
@@ -230,6 +295,7 @@ func (s *Store) Announced(ctx context.Context, key string, ids []string) (map[st
 		for _, id := range ids[start:min(start+chunk, len(ids))] {
 			refs = append(refs, s.markers(key).Doc(id))
 		}
+		count(ctx, Ops{Reads: int64(len(refs))})
 		snaps, err := s.fs.GetAll(ctx, refs)
 		if err != nil {
 			return nil, fmt.Errorf("read markers of %s: %w", key, err)
@@ -243,11 +309,12 @@ func (s *Store) Announced(ctx context.Context, key string, ids []string) (map[st
 	return done, nil
 }
 
-// MarkAnnounced writes a marker for each message id.
+// MarkAnnounced writes each marker under its key, the event id.
 func (s *Store) MarkAnnounced(ctx context.Context, key string, markers map[string]Marker) error {
 	if len(markers) == 0 {
 		return nil
 	}
+	count(ctx, Ops{Writes: int64(len(markers))})
 	bw := s.fs.BulkWriter(ctx)
 	jobs := make([]*firestore.BulkWriterJob, 0, len(markers))
 	for id, m := range markers {
@@ -280,6 +347,7 @@ func (s *Store) DeleteMarkers(ctx context.Context, key string) error {
 			}
 			return fmt.Errorf("list markers of %s: %w", key, err)
 		}
+		count(ctx, Ops{Deletes: 1})
 		if _, err := bw.Delete(ref); err != nil {
 			return fmt.Errorf("delete markers of %s: %w", key, err)
 		}
@@ -303,6 +371,7 @@ func (s *Store) List(ctx context.Context, after string, limit int) ([]User, erro
 
 func (s *Store) query(ctx context.Context, q firestore.Query) ([]User, error) {
 	snaps, err := q.Documents(ctx).GetAll()
+	count(ctx, Ops{Reads: max(1, int64(len(snaps)))})
 	if err != nil {
 		return nil, fmt.Errorf("query users: %w", err)
 	}

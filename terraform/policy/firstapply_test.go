@@ -364,9 +364,9 @@ func silentFailuresAlerted(p *plan) []string {
 }
 
 // expiring lists the collections whose documents carry an expiry time for
-// a TTL policy: announced-message markers (shared/store Marker.ExpireAt) and
-// used OAuth state nonces (shared/store UseState).
-var expiring = map[string]string{"messages": "expireAt", "oauthStates": "expireAt"}
+// a TTL policy: announced-message markers (shared/store Marker.ExpireAt),
+// used OAuth state nonces (shared/store UseState) and connect links.
+var expiring = map[string]string{"messages": "expireAt", "oauthStates": "expireAt", "connectLinks": "expireAt"}
 
 func ttlPolicies(p *plan) []string {
 	have := map[string]bool{}

@@ -35,6 +35,7 @@ var rules = []rule{
 	{"no secret values in terraform", noSecretVersions},
 	{"delegation signs only as the delegated account", delegationSigning},
 	{"delegation APIs are enabled", delegationAPIs},
+	{"events reach subscribers in order per user", eventsOrdered},
 }
 
 func withBindings(p *plan, f func([]binding) []string) []string {
@@ -288,6 +289,32 @@ func webhookPushed(p *plan, webhook function) []string {
 	return []string{"no push subscription on the events topic feeds " + webhook.address}
 }
 
+// eventsOrdered checks that every subscription of the events topic delivers
+// in order: events carry the user key as ordering key, and Pub/Sub honours
+// it only on subscriptions created with message ordering on.
+func eventsOrdered(p *plan) []string {
+	topic := ""
+	for _, f := range p.functions() {
+		if t := f.env["EVENTS_TOPIC"]; t != "" {
+			topic = topicID(t)
+			break
+		}
+	}
+	if topic == "" {
+		return []string{"no function names EVENTS_TOPIC"}
+	}
+	var out []string
+	for _, r := range p.ofType("google_pubsub_subscription") {
+		if topicID(str(r.Values, "topic")) != topic {
+			continue
+		}
+		if on, _ := r.Values["enable_message_ordering"].(bool); !on {
+			out = append(out, r.Address+" on the events topic does not enable message ordering")
+		}
+	}
+	return out
+}
+
 func schedulerUsesOIDC(p *plan) []string {
 	renew, ok := p.function("Renew")
 	if !ok {
@@ -431,6 +458,7 @@ func TestPolicyFixtures(t *testing.T) {
 			"google_project_iam_member.mailboxes_logs grants roles/logging.viewer to the delegated account serviceAccount:mailboxes@demo-project.iam.gserviceaccount.com",
 		}},
 		{"delegation APIs are enabled", []string{"is in delegation mode but admin.googleapis.com is not enabled"}},
+		{"events reach subscribers in order per user", []string{"google_pubsub_subscription.events[0] on the events topic does not enable message ordering"}},
 	}, "testdata/good-plan.json", "testdata/broken-plan.json")
 }
 

@@ -35,6 +35,8 @@ func TestVariableValidation(t *testing.T) {
 		{"gmail_labels", `["INBOX,SPAM"]`, "The gmail_labels must be"},
 		{"gmail_labels", `[]`, "The gmail_labels must be"},
 		{"gmail_label_filter", "INCLUDE_ALL", "The gmail_label_filter must be"},
+		{"event_types", `["gmail.message.starred"]`, "The event_types must name"},
+		{"event_types", `[]`, "The event_types must name"},
 		{"gmail_topic_name", "goog-topic", "The gmail_topic_name must be"},
 		{"oauth_client_secret_name", "gmail-refresh-admin", "The oauth_client_secret_name must be"},
 		{"webhook_url", "http://hooks.example.com/gmail", "The webhook_url must be empty or an https:// URL"},
