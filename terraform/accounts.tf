@@ -132,21 +132,6 @@ resource "google_secret_manager_secret_iam_member" "user_key_accessor" {
   member    = google_service_account.function["consent"].member
 }
 
-# --- The accounts function's own grants: it disconnects (deletes refresh
-# tokens) and resyncs (reads them), confined to the refresh-token prefix as
-# consent's grant is.
-resource "google_project_iam_member" "accounts_refresh_tokens" {
-  project = var.project_id
-  role    = "projects/${var.project_id}/roles/${google_project_iam_custom_role.refresh_token_writer.role_id}"
-  member  = google_service_account.function["accounts"].member
-
-  condition {
-    title       = "gmail-refresh secrets only"
-    description = "Secrets whose id starts with ${local.refresh_token_prefix}, and the project-level create check."
-    expression  = "resource.name.startsWith(\"${local.secret_name_prefix}\") || resource.type == \"cloudresourcemanager.googleapis.com/Project\""
-  }
-}
-
 # --- Connect links outlive their use by a day (a use must be remembered while
 # a late flow can still complete); then a TTL policy deletes them, as it does
 # the message markers.

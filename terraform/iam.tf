@@ -75,10 +75,14 @@ resource "google_project_iam_custom_role" "refresh_token_writer" {
   depends_on = [google_project_service.enabled]
 }
 
-resource "google_project_iam_member" "consent_refresh_tokens" {
+# consent stores refresh tokens; accounts disconnects (deletes them) and
+# resyncs (reads them): both hold the custom role, confined to the prefix.
+resource "google_project_iam_member" "refresh_token_writer" {
+  for_each = toset(["consent", "accounts"])
+
   project = var.project_id
   role    = "projects/${var.project_id}/roles/${google_project_iam_custom_role.refresh_token_writer.role_id}"
-  member  = google_service_account.function["consent"].member
+  member  = google_service_account.function[each.key].member
 
   # secrets.create is checked on the parent project, whose resource name
   # cannot carry the secret id: the project clause admits only that check.
@@ -87,6 +91,11 @@ resource "google_project_iam_member" "consent_refresh_tokens" {
     description = "Secrets whose id starts with ${local.refresh_token_prefix}, and the project-level create check."
     expression  = "resource.name.startsWith(\"${local.secret_name_prefix}\") || resource.type == \"cloudresourcemanager.googleapis.com/Project\""
   }
+}
+
+moved {
+  from = google_project_iam_member.consent_refresh_tokens
+  to   = google_project_iam_member.refresh_token_writer["consent"]
 }
 
 resource "google_project_iam_member" "refresh_token_accessor" {
