@@ -84,7 +84,7 @@ type Injected struct {
 // PathResult is what arrived on one delivery path for the required messages.
 type PathResult struct {
 	Delivered             int            `json:"delivered"`
-	Lost                  []string       `json:"lost"` // Gmail message ids
+	Lost                  []missing      `json:"lost"`
 	Duplicates            int            `json:"duplicates"`
 	DuplicatesExplained   int            `json:"duplicatesExplainedByKill"`
 	DuplicatesUnexplained []string       `json:"duplicatesUnexplained"` // event ids
@@ -93,6 +93,16 @@ type PathResult struct {
 	DeadLettered          int            `json:"deadLettered,omitempty"`
 	Latency               Latency        `json:"latency"`
 	Slowest               []slow         `json:"slowest"`
+}
+
+// missing is a required message that never arrived, with what finding its
+// user's syncs in the logs needs: a sync whose fromHistoryId..toHistoryId
+// spans HistoryID moved the cursor past it.
+type missing struct {
+	MessageID string    `json:"messageId"`
+	User      string    `json:"user"`
+	HistoryID int64     `json:"historyId"`
+	SentAt    time.Time `json:"sentAt"`
 }
 
 // slow is one of the slowest arrivals, for looking into the logs.
@@ -108,6 +118,10 @@ type Latency struct {
 	P50 int64 `json:"p50Ms"`
 	P99 int64 `json:"p99Ms"`
 	Max int64 `json:"maxMs"`
+}
+
+func (s *soak) missing(m *sentMessage) missing {
+	return missing{MessageID: m.ID, User: s.keys[m.User], HistoryID: m.HistoryID, SentAt: m.At}
 }
 
 // killSlack widens a kill's window: a copy arrives a moment after it was published.
@@ -171,13 +185,13 @@ func (s *soak) report(drained time.Duration) *Report {
 			r.Topic.Delivered++
 			topicLat = append(topicLat, slow{m.ID, s.keys[m.User], m.At, p.arrived[0].Sub(m.At).Milliseconds()})
 		} else {
-			r.Topic.Lost = append(r.Topic.Lost, m.ID)
+			r.Topic.Lost = append(r.Topic.Lost, s.missing(m))
 		}
 		if t := hook[id]; len(t) > 0 {
 			r.Webhook.Delivered++
 			hookLat = append(hookLat, slow{m.ID, s.keys[m.User], m.At, t[0].Sub(m.At).Milliseconds()})
 		} else {
-			r.Webhook.Lost = append(r.Webhook.Lost, m.ID)
+			r.Webhook.Lost = append(r.Webhook.Lost, s.missing(m))
 		}
 	}
 	r.Sent.Errors = s.sendErrs

@@ -113,6 +113,7 @@ type soak struct {
 type sentMessage struct {
 	ID          string
 	User        int
+	HistoryID   int64 // of its arrival
 	At          time.Time
 	Watched     bool
 	AfterRevoke bool // its user's tokens were already revoked
@@ -395,7 +396,7 @@ func (s *soak) deliver(i int) {
 		return
 	}
 	_, revoked := s.revokedAt[m.User]
-	s.sent[d.ID] = &sentMessage{ID: d.ID, User: m.User, At: at, Watched: m.Watched, AfterRevoke: revoked}
+	s.sent[d.ID] = &sentMessage{ID: d.ID, User: m.User, HistoryID: int64(d.HistoryID), At: at, Watched: m.Watched, AfterRevoke: revoked}
 	if s.cfg.AllTypes {
 		if m.Watched {
 			s.expect(events.MessageReceived, m.User, d.ID, d.HistoryID, false)

@@ -350,8 +350,8 @@ func TestJudge(t *testing.T) {
 		want  string
 	}{
 		{"clean", func(*Report) {}, ""},
-		{"lost on the topic", func(r *Report) { r.Topic.Lost = []string{"m1"} }, "output topic: 1 of 10 required messages lost"},
-		{"lost at the webhook", func(r *Report) { r.Webhook.Lost = []string{"m1", "m2"} }, "webhook: 2 of 10 required messages lost"},
+		{"lost on the topic", func(r *Report) { r.Topic.Lost = []missing{{MessageID: "m1"}} }, "output topic: 1 of 10 required messages lost"},
+		{"lost at the webhook", func(r *Report) { r.Webhook.Lost = []missing{{MessageID: "m1"}, {MessageID: "m2"}} }, "webhook: 2 of 10 required messages lost"},
 		{"unexplained duplicate", func(r *Report) { r.Topic.DuplicatesUnexplained = []string{"e1"} }, "output topic: 1 events repeated with no kill"},
 		{"explained duplicates pass", func(r *Report) { r.Topic.Duplicates, r.Topic.DuplicatesExplained = 3, 3 }, ""},
 		{"phantom", func(r *Report) { r.Topic.Unexpected = []string{"e9"} }, "never sent to a watched label"},
