@@ -62,6 +62,7 @@ locals {
       env = {
         RENEW_BEFORE                 = var.renew_before
         RENEW_EVERY                  = var.renew_every
+        RECONCILE_AFTER              = var.reconcile_after
         ALLOWED_ADDRESSES            = join(",", var.allowed_addresses)
         ALLOWED_DOMAINS              = join(",", var.allowed_domains)
         OPEN_ENROLLMENT              = tostring(var.open_enrollment)

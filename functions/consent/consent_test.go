@@ -56,6 +56,12 @@ func TestConnectStoresTokenWatchesAndRecordsUser(t *testing.T) {
 		!u.WatchExpiration.Equal(watch.Expiration.Truncate(time.Millisecond)) || u.RenewAt.IsZero() {
 		t.Errorf("user = %+v, want active %s with cursor %d, INBOX include, expiration %v", u, alice, watch.HistoryID, watch.Expiration)
 	}
+	// The safety net's first sync of a new connection is due RECONCILE_AFTER
+	// after it, as after any sync: a user whose first notifications Gmail
+	// drops waits no longer than that.
+	if due := u.SyncDueAt.Sub(u.ConnectedAt); due < s.cfg.Watch.ReconcileAfter-time.Minute || due > s.cfg.Watch.ReconcileAfter+time.Minute {
+		t.Errorf("first safety-net sync due %v after connecting, want RECONCILE_AFTER (%v)", due, s.cfg.Watch.ReconcileAfter)
+	}
 
 	versions := s.tokenVersions(alice)
 	if len(versions) != 1 || versions[0].State != "ENABLED" || !strings.HasPrefix(string(versions[0].Data), "1//") {

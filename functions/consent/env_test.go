@@ -131,7 +131,8 @@ func (s *stack) revokes() int { return int(s.seen.revokes.Load()) }
 // env is the function's environment as Terraform and local runs set it,
 // with the sandbox's endpoints.
 func (s *stack) env() map[string]string {
-	return s.Env(map[string]string{"PUBLIC_URL": s.url, "ALLOWED_ADDRESSES": alice, "RETURN_ORIGINS": s.app.URL})
+	// RECONCILE_AFTER other than its default, to tell it from a fixed delay.
+	return s.Env(map[string]string{"PUBLIC_URL": s.url, "ALLOWED_ADDRESSES": alice, "RETURN_ORIGINS": s.app.URL, "RECONCILE_AFTER": "37m"})
 }
 
 // testenvLogger returns the function's logger; when the test ends, nothing

@@ -356,6 +356,7 @@ func (h *Handler) finishConnect(ctx context.Context, tok *oauth2.Token, id ident
 	var created bool
 	if err == nil {
 		conn.HistoryID, conn.WatchExpiration, conn.RenewAt = historyID, expires, h.cfg.Watch.NextRenewal(expires, h.now())
+		conn.SyncDueAt = h.now().Add(h.cfg.Watch.ReconcileAfter)
 		u, created, err = h.users.Connect(ctx, conn)
 	}
 	if err != nil {

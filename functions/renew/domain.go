@@ -174,6 +174,7 @@ func (r *run) join(ctx context.Context, key string, m directory.Member) outcome 
 	u, _, err := r.h.d.Users.Connect(ctx, store.Connection{
 		Key: key, Sub: m.ID, Email: email, Labels: r.h.set.Watch.Labels, LabelFilter: r.h.set.Watch.LabelFilter, Delegated: true,
 		HistoryID: historyID, WatchExpiration: expires, RenewAt: r.h.set.Watch.NextRenewal(expires, r.h.d.Now()),
+		SyncDueAt: r.h.d.Now().Add(r.h.set.Watch.ReconcileAfter),
 	})
 	if err != nil {
 		log.ErrorContext(ctx, "domain user watched but not recorded", "error", err)

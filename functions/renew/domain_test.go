@@ -33,35 +33,9 @@ import (
 // with nothing lost.
 func TestDelegationKeepsTheDomainInStep(t *testing.T) {
 	ctx := context.Background()
-	w := testenv.NewWorld(t, testenv.Options{Sandbox: sandbox.Options{Domain: "example.com"}})
-	sb := w.Sandbox
-	must := func(err error) {
-		t.Helper()
-		if err != nil {
-			t.Fatal(err)
-		}
-	}
-	must(sb.AddDirectoryUser("admin@example.com", "/IT", true))
-	for _, u := range []string{"ann@example.com", "bo@example.com", "cy@example.com"} {
-		must(sb.AddDirectoryUser(u, "/Support", false))
-	}
+	e, must := newDelegation(t, nil, "ann@example.com", "bo@example.com", "cy@example.com")
+	w, sb, logs, project, h := e.World, e.sb, e.logs, e.World.Project, e.h
 	grant := func() { must(sb.GrantDelegation(gmailclient.ScopeMetadata, directory.ScopeUsers)) }
-	grant()
-
-	vars := w.Env(map[string]string{
-		"CONNECT_MODE": "delegation", "DELEGATION_ADMIN": "admin@example.com", "DELEGATION_DOMAIN": "example.com",
-		"DELEGATION_ORG_UNIT": "/Support",
-	})
-	t.Setenv("GCE_METADATA_HOST", vars["GCE_METADATA_HOST"]) // read by the metadata client: not in parallel
-	cfg, err := ReadConfig(config.FromMap(vars))
-	must(err)
-	clients := platform.NewClients(ctx, cfg.Platform)
-	h := wire(cfg, clients) // the production wiring
-	must(clients.Err())
-	h.d.Logger = w.Log
-	logs := w.Logs
-	project := w.Project
-	e := &env{World: w, sb: sb, users: w.Store, h: h, logs: logs}
 
 	// Without the user key secret a run fails and watches no one.
 	if rep := h.Run(ctx); !strings.Contains(rep.Error, "user key") || rep.Joined != 0 {
@@ -71,12 +45,7 @@ func TestDelegationKeepsTheDomainInStep(t *testing.T) {
 		t.Fatalf("after the refused run: %d delegated users (%v), want none", len(page), err)
 	}
 	errorsBefore := strings.Count(logs.String(), `"severity":"ERROR"`)
-	const userKeySecret = "user-key-secret-for-delegation-tests-0123456789"
-	w.PutSecret("user-key-secret", userKeySecret)
-	keys, err := store.NewKeyer([]byte(userKeySecret))
-	must(err)
-	// A delegated user is keyed as a consented one: by Google's account id.
-	key := func(email string) string { return keys.Key(googleauth.Subject(email)) }
+	key := putUserKey(t, w)
 
 	byType := func(evs []events.Event) map[string][]string {
 		out := map[string][]string{}
@@ -108,7 +77,7 @@ func TestDelegationKeepsTheDomainInStep(t *testing.T) {
 
 	// eve connected by consent before (both modes on): she stays a consented user.
 	must(sb.AddDirectoryUser("eve@example.com", "/Support", false))
-	if _, _, err := e.users.Connect(ctx, store.Connection{Key: key("eve@example.com"), Sub: googleauth.Subject("eve@example.com"), Email: "eve@example.com", HistoryID: 1, RenewAt: time.Now().Add(time.Hour)}); err != nil {
+	if _, _, err := e.users.Connect(ctx, store.Connection{Key: key("eve@example.com"), Sub: googleauth.Subject("eve@example.com"), Email: "eve@example.com", HistoryID: 1, RenewAt: time.Now().Add(time.Hour), SyncDueAt: time.Now().Add(time.Hour)}); err != nil {
 		t.Fatal(err)
 	}
 
@@ -197,6 +166,83 @@ func TestDelegationKeepsTheDomainInStep(t *testing.T) {
 	evs := e.pull(t, 1500*time.Millisecond)
 	if len(evs) != 1 || evs[0].MessageID != owed.ID {
 		t.Errorf("after resuming: %+v, want only the message sent during the withdrawal (%s)", evs, owed.ID)
+	}
+}
+
+// newDelegation runs the production renew handler in delegation mode, with
+// vars beside the stack's settings, over the sandbox's Workspace tenant:
+// an admin in /IT, users in /Support, delegation granted, no user key
+// secret yet (putUserKey).
+func newDelegation(t *testing.T, vars map[string]string, users ...string) (*env, func(error)) {
+	ctx := context.Background()
+	w := testenv.NewWorld(t, testenv.Options{Sandbox: sandbox.Options{Domain: "example.com"}})
+	sb := w.Sandbox
+	must := func(err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	must(sb.AddDirectoryUser("admin@example.com", "/IT", true))
+	for _, u := range users {
+		must(sb.AddDirectoryUser(u, "/Support", false))
+	}
+	must(sb.GrantDelegation(gmailclient.ScopeMetadata, directory.ScopeUsers))
+	vs := map[string]string{
+		"CONNECT_MODE": "delegation", "DELEGATION_ADMIN": "admin@example.com", "DELEGATION_DOMAIN": "example.com",
+		"DELEGATION_ORG_UNIT": "/Support",
+	}
+	for k, v := range vars {
+		vs[k] = v
+	}
+	vs = w.Env(vs)
+	t.Setenv("GCE_METADATA_HOST", vs["GCE_METADATA_HOST"]) // read by the metadata client: not in parallel
+	cfg, err := ReadConfig(config.FromMap(vs))
+	must(err)
+	clients := platform.NewClients(ctx, cfg.Platform)
+	h := wire(cfg, clients) // the production wiring
+	must(clients.Err())
+	h.d.Logger = w.Log
+	return &env{World: w, sb: sb, users: w.Store, h: h, logs: w.Logs}, must
+}
+
+// putUserKey stores the user key secret and returns how users are keyed:
+// a delegated user as a consented one, by Google's account id.
+func putUserKey(t *testing.T, w *testenv.World) func(email string) string {
+	const userKeySecret = "user-key-secret-for-delegation-tests-0123456789"
+	w.PutSecret("user-key-secret", userKeySecret)
+	keys, err := store.NewKeyer([]byte(userKeySecret))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return func(email string) string { return keys.Key(googleauth.Subject(email)) }
+}
+
+// TestNewDelegatedUserIsReconciledOnTime checks that a user the renew run
+// joins is due for the safety net RECONCILE_AFTER after joining, not later:
+// a new user whose first notifications Gmail drops has its mail announced
+// by the first run after that.
+func TestNewDelegatedUserIsReconciledOnTime(t *testing.T) {
+	const after = 2 * time.Second
+	e, must := newDelegation(t, map[string]string{"RECONCILE_AFTER": after.String()}, "gus@example.com")
+	key := putUserKey(t, e.World)
+	if rep := e.post(t); rep.Joined != 1 || rep.Reconciled != 0 {
+		t.Fatalf("first run: %+v, want gus joined and no one reconciled", rep)
+	}
+	e.pull(t, time.Second) // the connected event
+	gus := e.user(t, key("gus@example.com"))
+	if due := gus.SyncDueAt.Sub(gus.ConnectedAt); due < after-time.Second || due > after+time.Second {
+		t.Errorf("gus is due for the safety net %v after connecting, want RECONCILE_AFTER (%v)", due, after)
+	}
+	// Gmail drops the notification (no push reaches notify here).
+	d, err := e.sb.Deliver(gmailapi.Delivery{To: "gus@example.com", Subject: "first", LabelIDs: []string{"INBOX"}})
+	must(err)
+	time.Sleep(time.Until(gus.SyncDueAt.Add(100 * time.Millisecond)))
+	if rep := e.post(t); rep.Reconciled != 1 {
+		t.Errorf("run after RECONCILE_AFTER: %+v, want gus reconciled", rep)
+	}
+	if evs := e.pull(t, 1500*time.Millisecond); len(evs) != 1 || evs[0].MessageID != d.ID {
+		t.Errorf("events %+v, want gus's first message %s", evs, d.ID)
 	}
 }
 

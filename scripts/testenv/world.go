@@ -159,7 +159,7 @@ func (w *World) TryConnect(email string, renewAt time.Time) (store.User, error) 
 	}
 	u, _, err := w.Store.Connect(ctx, store.Connection{
 		Email: email, Labels: []string{"INBOX"}, LabelFilter: "include", HistoryID: int64(h),
-		WatchExpiration: time.Now().Add(7 * 24 * time.Hour), RenewAt: renewAt,
+		WatchExpiration: time.Now().Add(7 * 24 * time.Hour), RenewAt: renewAt, SyncDueAt: time.Now().Add(time.Hour),
 	})
 	if err != nil {
 		return store.User{}, fmt.Errorf("connect %s: %w", email, err)

@@ -22,18 +22,29 @@ type WatchSettings struct {
 	Types       []string // mailbox event types announced (events.ReadTypes)
 	RenewBefore time.Duration
 	RenewEvery  time.Duration
+	// ReconcileAfter is when a new connection's first safety-net sync is
+	// due, as a sync's next one is (gmailsync), so a user whose first
+	// notifications Gmail drops is not left waiting longer.
+	ReconcileAfter time.Duration
 }
 
 // ReadWatchSettings reads the watch settings from r.
 func ReadWatchSettings(r *config.Reader) WatchSettings {
 	w := WatchSettings{
-		Topic:       ReadTopic(r),
-		RenewBefore: r.Duration("RENEW_BEFORE", 48*time.Hour),
-		RenewEvery:  r.Duration("RENEW_EVERY", 24*time.Hour),
+		Topic:          ReadTopic(r),
+		RenewBefore:    r.Duration("RENEW_BEFORE", 48*time.Hour),
+		RenewEvery:     r.Duration("RENEW_EVERY", 24*time.Hour),
+		ReconcileAfter: ReadReconcileAfter(r),
 	}
 	w.Labels, w.LabelFilter = ReadLabels(r)
 	w.Types = events.ReadTypes(r)
 	return w
+}
+
+// ReadReconcileAfter reads RECONCILE_AFTER: how long a user may go with no
+// sync before the renew run's safety net syncs it.
+func ReadReconcileAfter(r *config.Reader) time.Duration {
+	return r.Duration("RECONCILE_AFTER", time.Hour)
 }
 
 // ReadTopic reads GMAIL_TOPIC, the topic Gmail pushes to: projects/P/topics/T.

@@ -106,7 +106,7 @@ func ReadSettings(r *config.Reader) Settings {
 		RecheckDelay:   r.Duration("RECHECK_DELAY", 2*time.Second),
 		Rechecks:       r.Int("RECHECKS", 2, 0, 10),
 		TrailDelay:     r.Duration("TRAIL_DELAY", 1200*time.Millisecond),
-		ReconcileAfter: r.Duration("RECONCILE_AFTER", time.Hour),
+		ReconcileAfter: gmailclient.ReadReconcileAfter(r),
 	}
 }
 

@@ -226,7 +226,8 @@ type Connection struct {
 	HistoryID       int64 // the watch's history id
 	WatchExpiration time.Time
 	RenewAt         time.Time
-	Delegated       bool // through domain-wide delegation, not consent
+	SyncDueAt       time.Time // a new connection's first safety-net sync; zero: at once
+	Delegated       bool      // through domain-wide delegation, not consent
 }
 
 // Connect creates or reactivates the user's record. An active or
@@ -257,7 +258,10 @@ func (s *Store) Connect(ctx context.Context, c Connection) (User, bool, error) {
 			return fmt.Errorf("connect %s: %w", key, ErrOtherRef)
 		}
 		if created || u.Status == Disconnected {
-			u = User{Cursor: c.HistoryID, ConnectedAt: now, SyncDueAt: now.Add(time.Hour)}
+			u = User{Cursor: c.HistoryID, ConnectedAt: now, SyncDueAt: c.SyncDueAt}
+			if u.SyncDueAt.IsZero() {
+				u.SyncDueAt = now
+			}
 		} else {
 			u.PendingHistoryID = max(u.PendingHistoryID, c.HistoryID)
 			u.SyncDueAt = now
