@@ -97,16 +97,16 @@ func (c Config) runs(section string) bool { return slices.Contains(c.Sections, s
 
 // bench is one run in progress.
 type bench struct {
-	cfg     Config
-	st      *stack.Stack
-	sb      *sandbox.Sandbox
-	fs      *firestore.Client
-	users   *store.Store
-	oauth   *oauth2.Config
-	client  *http.Client // pooled, for pushes and the bench's own Gmail calls
-	rep     *Report
-	pushes  atomic.Int64 // message ids of direct pushes
-	retried atomic.Int64 // relayed pushes answered with an error and tried again
+	cfg    Config
+	st     *stack.Stack
+	sb     *sandbox.Sandbox
+	fs     *firestore.Client
+	users  *store.Store
+	oauth  *oauth2.Config
+	client *http.Client // pooled, for pushes and the bench's own Gmail calls
+	rep    *Report
+	pushes atomic.Int64   // message ids of direct pushes
+	relays []*stack.Relay // with -push relay: notify's and the baseline's
 
 	sysEvents, baseEvents *eventLog
 	hops                  *hopLog
@@ -137,7 +137,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	cfg.Dir = dir
 	b := &bench{cfg: cfg, rep: newReport(cfg), sysEvents: newEventLog(), baseEvents: newEventLog(), hops: newHopLog()}
 	b.progress("starting the stack in %s", dir)
-	b.st, err = stack.Start(ctx, stack.Options{Dir: dir, NoWebhook: true, Env: map[string]string{
+	b.st, err = stack.Start(ctx, stack.Options{Dir: dir, NoWebhook: true, EmulatorPush: cfg.Push == pushEmulator, Env: map[string]string{
 		"QUOTA_UNITS_PER_MINUTE": strconv.Itoa(cfg.RenewQuota),
 	}})
 	if err != nil {
@@ -229,14 +229,7 @@ func (b *bench) setUp(ctx, observe context.Context, observers *errgroup.Group) e
 	observers.Go(func() error { return b.sysEvents.receive(observe, ps.Subscriber(benchEvents)) })
 	observers.Go(func() error { return b.baseEvents.receive(observe, ps.Subscriber(baselineEvents)) })
 	if b.cfg.Push == pushRelay {
-		// The stack's push subscription becomes a pull one that the relay drains.
-		err := ps.SubscriptionAdminClient.ModifyPushConfig(ctx, &pubsubpb.ModifyPushConfigRequest{
-			Subscription: name("subscriptions", "notify"), PushConfig: &pubsubpb.PushConfig{}})
-		if err != nil {
-			return fmt.Errorf("make the notify subscription a pull one: %w", err)
-		}
-		observers.Go(func() error { return b.relay(observe, "notify", b.notifyURL()) })
-		observers.Go(func() error { return b.relay(observe, baselinePush, b.base.url) })
+		b.relays = []*stack.Relay{b.st.NotifyRelay, b.st.Relay(observe, baselinePush, b.base.url)}
 	}
 	if _, err := b.firestoreProbe(ctx, "latency", 5); err != nil { // the emulator's first transactions are slow
 		return err
@@ -359,7 +352,7 @@ func (b *bench) connect(ctx context.Context, email, mode string, watch bool, ren
 	}
 	_, _, err = b.users.Connect(ctx, store.Connection{
 		Email: email, Labels: []string{"INBOX"}, LabelFilter: "include",
-		HistoryID: int64(historyID), WatchExpiration: expires, RenewAt: renewAt,
+		HistoryID: int64(historyID), WatchExpiration: expires, RenewAt: renewAt, SyncDueAt: time.Now().Add(time.Hour),
 	})
 	if err != nil {
 		return nil, 0, fmt.Errorf("store connect: %w", err)
@@ -397,12 +390,6 @@ func emails(format string, n int) []string {
 	return out
 }
 
-// pushURL is where the functions framework takes a Pub/Sub push for the
-// notify function.
-func (b *bench) notifyURL() string {
-	return b.st.FunctionURLs["notify"] + "/projects/" + b.st.Project + "/topics/" + stack.GmailTopic
-}
-
 // push POSTs one Gmail notification to url in Pub/Sub's push format, as the
 // subscription delivers it, and fails unless it is acknowledged (2xx).
 func (b *bench) push(ctx context.Context, url, email string, historyID int64) error {
@@ -429,27 +416,13 @@ func (b *bench) post(ctx context.Context, url string, body []byte) error {
 
 func pushBody(project, email string, historyID, n int64) []byte {
 	data, _ := json.Marshal(gmailapi.Notification{EmailAddress: email, HistoryID: uint64(historyID)})
-	return envelope(project, "bench-direct", &pubsub.Message{Data: data, ID: strconv.FormatInt(n, 10), PublishTime: time.Now()})
-}
-
-// envelope is the body of a Pub/Sub push request carrying m.
-func envelope(project, sub string, m *pubsub.Message) []byte {
-	body, _ := json.Marshal(map[string]any{
-		"message": map[string]any{
-			"data": m.Data, "attributes": m.Attributes, "messageId": m.ID,
-			"publishTime": m.PublishTime.UTC().Format(time.RFC3339Nano),
-		},
-		"subscription": "projects/" + project + "/subscriptions/" + sub,
-	})
-	return body
+	return stack.PushBody(project, "bench-direct", &pubsub.Message{Data: data, ID: strconv.FormatInt(n, 10), PublishTime: time.Now()})
 }
 
 // Ways Gmail pushes reach the handlers.
 const (
-	// pushRelay: the bench pulls each subscription and POSTs every message
-	// to its endpoint at once, in the push format, acknowledging on 2xx:
-	// Pub/Sub push as it behaves in the cloud, where deliveries to an
-	// endpoint run in parallel.
+	// pushRelay: a stack.Relay pulls each subscription and POSTs its
+	// messages in the push format, as Pub/Sub push delivers in the cloud.
 	pushRelay = "relay"
 	// pushEmulator: the Pub/Sub emulator's own push delivery, which keeps
 	// about two requests in flight per subscription, so a handler slower
@@ -457,28 +430,13 @@ const (
 	pushEmulator = "emulator"
 )
 
-// relay delivers sub's messages to url as Pub/Sub push requests until ctx
-// ends. A request not answered with 2xx is tried again after an exponential
-// backoff from 10 s to 600 s, as Eventarc retries the deployed function.
-func (b *bench) relay(ctx context.Context, sub, url string) error {
-	s := b.st.PubSub().Subscriber(sub)
-	s.ReceiveSettings.MaxOutstandingMessages = 10_000
-	s.ReceiveSettings.MaxExtension = 24 * time.Hour
-	err := s.Receive(ctx, func(ctx context.Context, m *pubsub.Message) {
-		body := envelope(b.st.Project, sub, m)
-		for backoff := 10 * time.Second; b.post(ctx, url, body) != nil; backoff = min(2*backoff, 600*time.Second) {
-			b.retried.Add(1)
-			if sleep(ctx, backoff); ctx.Err() != nil {
-				m.Nack()
-				return
-			}
-		}
-		m.Ack()
-	})
-	if ctx.Err() != nil {
-		return nil
+// retried counts relayed pushes answered with an error and tried again.
+func (b *bench) retried() int64 {
+	var n int64
+	for _, r := range b.relays {
+		n += r.Retried()
 	}
-	return err
+	return n
 }
 
 // Dist summarises durations in milliseconds.

@@ -64,7 +64,7 @@ func (b *bench) throughput(ctx context.Context) error {
 		return err
 	}
 	pid := b.st.PID("notify")
-	url := b.notifyURL()
+	url := b.st.NotifyPushURL()
 	b.progress("throughput: Firestore emulator capacity, %d transactions at once for 5 s", n)
 	capacity, err := b.firestoreCapacity(ctx, n, 5*time.Second)
 	if err != nil {

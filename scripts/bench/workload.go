@@ -195,7 +195,7 @@ func (b *bench) workload(ctx context.Context) error {
 // phase delivers episodes of size messages to every user, waits for their
 // events and for Gmail traffic to settle, and measures.
 func (b *bench) phase(ctx context.Context, users []string, log *eventLog, episodes, size int) (Phase, []delivery, error) {
-	before, retried := b.pushStats(users), b.retried.Load()
+	before, retried := b.pushStats(users), b.retried()
 	mark := b.costMark(log)
 	b.sb.Gmail.ResetUsage()
 	ds, err := b.play(ctx, users, episodes, size)
@@ -218,7 +218,7 @@ func (b *bench) phase(ctx context.Context, users []string, log *eventLog, episod
 		}
 	}
 	after := b.pushStats(users)
-	p.Retried = b.retried.Load() - retried
+	p.Retried = b.retried() - retried
 	p.Pushes, p.DuplicatePushes = after.Published-before.Published, after.Duplicated-before.Duplicated
 	p.UnitsPerMessage = round2(float64(p.Units) / float64(p.Messages))
 	p.FloorPerMessage = round2(float64(5*p.Messages+3*p.Episodes) / float64(p.Messages))
@@ -388,7 +388,7 @@ func (b *bench) pushStats(users []string) gmailapi.PushStats {
 func (b *bench) probe(ctx context.Context, mode string, users []string) (*Probe, error) {
 	b.sb.Gmail.ResetUsage()
 	p := &Probe{}
-	url := b.notifyURL()
+	url := b.st.NotifyPushURL()
 	if mode == modeBaseline {
 		url = b.base.url
 	}

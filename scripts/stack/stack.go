@@ -2,9 +2,10 @@
 // account: Google's Firestore and Pub/Sub emulators, the Google sandbox, and
 // each function as its own process behind the functions framework, wired with
 // the topics and push subscriptions the deployed system has. Gmail pushes
-// reach the notify function through a Pub/Sub emulator push subscription, as
-// they reach it through Eventarc when deployed. scripts/dev, the soak and the
-// benchmarks are built on it.
+// reach the notify function as they reach it through Eventarc when
+// deployed: pushed from a subscription by a Relay, which delivers as Pub/Sub
+// push does in the cloud (the emulator's own push is an option). scripts/dev,
+// the soak and the benchmarks are built on it.
 package stack
 
 import (
@@ -60,6 +61,9 @@ type Options struct {
 	Env       map[string]string // extra settings for every function
 	Sandbox   sandbox.Options   // addresses and client are filled in
 	NoWebhook bool              // run without the webhook function and receiver
+	// EmulatorPush leaves Gmail's pushes to notify to the Pub/Sub emulator's
+	// own push delivery (about two requests in flight) instead of a Relay.
+	EmulatorPush bool
 }
 
 // Stack is a running local system.
@@ -78,6 +82,8 @@ type Stack struct {
 	ClientID      string            `json:"oauthClientId"`
 
 	Sandbox *sandbox.Sandbox `json:"-"`
+	// NotifyRelay pushes Gmail's notifications to notify; nil with EmulatorPush.
+	NotifyRelay *Relay `json:"-"`
 
 	dir      string
 	env      []string
@@ -85,6 +91,7 @@ type Stack struct {
 	procs    map[string]*process
 	emus     *Emulators
 	pubsub   *pubsub.Client
+	relays   []func() // each stops a Relay and waits for it
 	stopping bool
 }
 
@@ -150,7 +157,7 @@ func Start(ctx context.Context, opts Options) (st *Stack, err error) {
 	}); err != nil {
 		return st, err
 	}
-	if err := st.createTopics(ctx, opts.NoWebhook); err != nil {
+	if err := st.createTopics(ctx, opts.NoWebhook, opts.EmulatorPush); err != nil {
 		return st, err
 	}
 
@@ -208,6 +215,9 @@ func Start(ctx context.Context, opts Options) (st *Stack, err error) {
 		if err := st.startFunction(ctx, name); err != nil {
 			return st, err
 		}
+	}
+	if !opts.EmulatorPush {
+		st.NotifyRelay = st.Relay(context.WithoutCancel(ctx), "notify", st.NotifyPushURL())
 	}
 	return st, nil
 }
@@ -270,7 +280,13 @@ func (st *Stack) createSecrets(ctx context.Context, values map[string]string) er
 	return nil
 }
 
-func (st *Stack) createTopics(ctx context.Context, noWebhook bool) error {
+// NotifyPushURL is where the functions framework takes a Pub/Sub push for
+// the notify function.
+func (st *Stack) NotifyPushURL() string {
+	return st.FunctionURLs["notify"] + "/projects/" + st.Project + "/topics/" + GmailTopic
+}
+
+func (st *Stack) createTopics(ctx context.Context, noWebhook, emulatorPush bool) error {
 	topic := func(id string) string { return "projects/" + st.Project + "/topics/" + id }
 	sub := func(id string) string { return "projects/" + st.Project + "/subscriptions/" + id }
 	for _, id := range []string{GmailTopic, EventsTopic, DeadLetterTopic} {
@@ -278,9 +294,12 @@ func (st *Stack) createTopics(ctx context.Context, noWebhook bool) error {
 			return fmt.Errorf("create topic %s: %w", id, err)
 		}
 	}
+	var notifyPush *pubsubpb.PushConfig // nil: a pull subscription the relay drains
+	if emulatorPush {
+		notifyPush = &pubsubpb.PushConfig{PushEndpoint: st.NotifyPushURL()}
+	}
 	subs := []*pubsubpb.Subscription{
-		{Name: sub("notify"), Topic: topic(GmailTopic), AckDeadlineSeconds: 60,
-			PushConfig: &pubsubpb.PushConfig{PushEndpoint: st.FunctionURLs["notify"] + "/projects/" + st.Project + "/topics/" + GmailTopic}},
+		{Name: sub("notify"), Topic: topic(GmailTopic), AckDeadlineSeconds: 60, PushConfig: notifyPush},
 		// Ordered, as terraform/pubsub.tf has the webhook's: one user's events in history order.
 		{Name: sub(EventsPull), Topic: topic(EventsTopic), AckDeadlineSeconds: 30, EnableMessageOrdering: true},
 		{Name: sub(DeadLetterPull), Topic: topic(DeadLetterTopic), AckDeadlineSeconds: 30},
@@ -384,8 +403,11 @@ func (st *Stack) Stop() {
 		return
 	}
 	st.stopping = true
-	procs := st.procs
+	procs, relays := st.procs, st.relays
 	st.mu.Unlock()
+	for _, stop := range relays {
+		stop()
+	}
 	for _, p := range procs {
 		p.stop(3 * time.Second)
 	}
