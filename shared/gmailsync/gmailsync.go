@@ -8,11 +8,13 @@
 // writes announced markers keyed by event id and only then advances the
 // cursor, which never moves backwards. The notify
 // function calls OnPush for every Gmail push; the renew function calls Sync
-// to reconcile users whose pushes were dropped or whose sync stalled. Only
-// the lease's holder runs transactions on the user's record: a push that
-// finds the lease held records itself with one write (see run), so
-// duplicates never queue behind a sync, and the holder's heartbeat keeps a
-// short lease for as long as it works (see lease).
+// to reconcile users whose pushes were dropped or whose sync stalled. No
+// sync runs a transaction on the user's record: a push that finds the lease
+// held records itself with one write (see run), so duplicates never queue
+// behind a sync; the holder's claim, heartbeat and cursor moves are
+// compare-and-sets (store.Claim, store.Update), so a process that dies
+// mid-write leaves no lock behind; and the heartbeat keeps a short lease
+// for as long as the holder works (see lease).
 //
 // Gmail sends at most one notification a second per user and drops, rather
 // than merges, the ones above that rate, so a message that lands within the
@@ -421,7 +423,7 @@ func pendingOf(u store.User) int64 {
 }
 
 // advance moves the cursor to historyID (never back) and decides, in the same
-// transaction, whether the holder goes on (a later push is pending, or it
+// write, whether the holder goes on (a later push is pending, or it
 // keeps the lease to read again: a recheck of a lagging push, or the look
 // after a push's second) or releases the lease.
 func (s *Syncer) advance(ctx context.Context, l *lease, historyID, target int64, keep bool) (u store.User, more bool, err error) {

@@ -19,8 +19,8 @@ var errLeaseLost = errors.New("sync lease lost")
 // round trip, and the user of a sync that died is free again within it. The
 // sync's context (ctx) ends when the lease is lost, or when a third of the
 // TTL is left unrenewed. The sync's own writes of the user's record go one
-// at a time through write: two transactions on one document from one sync
-// would only wait on each other.
+// at a time through write: two compare-and-sets on one document from one
+// sync would only make each other read again.
 type lease struct {
 	key, holder string
 	ctx         context.Context

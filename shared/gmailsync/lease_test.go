@@ -63,6 +63,11 @@ func TestHeartbeatKeepsTheLeaseOfALongSync(t *testing.T) {
 	if res.Outcome != gmailsync.Synced || res.Announced != 2 || res.ToHistoryID < int64(second.HistoryID) {
 		t.Errorf("holder: got %+v, want synced, 2 announced, cursor >= %d", res, second.HistoryID)
 	}
+	// Nor does the holder's claim, heartbeat, cursor or release: a
+	// transaction whose process dies locks the record for a minute.
+	if res.Firestore.Transactions != 0 {
+		t.Errorf("holder ran %d transactions on the user's record, want none", res.Firestore.Transactions)
+	}
 	wantExactlyOnce(t, e.events(2), first, second)
 	if u := e.user(email); u.Lease != (store.Lease{}) {
 		t.Errorf("lease after the holder finished: %+v, want released", u.Lease)

@@ -14,10 +14,13 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"reflect"
+	"slices"
 	"strings"
 	"time"
 
 	"cloud.google.com/go/firestore"
+	"github.com/googleapis/gax-go/v2"
 	"google.golang.org/api/iterator"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -185,33 +188,79 @@ func (s *Store) Claim(ctx context.Context, u User, l Lease, pushID int64, at tim
 	return User{}, false, fmt.Errorf("claim lease of %s: %w", u.Key, err)
 }
 
-// Update runs fn on the current record of key inside a transaction and writes
-// the result, unless fn returns ErrNoChange (the record is returned unchanged)
-// or another error (returned). fn may run more than once when transactions
-// contend, so it must only compute: no network calls, no side effects.
+// Update runs fn on the current record of key and writes what it changed,
+// unless fn returns ErrNoChange (the record is returned unchanged) or
+// another error (returned). The write is a compare-and-set on the version
+// read (its update time), not a transaction: a transaction locks the
+// document until it ends, and one whose process dies keeps that lock until
+// Firestore drops it after 60 s of inactivity (Firestore quotas: writes and
+// transactions), stalling every write of that user meanwhile. fn runs again
+// on the new version when the record changed in between, so it must only
+// compute: no network calls, no side effects.
 func (s *Store) Update(ctx context.Context, key string, fn func(u *User) error) (User, error) {
-	var out User
 	ref := s.users().Doc(key)
-	err := s.fs.RunTransaction(ctx, func(ctx context.Context, tx *firestore.Transaction) error {
-		count(ctx, Ops{Reads: 1, Transactions: 1})
-		snap, err := tx.Get(ref)
-		u, err := decode(key, snap, err)
+	pause := gax.Backoff{Initial: 5 * time.Millisecond, Max: 200 * time.Millisecond}
+	for try := 1; ; try++ {
+		count(ctx, Ops{Reads: 1})
+		snap, err := ref.Get(ctx)
+		was, err := decode(key, snap, err)
 		if err != nil {
-			return err
+			return User{}, err
 		}
-		out = u
+		u := was
+		u.Labels = slices.Clone(was.Labels)
 		if err := fn(&u); err != nil {
-			return err
+			if errors.Is(err, ErrNoChange) {
+				return was, nil
+			}
+			return was, err
 		}
 		u.UpdatedAt = s.now()
-		out = u
 		count(ctx, Ops{Writes: 1})
-		return tx.Set(ref, u)
-	})
-	if errors.Is(err, ErrNoChange) {
-		return out, nil
+		res, err := ref.Update(ctx, changes(was, u), firestore.LastUpdateTime(was.Version))
+		switch status.Code(err) {
+		case codes.OK:
+			u.Version = res.UpdateTime
+			return u, nil
+		case codes.NotFound:
+			return User{}, fmt.Errorf("user %s: %w", key, ErrNotFound)
+		case codes.FailedPrecondition: // changed since it was read
+			if try == updateTries {
+				return was, fmt.Errorf("update user %s: the record changed under %d tries", key, try)
+			}
+			if err := gax.Sleep(ctx, pause.Pause()); err != nil {
+				return was, err
+			}
+			continue
+		}
+		return was, fmt.Errorf("update user %s: %w", key, err)
 	}
-	return out, err
+}
+
+// updateTries bounds the reads of one Update whose record keeps changing
+// under it; each failed try is another writer's progress.
+const updateTries = 20
+
+// changes lists the fields of after that differ from before, as updates
+// of their Firestore paths.
+func changes(before, after User) []firestore.Update {
+	var ups []firestore.Update
+	b, a := reflect.ValueOf(before), reflect.ValueOf(after)
+	for i := range a.NumField() {
+		name, opts, _ := strings.Cut(a.Type().Field(i).Tag.Get("firestore"), ",")
+		if name == "" || name == "-" {
+			continue
+		}
+		v := a.Field(i).Interface()
+		if reflect.DeepEqual(b.Field(i).Interface(), v) {
+			continue
+		}
+		if opts == "omitempty" && a.Field(i).IsZero() {
+			v = firestore.Delete
+		}
+		ups = append(ups, firestore.Update{Path: name, Value: v})
+	}
+	return ups
 }
 
 // Connection is what the consent flow learned about a mailbox.

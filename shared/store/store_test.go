@@ -123,6 +123,38 @@ func TestConcurrentUpdatesAreSerialised(t *testing.T) {
 	}
 }
 
+// Update writes with a compare-and-set, not a transaction, and only what
+// changed: a push's server-side raise of the pending id between its read
+// and its write makes it read again rather than overwrite the raise.
+func TestUpdateIsACompareAndSet(t *testing.T) {
+	s := newStore(t)
+	ctx, ops := store.Counting(context.Background())
+	u, _, _ := s.Connect(ctx, store.Connection{Email: "e@example.com", HistoryID: 10})
+	before := ops()
+	raised := false
+	got, err := s.Update(ctx, u.Key, func(u *store.User) error {
+		if !raised { // between this read and its write
+			raised = true
+			if err := s.RaisePending(context.Background(), u.Key, 50, time.Now()); err != nil {
+				return err
+			}
+		}
+		u.Cursor = 20
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := ops()
+	after, _ := s.Get(ctx, u.Key)
+	if after.Cursor != 20 || after.PendingHistoryID != 50 || got.PendingHistoryID != 50 || !got.Version.Equal(after.Version) {
+		t.Errorf("after an update racing a raise: cursor %d, pending %d (returned %d); want 20 and 50", after.Cursor, after.PendingHistoryID, got.PendingHistoryID)
+	}
+	if d.Transactions != before.Transactions || d.Reads-before.Reads != 2 || d.Writes-before.Writes != 2 {
+		t.Errorf("an update that lost one race cost %+v (before %+v); want 2 reads, 2 writes, no transaction", d, before)
+	}
+}
+
 func TestMarkers(t *testing.T) {
 	s := newStore(t)
 	ctx := context.Background()
