@@ -225,3 +225,83 @@ func clone(m map[string]bool) map[string]bool {
 	}
 	return out
 }
+
+// readmeRow is a row of the README's configuration table: `NAME` (or
+// `A` / `B`), its default, the functions that use it, its meaning.
+var readmeRow = regexp.MustCompile("^\\| ((?:`[A-Z][A-Z0-9_]*`(?: / )?)+) \\| [^|]* \\| ([^|]*) \\|")
+
+// readmeUsedBy reads, for each setting the README's configuration table
+// (the one headed "| variable | default | used by | meaning |") names, the
+// functions its "used by" column lists ("all": every one).
+func readmeUsedBy(src string) map[string][]string {
+	out := map[string][]string{}
+	names := regexp.MustCompile("`([A-Z][A-Z0-9_]*)`")
+	in := false
+	for _, line := range strings.Split(src, "\n") {
+		switch {
+		case strings.HasPrefix(line, "| variable | default | used by | meaning |"):
+			in = true
+			continue
+		case strings.TrimSpace(line) == "":
+			in = false
+		}
+		m := readmeRow.FindStringSubmatch(line)
+		if !in || m == nil {
+			continue
+		}
+		var fns []string
+		for _, f := range strings.Split(m[2], ",") {
+			if f = strings.TrimSpace(f); f == "all" {
+				fns = append(fns, "accounts", "consent", "notify", "renew", "webhook")
+			} else if f != "" {
+				fns = append(fns, f)
+			}
+		}
+		slices.Sort(fns)
+		for _, n := range names.FindAllStringSubmatch(m[1], -1) {
+			out[n[1]] = fns
+		}
+	}
+	return out
+}
+
+// usedByProblems lists the README rows whose "used by" column is not the
+// set of functions whose code reads the setting.
+func usedByProblems(readme map[string][]string, code map[string]reads) []string {
+	var out []string
+	for name, listed := range readme {
+		var reading []string
+		for fn, r := range code {
+			if r.all[name] {
+				reading = append(reading, fn)
+			}
+		}
+		slices.Sort(reading)
+		if !slices.Equal(listed, reading) {
+			out = append(out, fmt.Sprintf("README: %s is used by %s, the code says %s", name, strings.Join(listed, ", "), strings.Join(reading, ", ")))
+		}
+	}
+	sort.Strings(out)
+	return out
+}
+
+// TestReadmeConfigurationTableMatchesTheCode checks the README's
+// configuration table: each setting it names is used by exactly the
+// functions it lists, as their settings readers show.
+func TestReadmeConfigurationTableMatchesTheCode(t *testing.T) {
+	src, err := os.ReadFile(filepath.Join(repoRoot(t), "README.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	readme, code := readmeUsedBy(string(src)), codeReads()
+	if len(readme) < 20 || len(readme["RENEW_EVERY"]) == 0 {
+		t.Fatalf("read %d settings from the README's table (RENEW_EVERY: %v): the table's format changed", len(readme), readme["RENEW_EVERY"])
+	}
+	if problems := usedByProblems(readme, code); len(problems) > 0 {
+		t.Errorf("the README's configuration table and the code disagree:\n%s", strings.Join(problems, "\n"))
+	}
+	broken := map[string][]string{"RECONCILE_AFTER": {"notify", "renew"}}
+	if p := usedByProblems(broken, code); len(p) != 1 || !strings.Contains(p[0], "RECONCILE_AFTER") {
+		t.Errorf("a row missing a function that reads it: problems %q, want one naming RECONCILE_AFTER", p)
+	}
+}
