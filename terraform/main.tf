@@ -82,6 +82,7 @@ locals {
         RETURN_ORIGINS   = join(",", var.return_origins)
         CONNECT_LINK_TTL = var.connect_link_ttl
         RECONCILE_AFTER  = var.reconcile_after
+        CONNECT_MODE     = var.connect_mode # delegation: it makes no links
       }
     }
     notify = {

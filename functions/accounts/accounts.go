@@ -10,7 +10,9 @@
 //	POST /accounts/{user}/disconnect       stop, revoke, delete, mark disconnected
 //	POST /accounts/{user}/resync           read the account's history now
 //
-// Bad input gets 400 with every problem named, and changes nothing.
+// Bad input gets 400 with every problem named, and changes nothing. In
+// delegation-only mode (CONNECT_MODE=delegation) no account connects by
+// consent, so the two link routes answer 409 with reason delegation_only.
 package accounts
 
 import (
@@ -40,6 +42,7 @@ func init() { functions.HTTP("Accounts", platform.HTTP(production, unavailable))
 type Config struct {
 	Platform   platform.Settings
 	ConsentURL string // CONSENT_URL: the consent function's PUBLIC_URL, where links point
+	DomainOnly bool   // CONNECT_MODE delegation: the deployment watches a Workspace domain, and no one connects by consent
 	LinkTTL    time.Duration
 	Links      connectlink.Policy
 	OAuth      gmailclient.Settings
@@ -55,6 +58,7 @@ func ReadConfig(lookup platform.Lookup) (Config, error) {
 	c := Config{
 		Platform:   platform.ReadSettings(r),
 		ConsentURL: strings.TrimRight(r.URL("CONSENT_URL", config.Required), "/"),
+		DomainOnly: gmailclient.ReadMode(r) == gmailclient.ModeDelegation,
 		LinkTTL:    r.Duration("CONNECT_LINK_TTL", connectlink.DefaultTTL),
 		Links:      connectlink.ReadPolicy(r),
 		OAuth:      gmailclient.ReadSettings(r),

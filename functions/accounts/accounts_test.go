@@ -39,11 +39,18 @@ type world struct {
 	sb    *sandbox.Sandbox
 }
 
-func newWorld(t *testing.T) *world {
+func newWorld(t *testing.T) *world { return newWorldEnv(t, nil) }
+
+// newWorldEnv is newWorld with more settings.
+func newWorldEnv(t *testing.T, extra map[string]string) *world {
 	t.Helper()
 	w := &world{World: testenv.NewWorld(t, testenv.Options{})}
 	w.users, w.vault, w.sb = w.Store, w.Vault, w.Sandbox
-	cfg, err := accounts.ReadConfig(config.FromMap(w.Env(map[string]string{"CONSENT_URL": consentURL + "/", "RETURN_ORIGINS": appOrigin})))
+	env := map[string]string{"CONSENT_URL": consentURL + "/", "RETURN_ORIGINS": appOrigin}
+	for k, v := range extra {
+		env[k] = v
+	}
+	cfg, err := accounts.ReadConfig(config.FromMap(w.Env(env)))
 	if err != nil {
 		t.Fatalf("ReadConfig: %v", err)
 	}
@@ -297,6 +304,71 @@ func TestReconnectLinkOnlyForReauth(t *testing.T) {
 	}
 	if n := len(w.links(t)); n != 1 {
 		t.Errorf("%d links after refused requests, want 1", n)
+	}
+}
+
+// TestDelegationOnlyMakesNoLinks: with CONNECT_MODE=delegation no account
+// connects by consent, so both link routes answer 409 with a reason, store
+// no link and change no account, whatever the request; the other routes
+// still work. With both modes on, links are made as ever.
+func TestDelegationOnlyMakesNoLinks(t *testing.T) {
+	w := newWorldEnv(t, map[string]string{"CONNECT_MODE": "delegation"})
+	ctx := context.Background()
+	u := w.connect(t, "d@example.com", "app-d")
+	if _, err := w.users.Update(ctx, u.Key, func(u *store.User) error { u.Status = store.ReauthRequired; return nil }); err != nil {
+		t.Fatal(err)
+	}
+	before, _ := w.users.Get(ctx, u.Key)
+	good := `{"successUrl":"https://app.example.com/back","errorUrl":"https://app.example.com/oops"}`
+	for _, tc := range []struct{ name, path, body string }{
+		{"connect link", "/connect-links", `{"appRef":"crm:1","successUrl":"https://app.example.com/ok"}`},
+		{"connect link, bad body", "/connect-links", `{"appRef":`},
+		{"reconnect link", "/accounts/" + u.Key + "/reconnect-link", good},
+		{"reconnect link for nobody", "/accounts/" + strings.Repeat("3", 32) + "/reconnect-link", good},
+		{"reconnect link, bad key", "/accounts/NOT-A-KEY/reconnect-link", good},
+	} {
+		status, raw := w.call(t, "POST", tc.path, tc.body, nil)
+		var e struct {
+			Error struct {
+				Code    int
+				Status  string
+				Message string
+				Reason  string
+			}
+		}
+		json.Unmarshal([]byte(raw), &e)
+		if status != http.StatusConflict || e.Error.Code != 409 || e.Error.Status != "CONFLICT" || e.Error.Reason != accounts.DomainOnlyReason ||
+			!strings.Contains(e.Error.Message, "CONNECT_MODE=delegation") {
+			t.Errorf("%s: %d %s, want 409 with reason %s naming the mode", tc.name, status, raw, accounts.DomainOnlyReason)
+		}
+	}
+	if links := w.links(t); len(links) != 0 {
+		t.Errorf("links stored in delegation-only mode: %+v", links)
+	}
+	if after, _ := w.users.Get(ctx, u.Key); !after.UpdatedAt.Equal(before.UpdatedAt) || after.Status != store.ReauthRequired {
+		t.Errorf("the account changed: %+v, was %+v", after, before)
+	}
+	var one accountJSON
+	if status, body := w.call(t, "GET", "/accounts/"+u.Key, "", &one); status != 200 || one.Status != store.ReauthRequired {
+		t.Errorf("GET the account in delegation-only mode: %d %s", status, body)
+	}
+	if status, body := w.call(t, "POST", "/accounts/"+u.Key+"/disconnect", "", &one); status != 200 || one.Status != store.Disconnected {
+		t.Errorf("disconnect in delegation-only mode: %d %s", status, body)
+	}
+
+	both := newWorldEnv(t, map[string]string{"CONNECT_MODE": "both"})
+	r := both.connect(t, "b@example.com", "app-b")
+	if _, err := both.users.Update(ctx, r.Key, func(u *store.User) error { u.Status = store.ReauthRequired; return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if status, body := both.call(t, "POST", "/connect-links", `{"appRef":"crm:2"}`, nil); status != http.StatusCreated {
+		t.Errorf("connect link with both modes: %d %s, want 201", status, body)
+	}
+	if status, body := both.call(t, "POST", "/accounts/"+r.Key+"/reconnect-link", good, nil); status != http.StatusCreated {
+		t.Errorf("reconnect link with both modes: %d %s, want 201", status, body)
+	}
+	if n := len(both.links(t)); n != 2 {
+		t.Errorf("%d links with both modes, want 2", n)
 	}
 }
 

@@ -33,7 +33,26 @@ type linkResponse struct {
 	ExpiresAt string `json:"expiresAt"`
 }
 
+// DomainOnlyReason is the error reason of a link asked for in
+// delegation-only mode.
+const DomainOnlyReason = "delegation_only"
+
+// linksRefused answers a link request with 409 in delegation-only mode,
+// before its body is read (no one could ever use the link), and reports
+// whether it did.
+func (h *Handler) linksRefused(w http.ResponseWriter) bool {
+	if !h.cfg.DomainOnly {
+		return false
+	}
+	failWhy(w, http.StatusConflict, DomainOnlyReason, "no account connects by consent here: this deployment watches the mailboxes of its "+
+		"Google Workspace domain through domain-wide delegation (CONNECT_MODE=delegation), so it makes no connect or reconnect links")
+	return true
+}
+
 func (h *Handler) createLink(w http.ResponseWriter, r *http.Request) {
+	if h.linksRefused(w) {
+		return
+	}
 	var req linkRequest
 	if !decode(w, r, &req) {
 		return
@@ -51,6 +70,9 @@ type reconnectRequest struct {
 // reconnectLink makes a link that only the account's own Google account can
 // complete, keeping its reference.
 func (h *Handler) reconnectLink(w http.ResponseWriter, r *http.Request) {
+	if h.linksRefused(w) {
+		return
+	}
 	u, ok := h.account(w, r)
 	if !ok {
 		return
@@ -263,18 +285,23 @@ func decode(w http.ResponseWriter, r *http.Request, v any) bool {
 	return true
 }
 
-// apiError is the error body, in the shape Google's APIs use.
+// apiError is the error body, in the shape Google's APIs use, with a
+// machine-readable reason where a client may act on it.
 type apiError struct {
 	Error struct {
 		Code    int    `json:"code"`
 		Status  string `json:"status"`
 		Message string `json:"message"`
+		Reason  string `json:"reason,omitempty"`
 	} `json:"error"`
 }
 
-func fail(w http.ResponseWriter, code int, msg string) {
+func fail(w http.ResponseWriter, code int, msg string) { failWhy(w, code, "", msg) }
+
+func failWhy(w http.ResponseWriter, code int, reason, msg string) {
 	var e apiError
 	e.Error.Code, e.Error.Status, e.Error.Message = code, strings.ToUpper(strings.ReplaceAll(http.StatusText(code), " ", "_")), msg
+	e.Error.Reason = reason
 	reply(w, code, e)
 }
 

@@ -80,8 +80,7 @@ func ReadConfig(lookup platform.Lookup) (Config, error) {
 		SecretEndpoint: p.SecretEndpoint,
 		LinkKeyName:    r.String("CONNECT_LINK_KEY_SECRET_NAME", "connect-link-key"),
 		UserKeyName:    r.String("USER_KEY_SECRET_NAME", "user-key-secret"),
-		DomainOnly: r.OneOf("CONNECT_MODE", gmailclient.ModeConsent,
-			gmailclient.ModeConsent, gmailclient.ModeDelegation, gmailclient.ModeBoth) == gmailclient.ModeDelegation,
+		DomainOnly:     gmailclient.ReadMode(r) == gmailclient.ModeDelegation,
 		Admit: Admission{
 			Addresses: lower(r.List("ALLOWED_ADDRESSES", nil)),
 			Domains:   lower(r.List("ALLOWED_DOMAINS", nil)),

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
@@ -17,6 +18,7 @@ import (
 	"golang.org/x/oauth2"
 
 	"github.com/gmailwatch/gmailwatch/functions/consent"
+	"github.com/gmailwatch/gmailwatch/functions/renew"
 	"github.com/gmailwatch/gmailwatch/scripts/sandbox/gmailapi"
 	"github.com/gmailwatch/gmailwatch/scripts/sandbox/googleauth"
 	"github.com/gmailwatch/gmailwatch/scripts/sandbox/secrets"
@@ -25,6 +27,8 @@ import (
 	"github.com/gmailwatch/gmailwatch/shared/disconnect"
 	"github.com/gmailwatch/gmailwatch/shared/events"
 	"github.com/gmailwatch/gmailwatch/shared/gmailclient"
+	"github.com/gmailwatch/gmailwatch/shared/gmailsync"
+	"github.com/gmailwatch/gmailwatch/shared/notice"
 	"github.com/gmailwatch/gmailwatch/shared/store"
 )
 
@@ -649,5 +653,89 @@ func TestDelegationModeConnectsNoOne(t *testing.T) {
 	}
 	if evs := s.published(500 * time.Millisecond); len(evs) != 0 {
 		t.Errorf("events %+v, want none", evs)
+	}
+}
+
+// TestConnectedEventOwedAfterAFailedPublish: the events topic is gone when
+// alice connects. She is connected all the same (the page says so; the
+// watch and her record exist), the failure is logged, and her record owes
+// the event; the next renew run publishes it once, with the id first tried.
+func TestConnectedEventOwedAfterAFailedPublish(t *testing.T) {
+	s := newStack(t)
+	ctx := context.Background()
+	down := events.NewPublisher(s.PubSub, "no-such-topic") // every publish fails
+	t.Cleanup(down.Stop)
+	d := s.deps()
+	d.Events = down
+	s.handler = consent.New(s.cfg, d, s.log)
+	s.connect(t)
+	u, err := s.users.Get(ctx, s.key(alice))
+	if err != nil || u.Status != store.Active || u.Notice == nil {
+		t.Fatalf("alice after the failed publish: %+v, %v; want active, owing her connected event", u, err)
+	}
+	if w, _ := s.gmail.Watch(alice); !w.Active {
+		t.Error("alice's mailbox is not watched")
+	}
+	want := notice.Event(u)
+	if !s.logs.Contains(`"message":"connected event not published"`) || !s.logs.Contains(want.ID) {
+		t.Errorf("the failed publish of %s is not logged:\n%s", want.ID, s.logs)
+	}
+	if evs := s.published(time.Second); len(evs) != 0 {
+		t.Fatalf("published with the topic gone: %+v", evs)
+	}
+
+	cfg, err := renew.ReadConfig(config.FromMap(s.Env(nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	mailboxes := gmailclient.NewFactory(cfg.Gmail, s.vault)
+	syncer := gmailsync.New(gmailsync.Deps{Users: s.users, Gmail: mailboxes, Events: s.publisher, Logger: s.log}, cfg.Sync)
+	run := renew.New(renew.Deps{Users: s.users, Gmail: mailboxes, Syncer: syncer, Events: s.publisher, Logger: s.log, Now: s.clock.Now}, cfg.Run)
+	s.clock.Advance(10 * time.Minute) // the next hourly run
+	if rep := run.Run(ctx); rep.Announced != 1 || rep.Error != "" {
+		t.Errorf("renew run: %+v, want alice's connected event announced", rep)
+	}
+	got := s.awaitEvents(t, 1)
+	want.Version = events.Version
+	if !reflect.DeepEqual(got[0], want) || got[0].HistoryID == 0 {
+		t.Errorf("published %+v\nwant %+v, the event the connect tried", got[0], want)
+	}
+	if rep := run.Run(ctx); rep.Announced != 0 {
+		t.Errorf("second renew run: %+v, want nothing announced", rep)
+	}
+	if evs := s.published(time.Second); len(evs) != 1 {
+		t.Errorf("events after a second run: %+v, want the one", evs)
+	}
+	if u, _ := s.users.Get(ctx, s.key(alice)); u.Notice != nil {
+		t.Errorf("alice still owes %+v", u.Notice)
+	}
+}
+
+// TestDisconnectPublishesTheOwedConnectedEventFirst: a user who disconnects
+// before her connected event could be published is announced connected,
+// then disconnected, in that order, and owes nothing after.
+func TestDisconnectPublishesTheOwedConnectedEventFirst(t *testing.T) {
+	s := newStack(t)
+	ctx := context.Background()
+	down := events.NewPublisher(s.PubSub, "no-such-topic")
+	t.Cleanup(down.Stop)
+	d := s.deps()
+	d.Events = down
+	s.handler = consent.New(s.cfg, d, s.log)
+	s.connect(t)
+	u, _ := s.users.Get(ctx, s.key(alice))
+	if u.Notice == nil {
+		t.Fatal("alice owes no connected event after the failed publish")
+	}
+	s.handler = consent.New(s.cfg, s.deps(), s.log) // the topic is back
+	if status, body := s.disconnectAs(t, alice); status != http.StatusOK || !strings.Contains(body, `id="disconnected"`) {
+		t.Fatalf("disconnect: status %d:\n%s", status, body)
+	}
+	got := s.awaitEvents(t, 2)
+	if got[0].Type != events.UserConnected || got[0].ID != notice.Event(u).ID || got[1].Type != events.UserDisconnect || got[1].User != u.Key {
+		t.Errorf("events = %+v, want alice's owed connected event %s, then her disconnected one", got, notice.Event(u).ID)
+	}
+	if after, _ := s.users.Get(ctx, u.Key); after.Notice != nil || after.Status != store.Disconnected {
+		t.Errorf("alice after disconnecting: %+v, want disconnected, owing nothing", after)
 	}
 }

@@ -14,7 +14,7 @@ import (
 	"golang.org/x/oauth2"
 
 	"github.com/gmailwatch/gmailwatch/shared/connectlink"
-	"github.com/gmailwatch/gmailwatch/shared/events"
+	"github.com/gmailwatch/gmailwatch/shared/notice"
 	"github.com/gmailwatch/gmailwatch/shared/store"
 )
 
@@ -370,15 +370,13 @@ func (h *Handler) finishConnect(ctx context.Context, tok *oauth2.Token, id ident
 		}
 		return "", pageData{}, fmt.Errorf("connect %s: %w", key, err)
 	}
-	ev := events.Event{
-		Type: events.UserConnected, ID: events.ID(events.UserConnected, key, fmt.Sprint(u.UpdatedAt.UnixMicro())),
-		Time: u.UpdatedAt.UTC().Format(time.RFC3339Nano), User: key, AppRef: u.AppRef, EmailAddress: email, HistoryID: uint64(historyID),
+	eventID, err := notice.Publish(ctx, h.users, h.events, u)
+	if err != nil {
+		// The user is connected and watched; the record owes the event
+		// until the next renew run publishes it, with the same id.
+		h.log.ErrorContext(ctx, "connected event not published", "user", key, "error", err)
 	}
-	if err := h.events.Publish(ctx, ev); err != nil {
-		// The user is connected and watched; only the notice is lost.
-		h.log.ErrorContext(ctx, "connected event not published", "user", key, "eventId", ev.ID, "error", err)
-	}
-	h.log.InfoContext(ctx, "user connected", "user", key, "created", created, "historyId", historyID, "cursor", u.Cursor, "link", l != nil)
+	h.log.InfoContext(ctx, "user connected", "user", key, "created", created, "historyId", historyID, "cursor", u.Cursor, "link", l != nil, "eventId", eventID)
 	return pageConnected, pageData{Email: email}, nil
 }
 

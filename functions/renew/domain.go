@@ -14,6 +14,7 @@ import (
 	"github.com/gmailwatch/gmailwatch/shared/directory"
 	"github.com/gmailwatch/gmailwatch/shared/events"
 	"github.com/gmailwatch/gmailwatch/shared/gmailclient"
+	"github.com/gmailwatch/gmailwatch/shared/notice"
 	"github.com/gmailwatch/gmailwatch/shared/store"
 )
 
@@ -21,7 +22,6 @@ import (
 // the handler's store and Gmail factory; nil Deps.Domain means consent mode.
 type Domain struct {
 	Directory *directory.Lister
-	Events    *events.Publisher
 	// Keys returns the hash that keys users, read once a run: a delegated
 	// user is keyed as a consented one is, by Google's account id. The
 	// Directory API's user id is that id: Google documents the ID token's
@@ -140,7 +140,6 @@ func (r *run) isRefused() bool {
 // meanwhile is still announced. A user connected by consent (with both
 // modes on) stays so: it is found by address, whatever its key.
 func (r *run) join(ctx context.Context, key string, m directory.Member) outcome {
-	d := r.h.d.Domain
 	email := m.Email
 	log := r.h.d.Logger.With("user", key)
 	if u, err := r.h.d.Users.ByEmail(ctx, email); err == nil && !u.Delegated && u.Status == store.Active {
@@ -180,15 +179,12 @@ func (r *run) join(ctx context.Context, key string, m directory.Member) outcome 
 		log.ErrorContext(ctx, "domain user watched but not recorded", "error", err)
 		return failed
 	}
-	ev := events.Event{
-		Type: events.UserConnected, ID: events.ID(events.UserConnected, u.Key, fmt.Sprint(u.UpdatedAt.UnixMicro())),
-		Time: r.h.d.Now().UTC().Format(time.RFC3339Nano), User: u.Key, EmailAddress: u.Email,
-	}
-	if err := d.Events.Publish(ctx, ev); err != nil {
-		log.ErrorContext(ctx, "connected event not published", "eventId", ev.ID, "error", err)
+	id, err := notice.Publish(ctx, r.h.d.Users, r.h.d.Events, u)
+	if err != nil { // the record owes it: a later run publishes it (announce)
+		log.ErrorContext(ctx, "connected event not published", "error", err)
 		return failed
 	}
-	log.InfoContext(ctx, "domain user connected", "eventId", ev.ID)
+	log.InfoContext(ctx, "domain user connected", "eventId", id)
 	return joined
 }
 
@@ -197,7 +193,6 @@ func (r *run) join(ctx context.Context, key string, m directory.Member) outcome 
 // the status changes, with an id fixed by the connection, so a failure is
 // finished by the next run with the same id.
 func (r *run) leave(ctx context.Context, u store.User) outcome {
-	d := r.h.d.Domain
 	log := r.h.d.Logger.With("user", u.Key)
 	if err := r.h.d.Gmail.Do(ctx, u.Key, func(svc *gmail.Service) error { return gmailclient.Stop(ctx, svc) }); err != nil {
 		log.InfoContext(ctx, "watch left to lapse", "reason", err) // a suspended or deleted user's token is refused
@@ -208,7 +203,11 @@ func (r *run) leave(ctx context.Context, u store.User) outcome {
 	}
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), recordTimeout)
 	defer cancel()
-	if err := d.Events.Publish(ctx, ev); err != nil {
+	if _, err := notice.Publish(ctx, r.h.d.Users, r.h.d.Events, u); err != nil { // the connection's own event comes first
+		log.ErrorContext(ctx, "connected event not published", "error", err)
+		return failed
+	}
+	if err := r.h.d.Events.Publish(ctx, ev); err != nil {
 		log.ErrorContext(ctx, "disconnected event not published", "eventId", ev.ID, "error", err)
 		return failed
 	}

@@ -20,6 +20,7 @@ import (
 	"github.com/gmailwatch/gmailwatch/shared/events"
 	"github.com/gmailwatch/gmailwatch/shared/gmailclient"
 	"github.com/gmailwatch/gmailwatch/shared/gmailsync"
+	"github.com/gmailwatch/gmailwatch/shared/notice"
 	"github.com/gmailwatch/gmailwatch/shared/platform"
 	"github.com/gmailwatch/gmailwatch/shared/store"
 )
@@ -275,4 +276,89 @@ func TestDelegationSettingsAreNamedAtOnce(t *testing.T) {
 			}
 		}
 	}
+}
+
+// TestDelegatedConnectedEventSurvivesAFailedPublish: when the connected
+// event of a user the run joins cannot be published, the user is watched
+// and recorded all the same, its record owes the event, and a later run
+// publishes it once, with the id first tried; a user that leaves first has
+// its connected event published just ahead of its disconnected one.
+func TestDelegatedConnectedEventSurvivesAFailedPublish(t *testing.T) {
+	e, must := newDelegation(t, nil, "ann@example.com", "bo@example.com")
+	key := putUserKey(t, e.World)
+	ann, bo := key("ann@example.com"), key("bo@example.com")
+	published := e.h.d.Events
+	down := events.NewPublisher(e.PubSub, "no-such-topic") // every publish fails
+	t.Cleanup(down.Stop)
+
+	e.h.d.Events = down
+	first := e.post(t)
+	if first.Joined != 0 || first.Failed != 2 {
+		t.Errorf("run with the events topic gone: %+v, want both joins failed", first)
+	}
+	if evs := e.pull(t, time.Second); len(evs) != 0 {
+		t.Errorf("events published with the topic gone: %+v", evs)
+	}
+	owed := map[string]string{} // event id by user
+	for _, key := range []string{ann, bo} {
+		u := e.user(t, key)
+		if u.Status != store.Active || !u.Delegated || u.Notice == nil {
+			t.Fatalf("user %s after the failed publish: %+v, want active, delegated, owing its connected event", key, u)
+		}
+		owed[key] = notice.Event(u).ID
+		if !logged(e.logs, `"message":"connected event not published"`, owed[key]) {
+			t.Errorf("the failed publish of %s's event %s is not logged", key, owed[key])
+		}
+	}
+	if w, _ := e.sb.Gmail.Watch("ann@example.com"); !w.Active {
+		t.Error("ann's mailbox is not watched")
+	}
+
+	// The topic is back. bo leaves the org unit before a run sees his
+	// notice as old enough to publish: he is announced connected, then
+	// disconnected. ann's notice is too young to be taken yet.
+	e.h.d.Events = published
+	must(e.sb.SuspendUser("bo@example.com", true))
+	second := e.post(t)
+	evs := e.pull(t, 1500*time.Millisecond)
+	if second.Left != 1 || second.Announced != 0 || len(evs) != 2 ||
+		evs[0].Type != events.UserConnected || evs[0].ID != owed[bo] || evs[1].Type != events.UserDisconnect || evs[1].User != bo {
+		t.Fatalf("second run %+v published %+v; want bo's owed connected event %s, then his disconnected one", second, evs, owed[bo])
+	}
+	if u := e.user(t, bo); u.Notice != nil || u.Status != store.Disconnected {
+		t.Errorf("bo after leaving: %+v, want disconnected, owing nothing", u)
+	}
+
+	// Later, a run publishes ann's owed event once, with the same id.
+	now := e.h.d.Now
+	e.h.d.Now = func() time.Time { return now().Add(noticeGrace + time.Minute) }
+	third := e.post(t)
+	evs = e.pull(t, 1500*time.Millisecond)
+	if third.Announced != 1 || third.Joined != 0 || third.Failed != 0 || len(evs) != 1 ||
+		evs[0].Type != events.UserConnected || evs[0].ID != owed[ann] || evs[0].User != ann || evs[0].EmailAddress != "ann@example.com" {
+		t.Fatalf("third run %+v published %+v; want ann's connected event %s alone", third, evs, owed[ann])
+	}
+	if u := e.user(t, ann); u.Notice != nil || u.Status != store.Active {
+		t.Errorf("ann after the run: %+v, want active, owing nothing", u)
+	}
+	if rep := e.post(t); rep.Announced != 0 || rep.Joined != 0 {
+		t.Errorf("fourth run %+v, want nothing more", rep)
+	}
+	if evs := e.pull(t, time.Second); len(evs) != 0 {
+		t.Errorf("fourth run published %+v, want nothing", evs)
+	}
+}
+
+// logged reports whether one line of logs holds every one of parts.
+func logged(logs *testenv.LogBuffer, parts ...string) bool {
+	for _, line := range strings.Split(logs.String(), "\n") {
+		all := true
+		for _, p := range parts {
+			all = all && strings.Contains(line, p)
+		}
+		if all {
+			return true
+		}
+	}
+	return false
 }

@@ -1,6 +1,7 @@
 // Package renew is the Renew function. Cloud Scheduler POSTs to it (hourly,
 // with an OIDC token that Cloud Run's IAM checks) and each run works through
-// the users that are due: it renews Gmail watches before they expire, and
+// the users that are due: it publishes the gmail.user.connected events still
+// owed after a failed publish, renews Gmail watches before they expire, and
 // reconciles mailboxes whose pushes were dropped or whose sync stalled, with
 // the same sync (and lease) as the notify function. It pages through due
 // users with bounded concurrency, paces Gmail calls to a project-wide quota
@@ -23,6 +24,7 @@ import (
 
 	"github.com/gmailwatch/gmailwatch/shared/config"
 	"github.com/gmailwatch/gmailwatch/shared/directory"
+	"github.com/gmailwatch/gmailwatch/shared/events"
 	"github.com/gmailwatch/gmailwatch/shared/gmailclient"
 	"github.com/gmailwatch/gmailwatch/shared/gmailsync"
 	"github.com/gmailwatch/gmailwatch/shared/logging"
@@ -88,6 +90,7 @@ type Deps struct {
 	Users  *store.Store
 	Gmail  *gmailclient.Factory
 	Syncer *gmailsync.Syncer
+	Events *events.Publisher // lifecycle events: owed connected events, and the domain's joins and leaves
 	Logger *slog.Logger
 	Now    func() time.Time // the clock due times are compared with; nil: time.Now
 	Domain *Domain          // delegation mode: keeps the watched users in step with the directory; nil in consent mode
@@ -126,10 +129,10 @@ func wire(cfg Config, c *platform.Clients) *Handler {
 	users := store.New(c.Firestore(), nil)
 	mailboxes := gmailclient.NewFactory(cfg.Gmail, c.Vault())
 	syncer := gmailsync.New(gmailsync.Deps{Users: users, Gmail: mailboxes, Events: c.Events(), Logger: log}, cfg.Sync)
-	d := Deps{Users: users, Gmail: mailboxes, Syncer: syncer, Logger: log}
+	d := Deps{Users: users, Gmail: mailboxes, Syncer: syncer, Events: c.Events(), Logger: log}
 	if dl := cfg.Delegation; dl != nil {
 		mailboxes.Delegate(dl, users.DelegatedAddress)
-		d.Domain = &Domain{Events: c.Events(), Directory: directory.New(cfg.Directory, func(ctx context.Context) (oauth2.TokenSource, error) {
+		d.Domain = &Domain{Directory: directory.New(cfg.Directory, func(ctx context.Context) (oauth2.TokenSource, error) {
 			return dl.TokenSource(ctx, cfg.Directory.Admin, cfg.Directory.Scope())
 		}), Keys: func(ctx context.Context) (store.Keyer, error) {
 			b, err := c.Vault().Access(ctx, cfg.UserKeyName)

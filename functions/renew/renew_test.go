@@ -23,6 +23,7 @@ import (
 	"github.com/gmailwatch/gmailwatch/shared/events"
 	"github.com/gmailwatch/gmailwatch/shared/gmailclient"
 	"github.com/gmailwatch/gmailwatch/shared/gmailsync"
+	"github.com/gmailwatch/gmailwatch/shared/notice"
 	"github.com/gmailwatch/gmailwatch/shared/store"
 )
 
@@ -73,7 +74,7 @@ func newEnv(t *testing.T, o envOptions) *env {
 	}
 	factory := gmailclient.NewFactory(cfg.Gmail, w.Vault)
 	syncer := gmailsync.New(gmailsync.Deps{Users: w.Store, Gmail: factory, Events: w.Publisher, Logger: w.Log}, cfg.Sync)
-	h := New(Deps{Users: w.Store, Gmail: factory, Syncer: syncer, Logger: w.Log}, cfg.Run)
+	h := New(Deps{Users: w.Store, Gmail: factory, Syncer: syncer, Events: w.Publisher, Logger: w.Log}, cfg.Run)
 	return &env{World: w, sb: w.Sandbox, users: w.Store, gmail: factory, h: h, logs: w.Logs}
 }
 
@@ -366,6 +367,70 @@ func TestRevokedUsersAreMarkedOnceAndGmailErrorsFailOnlyTheirUsers(t *testing.T)
 	}
 	if n := strings.Count(e.logs.String(), `"watch renewal failed"`); n != 4 {
 		t.Errorf("%d \"watch renewal failed\" lines, want 4 (2 users x 2 runs)", n)
+	}
+}
+
+// TestOwedConnectedEventsGoOutOnceAndInOrder: users whose connection was
+// recorded but whose connected event could not be published. A run
+// publishes an active user's owed event once, with the id of the notice,
+// once it is older than noticeGrace, and leaves younger ones to the connect
+// still publishing it; a user whose token is refused first has it published
+// just ahead of its reauth_required event; a disconnected user's notice is
+// dropped, as a connected event after the disconnected one would mislead.
+func TestOwedConnectedEventsGoOutOnceAndInOrder(t *testing.T) {
+	e := newEnv(t, envOptions{})
+	ctx := context.Background()
+	// owe connects u again, as a connect whose publish failed leaves it.
+	owe := func(u store.User) store.User {
+		t.Helper()
+		v, _, err := e.users.Connect(ctx, store.Connection{Key: u.Key, Email: u.Email, Labels: u.Labels, LabelFilter: u.LabelFilter,
+			HistoryID: u.Cursor, WatchExpiration: u.WatchExpiration, RenewAt: u.RenewAt})
+		if err != nil || v.Notice == nil {
+			t.Fatalf("connect %s again: %+v, %v", u.Email, v.Notice, err)
+		}
+		return v
+	}
+	ann := owe(e.connect(t, "ann@example.com", nil))
+	rev := owe(e.connect(t, "rev@example.com", func(u *store.User) { u.RenewAt = time.Now().Add(-time.Minute) }))
+	e.sb.Revoke("rev@example.com")
+	gone := owe(e.connect(t, "gone@example.com", nil))
+	if _, err := e.users.Update(ctx, gone.Key, func(u *store.User) error { u.Status = store.Disconnected; return nil }); err != nil {
+		t.Fatal(err)
+	}
+
+	// Young notices are left alone; rev's goes out with its refusal.
+	first := e.post(t)
+	evs := e.pull(t, 1500*time.Millisecond)
+	if first.Announced != 0 || first.ReauthRequired != 1 || len(evs) != 2 ||
+		evs[0].Type != events.UserConnected || evs[0].ID != notice.Event(rev).ID || evs[1].Type != events.UserReauth || evs[1].User != rev.Key {
+		t.Fatalf("first run %+v published %+v; want rev's owed connected event %s, then its reauth_required one", first, evs, notice.Event(rev).ID)
+	}
+	if u := e.user(t, ann.Key); u.Notice == nil {
+		t.Error("a young notice was cleared without being published")
+	}
+
+	now := e.h.d.Now
+	e.h.d.Now = func() time.Time { return now().Add(noticeGrace + time.Minute) }
+	second := e.post(t)
+	evs = e.pull(t, 1500*time.Millisecond)
+	want := notice.Event(ann)
+	if second.Announced != 1 || len(evs) != 1 || evs[0].Type != events.UserConnected || evs[0].ID != want.ID ||
+		evs[0].Time != want.Time || evs[0].HistoryID != want.HistoryID || evs[0].EmailAddress != "ann@example.com" {
+		t.Fatalf("second run %+v published %+v; want ann's owed event %+v alone", second, evs, want)
+	}
+	for _, u := range []store.User{ann, rev, gone} {
+		if got := e.user(t, u.Key); got.Notice != nil {
+			t.Errorf("%s still owes %+v", u.Email, got.Notice)
+		}
+	}
+	if got := e.user(t, gone.Key); got.Status != store.Disconnected {
+		t.Errorf("gone is %s, want still disconnected", got.Status)
+	}
+	if rep := e.post(t); rep.Announced != 0 {
+		t.Errorf("third run announced %d, want none", rep.Announced)
+	}
+	if evs := e.pull(t, time.Second); len(evs) != 0 {
+		t.Errorf("third run published %+v, want nothing", evs)
 	}
 }
 

@@ -12,6 +12,7 @@ import (
 
 	"github.com/gmailwatch/gmailwatch/shared/gmailclient"
 	"github.com/gmailwatch/gmailwatch/shared/gmailsync"
+	"github.com/gmailwatch/gmailwatch/shared/notice"
 	"github.com/gmailwatch/gmailwatch/shared/store"
 )
 
@@ -24,6 +25,7 @@ type Report struct {
 	ReauthRequired    int       `json:"reauth_required"`              // users whose refresh token Gmail refused, now marked reauth_required
 	WatchesStopped    int       `json:"watches_stopped"`              // watches of long-reauth_required users stopped, or left to lapse when the token is dead
 	RateLimited       int       `json:"rate_limited"`                 // 429s from Gmail, each slowing the limiter
+	Announced         int       `json:"announced,omitempty"`          // gmail.user.connected events owed since a failed publish, now published
 	Joined            int       `json:"joined,omitempty"`             // delegation mode: users the directory lists, now watched
 	Left              int       `json:"left,omitempty"`               // delegation mode: users it no longer lists, now disconnected
 	DelegationRefused bool      `json:"delegation_refused,omitempty"` // Google refused the domain-wide delegation
@@ -58,6 +60,7 @@ const (
 	rateLimited
 	joined
 	left
+	announced
 )
 
 // phase is one kind of work over one query of users in a stable order.
@@ -94,8 +97,9 @@ func (h *Handler) Run(ctx context.Context) Report {
 		{units: reconcileUnits, list: r.due(store.SyncDue), at: func(u store.User) time.Time { return u.SyncDueAt }, do: r.reconcile},
 		{units: stopUnits, list: r.reauthWatches, at: func(u store.User) time.Time { return u.WatchExpiration }, wants: r.stopDue, do: r.stopWatch},
 	}
-	var err error
-	if h.d.Domain != nil {
+	// Owed events go out first, ahead of any later one of their user.
+	err := r.walk(phase{list: r.unannounced, at: func(u store.User) time.Time { return u.Notice.At }, do: r.announce})
+	if err == nil && !r.stopped && h.d.Domain != nil {
 		err = r.inStep()
 	}
 	for _, p := range phases {
@@ -208,6 +212,8 @@ func (r *run) count(o outcome) {
 		r.rep.Joined++
 	case left:
 		r.rep.Left++
+	case announced:
+		r.rep.Announced++
 	}
 }
 
@@ -215,6 +221,39 @@ func (r *run) due(field string) func(context.Context, store.Position, int) ([]st
 	return func(ctx context.Context, from store.Position, limit int) ([]store.User, error) {
 		return r.h.d.Users.Due(ctx, field, r.now, from, limit)
 	}
+}
+
+// noticeGrace is how old an owed connected event must be before a run
+// publishes it: younger, the connect that wrote it may still be publishing.
+const noticeGrace = 5 * time.Minute
+
+func (r *run) unannounced(ctx context.Context, from store.Position, limit int) ([]store.User, error) {
+	return r.h.d.Users.Unannounced(ctx, r.now.Add(-noticeGrace), from, limit)
+}
+
+// announce publishes the connected event an active user's record still
+// owes, with the id it was first tried with. A user no longer active had a
+// later lifecycle event, which says where it stands: its notice is dropped,
+// as a connected event after it would mislead.
+func (r *run) announce(ctx context.Context, u store.User) outcome {
+	log := r.h.d.Logger.With("user", u.Key)
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), recordTimeout)
+	defer cancel()
+	if u.Status != store.Active {
+		if err := r.h.d.Users.ClearNotice(ctx, u.Key, u.Notice.At); err != nil {
+			log.ErrorContext(ctx, "owed connected event not dropped", "error", err)
+			return failed
+		}
+		log.InfoContext(ctx, "owed connected event dropped", "status", u.Status, "eventId", notice.Event(u).ID)
+		return nothing
+	}
+	id, err := notice.Publish(ctx, r.h.d.Users, r.h.d.Events, u)
+	if err != nil {
+		log.ErrorContext(ctx, "connected event not published", "error", err)
+		return failed
+	}
+	log.InfoContext(ctx, "owed connected event published", "eventId", id)
+	return announced
 }
 
 func (r *run) reauthWatches(ctx context.Context, from store.Position, limit int) ([]store.User, error) {

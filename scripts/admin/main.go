@@ -176,9 +176,12 @@ func (c *client) do(ctx context.Context, method, path string, out any) error {
 	raw, _ := io.ReadAll(io.LimitReader(resp.Body, 8<<20))
 	if resp.StatusCode >= 300 {
 		var e struct {
-			Error struct{ Message string }
+			Error struct{ Message, Reason string }
 		}
 		if json.Unmarshal(raw, &e) == nil && e.Error.Message != "" {
+			if e.Error.Reason != "" {
+				return fmt.Errorf("%s %s: %s (%s): %s", method, path, resp.Status, e.Error.Reason, e.Error.Message)
+			}
 			return fmt.Errorf("%s %s: %s: %s", method, path, resp.Status, e.Error.Message)
 		}
 		return fmt.Errorf("%s %s: %s", method, path, resp.Status)

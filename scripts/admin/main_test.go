@@ -186,3 +186,33 @@ func connect(t *testing.T, w *testenv.World, email string) string {
 	}
 	return refresh
 }
+
+// TestReconnectLinkRefusedInDelegationOnlyMode: against an accounts API that
+// makes no links (CONNECT_MODE=delegation), reconnect-link fails with the
+// API's reason and message, prints nothing and stores no link.
+func TestReconnectLinkRefusedInDelegationOnlyMode(t *testing.T) {
+	ctx := context.Background()
+	w := testenv.NewWorld(t, testenv.Options{})
+	if _, _, err := w.Store.Connect(ctx, store.Connection{Email: carol, HistoryID: 5}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.Store.Update(ctx, store.Key(carol), func(u *store.User) error { u.Status = store.ReauthRequired; return nil }); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := accounts.ReadConfig(config.FromMap(w.Env(map[string]string{
+		"CONSENT_URL": "https://consent.example.com", "RETURN_ORIGINS": "https://app.example.com", "CONNECT_MODE": "delegation"})))
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(accounts.New(cfg, accounts.Deps{Users: w.Store, Vault: w.Vault, Events: w.Publisher}, w.Log))
+	t.Cleanup(srv.Close)
+	var out bytes.Buffer
+	err = run(ctx, []string{"reconnect-link", store.Key(carol)}, config.FromMap(map[string]string{"ACCOUNTS_URL": srv.URL}), &out)
+	if err == nil || !strings.Contains(err.Error(), "409 Conflict ("+accounts.DomainOnlyReason+")") ||
+		!strings.Contains(err.Error(), "makes no connect or reconnect links") || out.Len() != 0 {
+		t.Errorf("reconnect-link = %v, printed %q; want the 409, its reason and message, and nothing printed", err, out.String())
+	}
+	if docs, err := w.Firestore.Collection("connectLinks").Documents(ctx).GetAll(); err != nil || len(docs) != 0 {
+		t.Errorf("%d links stored (%v), want none", len(docs), err)
+	}
+}

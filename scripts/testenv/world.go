@@ -133,7 +133,8 @@ func (w *World) PutSecret(id, value string) {
 // a mailbox (created if missing) that granted the metadata scope, its
 // refresh token in Secret Manager, and an active user watching INBOX
 // (include) whose cursor is the mailbox's history id, watch expiring in 7
-// days and due for renewal in a day.
+// days and due for renewal in a day, its connected event already published
+// (no event is).
 func (w *World) Connect(email string) store.User {
 	w.t.Helper()
 	u, err := w.TryConnect(email, time.Now().Add(24*time.Hour))
@@ -162,6 +163,11 @@ func (w *World) TryConnect(email string, renewAt time.Time) (store.User, error) 
 		WatchExpiration: time.Now().Add(7 * 24 * time.Hour), RenewAt: renewAt, SyncDueAt: time.Now().Add(time.Hour),
 	})
 	if err != nil {
+		return store.User{}, fmt.Errorf("connect %s: %w", email, err)
+	}
+	// The consent function publishes the connected event; the world's
+	// users were announced before the test began.
+	if err := w.Store.ClearNotice(ctx, u.Key, u.Notice.At); err != nil {
 		return store.User{}, fmt.Errorf("connect %s: %w", email, err)
 	}
 	return w.Store.Get(ctx, u.Key)

@@ -20,6 +20,7 @@ import (
 
 	"github.com/gmailwatch/gmailwatch/shared/events"
 	"github.com/gmailwatch/gmailwatch/shared/gmailclient"
+	"github.com/gmailwatch/gmailwatch/shared/notice"
 	"github.com/gmailwatch/gmailwatch/shared/store"
 	"github.com/gmailwatch/gmailwatch/shared/vault"
 )
@@ -45,8 +46,10 @@ func New(users *store.Store, tokens *vault.Vault, clients *gmailclient.Factory, 
 // publishes gmail.user.disconnected. The status is written first, so from
 // then on notify and renew leave the user alone whatever happens next; a
 // failed call can be repeated and finishes the remaining steps, publishing
-// the same event id. found is false when no user record exists: then only a
-// stray token, if any, is revoked and deleted, and nothing is published.
+// the same event id. A connected event the record still owes is published
+// right after the status, ahead of the disconnected one. found is false
+// when no user record exists: then only a stray token, if any, is revoked
+// and deleted, and nothing is published.
 func (d *Disconnecter) Disconnect(ctx context.Context, key string) (found bool, err error) {
 	ctx = context.WithValue(ctx, oauth2.HTTPClient, d.http)
 	u, err := d.users.Update(ctx, key, func(u *store.User) error {
@@ -59,6 +62,9 @@ func (d *Disconnecter) Disconnect(ctx context.Context, key string) (found bool, 
 	found = err == nil
 	if err != nil && !errors.Is(err, store.ErrNotFound) {
 		return false, fmt.Errorf("disconnect %s: %w", key, err)
+	}
+	if _, err := notice.Publish(ctx, d.users, d.events, u); err != nil {
+		return found, fmt.Errorf("disconnect %s: %w", key, err)
 	}
 	token, err := d.tokens.RefreshToken(ctx, key)
 	switch {

@@ -56,11 +56,16 @@ const (
 	ModeBoth       = "both"
 )
 
+// ReadMode reads CONNECT_MODE.
+func ReadMode(r *config.Reader) string {
+	return r.OneOf("CONNECT_MODE", ModeConsent, ModeConsent, ModeDelegation, ModeBoth)
+}
+
 // ReadDelegation reads CONNECT_MODE and, in delegation or both, the
 // delegation settings; it returns nil in consent mode. The settings are
 // looked up in every mode, so a reader records them all.
 func ReadDelegation(r *config.Reader) *Delegation {
-	mode := r.OneOf("CONNECT_MODE", ModeConsent, ModeConsent, ModeDelegation, ModeBoth)
+	mode := ReadMode(r)
 	d := &Delegation{
 		ServiceAccount: r.String("DELEGATION_SERVICE_ACCOUNT", ""),
 		IAMEndpoint:    r.URL("IAMCREDENTIALS_ENDPOINT", ""),

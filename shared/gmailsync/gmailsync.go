@@ -51,6 +51,7 @@ import (
 	"github.com/gmailwatch/gmailwatch/shared/config"
 	"github.com/gmailwatch/gmailwatch/shared/events"
 	"github.com/gmailwatch/gmailwatch/shared/gmailclient"
+	"github.com/gmailwatch/gmailwatch/shared/notice"
 	"github.com/gmailwatch/gmailwatch/shared/store"
 	"github.com/googleapis/gax-go/v2"
 )
@@ -503,7 +504,8 @@ func (s *Syncer) failed(ctx context.Context, u store.User, l *lease, res Result,
 // gmail.user.reauth_required; it reports whether this call made the change.
 // The event is published before the change is stored, with an id fixed by the
 // user's connection, so a retry after a failure repeats the same id and a
-// lost event is impossible.
+// lost event is impossible. A connected event the record still owes goes
+// out first.
 func (s *Syncer) MarkReauth(ctx context.Context, userKey string) (bool, error) {
 	u, err := s.users.Get(ctx, userKey)
 	if err != nil {
@@ -511,6 +513,9 @@ func (s *Syncer) MarkReauth(ctx context.Context, userKey string) (bool, error) {
 	}
 	if u.Status != store.Active {
 		return false, nil
+	}
+	if _, err := notice.Publish(ctx, s.users, s.events, u); err != nil {
+		return false, fmt.Errorf("reauth of %s: %w", userKey, err)
 	}
 	epoch := fmt.Sprint(u.ConnectedAt.UnixMicro())
 	ev := events.Event{

@@ -67,6 +67,7 @@ type User struct {
 	Lease              Lease     `firestore:"lease"`
 	Delegated          bool      `firestore:"delegated"`         // watched through domain-wide delegation: no refresh token
 	MovedTo            string    `firestore:"movedTo,omitempty"` // a migrated legacy record: the key it moved to
+	Notice             *Notice   `firestore:"notice,omitempty"`  // the last connection's gmail.user.connected, until published
 	Version            time.Time `firestore:"-"`                 // the record's update time as read, for Claim
 }
 
@@ -285,7 +286,10 @@ type Connection struct {
 // disconnected user starts at the watch's history id. The cursor never moves
 // backwards. A connected (not disconnected) mailbox keeps its AppRef: a
 // Connection with another one fails with ErrOtherRef unless it asks to Move.
-// It reports whether the record was new.
+// The record owes the connection's gmail.user.connected (Notice), written in
+// the same transaction, so nothing that fails after can lose it; it replaces
+// a notice still owed for an earlier connection. It reports whether the
+// record was new.
 func (s *Store) Connect(ctx context.Context, c Connection) (User, bool, error) {
 	key := c.Key
 	if key == "" {
@@ -319,6 +323,7 @@ func (s *Store) Connect(ctx context.Context, c Connection) (User, bool, error) {
 		u.Labels, u.LabelFilter, u.Delegated = c.Labels, c.LabelFilter, c.Delegated
 		u.WatchExpiration, u.RenewAt, u.LastRenewAt = c.WatchExpiration, c.RenewAt, now
 		u.ReauthSince, u.UpdatedAt = time.Time{}, now
+		u.Notice = &Notice{At: now.Truncate(time.Microsecond), HistoryID: c.HistoryID} // as Firestore keeps it
 		out = u
 		return tx.Set(ref, u)
 	})
