@@ -503,8 +503,9 @@ func (s *Syncer) failed(ctx context.Context, u store.User, l *lease, res Result,
 // MarkReauth moves an active user to reauth_required and publishes
 // gmail.user.reauth_required; it reports whether this call made the change.
 // The event is published before the change is stored, with an id fixed by the
-// user's connection, so a retry after a failure repeats the same id and a
-// lost event is impossible. A connected event the record still owes goes
+// user's activation (the connection that made it active), so a retry after a
+// failure repeats the same id and a lost event is impossible, while a
+// refusal after the user reconnected is a new event. A connected event the record still owes goes
 // out first.
 func (s *Syncer) MarkReauth(ctx context.Context, userKey string) (bool, error) {
 	u, err := s.users.Get(ctx, userKey)
@@ -517,11 +518,13 @@ func (s *Syncer) MarkReauth(ctx context.Context, userKey string) (bool, error) {
 	if _, err := notice.Publish(ctx, s.users, s.events, u); err != nil {
 		return false, fmt.Errorf("reauth of %s: %w", userKey, err)
 	}
-	epoch := fmt.Sprint(u.ConnectedAt.UnixMicro())
+	epoch := fmt.Sprint(u.Activation().UnixMicro())
 	ev := events.Event{
 		Type: events.UserReauth, ID: events.ID(events.UserReauth, userKey, epoch),
 		Time: s.now().UTC().Format(time.RFC3339Nano), User: userKey, AppRef: u.AppRef, EmailAddress: u.Email,
-		Reconnect: events.ReconnectPath(userKey),
+	}
+	if !u.Delegated { // a delegated user comes back when the admin grants the delegation again, not by consent
+		ev.Reconnect = events.ReconnectPath(userKey)
 	}
 	if err := s.events.Publish(ctx, ev); err != nil {
 		return false, fmt.Errorf("reauth of %s: %w", userKey, err)
@@ -529,7 +532,7 @@ func (s *Syncer) MarkReauth(ctx context.Context, userKey string) (bool, error) {
 	var changed bool
 	_, err = s.users.Update(ctx, userKey, func(v *store.User) error {
 		changed = false
-		if v.Status != store.Active || fmt.Sprint(v.ConnectedAt.UnixMicro()) != epoch {
+		if v.Status != store.Active || fmt.Sprint(v.Activation().UnixMicro()) != epoch {
 			return store.ErrNoChange
 		}
 		v.Status, v.ReauthSince, changed = store.ReauthRequired, s.now(), true

@@ -658,10 +658,29 @@ func TestMarkReauthOfADelegatedUser(t *testing.T) {
 	if changed, err := e.syncer.MarkReauth(context.Background(), store.Key(email)); !changed || err != nil {
 		t.Fatalf("MarkReauth = %v, %v; want true, nil", changed, err)
 	}
-	if evs := e.events(1); len(evs) != 1 || evs[0].Type != events.UserReauth || evs[0].EmailAddress != email {
-		t.Errorf("events %+v, want one %s for %s", evs, events.UserReauth, email)
+	first := e.events(1)
+	if len(first) != 1 || first[0].Type != events.UserReauth || first[0].EmailAddress != email || first[0].Reconnect != "" {
+		t.Errorf("events %+v, want one %s for %s with no reconnect path (no consent brings it back)", first, events.UserReauth, email)
 	}
 	if !e.logs.Contains(`"message":"delegated user refused"`) || e.logs.Contains("user must consent again") {
 		t.Errorf("logs:\n%s\nwant the delegated line and not the consent one", e.logs)
+	}
+	// The delegation is granted again and the renew run joins the user (a
+	// Connect); a second refusal is a new event, not a repeat receivers drop.
+	u := e.user(email)
+	if _, _, err := e.store.Connect(context.Background(), store.Connection{Key: u.Key, Sub: u.Sub, Email: email, HistoryID: u.Cursor, Delegated: true}); err != nil {
+		t.Fatal(err)
+	}
+	if changed, err := e.syncer.MarkReauth(context.Background(), store.Key(email)); !changed || err != nil {
+		t.Fatalf("MarkReauth after rejoining = %v, %v; want true, nil", changed, err)
+	}
+	var second []events.Event
+	for _, ev := range e.events(3) { // the rejoin's connected event, then the refusal
+		if ev.Type == events.UserReauth {
+			second = append(second, ev)
+		}
+	}
+	if len(second) != 2 || second[1].ID == second[0].ID {
+		t.Errorf("reauth_required events %+v, want the first and a second with a new id", second)
 	}
 }

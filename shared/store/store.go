@@ -62,6 +62,7 @@ type User struct {
 	LastSyncAt         time.Time `firestore:"lastSyncAt"`
 	LastRenewAt        time.Time `firestore:"lastRenewAt"`
 	ConnectedAt        time.Time `firestore:"connectedAt"`
+	ActiveSince        time.Time `firestore:"activeSince"` // when the latest connection made it active; keys its reauth_required event
 	ReauthSince        time.Time `firestore:"reauthSince"`
 	UpdatedAt          time.Time `firestore:"updatedAt"`
 	Lease              Lease     `firestore:"lease"`
@@ -76,6 +77,17 @@ type User struct {
 type Lease struct {
 	Holder string    `firestore:"holder"`
 	Until  time.Time `firestore:"until"`
+}
+
+// Activation is when the record last became active: a reauth_required
+// event is keyed by it, so the refusal after a reconnect is a new event,
+// not a repeat of the one before (ConnectedAt for records from before
+// ActiveSince was kept).
+func (u User) Activation() time.Time {
+	if u.ActiveSince.IsZero() {
+		return u.ConnectedAt
+	}
+	return u.ActiveSince
 }
 
 // HeldBy reports whether someone other than holder holds the lease at now.
@@ -322,7 +334,7 @@ func (s *Store) Connect(ctx context.Context, c Connection) (User, bool, error) {
 		u.Key, u.Email, u.Sub, u.AppRef, u.Status = key, strings.ToLower(c.Email), c.Sub, c.AppRef, Active
 		u.Labels, u.LabelFilter, u.Delegated = c.Labels, c.LabelFilter, c.Delegated
 		u.WatchExpiration, u.RenewAt, u.LastRenewAt = c.WatchExpiration, c.RenewAt, now
-		u.ReauthSince, u.UpdatedAt = time.Time{}, now
+		u.ReauthSince, u.UpdatedAt, u.ActiveSince = time.Time{}, now, now
 		u.Notice = &Notice{At: now.Truncate(time.Microsecond), HistoryID: c.HistoryID} // as Firestore keeps it
 		out = u
 		return tx.Set(ref, u)
