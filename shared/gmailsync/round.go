@@ -217,12 +217,11 @@ func (s *Syncer) announce(ctx context.Context, svc *gmail.Service, u store.User,
 	}
 	ids := make([]string, len(changes))
 	keys := make([]string, 0, len(changes))
+	legacy := s.legacyMarkers(u)
 	for i, c := range changes {
 		ids[i] = c.eventID(u.Key)
 		keys = append(keys, ids[i])
-		if c.typ == events.MessageReceived {
-			// Markers written before they were keyed by event id; they
-			// expire within MarkerTTL, after which this read can go.
+		if legacy && c.typ == events.MessageReceived {
 			keys = append(keys, c.msgID)
 		}
 	}
@@ -292,6 +291,18 @@ func (s *Syncer) announce(ctx context.Context, svc *gmail.Service, u store.User,
 		return len(evs), err
 	}
 	return len(evs), nil
+}
+
+// eventIDMarkers is when markers came to be keyed by event id; before,
+// received messages' markers were keyed by message id.
+var eventIDMarkers = time.Date(2026, 12, 1, 23, 30, 0, 0, time.UTC)
+
+// legacyMarkers reports whether u's markers may include ones keyed by
+// message id: only a record connected before eventIDMarkers can hold them,
+// and only until they expire, within MarkerTTL. Reading them doubles a
+// sync's marker reads, so no other record pays for them.
+func (s *Syncer) legacyMarkers(u store.User) bool {
+	return u.ConnectedAt.Before(eventIDMarkers) && s.now().Before(eventIDMarkers.Add(s.set.MarkerTTL))
 }
 
 // eventID is the change's idempotency key: a message is received or sent

@@ -224,22 +224,49 @@ func TestEveryTypeInHistoryOrderWithStableIDs(t *testing.T) {
 	}
 }
 
+// A marker keyed by message id, as they were before event ids keyed them,
+// still counts for a record connected before that change, while such
+// markers can still exist; a record connected since cannot hold one, and
+// its sync reads only event-id markers.
 func TestMarkersWrittenByMessageIDStillCount(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t, withTypes(events.MessageTypes...))
-	const email = "legacy@example.com"
-	e.connect(email, nil, "")
-	old := e.deliver(email, "announced before markers had event ids")
-	now := time.Now()
-	err := e.store.MarkAnnounced(context.Background(), store.Key(email), map[string]store.Marker{
-		old.ID: {EventID: events.ID(events.MessageReceived, store.Key(email), old.ID), AnnouncedAt: now, ExpireAt: now.Add(time.Hour)},
-	})
-	if err != nil {
-		t.Fatal(err)
+	set := withTypes(events.MessageTypes...)
+	set.MarkerTTL = 100 * 365 * 24 * time.Hour // whatever today's date, legacy markers may still exist
+	e := newEnv(t, set)
+	for _, tc := range []struct {
+		email    string
+		before   bool // connected before markers were keyed by event id
+		announce bool // the message with a legacy marker is announced (again)
+	}{
+		{"legacy@example.com", true, false},
+		{"fresh@example.com", false, true},
+	} {
+		u := e.connect(tc.email, nil, "")
+		if tc.before {
+			if _, err := e.store.Update(context.Background(), u.Key, func(u *store.User) error {
+				u.ConnectedAt = time.Date(2026, 11, 20, 0, 0, 0, 0, time.UTC)
+				return nil
+			}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		old := e.deliver(tc.email, "announced before markers had event ids")
+		now := time.Now()
+		err := e.store.MarkAnnounced(context.Background(), u.Key, map[string]store.Marker{
+			old.ID: {EventID: events.ID(events.MessageReceived, u.Key, old.ID), AnnouncedAt: now, ExpireAt: now.Add(time.Hour)},
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		d := e.deliver(tc.email, "new")
+		before := len(e.Events.All())
+		e.push(tc.email, d.HistoryID)
+		want := []string{`received ` + d.ID + ` "new"`}
+		if tc.announce {
+			want = []string{`received ` + old.ID + ` "announced before markers had event ids"`, want[0]}
+		}
+		wantEvents(t, e.events(before + len(want))[before:], want...)
 	}
-	d := e.deliver(email, "new")
-	e.push(email, d.HistoryID)
-	wantEvents(t, e.events(1), `received `+d.ID+` "new"`)
 }
 
 func TestWatchOfEveryTypePushesChangesOutsideTheWatchedLabels(t *testing.T) {
