@@ -152,7 +152,6 @@ type Syncer struct {
 	log    *slog.Logger
 	now    func() time.Time
 	set    Settings
-	addrs  *addresses
 }
 
 // New returns a Syncer.
@@ -163,8 +162,7 @@ func New(deps Deps, settings Settings) *Syncer {
 	if deps.Logger == nil {
 		deps.Logger = slog.New(slog.DiscardHandler)
 	}
-	return &Syncer{users: deps.Users, gmail: deps.Gmail, events: deps.Events, log: deps.Logger, now: deps.Now, set: settings.withDefaults(),
-		addrs: &addresses{now: deps.Now}}
+	return &Syncer{users: deps.Users, gmail: deps.Gmail, events: deps.Events, log: deps.Logger, now: deps.Now, set: settings.withDefaults()}
 }
 
 // Result tells what a push or sync did. With an error, Outcome is Synced (the
@@ -190,9 +188,8 @@ func (s *Syncer) OnPush(ctx context.Context, email string, historyID int64) (Res
 		return Result{}, fmt.Errorf("push at history id %d: not positive", historyID)
 	}
 	// Keys derive from Google's account id, not from the address, so the
-	// store is asked (by the key a push of the address last found, when it
-	// still fits); the record it returns is the run's first read.
-	return s.counted(ctx, historyID, func(ctx context.Context) (store.User, error) { return s.addrs.user(ctx, s.users, email) })
+	// store is asked; the record it returns is the run's first read.
+	return s.counted(ctx, historyID, func(ctx context.Context) (store.User, error) { return s.users.ByEmail(ctx, email) })
 }
 
 // Sync reads the user's history from the cursor whether or not a push asked,
