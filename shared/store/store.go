@@ -206,8 +206,9 @@ func (s *Store) Claim(ctx context.Context, u User, l Lease, pushID int64, at tim
 // another error (returned). The write is a compare-and-set on the version
 // read (its update time), not a transaction: a transaction locks the
 // document until it ends, and one whose process dies keeps that lock until
-// Firestore drops it after 60 s of inactivity (Firestore quotas: writes and
-// transactions), stalling every write of that user meanwhile. fn runs again
+// Firestore drops it after 60 s of inactivity
+// (https://firebase.google.com/docs/firestore/quotas#writes_and_transactions),
+// stalling every write of that user meanwhile. fn runs again
 // on the new version when the record changed in between, so it must only
 // compute: no network calls, no side effects.
 func (s *Store) Update(ctx context.Context, key string, fn func(u *User) error) (User, error) {
