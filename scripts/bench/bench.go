@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -393,25 +392,7 @@ func emails(format string, n int) []string {
 // push POSTs one Gmail notification to url in Pub/Sub's push format, as the
 // subscription delivers it, and fails unless it is acknowledged (2xx).
 func (b *bench) push(ctx context.Context, url, email string, historyID int64) error {
-	return b.post(ctx, url, pushBody(b.st.Project, email, historyID, b.pushes.Add(1)))
-}
-
-func (b *bench) post(ctx context.Context, url string, body []byte) error {
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(body))
-	if err != nil {
-		return err
-	}
-	req.Header.Set("Content-Type", "application/json")
-	resp, err := b.client.Do(req)
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	msg, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
-	if resp.StatusCode/100 != 2 {
-		return fmt.Errorf("push answered %s: %s", resp.Status, bytes.TrimSpace(msg))
-	}
-	return nil
+	return stack.Push(ctx, b.client, url, pushBody(b.st.Project, email, historyID, b.pushes.Add(1)))
 }
 
 func pushBody(project, email string, historyID, n int64) []byte {

@@ -89,7 +89,7 @@ func (r *Relay) deliver(ctx context.Context, m *pubsub.Message) {
 			m.Nack()
 			return
 		}
-		err := r.post(ctx, body)
+		err := Push(ctx, r.client, r.url, body)
 		r.release(err == nil)
 		if err == nil {
 			m.Ack()
@@ -139,13 +139,15 @@ func (r *Relay) release(ok bool) {
 	r.cond.Broadcast()
 }
 
-func (r *Relay) post(ctx context.Context, body []byte) error {
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, r.url, bytes.NewReader(body))
+// Push POSTs one push request body to url, as Pub/Sub push does, and fails
+// unless it is acknowledged (2xx).
+func Push(ctx context.Context, client *http.Client, url string, body []byte) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(body))
 	if err != nil {
 		return err
 	}
 	req.Header.Set("Content-Type", "application/json")
-	resp, err := r.client.Do(req)
+	resp, err := client.Do(req)
 	if err != nil {
 		return err
 	}
