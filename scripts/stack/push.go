@@ -22,8 +22,10 @@ const (
 	// start few, grow with each success and shrink on a failure.
 	pushWindowStart = 3
 	pushWindowMax   = 1000
-	// The retry policy of the subscriptions behind the deployed functions
-	// (terraform/pubsub.tf; Eventarc's trigger for notify retries alike).
+	// The retry policy of the subscriptions behind the deployed functions:
+	// terraform/pubsub.tf's for the webhook, and Eventarc's default for
+	// notify's trigger, "a minimum of 10 seconds ... up to a maximum of 600
+	// seconds" (https://cloud.google.com/eventarc/docs/retry-events).
 	pushBackoffMin = 10 * time.Second
 	pushBackoffMax = 600 * time.Second
 )
