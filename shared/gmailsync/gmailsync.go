@@ -505,8 +505,8 @@ func (s *Syncer) failed(ctx context.Context, u store.User, l *lease, res Result,
 // The event is published before the change is stored, with an id fixed by the
 // user's activation (the connection that made it active), so a retry after a
 // failure repeats the same id and a lost event is impossible, while a
-// refusal after the user reconnected is a new event. A connected event the record still owes goes
-// out first.
+// refusal after the user reconnected is a new event. A connected event the
+// record still owes goes out first.
 func (s *Syncer) MarkReauth(ctx context.Context, userKey string) (bool, error) {
 	u, err := s.users.Get(ctx, userKey)
 	if err != nil {

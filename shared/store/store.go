@@ -335,8 +335,11 @@ func (s *Store) Connect(ctx context.Context, c Connection) (User, bool, error) {
 		u.Key, u.Email, u.Sub, u.AppRef, u.Status = key, strings.ToLower(c.Email), c.Sub, c.AppRef, Active
 		u.Labels, u.LabelFilter, u.Delegated = c.Labels, c.LabelFilter, c.Delegated
 		u.WatchExpiration, u.RenewAt, u.LastRenewAt = c.WatchExpiration, c.RenewAt, now
-		u.ReauthSince, u.UpdatedAt, u.ActiveSince = time.Time{}, now, now
-		u.Notice = &Notice{At: now.Truncate(time.Microsecond), HistoryID: c.HistoryID} // as Firestore keeps it
+		// One instant, to the microsecond Firestore keeps: the activation
+		// keys a later reauth_required, the notice the connected event.
+		at := now.Truncate(time.Microsecond)
+		u.ReauthSince, u.UpdatedAt, u.ActiveSince = time.Time{}, now, at
+		u.Notice = &Notice{At: at, HistoryID: c.HistoryID}
 		out = u
 		return tx.Set(ref, u)
 	})
