@@ -656,6 +656,18 @@ func TestDelegationModeConnectsNoOne(t *testing.T) {
 	}
 }
 
+// connectWithEventsDown connects alice while every publish of the
+// connected event fails (the events topic is gone).
+func (s *stack) connectWithEventsDown(t *testing.T) {
+	t.Helper()
+	down := events.NewPublisher(s.PubSub, "no-such-topic")
+	t.Cleanup(down.Stop)
+	d := s.deps()
+	d.Events = down
+	s.handler = consent.New(s.cfg, d, s.log)
+	s.connect(t)
+}
+
 // TestConnectedEventOwedAfterAFailedPublish: the events topic is gone when
 // alice connects. She is connected all the same (the page says so; the
 // watch and her record exist), the failure is logged, and her record owes
@@ -663,12 +675,7 @@ func TestDelegationModeConnectsNoOne(t *testing.T) {
 func TestConnectedEventOwedAfterAFailedPublish(t *testing.T) {
 	s := newStack(t)
 	ctx := context.Background()
-	down := events.NewPublisher(s.PubSub, "no-such-topic") // every publish fails
-	t.Cleanup(down.Stop)
-	d := s.deps()
-	d.Events = down
-	s.handler = consent.New(s.cfg, d, s.log)
-	s.connect(t)
+	s.connectWithEventsDown(t)
 	u, err := s.users.Get(ctx, s.key(alice))
 	if err != nil || u.Status != store.Active || u.Notice == nil {
 		t.Fatalf("alice after the failed publish: %+v, %v; want active, owing her connected event", u, err)
@@ -717,12 +724,7 @@ func TestConnectedEventOwedAfterAFailedPublish(t *testing.T) {
 func TestDisconnectPublishesTheOwedConnectedEventFirst(t *testing.T) {
 	s := newStack(t)
 	ctx := context.Background()
-	down := events.NewPublisher(s.PubSub, "no-such-topic")
-	t.Cleanup(down.Stop)
-	d := s.deps()
-	d.Events = down
-	s.handler = consent.New(s.cfg, d, s.log)
-	s.connect(t)
+	s.connectWithEventsDown(t)
 	u, _ := s.users.Get(ctx, s.key(alice))
 	if u.Notice == nil {
 		t.Fatal("alice owes no connected event after the failed publish")
