@@ -99,35 +99,16 @@ variable "user_key_secret_name" {
   }
 }
 
-# --- Secrets: created empty; scripts/set-secrets.sh adds their values.
-resource "google_secret_manager_secret" "connect_link_key" {
-  secret_id = local.names.connect_link_key_secret
-
-  replication {
-    auto {}
-  }
-
-  depends_on = [google_project_service.enabled]
-}
-
-resource "google_secret_manager_secret" "user_key" {
-  secret_id = local.names.user_key_secret
-
-  replication {
-    auto {}
-  }
-
-  depends_on = [google_project_service.enabled]
-}
-
+# --- Secrets: the link key and the user-key secret are kept across a
+# destroy (kept.tf); only their grants are here.
 resource "google_secret_manager_secret_iam_member" "connect_link_key_accessor" {
-  secret_id = google_secret_manager_secret.connect_link_key.secret_id
+  secret_id = local.kept_secrets.connect_link_key
   role      = "roles/secretmanager.secretAccessor"
   member    = google_service_account.function["consent"].member
 }
 
 resource "google_secret_manager_secret_iam_member" "user_key_accessor" {
-  secret_id = google_secret_manager_secret.user_key.secret_id
+  secret_id = local.kept_secrets.user_key
   role      = "roles/secretmanager.secretAccessor"
   member    = google_service_account.function["consent"].member
 }
@@ -142,6 +123,8 @@ resource "google_firestore_field" "connect_link_ttl" {
 
   ttl_config {}
   index_config {}
+
+  depends_on = [google_firestore_field.oauth_state_ttl]
 }
 
 # --- Who may call it: the listed members, and nobody else.

@@ -112,7 +112,7 @@ resource "google_service_account_iam_member" "mailboxes_token_creator" {
 resource "google_secret_manager_secret_iam_member" "user_key_renew_accessor" {
   count = local.delegation ? 1 : 0
 
-  secret_id = google_secret_manager_secret.user_key.secret_id
+  secret_id = local.kept_secrets.user_key
   role      = "roles/secretmanager.secretAccessor"
   member    = google_service_account.function["renew"].member
 }

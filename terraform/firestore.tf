@@ -17,9 +17,14 @@ resource "google_firestore_database" "main" {
 # due for renewal (renewAt) or whose mailbox is due for reconciliation
 # (syncDueAt), and reauth_required users whose watch has not lapsed yet
 # (watchExpiration). See shared/store.
-resource "google_firestore_index" "users_by_status" {
-  for_each = toset(["renewAt", "syncDueAt", "watchExpiration"])
-
+#
+# Index and field operations on one database conflict with each other (409
+# "Please retry", hashicorp/terraform-provider-google #16329); the provider
+# retries the 409 for fields (GoogleCloudPlatform/magic-modules #9329) but
+# not for indexes. So nothing here runs in parallel: the three TTL policies
+# one after the other, then the indexes one after the other (separate
+# resources, since for_each instances are created at once).
+resource "google_firestore_index" "users_by_renew_at" {
   database   = google_firestore_database.main.name
   collection = "users"
 
@@ -27,11 +32,59 @@ resource "google_firestore_index" "users_by_status" {
     field_path = "status"
     order      = "ASCENDING"
   }
-
   fields {
-    field_path = each.key
+    field_path = "renewAt"
     order      = "ASCENDING"
   }
+
+  depends_on = [google_firestore_field.connect_link_ttl]
+}
+
+resource "google_firestore_index" "users_by_sync_due_at" {
+  database   = google_firestore_database.main.name
+  collection = "users"
+
+  fields {
+    field_path = "status"
+    order      = "ASCENDING"
+  }
+  fields {
+    field_path = "syncDueAt"
+    order      = "ASCENDING"
+  }
+
+  depends_on = [google_firestore_index.users_by_renew_at]
+}
+
+resource "google_firestore_index" "users_by_watch_expiration" {
+  database   = google_firestore_database.main.name
+  collection = "users"
+
+  fields {
+    field_path = "status"
+    order      = "ASCENDING"
+  }
+  fields {
+    field_path = "watchExpiration"
+    order      = "ASCENDING"
+  }
+
+  depends_on = [google_firestore_index.users_by_sync_due_at]
+}
+
+moved {
+  from = google_firestore_index.users_by_status["renewAt"]
+  to   = google_firestore_index.users_by_renew_at
+}
+
+moved {
+  from = google_firestore_index.users_by_status["syncDueAt"]
+  to   = google_firestore_index.users_by_sync_due_at
+}
+
+moved {
+  from = google_firestore_index.users_by_status["watchExpiration"]
+  to   = google_firestore_index.users_by_watch_expiration
 }
 
 # Announced-message markers (users/{user}/messages/{id}) expire by TTL. The
@@ -49,8 +102,8 @@ resource "google_firestore_field" "message_marker_ttl" {
 # only to refuse a replayed state until it would have expired anyway; TTL
 # deletes them after expireAt. Field operations on one database can conflict
 # (409, hashicorp/terraform-provider-google #16329, retried by the provider
-# since GoogleCloudPlatform/magic-modules #9329): the two TTL policies are
-# made one after the other.
+# since GoogleCloudPlatform/magic-modules #9329): the TTL policies are made
+# one after the other (connect links' in accounts.tf comes last).
 resource "google_firestore_field" "oauth_state_ttl" {
   database   = google_firestore_database.main.name
   collection = "oauthStates"

@@ -135,27 +135,45 @@ resource "google_cloudfunctions2_function" "function" {
     }
   }
 
-  depends_on = [terraform_data.build_grants_settled]
+  # Builds start once the builder holds its permissions, and triggers once
+  # the agents that serve them hold theirs.
+  depends_on = [
+    terraform_data.builder_ready,
+    google_project_iam_member.eventarc_agent,
+    google_service_account_iam_member.pubsub_agent_token_creator,
+  ]
 }
 
-# IAM grants take a while to reach Cloud Build: a build started right after
-# its account got its roles fails to fetch the source or push the image, and
-# on a fresh project freshly enabled APIs' service agents need the same time.
-# The provider's own builder example waits 60 s (time_sleep, in
-# hashicorp/terraform-provider-google #20571); Terraform's built-in
-# terraform_data waits the same without one more provider to install and
-# lock. It waits again only when a grant it guards is replaced.
-resource "terraform_data" "build_grants_settled" {
+# IAM grants take "typically 2 minutes, potentially 7 minutes or longer" to
+# take effect (IAM access change propagation), and five builds start at
+# once; a build that starts before its account's grants arrive fails to
+# fetch its source or push its image (hashicorp/terraform-provider-google
+# #20571). Rather than pause a fixed time and hope, this asks IAM, as the
+# builder, for the very permissions each grant gives
+# (testIamPermissions), until all are there or builder_wait_seconds pass.
+# It asks again only when a grant it guards is replaced.
+resource "terraform_data" "builder_ready" {
   triggers_replace = [
     google_project_iam_member.builder_log_writer.id,
     google_project_iam_member.builder_gcf_sources_reader.id,
     google_artifact_registry_repository_iam_member.builder_writer.id,
     google_storage_bucket_iam_member.builder_source_reader.id,
+    one(google_service_account_iam_member.deployer_tests_builder[*].id),
   ]
 
   provisioner "local-exec" {
-    command = "sleep ${var.iam_settle_seconds}"
+    command = "./wait-for-builder.sh" # local-exec runs in terraform/
+    environment = {
+      PROJECT       = var.project_id
+      BUILDER       = google_service_account.builder.email
+      REPOSITORY    = google_artifact_registry_repository.functions.id
+      SOURCE_BUCKET = google_storage_bucket.source.name
+      WAIT_SECONDS  = tostring(var.builder_wait_seconds)
+    }
   }
+}
 
-  depends_on = [google_project_service.enabled]
+moved {
+  from = terraform_data.build_grants_settled
+  to   = terraform_data.builder_ready
 }

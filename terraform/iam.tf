@@ -44,7 +44,7 @@ resource "google_secret_manager_secret_iam_member" "oauth_client_accessor" {
 }
 
 resource "google_secret_manager_secret_iam_member" "state_key_accessor" {
-  secret_id = google_secret_manager_secret.state_key.secret_id
+  secret_id = local.kept_secrets.state_key
   role      = "roles/secretmanager.secretAccessor"
   member    = google_service_account.function["consent"].member
 }
@@ -142,11 +142,9 @@ resource "google_cloud_run_v2_service_iam_member" "trigger_invoker" {
 }
 
 # The webhook's push subscription presents the webhook account's OIDC token,
-# minted by Pub/Sub's service agent. Projects created after 8 April 2021 give
-# that agent the right to do so; older ones need a grant made once by hand
-# (terraform/README.md, Troubleshooting). Terraform does not make it: the
-# agent may not exist yet on a fresh project, and creating it first takes
-# google_project_service_identity, which only the google-beta provider has.
+# minted by Pub/Sub's service agent, which therefore needs token creator on
+# that account (and on notify's, the identity of its Eventarc trigger). The
+# agent exists before the apply: scripts/deploy.sh creates it (kept.tf).
 resource "google_cloud_run_v2_service_iam_member" "webhook_pusher" {
   count = local.webhook_enabled ? 1 : 0
 
@@ -154,6 +152,22 @@ resource "google_cloud_run_v2_service_iam_member" "webhook_pusher" {
   name     = google_cloudfunctions2_function.function["webhook"].name
   role     = "roles/run.invoker"
   member   = google_service_account.function["webhook"].member
+}
+
+resource "google_service_account_iam_member" "pubsub_agent_token_creator" {
+  for_each = { for name, f in local.functions : name => f if f.trigger_topic != null || name == "webhook" }
+
+  service_account_id = "projects/${var.project_id}/serviceAccounts/${google_service_account.function[each.key].email}"
+  role               = "roles/iam.serviceAccountTokenCreator"
+  member             = local.service_agents.pubsub
+}
+
+# Eventarc's agent creates the trigger's subscription and needs its role
+# before the first trigger (kept.tf says why it exists by then).
+resource "google_project_iam_member" "eventarc_agent" {
+  project = var.project_id
+  role    = "roles/eventarc.serviceAgent"
+  member  = local.service_agents.eventarc
 }
 
 resource "google_cloud_run_v2_service_iam_member" "scheduler_invoker" {
@@ -170,11 +184,27 @@ resource "google_cloud_run_v2_service_iam_member" "consent_public" {
   member   = "allUsers"
 }
 
-# --- Builds.
+# --- Builds. The builder's project-level grants are made one after the
+# other, log writer last: IAM propagates a resource's whole policy, so once
+# the builder holds the log writer's permission, the policy it reads holds
+# the gcf-v2-sources grant made before it too (terraform/wait-for-builder.sh).
 resource "google_project_iam_member" "builder_log_writer" {
   project = var.project_id
   role    = "roles/logging.logWriter"
   member  = google_service_account.builder.member
+
+  depends_on = [google_project_iam_member.builder_gcf_sources_reader]
+}
+
+# The deployer asks, as the builder, whether the builder's grants have
+# arrived (terraform/wait-for-builder.sh): that takes token creator on the
+# builder, and on nothing else.
+resource "google_service_account_iam_member" "deployer_tests_builder" {
+  count = var.deployer != "" ? 1 : 0
+
+  service_account_id = "projects/${var.project_id}/serviceAccounts/${google_service_account.builder.email}"
+  role               = "roles/iam.serviceAccountTokenCreator"
+  member             = var.deployer
 }
 
 resource "google_artifact_registry_repository_iam_member" "builder_writer" {

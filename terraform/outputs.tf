@@ -50,7 +50,7 @@ output "secrets" {
   description = "Secret ids whose values scripts/set-secrets.sh adds."
   value = {
     oauth_client_secret = google_secret_manager_secret.oauth_client.secret_id
-    state_key           = google_secret_manager_secret.state_key.secret_id
+    state_key           = local.kept_secrets.state_key
     webhook_secret      = google_secret_manager_secret.webhook.secret_id
   }
 }
@@ -62,5 +62,5 @@ output "function_uris" {
 
 output "set_secrets_command" {
   description = "Command that adds the secret values to this deployment's secrets (run it from the repository root)."
-  value       = "OAUTH_CLIENT_SECRET_NAME=${google_secret_manager_secret.oauth_client.secret_id} STATE_KEY_SECRET_NAME=${google_secret_manager_secret.state_key.secret_id} WEBHOOK_SECRET_NAME=${google_secret_manager_secret.webhook.secret_id} CONNECT_LINK_KEY_SECRET_NAME=${google_secret_manager_secret.connect_link_key.secret_id} USER_KEY_SECRET_NAME=${google_secret_manager_secret.user_key.secret_id} scripts/set-secrets.sh --project ${var.project_id}"
+  value       = "OAUTH_CLIENT_SECRET_NAME=${google_secret_manager_secret.oauth_client.secret_id} STATE_KEY_SECRET_NAME=${local.kept_secrets.state_key} WEBHOOK_SECRET_NAME=${google_secret_manager_secret.webhook.secret_id} CONNECT_LINK_KEY_SECRET_NAME=${local.kept_secrets.connect_link_key} USER_KEY_SECRET_NAME=${local.kept_secrets.user_key} scripts/set-secrets.sh --project ${var.project_id}"
 }

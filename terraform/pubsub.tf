@@ -39,13 +39,15 @@ resource "google_pubsub_topic" "dead_letter" {
 }
 
 # A topic without a subscription drops what is published to it: this one
-# keeps undeliverable events for inspection and replay.
+# keeps undeliverable events for inspection and replay, for the 31 days
+# Pub/Sub allows at most (message_retention_duration, Pub/Sub subscription
+# reference), so a receiver down over a long holiday still gets them back.
 resource "google_pubsub_subscription" "dead_letter" {
   name  = local.names.dead_letter_topic
   topic = google_pubsub_topic.dead_letter.id
 
   ack_deadline_seconds       = 60
-  message_retention_duration = "604800s"
+  message_retention_duration = "2678400s"
 
   expiration_policy {
     ttl = ""
@@ -89,5 +91,8 @@ resource "google_pubsub_subscription" "webhook" {
     }
   }
 
-  depends_on = [google_cloud_run_v2_service_iam_member.webhook_pusher]
+  depends_on = [
+    google_cloud_run_v2_service_iam_member.webhook_pusher,
+    google_service_account_iam_member.pubsub_agent_token_creator,
+  ]
 }

@@ -23,5 +23,10 @@ resource "google_cloud_scheduler_job" "renew" {
     retry_count = 0
   }
 
-  depends_on = [google_cloud_run_v2_service_iam_member.scheduler_invoker]
+  # renew queries the users indexes: a run before the last of them exists
+  # fails with FAILED_PRECONDITION.
+  depends_on = [
+    google_cloud_run_v2_service_iam_member.scheduler_invoker,
+    google_firestore_index.users_by_watch_expiration,
+  ]
 }

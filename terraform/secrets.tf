@@ -10,16 +10,6 @@ resource "google_secret_manager_secret" "oauth_client" {
   depends_on = [google_project_service.enabled]
 }
 
-resource "google_secret_manager_secret" "state_key" {
-  secret_id = local.names.state_key_secret
-
-  replication {
-    auto {}
-  }
-
-  depends_on = [google_project_service.enabled]
-}
-
 resource "google_secret_manager_secret" "webhook" {
   secret_id = local.names.webhook_secret
 

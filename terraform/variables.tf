@@ -390,13 +390,24 @@ variable "alert_emails" {
   }
 }
 
-variable "iam_settle_seconds" {
-  description = "Seconds the first apply waits between granting the build account its roles and starting the function builds, so the grants have reached Cloud Build."
+variable "builder_wait_seconds" {
+  description = "Longest the apply waits for the build account's grants to take effect before the function builds (terraform/wait-for-builder.sh asks IAM as the builder until they have)."
   type        = number
-  default     = 60
+  default     = 900
 
   validation {
-    condition     = var.iam_settle_seconds >= 0 && var.iam_settle_seconds <= 600 && floor(var.iam_settle_seconds) == var.iam_settle_seconds
-    error_message = "The iam_settle_seconds must be a whole number from 0 to 600."
+    condition     = var.builder_wait_seconds >= 60 && var.builder_wait_seconds <= 3600 && floor(var.builder_wait_seconds) == var.builder_wait_seconds
+    error_message = "The builder_wait_seconds must be a whole number from 60 to 3600."
+  }
+}
+
+variable "deployer" {
+  description = "IAM member running the apply (user:you@example.com or serviceAccount:...), given token creator on the build account so the apply can check its grants as it. scripts/deploy.sh sets it from gcloud's account. Empty: the deployer must already be able to impersonate the build account."
+  type        = string
+  default     = ""
+
+  validation {
+    condition     = var.deployer == "" || can(regex("^(user|serviceAccount):[^@\\s]+@[^@\\s]+$", var.deployer))
+    error_message = "The deployer must be empty or user: or serviceAccount: followed by an address."
   }
 }

@@ -1,5 +1,5 @@
 terraform {
-  required_version = ">= 1.5.7"
+  required_version = ">= 1.7.0" # removed blocks (kept.tf)
 
   required_providers {
     google = {

@@ -196,6 +196,14 @@ func (e *evaluator) comparison() (bool, error) {
 		return !ok || got != val, nil
 	case op == ">=" && key == "severity":
 		return ok && severityRank(got) >= severityRank(val) && severityRank(val) >= 0, nil
+	case op == ">":
+		// Numbers, as a log filter compares a number field with a number.
+		want, err := strconv.ParseFloat(val, 64)
+		if err != nil {
+			return false, fmt.Errorf("%s > %s: not a number", key, val)
+		}
+		n, err := strconv.ParseFloat(got, 64)
+		return ok && err == nil && n > want, nil
 	}
 	return false, fmt.Errorf("unsupported comparison %s %s %s", key, op, val)
 }

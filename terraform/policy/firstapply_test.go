@@ -102,15 +102,22 @@ func buildsReadSources(p *plan) []string {
 	})
 }
 
-// waitsFor checks that a resource depends on a pause (time_sleep, or
-// terraform_data with a local-exec provisioner) that itself comes after
-// every one of the given grants.
+// waitsFor checks that a resource depends on terraform/wait-for-builder.sh
+// (a terraform_data's local-exec) run after every one of the given grants:
+// a fixed pause (time_sleep, or a sleep) only lowers the odds that a build
+// starts before its grants have arrived.
 func waitsFor(p *plan, address string, grants []string) []string {
 	c, _ := p.configOf(address)
 	for _, dep := range c.DependsOn {
 		w, ok := p.config[dep]
-		if !ok || !(w.Type == "time_sleep" || (w.Type == "terraform_data" && len(w.Provisioners) > 0 && w.Provisioners[0].Type == "local-exec")) {
+		if ok && w.Type == "time_sleep" {
+			return []string{fmt.Sprintf("%s waits a fixed time (%s): IAM changes take \"potentially 7 minutes or longer\"; ask IAM as the builder instead (wait-for-builder.sh)", address, dep)}
+		}
+		if !ok || w.Type != "terraform_data" || len(w.Provisioners) == 0 || w.Provisioners[0].Type != "local-exec" {
 			continue
+		}
+		if cmd, _ := w.Provisioners[0].Expressions["command"].(map[string]any)["constant_value"].(string); !strings.HasSuffix(cmd, "wait-for-builder.sh") {
+			return []string{fmt.Sprintf("%s waits on %s, which runs %q, not wait-for-builder.sh: a fixed pause does not know when the grants have arrived", address, dep, cmd)}
 		}
 		after := map[string]bool{}
 		for _, d := range w.DependsOn {
@@ -135,7 +142,7 @@ func waitsFor(p *plan, address string, grants []string) []string {
 		sort.Strings(missing)
 		return []string{fmt.Sprintf("%s waits on %s, which does not come after %s", address, dep, strings.Join(missing, ", "))}
 	}
-	return []string{address + " starts its build without waiting for its account's grants to settle"}
+	return []string{address + " starts its build without waiting for its account's grants to take effect"}
 }
 
 // conditionFilters returns each alert condition's kind and filter.
@@ -175,16 +182,31 @@ func alertsNeedNoNewMetric(p *plan) []string {
 // only when their service first needs them.
 var serviceAgent = regexp.MustCompile(`^serviceAccount:service-[0-9]+@gcp-sa-([a-z-]+)\.iam\.gserviceaccount\.com$`)
 
-func serviceAgentsExist(p *plan) []string {
+// createdAgents lists the services whose agents exist before the apply:
+// made by google_project_service_identity, or named in the
+// service_identities output, which scripts/deploy.sh creates first
+// (TestDeployDryRun checks that it creates exactly those).
+func createdAgents(p *plan) map[string]bool {
 	created := map[string]bool{}
 	for _, r := range p.ofType("google_project_service_identity") {
 		created[strings.TrimSuffix(str(r.Values, "service"), ".googleapis.com")] = true
 	}
+	ids, _ := p.outputs["service_identities"].([]any)
+	for _, s := range ids {
+		if s, ok := s.(string); ok {
+			created[strings.TrimSuffix(s, ".googleapis.com")] = true
+		}
+	}
+	return created
+}
+
+func serviceAgentsExist(p *plan) []string {
+	created := createdAgents(p)
 	return withBindings(p, func(bs []binding) []string {
 		var out []string
 		for _, b := range bs {
 			if m := serviceAgent.FindStringSubmatch(b.member); m != nil && !created[m[1]] {
-				out = append(out, fmt.Sprintf("%s binds %s, which may not exist yet on a fresh project: create it with google_project_service_identity first", b.address, b.member))
+				out = append(out, fmt.Sprintf("%s binds %s, which may not exist yet on a fresh project: create it first (scripts/deploy.sh, listed in output service_identities)", b.address, b.member))
 			}
 		}
 		return out

@@ -36,7 +36,8 @@ type configResource struct {
 	Expressions  map[string]any `json:"expressions"`
 	DependsOn    []string       `json:"depends_on"`
 	Provisioners []struct {
-		Type string `json:"type"`
+		Type        string         `json:"type"`
+		Expressions map[string]any `json:"expressions"`
 	} `json:"provisioners"`
 }
 
@@ -46,6 +47,9 @@ type planJSON struct {
 	} `json:"variables"`
 	PlannedValues struct {
 		RootModule module `json:"root_module"`
+		Outputs    map[string]struct {
+			Value any `json:"value"`
+		} `json:"outputs"`
 	} `json:"planned_values"`
 	PriorState struct {
 		Values struct {
@@ -77,6 +81,7 @@ type plan struct {
 	sensitive map[string]bool           // variables declared sensitive
 	config    map[string]configResource // by address without instance key
 	checks    []string                  // names of check blocks
+	outputs   map[string]any            // planned output values (unknown ones absent)
 }
 
 func (m module) all() []resource {
@@ -92,7 +97,10 @@ func parsePlan(data []byte) (*plan, error) {
 	if err := json.Unmarshal(data, &p); err != nil {
 		return nil, fmt.Errorf("plan json: %w", err)
 	}
-	out := &plan{vars: map[string]any{}, sensitive: map[string]bool{}, config: map[string]configResource{}}
+	out := &plan{vars: map[string]any{}, sensitive: map[string]bool{}, config: map[string]configResource{}, outputs: map[string]any{}}
+	for name, o := range p.PlannedValues.Outputs {
+		out.outputs[name] = o.Value
+	}
 	for name, v := range p.Variables {
 		out.vars[name] = v.Value
 	}

@@ -34,6 +34,8 @@ const (
 
 // TestSetSecrets runs scripts/set-secrets.sh against a fake gcloud.
 func TestSetSecrets(t *testing.T) {
+	all := []string{"oauth-client-secret", "consent-state-key", "webhook-signing-secret", "connect-link-key", "user-key-secret"}
+	generatedKeys := all[1:]
 	script, err := filepath.Abs("../../scripts/set-secrets.sh")
 	if err != nil {
 		t.Fatal(err)
@@ -50,16 +52,20 @@ func TestSetSecrets(t *testing.T) {
 		wantWritten []string // secrets that get a new version
 		wantWebhook string   // the webhook payload, when it must be exactly this
 	}{
-		{name: "first run", args: []string{"--project", "p1"}, stdin: "client-s3cret\n", wantWritten: []string{"oauth-client-secret", "consent-state-key", "webhook-signing-secret", "connect-link-key", "user-key-secret"}},
-		{name: "project from gcloud config", stdin: "client-s3cret\n", project: "p1", wantWritten: []string{"oauth-client-secret", "consent-state-key", "webhook-signing-secret", "connect-link-key", "user-key-secret"}},
+		{name: "first run", args: []string{"--project", "p1"}, stdin: "client-s3cret\n", wantWritten: all},
+		{name: "project from gcloud config", stdin: "client-s3cret\n", project: "p1", wantWritten: all},
 		{name: "generated secrets kept", args: []string{"--project", "p1"}, stdin: "client-s3cret\n", versions: "projects/1/secrets/x/versions/1", wantWritten: []string{"oauth-client-secret"}, wantStderr: "already has a value"},
-		{name: "rotate keeps the old webhook key and never the user key", args: []string{"--rotate", "--project", "p1"}, stdin: "client-s3cret\n", versions: "projects/1/secrets/x/versions/1",
-			current: oldKey + " " + olderKey, wantWritten: []string{"oauth-client-secret", "consent-state-key", "webhook-signing-secret", "connect-link-key"}, wantStderr: "never rotated"},
-		{name: "drop the old webhook key", args: []string{"--drop-old-webhook-secret", "--project", "p1"}, versions: "projects/1/secrets/x/versions/2",
-			current: newKey + " " + oldKey, wantWritten: []string{"webhook-signing-secret"}, wantWebhook: newKey},
-		{name: "nothing to drop", args: []string{"--drop-old-webhook-secret", "--project", "p1"}, versions: "projects/1/secrets/x/versions/2",
+		{name: "rotate keeps each previous key", args: []string{"--rotate", "--project", "p1"}, stdin: "client-s3cret\n", versions: "projects/1/secrets/x/versions/1",
+			current: oldKey + " " + olderKey, wantWritten: all, wantStderr: "holds a new key and the previous one"},
+		{name: "drop the old keys", args: []string{"--drop-old", "--project", "p1"}, versions: "projects/1/secrets/x/versions/2",
+			current: newKey + " " + oldKey, wantWritten: generatedKeys, wantWebhook: newKey},
+		{name: "drop under its former name", args: []string{"--drop-old-webhook-secret", "--project", "p1"}, versions: "projects/1/secrets/x/versions/2",
+			current: newKey + " " + oldKey, wantWritten: generatedKeys, wantWebhook: newKey},
+		{name: "nothing to drop", args: []string{"--drop-old", "--project", "p1"}, versions: "projects/1/secrets/x/versions/2",
 			current: newKey, wantStderr: "nothing to drop"},
-		{name: "rotate and drop at once", args: []string{"--rotate", "--drop-old-webhook-secret", "--project", "p1"}, stdin: "client-s3cret\n", wantExit: 2, wantStderr: "separate steps"},
+		{name: "rotate and drop at once", args: []string{"--rotate", "--drop-old", "--project", "p1"}, stdin: "client-s3cret\n", wantExit: 2, wantStderr: "separate steps"},
+		{name: "if missing keeps a set client secret", args: []string{"--if-missing", "--project", "p1"}, stdin: "", versions: "projects/1/secrets/x/versions/1", wantStderr: "oauth-client-secret already has a value"},
+		{name: "if missing still asks for an unset one", args: []string{"--if-missing", "--project", "p1"}, stdin: "client-s3cret\n", wantWritten: all},
 		{name: "empty client secret", args: []string{"--project", "p1"}, stdin: "\n", wantExit: 2, wantStderr: "empty OAuth client secret"},
 		{name: "no input", args: []string{"--project", "p1"}, stdin: "", wantExit: 2, wantStderr: "empty OAuth client secret"},
 		{name: "no project", stdin: "client-s3cret\n", wantExit: 2, wantStderr: "no project"},
@@ -106,9 +112,6 @@ func TestSetSecrets(t *testing.T) {
 			if p, ok := payloads["oauth-client-secret"]; ok && p != "client-s3cret" {
 				t.Errorf("oauth client secret payload = %q, want %q (no trailing newline)", p, "client-s3cret")
 			}
-			if p, ok := payloads["consent-state-key"]; ok && !regexp.MustCompile(`^[A-Za-z0-9+/]{43}=$`).MatchString(p) {
-				t.Errorf("state key payload = %q, want 32 random bytes in base64", p)
-			}
 			p, ok := payloads["webhook-signing-secret"]
 			switch {
 			case !ok:
@@ -124,8 +127,21 @@ func TestSetSecrets(t *testing.T) {
 			case !regexp.MustCompile(`^whsec_[A-Za-z0-9+/]{43}=$`).MatchString(p):
 				t.Errorf("webhook secret payload = %q, want whsec_ and 32 random bytes in base64", p)
 			}
-			for _, name := range []string{"connect-link-key", "user-key-secret"} {
-				if p, ok := payloads[name]; ok && !regexp.MustCompile(`^[A-Za-z0-9+/]{43}=$`).MatchString(p) {
+			for _, name := range []string{"consent-state-key", "connect-link-key", "user-key-secret"} {
+				p, ok := payloads[name]
+				switch {
+				case !ok:
+				case tc.wantWebhook != "":
+					// Dropped: the newest key alone.
+					if p != newKey {
+						t.Errorf("%s after drop = %q, want %q", name, p, newKey)
+					}
+				case tc.current != "":
+					// Rotated, as the webhook secret: a new key, then the previous newest only.
+					if !regexp.MustCompile(`^[A-Za-z0-9+/]{43}= ` + regexp.QuoteMeta(oldKey) + `$`).MatchString(p) {
+						t.Errorf("rotated %s = %q, want a new key then %q only", name, p, oldKey)
+					}
+				case !regexp.MustCompile(`^[A-Za-z0-9+/]{43}=$`).MatchString(p):
 					t.Errorf("%s payload = %q, want 32 random bytes in base64", name, p)
 				}
 			}
