@@ -16,8 +16,8 @@
 #        TERRAFORM                  Terraform to use if its version fits (default: terraform on PATH)
 set -euo pipefail
 
-TERRAFORM_MIN=1.7.0
-TERRAFORM_BUILD=github.com/hashicorp/terraform@v1.7.5
+TERRAFORM_MIN=1.11.0
+TERRAFORM_BUILD=github.com/hashicorp/terraform@v1.11.4
 GOOGLE_PROVIDER=github.com/hashicorp/terraform-provider-google@v1.20.1-0.20260828184646-f3721fb45fa3
 ARCHIVE_PROVIDER=github.com/hashicorp/terraform-provider-archive@v1.3.1-0.20260727144921-44050a6fd1aa
 

@@ -17,6 +17,7 @@ locals {
     oauth_client_secret     = coalesce(var.oauth_client_secret_name, "${var.name_prefix}oauth-client-secret")
     state_key_secret        = coalesce(var.state_key_secret_name, "${var.name_prefix}consent-state-key")
     webhook_secret          = coalesce(var.webhook_secret_name, "${var.name_prefix}webhook-signing-secret")
+    webhook_url_secret      = "${var.name_prefix}webhook-url"
     connect_link_key_secret = coalesce(var.connect_link_key_secret_name, "${var.name_prefix}connect-link-key")
     user_key_secret         = coalesce(var.user_key_secret_name, "${var.name_prefix}user-key-secret")
     # Custom role ids allow letters, digits, _ and . only.
@@ -125,11 +126,13 @@ locals {
       ingress       = "ALLOW_INTERNAL_ONLY"
       trigger_topic = null
       env = {
-        WEBHOOK_URL          = var.webhook_url
-        WEBHOOK_SECRET_NAME  = local.names.webhook_secret
-        WEBHOOK_TIMEOUT      = var.webhook_timeout
-        WEBHOOK_RETRY_WINDOW = var.webhook_retry_window
-        DEAD_LETTER_TOPIC    = local.names.dead_letter_topic
+        # The URL, which may carry the receiver's token, is in Secret Manager
+        # (secrets.tf), not in the function's environment.
+        WEBHOOK_URL_SECRET_NAME = local.names.webhook_url_secret
+        WEBHOOK_SECRET_NAME     = local.names.webhook_secret
+        WEBHOOK_TIMEOUT         = var.webhook_timeout
+        WEBHOOK_RETRY_WINDOW    = var.webhook_retry_window
+        DEAD_LETTER_TOPIC       = local.names.dead_letter_topic
       }
     }
   } : {})

@@ -1,5 +1,5 @@
 terraform {
-  required_version = ">= 1.7.0" # removed blocks (kept.tf)
+  required_version = ">= 1.11.0" # removed blocks (kept.tf), write-only secret_data_wo (secrets.tf)
 
   required_providers {
     google = {

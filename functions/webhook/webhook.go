@@ -34,6 +34,7 @@ import (
 	"github.com/gmailwatch/gmailwatch/shared/events"
 	"github.com/gmailwatch/gmailwatch/shared/logging"
 	"github.com/gmailwatch/gmailwatch/shared/platform"
+	"github.com/gmailwatch/gmailwatch/shared/vault"
 	"github.com/gmailwatch/gmailwatch/shared/webhooksig"
 )
 
@@ -57,7 +58,8 @@ const (
 // Config is the function's settings.
 type Config struct {
 	ProjectID       string
-	URL             string        // WEBHOOK_URL: https, or http on loopback
+	URL             string        // WEBHOOK_URL: https, or http on loopback; deployed, read from URLSecretName
+	URLSecretName   string        // WEBHOOK_URL_SECRET_NAME: Secret Manager id holding the URL (it may carry a token)
 	SecretName      string        // WEBHOOK_SECRET_NAME: whitespace-separated whsec_ keys
 	Timeout         time.Duration // WEBHOOK_TIMEOUT: one attempt, response included
 	RetryWindow     time.Duration // WEBHOOK_RETRY_WINDOW: from first publish to dead-letter
@@ -77,9 +79,15 @@ func (c Config) Cloud() platform.Settings {
 func ReadConfig(lookup platform.Lookup) (Config, error) {
 	r := config.NewReader(lookup)
 	p := platform.ReadSettings(r)
+	urlSecret := r.String("WEBHOOK_URL_SECRET_NAME", "")
+	urlDefault := config.Required
+	if urlSecret != "" {
+		urlDefault = "" // read from the secret at start (readDeployed)
+	}
 	c := Config{
 		ProjectID:       p.ProjectID,
-		URL:             r.URL("WEBHOOK_URL", config.Required),
+		URL:             r.URL("WEBHOOK_URL", urlDefault),
+		URLSecretName:   urlSecret,
 		SecretName:      r.String("WEBHOOK_SECRET_NAME", "webhook-signing-secret"),
 		Timeout:         r.Duration("WEBHOOK_TIMEOUT", 15*time.Second),
 		RetryWindow:     r.Duration("WEBHOOK_RETRY_WINDOW", 24*time.Hour),
@@ -90,6 +98,9 @@ func ReadConfig(lookup platform.Lookup) (Config, error) {
 	}
 	if err := r.Err(); err != nil {
 		return Config{}, err
+	}
+	if c.URL != "" && c.URLSecretName != "" {
+		return Config{}, errors.New("configuration: set WEBHOOK_URL or WEBHOOK_URL_SECRET_NAME, not both")
 	}
 	if c.CallBudget < c.Timeout {
 		return Config{}, fmt.Errorf("configuration: WEBHOOK_CALL_BUDGET %s is shorter than WEBHOOK_TIMEOUT %s", c.CallBudget, c.Timeout)
@@ -139,7 +150,40 @@ func New(cfg Config, secrets SecretSource, deadLetter *pubsub.Publisher, log *sl
 }
 
 // production is the deployed handler, built from the environment at the first event.
-var production = platform.Production("webhook", ReadConfig, wire)
+var production = platform.Production("webhook", readDeployed, wire)
+
+// readDeployed reads the settings and, when the URL is kept in Secret
+// Manager, the URL, once per instance: deployed, WEBHOOK_URL is not an
+// environment variable, which anyone who may view the function can read.
+func readDeployed(lookup platform.Lookup) (Config, error) {
+	c, err := ReadConfig(lookup)
+	if err != nil || c.URLSecretName == "" {
+		return c, err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	v, err := vault.New(ctx, c.ProjectID, c.SecretEndpoint)
+	if err != nil {
+		return Config{}, err
+	}
+	defer v.Close()
+	return withSecretURL(ctx, c, v)
+}
+
+// withSecretURL sets c.URL from the secret c.URLSecretName, checked as
+// WEBHOOK_URL is; no error quotes the value.
+func withSecretURL(ctx context.Context, c Config, secrets SecretSource) (Config, error) {
+	data, err := secrets.Access(ctx, c.URLSecretName)
+	if err != nil {
+		return Config{}, fmt.Errorf("webhook URL secret %s: %w", c.URLSecretName, err)
+	}
+	raw := strings.TrimSpace(string(data))
+	if err := config.CheckURL(raw); err != nil {
+		return Config{}, fmt.Errorf("webhook URL secret %s: %w", c.URLSecretName, err)
+	}
+	c.URL = raw
+	return c, nil
+}
 
 // wire builds the handler over the deployed clients.
 func wire(cfg Config, c *platform.Clients) *Handler {

@@ -3,6 +3,7 @@ package webhook
 import (
 	"context"
 	"net/http"
+	"strings"
 	"testing"
 	"time"
 
@@ -10,6 +11,7 @@ import (
 
 	"github.com/gmailwatch/gmailwatch/scripts/testenv"
 	"github.com/gmailwatch/gmailwatch/shared/events"
+	"github.com/gmailwatch/gmailwatch/shared/platform"
 )
 
 // TestRegisteredFunction runs the function as deployed: registered by init,
@@ -75,5 +77,52 @@ func TestRegisteredFunction(t *testing.T) {
 			t.Fatalf("receiver saw %v, want every event of %d at least twice (503 then 204)", got, len(want))
 		}
 		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// TestURLFromSecret reads the deployed configuration, whose URL is in the
+// sandbox's Secret Manager: the URL comes from the secret, and a missing,
+// malformed or doubly set one is refused with an error that names the
+// secret and quotes no part of the URL a token may be in.
+func TestURLFromSecret(t *testing.T) {
+	w := testenv.NewWorld(t, testenv.Options{})
+	const token = "t0ken-in-the-path"
+	w.PutSecret("webhook-url", "https://app.example.com/hooks/"+token+"\n")
+	w.PutSecret("webhook-url-plain-http", "http://app.example.com/hooks/"+token)
+	env := func(extra map[string]string) platform.Lookup {
+		m := w.Env(map[string]string{"DEAD_LETTER_TOPIC": "webhook-dead-letter", "EVENTS_TOPIC": "gmail-events"})
+		for k, v := range extra {
+			m[k] = v
+		}
+		return func(k string) (string, bool) { v, ok := m[k]; return v, ok }
+	}
+
+	cfg, err := readDeployed(env(map[string]string{"WEBHOOK_URL_SECRET_NAME": "webhook-url"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.URL != "https://app.example.com/hooks/"+token {
+		t.Errorf("URL = %q, want the secret's value, trimmed", cfg.URL)
+	}
+
+	for _, tc := range []struct {
+		name    string
+		env     map[string]string
+		wantErr string
+	}{
+		{"no such secret", map[string]string{"WEBHOOK_URL_SECRET_NAME": "webhook-url-gone"}, "webhook URL secret webhook-url-gone"},
+		{"plain http", map[string]string{"WEBHOOK_URL_SECRET_NAME": "webhook-url-plain-http"}, "must use https"},
+		{"both set", map[string]string{"WEBHOOK_URL_SECRET_NAME": "webhook-url", "WEBHOOK_URL": "https://app.example.com/x"}, "not both"},
+		{"neither set", nil, "WEBHOOK_URL: missing"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := readDeployed(env(tc.env))
+			if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+				t.Fatalf("readDeployed error = %v, want it to contain %q", err, tc.wantErr)
+			}
+			if strings.Contains(err.Error(), token) {
+				t.Errorf("error %q quotes the URL's path", err)
+			}
+		})
 	}
 }

@@ -373,8 +373,14 @@ func schedulerUsesOIDC(p *plan) []string {
 func noSecretVersions(p *plan) []string {
 	var out []string
 	for _, r := range p.resources {
-		if strings.HasPrefix(r.Type, "google_secret_manager_") && strings.HasSuffix(r.Type, "secret_version") {
-			out = append(out, r.Address+" puts a secret value in Terraform state: add it with scripts/set-secrets.sh")
+		if !strings.HasPrefix(r.Type, "google_secret_manager_") || !strings.HasSuffix(r.Type, "secret_version") {
+			continue
+		}
+		// A write-only value (secret_data_wo) reaches Secret Manager and
+		// never the plan or state.
+		c, _ := p.configOf(r.Address)
+		if r.Values["secret_data"] != nil || expr(c, "secret_data_wo") == nil {
+			out = append(out, r.Address+" puts a secret value in Terraform state: add it with scripts/set-secrets.sh or as secret_data_wo")
 		}
 	}
 	return out
