@@ -1,7 +1,9 @@
 package policy
 
 import (
+	"encoding/json"
 	"fmt"
+	"regexp"
 	"sort"
 	"strings"
 	"testing"
@@ -15,6 +17,7 @@ var lifecycleRules = []rule{
 	{"event triggers wait for the agents' roles", triggersAfterAgents},
 	{"dead letters are kept 31 days", deadLettersKept},
 	{"user-keying secrets survive a destroy", keptSecretsSurvive},
+	{"dashboard charts read metrics that exist", dashboardMetrics},
 }
 
 // refsIn lists every reference in a configured expression tree.
@@ -235,5 +238,72 @@ func TestLifecycleFixtures(t *testing.T) {
 			"google_secret_manager_secret.user_key manages secret gw-user-key-secret",
 			"secret gw-connect-link-key is not in output kept_secrets",
 		}},
+		{"dashboard charts read metrics that exist", []string{`google_monitoring_dashboard.main chart "Syncs" reads logging.googleapis.com/user/gw_syncs, which no google_logging_metric of this plan creates`}},
 	}, "testdata/lifecycle-good.json", "testdata/lifecycle-broken.json")
+}
+
+var metricType = regexp.MustCompile(`metric\.type="([^"]+)"`)
+
+// dashboardMetrics checks every chart of every dashboard: a chart reads a
+// log-based metric this plan creates or a built-in Pub/Sub metric, with a
+// filter and an aligner, and the dashboard has a title and tiles.
+func dashboardMetrics(p *plan) []string {
+	logMetrics := map[string]bool{}
+	for _, m := range p.ofType("google_logging_metric") {
+		logMetrics["logging.googleapis.com/user/"+str(m.Values, "name")] = true
+	}
+	var out []string
+	dashboards := p.ofType("google_monitoring_dashboard")
+	if len(dashboards) == 0 {
+		return []string{"no google_monitoring_dashboard: an operator has nothing to look at"}
+	}
+	for _, d := range dashboards {
+		var db struct {
+			DisplayName  string `json:"displayName"`
+			MosaicLayout struct {
+				Tiles []struct {
+					Widget struct {
+						Title   string `json:"title"`
+						XyChart struct {
+							DataSets []struct {
+								TimeSeriesQuery struct {
+									TimeSeriesFilter struct {
+										Filter      string `json:"filter"`
+										Aggregation struct {
+											PerSeriesAligner string `json:"perSeriesAligner"`
+										} `json:"aggregation"`
+									} `json:"timeSeriesFilter"`
+								} `json:"timeSeriesQuery"`
+							} `json:"dataSets"`
+						} `json:"xyChart"`
+					} `json:"widget"`
+				} `json:"tiles"`
+			} `json:"mosaicLayout"`
+		}
+		if err := json.Unmarshal([]byte(str(d.Values, "dashboard_json")), &db); err != nil {
+			out = append(out, fmt.Sprintf("%s dashboard_json: %v", d.Address, err))
+			continue
+		}
+		if db.DisplayName == "" || len(db.MosaicLayout.Tiles) == 0 {
+			out = append(out, d.Address+" has no displayName or no tiles")
+		}
+		for _, tile := range db.MosaicLayout.Tiles {
+			for _, ds := range tile.Widget.XyChart.DataSets {
+				f := ds.TimeSeriesQuery.TimeSeriesFilter
+				m := metricType.FindStringSubmatch(f.Filter)
+				switch {
+				case m == nil:
+					out = append(out, fmt.Sprintf("%s chart %q has no metric.type filter", d.Address, tile.Widget.Title))
+				case strings.HasPrefix(m[1], "logging.googleapis.com/user/") && !logMetrics[m[1]]:
+					out = append(out, fmt.Sprintf("%s chart %q reads %s, which no google_logging_metric of this plan creates", d.Address, tile.Widget.Title, m[1]))
+				case !strings.HasPrefix(m[1], "logging.googleapis.com/user/") && !strings.HasPrefix(m[1], "pubsub.googleapis.com/"):
+					out = append(out, fmt.Sprintf("%s chart %q reads %s, neither a log-based metric of this plan nor a Pub/Sub metric", d.Address, tile.Widget.Title, m[1]))
+				}
+				if f.Aggregation.PerSeriesAligner == "" {
+					out = append(out, fmt.Sprintf("%s chart %q has no perSeriesAligner", d.Address, tile.Widget.Title))
+				}
+			}
+		}
+	}
+	return out
 }
