@@ -27,7 +27,7 @@ step() { echo "deploy: $*" >&2; }
 die() { echo "deploy: $*" >&2; exit 2; }
 
 [[ -f terraform/terraform.tfvars ]] || die "terraform/terraform.tfvars is missing: copy terraform/example.tfvars and fill it in"
-for c in gcloud jq openssl go "$tf"; do
+for c in gcloud jq openssl curl go "$tf"; do
 	command -v "$c" >/dev/null || die "$c is not installed"
 done
 
