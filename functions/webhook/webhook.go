@@ -79,14 +79,16 @@ func (c Config) Cloud() platform.Settings {
 func ReadConfig(lookup platform.Lookup) (Config, error) {
 	r := config.NewReader(lookup)
 	p := platform.ReadSettings(r)
+	// Deployed, the URL is in a secret, read at start (readDeployed); local
+	// runs set it directly.
 	urlSecret := r.String("WEBHOOK_URL_SECRET_NAME", "")
-	urlDefault := config.Required
-	if urlSecret != "" {
-		urlDefault = "" // read from the secret at start (readDeployed)
+	hook := r.URL("WEBHOOK_URL", "")
+	if hook == "" && urlSecret == "" {
+		r.Problem("WEBHOOK_URL_SECRET_NAME", "missing (or WEBHOOK_URL, for local runs)")
 	}
 	c := Config{
 		ProjectID:       p.ProjectID,
-		URL:             r.URL("WEBHOOK_URL", urlDefault),
+		URL:             hook,
 		URLSecretName:   urlSecret,
 		SecretName:      r.String("WEBHOOK_SECRET_NAME", "webhook-signing-secret"),
 		Timeout:         r.Duration("WEBHOOK_TIMEOUT", 15*time.Second),

@@ -451,10 +451,10 @@ func TestReadConfig(t *testing.T) {
 		{"http on loopback for local runs", with("WEBHOOK_URL", "http://127.0.0.1:8089/hook"), ""},
 		{"http elsewhere", with("WEBHOOK_URL", "http://app.example.com/hook"), `WEBHOOK_URL: "http://app.example.com/…" must use https`},
 		{"relative URL", with("WEBHOOK_URL", "/hook"), "is not an absolute URL"},
-		{"missing URL", with("WEBHOOK_URL", ""), "WEBHOOK_URL: missing"},
+		{"missing URL", with("WEBHOOK_URL", ""), "WEBHOOK_URL_SECRET_NAME: missing (or WEBHOOK_URL, for local runs)"},
 		{"bad timeout", with("WEBHOOK_TIMEOUT", "soon"), "WEBHOOK_TIMEOUT"},
 		{"budget below timeout", with("WEBHOOK_CALL_BUDGET", "5s"), "WEBHOOK_CALL_BUDGET 5s is shorter than WEBHOOK_TIMEOUT 15s"},
-		{"everything missing in one error", map[string]string{}, "PROJECT_ID: missing; EVENTS_TOPIC: missing; WEBHOOK_URL: missing; DEAD_LETTER_TOPIC: missing"},
+		{"everything missing in one error", map[string]string{}, "PROJECT_ID: missing; EVENTS_TOPIC: missing; WEBHOOK_URL_SECRET_NAME: missing (or WEBHOOK_URL, for local runs); DEAD_LETTER_TOPIC: missing"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -113,7 +113,7 @@ func TestURLFromSecret(t *testing.T) {
 		{"no such secret", map[string]string{"WEBHOOK_URL_SECRET_NAME": "webhook-url-gone"}, "webhook URL secret webhook-url-gone"},
 		{"plain http", map[string]string{"WEBHOOK_URL_SECRET_NAME": "webhook-url-plain-http"}, "must use https"},
 		{"both set", map[string]string{"WEBHOOK_URL_SECRET_NAME": "webhook-url", "WEBHOOK_URL": "https://app.example.com/x"}, "not both"},
-		{"neither set", nil, "WEBHOOK_URL: missing"},
+		{"neither set", nil, "WEBHOOK_URL_SECRET_NAME: missing"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := readDeployed(env(tc.env))
