@@ -39,17 +39,19 @@ locals {
   webhook_enabled = nonsensitive(var.webhook_url != "")
 
   common_env = {
-    PROJECT_ID               = var.project_id
-    GMAIL_TOPIC              = local.gmail_topic
-    EVENTS_TOPIC             = local.names.events_topic
-    GMAIL_SCOPE              = var.gmail_scope
-    GMAIL_LABELS             = join(",", var.gmail_labels)
-    GMAIL_LABEL_FILTER       = var.gmail_label_filter
-    EVENT_TYPES              = join(",", var.event_types)
-    OAUTH_CLIENT_ID          = var.oauth_client_id
-    OAUTH_CLIENT_SECRET_NAME = local.names.oauth_client_secret
-    STATE_KEY_SECRET_NAME    = local.names.state_key_secret
-    PUBLIC_URL               = local.public_url
+    PROJECT_ID                = var.project_id
+    GMAIL_TOPIC               = local.gmail_topic
+    EVENTS_TOPIC              = local.names.events_topic
+    GMAIL_SCOPE               = var.gmail_scope
+    GMAIL_LABELS              = join(",", var.gmail_labels)
+    GMAIL_LABEL_FILTER        = var.gmail_label_filter
+    EVENT_TYPES               = join(",", var.event_types)
+    MESSAGE_CONTENT           = var.message_content
+    MESSAGE_CONTENT_MAX_BYTES = var.message_content_max_bytes
+    OAUTH_CLIENT_ID           = var.oauth_client_id
+    OAUTH_CLIENT_SECRET_NAME  = local.names.oauth_client_secret
+    STATE_KEY_SECRET_NAME     = local.names.state_key_secret
+    PUBLIC_URL                = local.public_url
   }
 
   # What differs between the functions. trigger_topic null means an HTTP function.

@@ -156,6 +156,28 @@ variable "event_types" {
   }
 }
 
+variable "message_content" {
+  description = "Message content in received and sent events: none, text (the plain-text body) or full (also the HTML body and the attachments' metadata). text and full need gmail_scope gmail.readonly."
+  type        = string
+  default     = "none"
+
+  validation {
+    condition     = contains(["none", "text", "full"], var.message_content) && (var.message_content == "none" || var.gmail_scope != "https://www.googleapis.com/auth/gmail.metadata")
+    error_message = "The message_content must be none, text or full, and text or full needs gmail_scope gmail.readonly (gmail.metadata never shows a body)."
+  }
+}
+
+variable "message_content_max_bytes" {
+  description = "Bytes of the text and of the HTML body an event carries at most, each; longer bodies are cut and flagged truncated."
+  type        = number
+  default     = 65536
+
+  validation {
+    condition     = var.message_content_max_bytes >= 1024 && var.message_content_max_bytes <= 524288
+    error_message = "The message_content_max_bytes must be 1024 to 524288."
+  }
+}
+
 variable "gmail_topic_name" {
   description = "Pub/Sub topic id that Gmail publishes mailbox changes to. Null means <name_prefix>gmail-notifications."
   type        = string

@@ -31,6 +31,7 @@ import (
 	"github.com/gmailwatch/gmailwatch/shared/gmailclient"
 	"github.com/gmailwatch/gmailwatch/shared/gmailsync"
 	"github.com/gmailwatch/gmailwatch/shared/logging"
+	"github.com/gmailwatch/gmailwatch/shared/mailbody"
 	"github.com/gmailwatch/gmailwatch/shared/platform"
 	"github.com/gmailwatch/gmailwatch/shared/store"
 	"github.com/gmailwatch/gmailwatch/shared/vault"
@@ -66,6 +67,7 @@ func ReadConfig(lookup platform.Lookup) (Config, error) {
 	}
 	c.Sync.Labels, c.Sync.LabelFilter = gmailclient.ReadLabels(r)
 	c.Sync.Types = events.ReadTypes(r) // a resync announces what notify does
+	c.Sync.Content = mailbody.ReadSettings(r, c.OAuth.Scope)
 	if c.LinkTTL > connectlink.MaxTTL {
 		r.Problem("CONNECT_LINK_TTL", "%v is over the longest link life, %v", c.LinkTTL, connectlink.MaxTTL)
 	}

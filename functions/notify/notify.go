@@ -26,6 +26,7 @@ import (
 	"github.com/gmailwatch/gmailwatch/shared/gmailclient"
 	"github.com/gmailwatch/gmailwatch/shared/gmailsync"
 	"github.com/gmailwatch/gmailwatch/shared/logging"
+	"github.com/gmailwatch/gmailwatch/shared/mailbody"
 	"github.com/gmailwatch/gmailwatch/shared/platform"
 	"github.com/gmailwatch/gmailwatch/shared/store"
 )
@@ -51,6 +52,7 @@ func ReadConfig(lookup platform.Lookup) (Config, error) {
 	c.Sync.Labels, c.Sync.LabelFilter = gmailclient.ReadLabels(r)
 	c.Delegation = gmailclient.ReadDelegation(r)
 	c.Sync.Types = events.ReadTypes(r)
+	c.Sync.Content = mailbody.ReadSettings(r, c.Gmail.Scope)
 	return c, r.Err()
 }
 

@@ -28,6 +28,7 @@ import (
 	"github.com/gmailwatch/gmailwatch/shared/gmailclient"
 	"github.com/gmailwatch/gmailwatch/shared/gmailsync"
 	"github.com/gmailwatch/gmailwatch/shared/logging"
+	"github.com/gmailwatch/gmailwatch/shared/mailbody"
 	"github.com/gmailwatch/gmailwatch/shared/platform"
 	"github.com/gmailwatch/gmailwatch/shared/store"
 )
@@ -57,6 +58,7 @@ func ReadConfig(lookup platform.Lookup) (Config, error) {
 	c.UserKeyName = r.String("USER_KEY_SECRET_NAME", "user-key-secret")
 	c.Run.ProjectID = c.Platform.ProjectID
 	c.Sync.Labels, c.Sync.LabelFilter, c.Sync.Types = c.Run.Watch.Labels, c.Run.Watch.LabelFilter, c.Run.Watch.Types
+	c.Sync.Content = mailbody.ReadSettings(r, c.Gmail.Scope)
 	return c, r.Err()
 }
 

@@ -18,6 +18,7 @@ import (
 	"cloud.google.com/go/pubsub/v2"
 
 	"github.com/gmailwatch/gmailwatch/shared/config"
+	"github.com/gmailwatch/gmailwatch/shared/mailbody"
 )
 
 // Version is the schema version carried in every event.
@@ -55,6 +56,9 @@ type Event struct {
 	Subject      string   `json:"subject,omitempty"`
 	Date         string   `json:"date,omitempty"` // the Date header as sent
 	Snippet      string   `json:"snippet,omitempty"`
+	// received and sent with MESSAGE_CONTENT text or full: the decoded
+	// body, bounded, and in full the HTML and the attachments' metadata.
+	Content *mailbody.Content `json:"content,omitempty"`
 
 	// gmail.message.labels_changed: what one history record changed. LabelIDs
 	// is then the set that resulted, absent when the message was deleted

@@ -51,6 +51,7 @@ import (
 	"github.com/gmailwatch/gmailwatch/shared/config"
 	"github.com/gmailwatch/gmailwatch/shared/events"
 	"github.com/gmailwatch/gmailwatch/shared/gmailclient"
+	"github.com/gmailwatch/gmailwatch/shared/mailbody"
 	"github.com/gmailwatch/gmailwatch/shared/notice"
 	"github.com/gmailwatch/gmailwatch/shared/store"
 	"github.com/googleapis/gax-go/v2"
@@ -88,10 +89,11 @@ type Settings struct {
 	MaxTries       int           // tries of one Gmail call on 429/5xx
 	BackoffBase    time.Duration // first backoff; doubles per try, full jitter
 	BackoffMax     time.Duration
-	RecheckDelay   time.Duration // wait before reading history again after an early push
-	Rechecks       int           // such waits per call before leaving the push pending
-	TrailDelay     time.Duration // look at the mailbox again this long after the latest push
-	ReconcileAfter time.Duration // next safety-net sync after a complete one
+	RecheckDelay   time.Duration     // wait before reading history again after an early push
+	Rechecks       int               // such waits per call before leaving the push pending
+	TrailDelay     time.Duration     // look at the mailbox again this long after the latest push
+	ReconcileAfter time.Duration     // next safety-net sync after a complete one
+	Content        mailbody.Settings // message content in events (mailbody.ReadSettings); zero: none
 }
 
 // ReadSettings reads the sync settings from r. The watched labels and the

@@ -13,6 +13,7 @@ import (
 
 	"github.com/gmailwatch/gmailwatch/shared/events"
 	"github.com/gmailwatch/gmailwatch/shared/gmailclient"
+	"github.com/gmailwatch/gmailwatch/shared/mailbody"
 	"github.com/gmailwatch/gmailwatch/shared/store"
 	"github.com/googleapis/gax-go/v2"
 )
@@ -270,7 +271,7 @@ func (s *Syncer) announce(ctx context.Context, svc *gmail.Service, u store.User,
 			if msg == nil || (c.historyID == 0 && !c.keeps(f, msg.LabelIds)) {
 				continue
 			}
-			ev = messageEvent(msg)
+			ev = messageEvent(msg, s.set.Content)
 		} else {
 			ev = events.Event{MessageID: c.msgID, ThreadID: c.threadID, HistoryID: uint64(c.historyID),
 				LabelIDs: c.labels, LabelsAdded: c.added, LabelsRemoved: c.removed, Deletion: c.deletion}
@@ -333,7 +334,11 @@ func (s *Syncer) fetch(ctx context.Context, svc *gmail.Service, u store.User, id
 	for i, id := range ids {
 		g.Go(func() error {
 			err := s.retry(gctx, m, "messages.get", func() (err error) {
-				msgs[i], err = svc.Users.Messages.Get("me", id).Format("metadata").MetadataHeaders(Headers...).Context(gctx).Do()
+				get := svc.Users.Messages.Get("me", id).Format(s.set.Content.Format()).Context(gctx)
+				if s.set.Content.Format() == "metadata" {
+					get = get.MetadataHeaders(Headers...)
+				}
+				msgs[i], err = get.Do()
 				return err
 			})
 			if gmailclient.IsNotFound(err) {
@@ -359,8 +364,9 @@ func (s *Syncer) fetch(ctx context.Context, svc *gmail.Service, u store.User, id
 	return out, nil
 }
 
-// messageEvent is the part of a received or sent event the message gives.
-func messageEvent(msg *gmail.Message) events.Event {
+// messageEvent is the part of a received or sent event the message gives,
+// with its decoded content when the settings ask for it.
+func messageEvent(msg *gmail.Message, content mailbody.Settings) events.Event {
 	ev := events.Event{
 		MessageID:    msg.Id,
 		ThreadID:     msg.ThreadId,
@@ -368,6 +374,10 @@ func messageEvent(msg *gmail.Message) events.Event {
 		LabelIDs:     msg.LabelIds,
 		InternalDate: msg.InternalDate,
 		Snippet:      msg.Snippet,
+	}
+	if content.Mode == mailbody.Text || content.Mode == mailbody.Full {
+		c := mailbody.Decode(msg.Payload, content.Mode == mailbody.Full, content.MaxBytes)
+		ev.Content = &c
 	}
 	if msg.Payload != nil {
 		for _, h := range msg.Payload.Headers {

@@ -52,7 +52,8 @@ type message struct {
 	labels       []string
 	headers      []header
 	body         string
-	internalDate int64 // ms since the epoch
+	mime         []byte // as given to DeliverRaw; nil for a Delivery
+	internalDate int64  // ms since the epoch
 	historyID    uint64
 }
 

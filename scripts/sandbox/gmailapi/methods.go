@@ -237,6 +237,10 @@ func (s *Server) getMessage(c *call) (any, *Error) {
 	default:
 		return nil, invalidValue("format", "type.googleapis.com/google.apps.gmail.v1.Format", c.query.Get("format"))
 	}
+	// "Choose Gmail API scopes" (developers.google.com/gmail/api/auth/scopes):
+	// gmail.metadata is "View your email message metadata such as labels and
+	// headers, but not the email body"; Gmail answers format FULL or RAW under
+	// it with 403.
 	if c.metadata && (format == "full" || format == "raw") {
 		return nil, forbidden("insufficientPermissions", "Metadata scope doesn't allow format %s", strings.ToUpper(format))
 	}
@@ -250,6 +254,9 @@ func (s *Server) getMessage(c *call) (any, *Error) {
 		return nil, errEntityNotFound
 	}
 	raw := m.raw()
+	if m.mime != nil {
+		raw = m.mime
+	}
 	out := &gmail.Message{
 		Id: m.id, ThreadId: m.threadID, LabelIds: slices.Clone(m.labels), Snippet: m.snippet(),
 		SizeEstimate: int64(len(raw)), HistoryId: m.historyID, InternalDate: m.internalDate,
@@ -278,6 +285,9 @@ func (s *Server) getMessage(c *call) (any, *Error) {
 		out.Payload.Headers = append(out.Payload.Headers,
 			&gmail.MessagePartHeader{Name: "MIME-Version", Value: "1.0"},
 			&gmail.MessagePartHeader{Name: "Content-Type", Value: `text/plain; charset="UTF-8"`})
+		if m.mime != nil {
+			out.Payload = mimePayload(m.mime, m.id)
+		}
 	case "raw":
 		out.Raw = base64.URLEncoding.EncodeToString(raw)
 	}
