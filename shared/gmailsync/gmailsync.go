@@ -57,6 +57,11 @@ import (
 	"github.com/googleapis/gax-go/v2"
 )
 
+// ErrHistoryLag ends a sync whose history still does not show what its push
+// announced, or shows a message Gmail cannot read yet, after the rechecks:
+// the cursor stays before it, and the error is worth a retry.
+var ErrHistoryLag = errors.New("history lags the push")
+
 // Outcomes of a push or a sync.
 const (
 	Synced         = "synced"          // the lease was taken and history read
@@ -85,7 +90,7 @@ type Settings struct {
 	LeaseTTL       time.Duration // how long a lease lasts unless its heartbeat renews it (every third of it)
 	GetConcurrency int           // messages.get calls in flight per sync
 	MarkerTTL      time.Duration // how long an announced marker is kept
-	CatchUpLimit   int           // messages a catch-up announces at most, newest first
+	CatchUpChunk   int           // messages a catch-up lists and announces before its checkpoint moves
 	MaxTries       int           // tries of one Gmail call on 429/5xx
 	BackoffBase    time.Duration // first backoff; doubles per try, full jitter
 	BackoffMax     time.Duration
@@ -104,7 +109,7 @@ func ReadSettings(r *config.Reader) Settings {
 		LeaseTTL:       r.Duration("SYNC_LEASE_TTL", 10*time.Second),
 		GetConcurrency: r.Int("SYNC_GET_CONCURRENCY", 10, 1, 100),
 		MarkerTTL:      r.Duration("MARKER_TTL", 14*24*time.Hour),
-		CatchUpLimit:   r.Int("CATCHUP_LIMIT", 500, 1, 10000),
+		CatchUpChunk:   r.Int("CATCHUP_CHUNK", 100, 1, 500),
 		MaxTries:       r.Int("GMAIL_MAX_TRIES", 5, 1, 20),
 		BackoffBase:    r.Duration("GMAIL_BACKOFF", 250*time.Millisecond),
 		BackoffMax:     r.Duration("GMAIL_BACKOFF_MAX", 8*time.Second),
@@ -137,7 +142,7 @@ func (s Settings) withDefaults() Settings {
 		}
 	}
 	for _, p := range []struct{ v, def *int }{
-		{&s.GetConcurrency, &d.GetConcurrency}, {&s.CatchUpLimit, &d.CatchUpLimit}, {&s.MaxTries, &d.MaxTries},
+		{&s.GetConcurrency, &d.GetConcurrency}, {&s.CatchUpChunk, &d.CatchUpChunk}, {&s.MaxTries, &d.MaxTries},
 	} {
 		if *p.v <= 0 {
 			*p.v = *p.def
@@ -302,7 +307,8 @@ func (s *Syncer) holding(ctx context.Context, u store.User, holder string) (res 
 	for {
 		target := u.PendingHistoryID
 		read := s.now()
-		r, err := s.round(ctx, u, m)
+		final := rechecks >= s.set.Rechecks || !s.fits(ctx, s.set.RecheckDelay)
+		r, err := s.round(ctx, u, final, m)
 		res.Rounds++
 		res.Announced += r.announced
 		res.CaughtUp = res.CaughtUp || r.caughtUp
@@ -318,15 +324,13 @@ func (s *Syncer) holding(ctx context.Context, u store.User, holder string) (res 
 		// A refusal decided while records were hidden may be wrong (the
 		// message may have been archived by one of them): read again before
 		// the cursor passes it, as long as rechecks last.
-		held := r.refused > 0 && !r.complete()
-		wait := (r.historyID < target || held) && rechecks < s.set.Rechecks && s.fits(ctx, s.set.RecheckDelay)
-		cursor := r.historyID
-		if held && wait {
-			cursor = r.refused - 1
-		}
+		// A message history shows that messages.get cannot find yet is
+		// read again, never passed.
+		held := (r.refused > 0 && !r.complete()) || r.missing > 0
+		wait := (r.historyID < target || held) && !final
 		at := s.trailAt(u, read)
 		trail := !wait && !at.IsZero() && u.LastNotificationAt.After(trailed) && s.fits(ctx, at.Sub(s.now()))
-		next, more, err := s.advance(ctx, l, cursor, target, wait || trail)
+		next, more, err := s.advance(ctx, l, r.historyID, target, wait || trail)
 		if err != nil {
 			_ = s.release(ctx, l)
 			return res, err
@@ -334,6 +338,11 @@ func (s *Syncer) holding(ctx context.Context, u store.User, holder string) (res 
 		u = next
 		res.ToHistoryID, res.Pending = u.Cursor, pendingOf(u)
 		if !more {
+			if r.missing > 0 || u.PendingHistoryID > u.Cursor {
+				// Gmail's indexing lags longer than the rechecks: a
+				// redelivery of the push comes back in seconds.
+				return res, fmt.Errorf("user %s at %d: %w", u.Key, u.Cursor, ErrHistoryLag)
+			}
 			return res, nil
 		}
 		if u.PendingHistoryID > target {
@@ -493,6 +502,8 @@ func (s *Syncer) failed(ctx context.Context, u store.User, l *lease, res Result,
 			return res, err
 		}
 		return res, nil
+	case errors.Is(err, ErrCatchingUp):
+		return res, err
 	case errors.Is(err, gmailclient.ErrNoRefreshToken) || (!gmailclient.IsRetryable(err) && ctx.Err() == nil):
 		// A retry would fail alike; the push stays pending and the safety net tries again later.
 		res.Outcome = Failed

@@ -23,9 +23,10 @@ var Headers = []string{"From", "To", "Subject", "Date"}
 
 // roundResult is what one read of history achieved.
 type roundResult struct {
-	historyID int64 // everything up to here is announced: the cursor may move here
+	historyID int64 // everything up to here is announced: the cursor may move here (a record id Gmail issued)
 	reported  int64 // the mailbox's history id as Gmail answered; may be ahead of historyID
 	refused   int64 // the first arrival not announced, decided on labels a hidden change may have set; 0 if none
+	missing   int64 // the first arrival history shows that messages.get could not find yet; 0 if none
 	announced int
 	caughtUp  bool
 }
@@ -36,18 +37,22 @@ func (r roundResult) complete() bool { return r.historyID >= r.reported }
 
 // round reads history from the user's cursor and announces what is new,
 // under the Gmail call policy of gmailclient (a 401 retried once with a
-// fresh token source).
-func (s *Syncer) round(ctx context.Context, u store.User, m *meter) (roundResult, error) {
+// fresh token source). final says whether no recheck follows: a refusal
+// then stands even if records may be hidden.
+func (s *Syncer) round(ctx context.Context, u store.User, final bool, m *meter) (roundResult, error) {
 	var r roundResult
 	err := s.gmail.Do(ctx, u.Key, func(svc *gmail.Service) (err error) {
-		r, err = s.read(ctx, svc, u, m)
+		r, err = s.read(ctx, svc, u, final, m)
 		return err
 	})
 	return r, err
 }
 
-func (s *Syncer) read(ctx context.Context, svc *gmail.Service, u store.User, m *meter) (roundResult, error) {
+func (s *Syncer) read(ctx context.Context, svc *gmail.Service, u store.User, final bool, m *meter) (roundResult, error) {
 	f := s.filterOf(u)
+	if u.CatchUp != nil {
+		return s.catchUp(ctx, svc, u, f, m)
+	}
 	w, seen, reported, err := s.history(ctx, svc, u, m)
 	if gmailclient.IsNotFound(err) {
 		return s.catchUp(ctx, svc, u, f, m)
@@ -56,8 +61,41 @@ func (s *Syncer) read(ctx context.Context, svc *gmail.Service, u store.User, m *
 		return roundResult{}, err
 	}
 	changes, refused := w.changes(f, s.set.Types)
-	n, err := s.announce(ctx, svc, u, changes, f, m)
-	return roundResult{historyID: seen, reported: reported, refused: refused, announced: n}, err
+	if refused > 0 && reported <= seen {
+		// history.list may report the newest record it shows rather than
+		// the mailbox's current id; getProfile (1 unit) tells whether
+		// records are still hidden, only when a refusal depends on it.
+		if reported, err = s.profileID(ctx, svc, u, m); err != nil {
+			return roundResult{}, err
+		}
+		reported = max(reported, seen)
+	}
+	r := roundResult{historyID: seen, reported: reported, refused: refused}
+	if refused > 0 && !r.complete() && !final {
+		// Held: publish only what precedes the refused arrival, so the
+		// events that follow it come after it once a read decides it.
+		changes = slices.DeleteFunc(changes, func(c change) bool { return c.historyID >= refused })
+		r.historyID = w.below(refused, u.Cursor)
+	}
+	t, err := s.announce(ctx, svc, u, changes, f, time.Time{}, m)
+	r.announced, r.missing = t.announced, t.missing
+	if t.missing > 0 {
+		r.historyID = min(r.historyID, w.below(t.missing, u.Cursor))
+	}
+	return r, err
+}
+
+// profileID returns the mailbox's current history id.
+func (s *Syncer) profileID(ctx context.Context, svc *gmail.Service, u store.User, m *meter) (int64, error) {
+	var p *gmail.Profile
+	err := s.retry(ctx, m, "getProfile", func() (err error) {
+		p, err = svc.Users.GetProfile("me").Context(ctx).Do()
+		return err
+	})
+	if err != nil {
+		return 0, fmt.Errorf("getProfile user %s: %w", u.Key, err)
+	}
+	return int64(p.HistoryId), nil
 }
 
 // filter is the set of watched labels: include announces messages carrying
@@ -126,95 +164,26 @@ func (s *Syncer) history(ctx context.Context, svc *gmail.Service, u store.User, 
 	}
 }
 
-// catchUp replaces history that Gmail no longer has: it reads the mailbox's
-// history id first (whatever arrives later shows in history after it), then
-// lists the newest watched messages (and, when sent mail is announced, the
-// newest sent ones) up to CatchUpLimit and announces those not announced
-// before. Label changes and deletions in the lost history cannot be told:
-// Gmail keeps no record of them.
-func (s *Syncer) catchUp(ctx context.Context, svc *gmail.Service, u store.User, f filter, m *meter) (roundResult, error) {
-	var profile *gmail.Profile
-	err := s.retry(ctx, m, "getProfile", func() (err error) {
-		profile, err = svc.Users.GetProfile("me").Context(ctx).Do()
-		return err
-	})
-	if err != nil {
-		return roundResult{}, fmt.Errorf("getProfile user %s: %w", u.Key, err)
-	}
-	type listing struct {
-		typ    string
-		labels []string
-	}
-	var lists []listing
-	if slices.Contains(s.set.Types, events.MessageReceived) {
-		if f.exclude {
-			lists = append(lists, listing{events.MessageReceived, nil}) // every message, filtered once fetched
-		} else {
-			for _, l := range f.labels { // labelIds means all of them, so one list per label
-				lists = append(lists, listing{events.MessageReceived, []string{l}})
-			}
-		}
-	}
-	if slices.Contains(s.set.Types, events.MessageSent) {
-		lists = append(lists, listing{events.MessageSent, []string{"SENT"}})
-	}
-	var changes []change
-	listed := 0
-	for _, l := range lists {
-		ids, err := s.list(ctx, svc, u.Key, l.labels, s.set.CatchUpLimit-listed, m)
-		if err != nil {
-			return roundResult{}, err
-		}
-		for _, id := range ids {
-			if !slices.ContainsFunc(changes, func(c change) bool { return c.typ == l.typ && c.msgID == id }) {
-				changes = append(changes, change{typ: l.typ, msgID: id})
-				listed++
-			}
-		}
-	}
-	s.log.WarnContext(ctx, "history expired, catching up with messages.list", "user", u.Key,
-		"cursor", u.Cursor, "historyId", profile.HistoryId, "listed", listed, "limit", s.set.CatchUpLimit,
-		"truncated", listed >= s.set.CatchUpLimit)
-	n, err := s.announce(ctx, svc, u, changes, f, m)
-	return roundResult{historyID: int64(profile.HistoryId), reported: int64(profile.HistoryId), announced: n, caughtUp: true}, err
-}
-
-// list returns up to limit message ids carrying labels, newest first.
-func (s *Syncer) list(ctx context.Context, svc *gmail.Service, key string, labels []string, limit int, m *meter) ([]string, error) {
-	var ids []string
-	for page := ""; len(ids) < limit; {
-		// With spam and trash: a message that arrived in a watched label
-		// and was trashed since is still to be announced, as history would.
-		call := svc.Users.Messages.List("me").MaxResults(int64(min(limit-len(ids), 500))).PageToken(page).IncludeSpamTrash(true)
-		if len(labels) > 0 {
-			call.LabelIds(labels...)
-		}
-		var resp *gmail.ListMessagesResponse
-		err := s.retry(ctx, m, "messages.list", func() (err error) {
-			resp, err = call.Context(ctx).Do()
-			return err
-		})
-		if err != nil {
-			return nil, fmt.Errorf("messages.list user %s labels %v: %w", key, labels, err)
-		}
-		for _, msg := range resp.Messages {
-			ids = append(ids, msg.Id)
-		}
-		if page = resp.NextPageToken; page == "" {
-			break
-		}
-	}
-	return ids[:min(len(ids), limit)], nil
+// told is what announce did.
+type told struct {
+	announced int
+	received  map[string]int64 // internalDate (ms) of each message it fetched
+	missing   int64            // the first history record whose message Gmail could not find; 0 if none
 }
 
 // announce publishes one event per change not announced before, in the
 // order given, and waits for Pub/Sub, then writes their markers. Received
-// and sent changes fetch their message first (a message deleted meanwhile
-// is skipped, and one catch-up listed is kept only if its labels say it is
-// of the change's type); the others need no Gmail call.
-func (s *Syncer) announce(ctx context.Context, svc *gmail.Service, u store.User, changes []change, f filter, m *meter) (int, error) {
+// and sent changes fetch their message first; the others need no Gmail
+// call. A message history shows but messages.get cannot find (404) is not
+// yet readable: history only shows a message deleted for good as deleted,
+// and window.changes leaves those out. So announce stops before it, and the
+// caller keeps the cursor there. A message catch-up listed is kept only if
+// its labels say it is of the change's type and it was received at or after
+// since (zero: no bound).
+func (s *Syncer) announce(ctx context.Context, svc *gmail.Service, u store.User, changes []change, f filter, since time.Time, m *meter) (told, error) {
+	var t told
 	if len(changes) == 0 {
-		return 0, nil
+		return t, nil
 	}
 	ids := make([]string, len(changes))
 	keys := make([]string, 0, len(changes))
@@ -228,7 +197,7 @@ func (s *Syncer) announce(ctx context.Context, svc *gmail.Service, u store.User,
 	}
 	done, err := s.users.Announced(ctx, u.Key, keys)
 	if err != nil {
-		return 0, err
+		return t, err
 	}
 	var fetch []string
 	for i, c := range changes {
@@ -240,7 +209,11 @@ func (s *Syncer) announce(ctx context.Context, svc *gmail.Service, u store.User,
 	}
 	msgs, err := s.fetch(ctx, svc, u, fetch, m)
 	if err != nil {
-		return 0, err
+		return t, err
+	}
+	t.received = make(map[string]int64, len(msgs))
+	for id, msg := range msgs {
+		t.received[id] = msg.InternalDate
 	}
 	if changes[0].historyID == 0 {
 		// Catch-up listed newest first, label by label: announce in the
@@ -268,7 +241,11 @@ func (s *Syncer) announce(ctx context.Context, svc *gmail.Service, u store.User,
 		var ev events.Event
 		if c.needsMessage() {
 			msg := msgs[c.msgID]
-			if msg == nil || (c.historyID == 0 && !c.keeps(f, msg.LabelIds)) {
+			if msg == nil && c.historyID > 0 {
+				t.missing = c.historyID
+				break
+			}
+			if msg == nil || (c.historyID == 0 && (!c.keeps(f, msg.LabelIds) || msg.InternalDate < since.UnixMilli())) {
 				continue
 			}
 			ev = messageEvent(msg, s.set.Content)
@@ -283,15 +260,13 @@ func (s *Syncer) announce(ctx context.Context, svc *gmail.Service, u store.User,
 			AnnouncedAt: now, ExpireAt: now.Add(s.set.MarkerTTL)}
 	}
 	if len(evs) == 0 {
-		return 0, nil
+		return t, nil
 	}
 	if err := s.events.Publish(ctx, evs...); err != nil {
-		return 0, err
+		return t, err
 	}
-	if err := s.users.MarkAnnounced(ctx, u.Key, markers); err != nil {
-		return len(evs), err
-	}
-	return len(evs), nil
+	t.announced = len(evs)
+	return t, s.users.MarkAnnounced(ctx, u.Key, markers)
 }
 
 // eventIDMarkers is when markers came to be keyed by event id; before,

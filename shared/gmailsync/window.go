@@ -93,6 +93,17 @@ func (w *window) message(g *gmail.Message) *message {
 	return m
 }
 
+// below returns the id of the newest record before id the window shows,
+// or floor if none: a cursor stored there is an id Gmail issued.
+func (w *window) below(id, floor int64) int64 {
+	for i := len(w.records) - 1; i >= 0; i-- {
+		if h := w.records[i].historyID; h < id {
+			return max(h, floor)
+		}
+	}
+	return floor
+}
+
 // labelsAfter returns the labels of the message of records[i] once that
 // record applied: its newest labels with every later change undone, newest
 // first. It is nil for a message deleted for good: Gmail shows its labels

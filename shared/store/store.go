@@ -69,6 +69,7 @@ type User struct {
 	Delegated          bool      `firestore:"delegated"`         // watched through domain-wide delegation: no refresh token
 	MovedTo            string    `firestore:"movedTo,omitempty"` // a migrated legacy record: the key it moved to
 	Notice             *Notice   `firestore:"notice,omitempty"`  // the last connection's gmail.user.connected, until published
+	CatchUp            *CatchUp  `firestore:"catchUp,omitempty"` // a catch-up in progress, see CatchUp
 	Version            time.Time `firestore:"-"`                 // the record's update time as read, for Claim
 }
 
