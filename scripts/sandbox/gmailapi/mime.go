@@ -16,9 +16,10 @@ import (
 	"google.golang.org/api/gmail/v1"
 )
 
-// maxRaw bounds a message given as RFC 822 text: Gmail takes messages of
-// up to 150 MB through users.messages.import with a media upload, far more
-// than tests need ("Uploading attachments", developers.google.com/gmail/api/guides/uploads).
+// maxRaw bounds a message given as RFC 822 text. It is the sandbox's own
+// bound, far above what tests send; Gmail's own limit is stated on each
+// upload method's reference page ("Uploading attachments",
+// developers.google.com/gmail/api/guides/uploads), not relied on here.
 const maxRaw = 36 << 20
 
 // DeliverRaw puts a message given as RFC 822 text into a mailbox as
