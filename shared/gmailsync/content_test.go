@@ -43,9 +43,9 @@ func TestEventsCarryContent(t *testing.T) {
 			want{text: "plain part", html: "<p>html part</p>"}},
 		"nested": {"Content-Type: multipart/mixed; boundary=\"m\"\n\n--m\nContent-Type: multipart/related; boundary=\"r\"\n\n--r\nContent-Type: text/html; charset=us-ascii\n\n<img src=\"cid:logo@x\"> hi\n--r\nContent-Type: image/png\nContent-Disposition: inline\nContent-ID: <logo@x>\nContent-Transfer-Encoding: base64\n\n" + b64("\x89PNG....") + "\n--r--\n--m\nContent-Type: application/pdf; name=\"r.pdf\"\nContent-Disposition: attachment; filename=\"r.pdf\"\nContent-Transfer-Encoding: base64\n\n" + b64("%PDF-1.4 ten") + "\n--m--\n",
 			want{text: "hi", html: "<img src=\"cid:logo@x\"> hi", attachments: 2}},
-		"latin-1": {"Content-Type: text/plain; charset=ISO-8859-1\nContent-Transfer-Encoding: quoted-printable\n\nCaf=E9 cr=E8me\n", want{text: "Café crème\r\n"}},
+		"latin-1":   {"Content-Type: text/plain; charset=ISO-8859-1\nContent-Transfer-Encoding: quoted-printable\n\nCaf=E9 cr=E8me\n", want{text: "Café crème\r\n"}},
 		"shift_jis": {"Content-Type: text/plain; charset=Shift_JIS\nContent-Transfer-Encoding: base64\n\n" + b64("\x82\xb1\x82\xf1\x82\xc9\x82\xbf\x82\xcd") + "\n", want{text: "こんにちは"}},
-		"5 MiB": {"Content-Type: text/plain; charset=utf-8\nContent-Transfer-Encoding: base64\n\n" + b64(big) + "\n", want{text: big[:64<<10], truncated: true}},
+		"5 MiB":     {"Content-Type: text/plain; charset=utf-8\nContent-Transfer-Encoding: base64\n\n" + b64(big) + "\n", want{text: big[:64<<10], truncated: true}},
 		"malformed": {"Content-Type: multipart/mixed; boundary=\"zz\"\n\nno boundary ever appears\n", want{problem: "multipart/mixed has no parts"}},
 	}
 	ids := map[string]string{} // message id -> case
