@@ -86,6 +86,8 @@ locals {
         CONNECT_LINK_TTL = var.connect_link_ttl
         RECONCILE_AFTER  = var.reconcile_after
         CONNECT_MODE     = var.connect_mode # delegation: it makes no links
+        # Access tokens and resyncs of delegated users (delegation.tf).
+        DELEGATION_SERVICE_ACCOUNT = local.delegated_account
       }
     }
     notify = {

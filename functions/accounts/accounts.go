@@ -9,6 +9,7 @@
 //	POST /accounts/{user}/reconnect-link   a link that reconnects a reauth_required account
 //	POST /accounts/{user}/disconnect       stop, revoke, delete, mark disconnected
 //	POST /accounts/{user}/resync           read the account's history now
+//	POST /accounts/{user}/access-token     a live Gmail access token, for the app to act on the mail
 //
 // Bad input gets 400 with every problem named, and changes nothing. In
 // delegation-only mode (CONNECT_MODE=delegation) no account connects by
@@ -46,6 +47,7 @@ type Config struct {
 	DomainOnly bool   // CONNECT_MODE delegation: the deployment watches a Workspace domain, and no one connects by consent
 	LinkTTL    time.Duration
 	Links      connectlink.Policy
+	Delegation *gmailclient.Delegation // CONNECT_MODE delegation or both; nil in consent mode
 	OAuth      gmailclient.Settings
 	Sync       gmailsync.Settings
 }
@@ -59,12 +61,13 @@ func ReadConfig(lookup platform.Lookup) (Config, error) {
 	c := Config{
 		Platform:   platform.ReadSettings(r),
 		ConsentURL: strings.TrimRight(r.URL("CONSENT_URL", config.Required), "/"),
-		DomainOnly: gmailclient.ReadMode(r) == gmailclient.ModeDelegation,
+		Delegation: gmailclient.ReadDelegation(r),
 		LinkTTL:    r.Duration("CONNECT_LINK_TTL", connectlink.DefaultTTL),
 		Links:      connectlink.ReadPolicy(r),
 		OAuth:      gmailclient.ReadSettings(r),
 		Sync:       gmailsync.ReadSettings(r),
 	}
+	c.DomainOnly = c.Delegation != nil && c.Delegation.Only
 	c.Sync.Labels, c.Sync.LabelFilter = gmailclient.ReadLabels(r)
 	c.Sync.Types = events.ReadTypes(r) // a resync announces what notify does
 	c.Sync.Content = mailbody.ReadSettings(r, c.OAuth.Scope)
@@ -78,6 +81,7 @@ func ReadConfig(lookup platform.Lookup) (Config, error) {
 type Handler struct {
 	cfg        Config
 	users      *store.Store
+	clients    *gmailclient.Factory
 	disconnect *disconnect.Disconnecter
 	syncer     *gmailsync.Syncer
 	log        *slog.Logger
@@ -99,9 +103,13 @@ func New(cfg Config, d Deps, log *slog.Logger) *Handler {
 		d.HTTP = &http.Client{Timeout: 20 * time.Second}
 	}
 	clients := gmailclient.NewFactory(cfg.OAuth, d.Vault)
+	if cfg.Delegation != nil {
+		clients.Delegate(cfg.Delegation, d.Users.DelegatedAddress)
+	}
 	h := &Handler{
 		cfg:        cfg,
 		users:      d.Users,
+		clients:    clients,
 		disconnect: disconnect.New(d.Users, d.Vault, clients, d.Events, d.HTTP, log),
 		syncer:     gmailsync.New(gmailsync.Deps{Users: d.Users, Gmail: clients, Events: d.Events, Logger: log, Now: d.Users.Now}, cfg.Sync),
 		log:        log,
@@ -114,6 +122,7 @@ func New(cfg Config, d Deps, log *slog.Logger) *Handler {
 	h.mux.HandleFunc("POST /accounts/{user}/reconnect-link", h.reconnectLink)
 	h.mux.HandleFunc("POST /accounts/{user}/disconnect", h.disconnectUser)
 	h.mux.HandleFunc("POST /accounts/{user}/resync", h.resync)
+	h.mux.HandleFunc("POST /accounts/{user}/access-token", h.issueToken)
 	h.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		fail(w, http.StatusNotFound, "no such route: see the accounts API in README.md")
 	})

@@ -44,7 +44,11 @@ func newWorld(t *testing.T) *world { return newWorldEnv(t, nil) }
 // newWorldEnv is newWorld with more settings.
 func newWorldEnv(t *testing.T, extra map[string]string) *world {
 	t.Helper()
-	w := &world{World: testenv.NewWorld(t, testenv.Options{})}
+	var o testenv.Options
+	if extra["CONNECT_MODE"] != "" { // delegation or both: a Workspace domain to delegate in
+		o.Sandbox.Domain = "example.com"
+	}
+	w := &world{World: testenv.NewWorld(t, o)}
 	w.users, w.vault, w.sb = w.Store, w.Vault, w.Sandbox
 	env := map[string]string{"CONSENT_URL": consentURL + "/", "RETURN_ORIGINS": appOrigin}
 	for k, v := range extra {

@@ -20,13 +20,15 @@ import (
 
 // connect starts the consent flow: offline access to the configured Gmail
 // scope and the sign-in scopes (the callback checks who signed in), asked
-// again every time so Google returns a refresh token. Without a connect link
-// it starts only if some account could be admitted.
+// again every time so Google returns a refresh token. Scopes the user granted
+// this client before are not included (no include_granted_scopes): the
+// stored grant, and every access token made from it, carries exactly the
+// configured scope, even where the application's own sign-in shares the
+// OAuth client. Without a connect link it starts only if some account could
+// be admitted.
 func (h *Handler) connect(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
-	opts := []oauth2.AuthCodeOption{oauth2.AccessTypeOffline,
-		oauth2.SetAuthURLParam("prompt", "consent"),
-		oauth2.SetAuthURLParam("include_granted_scopes", "true")}
+	opts := []oauth2.AuthCodeOption{oauth2.AccessTypeOffline, oauth2.SetAuthURLParam("prompt", "consent")}
 	raw := r.URL.Query().Get("link")
 	if raw == "" {
 		if !h.cfg.Admit.Open && len(h.cfg.Admit.Addresses) == 0 && len(h.cfg.Admit.Domains) == 0 {

@@ -17,6 +17,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"time"
 
 	"golang.org/x/oauth2"
 	"google.golang.org/api/gmail/v1"
@@ -128,19 +129,49 @@ func (f *Factory) OAuth(ctx context.Context) (*oauth2.Config, error) {
 // ForUser returns a Gmail client acting for the user. The token source
 // outlives ctx: it is cached for later calls in this instance.
 func (f *Factory) ForUser(ctx context.Context, userKey string) (*gmail.Service, error) {
+	ts, err := f.source(ctx, userKey)
+	if err != nil {
+		return nil, err
+	}
+	return f.settings.Service(ctx, ts)
+}
+
+// MinTokenLife is the least life left in an access token this package hands
+// out: a cached token closer to its expiry is refreshed first, so a caller
+// given one (Token) can use it for minutes.
+const MinTokenLife = 5 * time.Minute
+
+// Token returns a live access token acting for the user, from the same
+// cached source the Gmail clients use: the refresh token is exchanged only
+// when the cached access token has less than MinTokenLife left.
+func (f *Factory) Token(ctx context.Context, userKey string) (*oauth2.Token, error) {
+	ts, err := f.source(ctx, userKey)
+	if err != nil {
+		return nil, err
+	}
+	tok, err := ts.Token()
+	if err != nil {
+		return nil, fmt.Errorf("access token of %s: %w", userKey, err)
+	}
+	return tok, nil
+}
+
+// source returns the user's cached token source, making it on a miss.
+func (f *Factory) source(ctx context.Context, userKey string) (oauth2.TokenSource, error) {
 	f.mu.Lock()
 	ts := f.sources[userKey]
 	f.mu.Unlock()
-	if ts == nil {
-		var err error
-		if ts, err = f.newSource(ctx, userKey); err != nil {
-			return nil, err
-		}
-		f.mu.Lock()
-		f.sources[userKey] = ts
-		f.mu.Unlock()
+	if ts != nil {
+		return ts, nil
 	}
-	return f.settings.Service(ctx, ts)
+	ts, err := f.newSource(ctx, userKey)
+	if err != nil {
+		return nil, err
+	}
+	f.mu.Lock()
+	f.sources[userKey] = ts
+	f.mu.Unlock()
+	return ts, nil
 }
 
 // newSource returns the user's token source: delegated, or from the
@@ -164,7 +195,7 @@ func (f *Factory) newSource(ctx context.Context, userKey string) (oauth2.TokenSo
 	if err != nil {
 		return nil, fmt.Errorf("refresh token of %s: %w", userKey, err)
 	}
-	return oauth2.ReuseTokenSource(nil, conf.TokenSource(context.Background(), &oauth2.Token{RefreshToken: refresh})), nil
+	return oauth2.ReuseTokenSourceWithExpiry(nil, conf.TokenSource(context.Background(), &oauth2.Token{RefreshToken: refresh}), MinTokenLife), nil
 }
 
 // Forget drops the cached token source of a user (after reauth or disconnect).
