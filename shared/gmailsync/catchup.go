@@ -21,12 +21,6 @@ import (
 // reconcile continues from there. It is worth a retry.
 var ErrCatchingUp = errors.New("catch-up not finished")
 
-// userRate is the per-user quota a catch-up paces itself to, in units a
-// minute: Gmail's limit for projects created since 1 May 2026 (6,000;
-// older projects have 15,000), "Usage limits", Gmail API,
-// https://developers.google.com/workspace/gmail/api/reference/quota.
-const userRate = 6000
-
 // rateWait is how long a catch-up waits when Gmail's per-user rate refuses
 // it after the call's own backoff: Gmail counts the limit per minute.
 const rateWait = 20 * time.Second
@@ -39,7 +33,8 @@ const rateWait = 20 * time.Second
 // and not announced before. After each page it stores a checkpoint (where
 // the listing stands) in the user's record, so the catch-up survives a
 // crash, a 429 or the end of the invocation at the cost of one page, and
-// any later sync continues it. It paces itself to the per-user quota, and
+// any later sync continues it. It paces itself to the per-user quota of the
+// project's profile (gmailclient.QuotaProfile, GMAIL_QUOTA_PROFILE), and
 // stops a listing at the first page reaching mail from before the cut-off:
 // the user's last sync (less a margin for Gmail's indexing; markers keep
 // mail announced since from being announced again), or the connection.
@@ -72,7 +67,7 @@ func (s *Syncer) catchUp(ctx context.Context, svc *gmail.Service, u store.User, 
 		}
 		// Pace: what the catch-up spent stays within the per-user rate
 		// since it began, a chunk ahead at most.
-		if ahead := time.Duration(float64(m.units.Load()-spent)/userRate*float64(time.Minute)) - s.now().Sub(start); ahead > 0 {
+		if ahead := time.Duration(float64(m.units.Load()-spent)/float64(m.quota.UserPerMinute())*float64(time.Minute)) - s.now().Sub(start); ahead > 0 {
 			if err := gax.Sleep(ctx, ahead); err != nil {
 				return r, fmt.Errorf("user %s: %w", u.Key, ErrCatchingUp)
 			}

@@ -293,7 +293,7 @@ func (s *Syncer) holding(ctx context.Context, u store.User, holder string) (res 
 	l := s.keep(ctx, u, holder)
 	defer l.stop()
 	ctx = l.ctx
-	m := &meter{}
+	m := &meter{quota: s.gmail.Settings().Quota}
 	res = Result{Outcome: Synced, FromHistoryID: u.Cursor, ToHistoryID: u.Cursor}
 	defer func() {
 		res.Calls, res.Units = int(m.calls.Load()), int(m.units.Load())
@@ -593,10 +593,14 @@ func newHolder() string {
 	return hex.EncodeToString(b)
 }
 
-// meter counts Gmail calls and their quota units; rounds fetch concurrently.
-type meter struct{ calls, units atomic.Int64 }
+// meter counts Gmail calls and their quota units, at the project's costs;
+// rounds fetch concurrently.
+type meter struct {
+	quota        gmailclient.QuotaProfile
+	calls, units atomic.Int64
+}
 
 func (m *meter) add(method string) {
 	m.calls.Add(1)
-	m.units.Add(int64(gmailclient.Units[method]))
+	m.units.Add(int64(m.quota.Units(method)))
 }
