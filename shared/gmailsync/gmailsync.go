@@ -46,6 +46,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"golang.org/x/time/rate"
 	"google.golang.org/api/gmail/v1"
 
 	"github.com/gmailwatch/gmailwatch/shared/config"
@@ -594,13 +595,23 @@ func newHolder() string {
 }
 
 // meter counts Gmail calls and their quota units, at the project's costs;
-// rounds fetch concurrently.
+// rounds fetch concurrently. While a catch-up runs, it paces the calls.
 type meter struct {
 	quota        gmailclient.QuotaProfile
 	calls, units atomic.Int64
+	pace         *rate.Limiter // nil: no pacing
 }
 
-func (m *meter) add(method string) {
+// add counts a call to method, after waiting for its units when paced. It
+// fails, counting nothing, when they cannot be had before ctx's deadline.
+func (m *meter) add(ctx context.Context, method string) error {
+	n := m.quota.Units(method)
+	if m.pace != nil {
+		if err := m.pace.WaitN(ctx, n); err != nil {
+			return fmt.Errorf("%s: %w: pacing to the per-user rate: %v", method, ErrCatchingUp, err)
+		}
+	}
 	m.calls.Add(1)
-	m.units.Add(int64(m.quota.Units(method)))
+	m.units.Add(int64(n))
+	return nil
 }
