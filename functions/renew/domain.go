@@ -93,7 +93,7 @@ func (r *run) inStep() error {
 	} else {
 		for key, u := range known {
 			if _, ok := wanted[key]; !ok && u.Status != store.Disconnected {
-				if !r.mayStart(stopUnits) {
+				if !r.mayStart(r.h.quota.Units(gmailclient.MethodStop)) {
 					r.stopped = true
 					return nil
 				}
@@ -110,7 +110,7 @@ func (r *run) inStep() error {
 		if r.isRefused() {
 			break
 		}
-		if !r.mayStart(watchUnits) {
+		if !r.mayStart(r.h.quota.Units(gmailclient.MethodWatch)) {
 			r.stopped = true
 			return nil
 		}

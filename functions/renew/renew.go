@@ -66,7 +66,8 @@ func ReadConfig(lookup platform.Lookup) (Config, error) {
 type Settings struct {
 	ProjectID       string                    // PROJECT_ID, for the trace of a run
 	Watch           gmailclient.WatchSettings // topic, labels, RENEW_BEFORE, RENEW_EVERY
-	UnitsPerMinute  int                       // QUOTA_UNITS_PER_MINUTE: Gmail quota a run may spend
+	UnitsPerMinute  int                       // QUOTA_UNITS_PER_MINUTE: the project's Gmail quota
+	QuotaShare      float64                   // RENEW_QUOTA_SHARE: the part of it renew's runs may spend; notify has the rest
 	RunBudget       time.Duration             // RUN_BUDGET: no user is started after it; in-flight work gets 30 s more
 	ReauthStopAfter time.Duration             // REAUTH_STOP_AFTER: then a reauth_required user's watch is stopped
 	Concurrency     int                       // RENEW_CONCURRENCY: users worked on at once
@@ -80,12 +81,21 @@ func ReadSettings(r *config.Reader) Settings {
 	return Settings{
 		Watch:           gmailclient.ReadWatchSettings(r),
 		UnitsPerMinute:  r.Int("QUOTA_UNITS_PER_MINUTE", 1_200_000, 100, 100_000_000),
+		QuotaShare:      r.Float("RENEW_QUOTA_SHARE", 0.25, 0.01, 1),
 		RunBudget:       r.Duration("RUN_BUDGET", 8*time.Minute),
 		ReauthStopAfter: r.Duration("REAUTH_STOP_AFTER", 24*time.Hour),
 		Concurrency:     r.Int("RENEW_CONCURRENCY", 32, 1, 1000),
 		PageSize:        r.Int("RENEW_PAGE_SIZE", 300, 1, 1000),
 	}
 }
+
+// budget is the units a minute renew's runs may spend: its share of the
+// project's quota. The rest is notify's. Notify's syncs are what users wait
+// for and come in bursts; renew's watches and reconciles can wait, so the
+// default share is a quarter: 300,000 units a minute at Gmail's 1,200,000,
+// 3,000 watches a minute, so that 100,000 users renew in about half an hour
+// of the day while notify keeps three quarters for arrivals.
+func (s Settings) budget() int { return max(int(float64(s.UnitsPerMinute)*s.QuotaShare), 1) }
 
 // Deps are what a Handler works with.
 type Deps struct {
@@ -103,6 +113,7 @@ type Deps struct {
 type Handler struct {
 	d       Deps
 	set     Settings
+	quota   gmailclient.QuotaProfile // what each call costs
 	limiter *quotaLimiter
 }
 
@@ -114,7 +125,8 @@ func New(d Deps, s Settings) *Handler {
 	if d.Logger == nil {
 		d.Logger = slog.New(slog.DiscardHandler)
 	}
-	return &Handler{d: d, set: s, limiter: newQuotaLimiter(s.UnitsPerMinute)}
+	q := d.Gmail.Settings().Quota
+	return &Handler{d: d, set: s, quota: q, limiter: newQuotaLimiter(s.budget(), q.Units(gmailclient.MethodWatch))}
 }
 
 // production is the deployed handler, built from the environment at the first run.

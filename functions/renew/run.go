@@ -38,14 +38,6 @@ type Report struct {
 	Error             string    `json:"error,omitempty"`
 }
 
-// Quota units reserved before each kind of work. A reconcile reserves one
-// history.list and is charged the rest of what its sync spent afterwards.
-const (
-	watchUnits     = 100
-	stopUnits      = 50
-	reconcileUnits = 2
-)
-
 // What one user's work came to.
 type outcome int
 
@@ -65,7 +57,8 @@ const (
 
 // phase is one kind of work over one query of users in a stable order.
 type phase struct {
-	units int // reserved before each user
+	units int // reserved before each user: a watch, a stop, or a reconcile's
+	// first history.list (charged the rest of what its sync spent after)
 	list  func(context.Context, store.Position, int) ([]store.User, error)
 	at    func(store.User) time.Time // the field the query orders by
 	wants func(store.User) bool      // nil: every user listed
@@ -93,9 +86,9 @@ func (h *Handler) Run(ctx context.Context) Report {
 	defer cancel()
 	r := &run{h: h, now: h.d.Now(), startBy: start.Add(h.set.RunBudget), work: work}
 	phases := []phase{
-		{units: watchUnits, list: r.due(store.RenewDue), at: func(u store.User) time.Time { return u.RenewAt }, do: r.renew},
-		{units: reconcileUnits, list: r.due(store.SyncDue), at: func(u store.User) time.Time { return u.SyncDueAt }, do: r.reconcile},
-		{units: stopUnits, list: r.reauthWatches, at: func(u store.User) time.Time { return u.WatchExpiration }, wants: r.stopDue, do: r.stopWatch},
+		{units: h.quota.Units(gmailclient.MethodWatch), list: r.due(store.RenewDue), at: func(u store.User) time.Time { return u.RenewAt }, do: r.renew},
+		{units: h.quota.Units(gmailclient.MethodHistoryList), list: r.due(store.SyncDue), at: func(u store.User) time.Time { return u.SyncDueAt }, do: r.reconcile},
+		{units: h.quota.Units(gmailclient.MethodStop), list: r.reauthWatches, at: func(u store.User) time.Time { return u.WatchExpiration }, wants: r.stopDue, do: r.stopWatch},
 	}
 	// Owed events go out first, ahead of any later one of their user.
 	err := r.walk(phase{list: r.unannounced, at: func(u store.User) time.Time { return u.Notice.At }, do: r.announce})
@@ -325,7 +318,7 @@ func (r *run) renew(ctx context.Context, u store.User) outcome {
 // reconcile runs the shared sync for a user whose pushes may have been lost.
 func (r *run) reconcile(ctx context.Context, u store.User) outcome {
 	res, err := r.h.d.Syncer.Sync(ctx, u.Key)
-	if extra := res.Units - reconcileUnits; extra > 0 {
+	if extra := res.Units - r.h.quota.Units(gmailclient.MethodHistoryList); extra > 0 {
 		r.h.limiter.debit(extra)
 		r.spent(extra)
 	}

@@ -171,6 +171,7 @@ func Start(ctx context.Context, opts Options) (st *Stack, err error) {
 		"OAUTH_TOKEN_URL=" + st.SandboxURL + "/token",
 		"OAUTH_REVOKE_URL=" + st.SandboxURL + "/revoke",
 		"OAUTH_CLIENT_ID=" + st.ClientID,
+		"GMAIL_QUOTA_PROFILE=" + string(st.Sandbox.Gmail.Quota().Profile), // count what the sandbox charges
 		"PUBLIC_URL=" + consentURL,
 		"CONSENT_URL=" + consentURL,
 		"RETURN_ORIGINS=" + AppOrigin,

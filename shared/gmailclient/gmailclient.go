@@ -49,7 +49,8 @@ type Settings struct {
 	AuthURL          string
 	TokenURL         string
 	RevokeURL        string
-	GmailEndpoint    string // "" for Google's
+	GmailEndpoint    string       // "" for Google's
+	Quota            QuotaProfile // the project's Gmail quota: limits and each method's cost
 }
 
 // ReadSettings reads the OAuth and Gmail settings from r.
@@ -62,6 +63,7 @@ func ReadSettings(r *config.Reader) Settings {
 		TokenURL:         r.URL("OAUTH_TOKEN_URL", GoogleTokenURL),
 		RevokeURL:        r.URL("OAUTH_REVOKE_URL", GoogleRevokeURL),
 		GmailEndpoint:    r.URL("GMAIL_ENDPOINT", ""),
+		Quota:            ReadQuotaProfile(r),
 	}
 }
 
@@ -304,15 +306,4 @@ func IsRateLimited(err error) bool {
 func IsNotFound(err error) bool {
 	var ge *googleapi.Error
 	return errors.As(err, &ge) && ge.Code == http.StatusNotFound
-}
-
-// Units is Gmail's quota cost of each method used here.
-var Units = map[string]int{
-	"getProfile":    1,
-	"history.list":  2,
-	"messages.get":  5,
-	"messages.list": 5,
-	"labels.list":   1,
-	"watch":         100,
-	"stop":          50,
 }

@@ -46,6 +46,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"golang.org/x/time/rate"
 	"google.golang.org/api/gmail/v1"
 
 	"github.com/gmailwatch/gmailwatch/shared/config"
@@ -293,7 +294,7 @@ func (s *Syncer) holding(ctx context.Context, u store.User, holder string) (res 
 	l := s.keep(ctx, u, holder)
 	defer l.stop()
 	ctx = l.ctx
-	m := &meter{}
+	m := &meter{quota: s.gmail.Settings().Quota}
 	res = Result{Outcome: Synced, FromHistoryID: u.Cursor, ToHistoryID: u.Cursor}
 	defer func() {
 		res.Calls, res.Units = int(m.calls.Load()), int(m.units.Load())
@@ -593,10 +594,24 @@ func newHolder() string {
 	return hex.EncodeToString(b)
 }
 
-// meter counts Gmail calls and their quota units; rounds fetch concurrently.
-type meter struct{ calls, units atomic.Int64 }
+// meter counts Gmail calls and their quota units, at the project's costs;
+// rounds fetch concurrently. While a catch-up runs, it paces the calls.
+type meter struct {
+	quota        gmailclient.QuotaProfile
+	calls, units atomic.Int64
+	pace         *rate.Limiter // nil: no pacing
+}
 
-func (m *meter) add(method string) {
+// add counts a call to method, after waiting for its units when paced. It
+// fails, counting nothing, when they cannot be had before ctx's deadline.
+func (m *meter) add(ctx context.Context, method string) error {
+	n := m.quota.Units(method)
+	if m.pace != nil {
+		if err := m.pace.WaitN(ctx, n); err != nil {
+			return fmt.Errorf("%s: %w: pacing to the per-user rate: %v", method, ErrCatchingUp, err)
+		}
+	}
 	m.calls.Add(1)
-	m.units.Add(int64(gmailclient.Units[method]))
+	m.units.Add(int64(n))
+	return nil
 }

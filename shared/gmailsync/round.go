@@ -376,7 +376,9 @@ func messageEvent(msg *gmail.Message, content mailbody.Settings) events.Event {
 func (s *Syncer) retry(ctx context.Context, m *meter, method string, call func() error) error {
 	bo := gax.Backoff{Initial: s.set.BackoffBase, Max: s.set.BackoffMax, Multiplier: 2}
 	for try := 1; ; try++ {
-		m.add(method)
+		if err := m.add(ctx, method); err != nil {
+			return err
+		}
 		err := call()
 		if err == nil || !gmailclient.IsRetryable(err) || try >= s.set.MaxTries || ctx.Err() != nil {
 			return err

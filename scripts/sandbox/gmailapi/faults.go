@@ -94,8 +94,8 @@ func (f Faults) validate() *Error {
 		methods = append(methods, m)
 	}
 	for _, m := range methods {
-		if _, ok := Methods[m]; !ok {
-			return invalidArgument("faults: unknown method %q (want one of %v)", m, slices.Sorted(maps.Keys(Methods)))
+		if _, ok := QuotaUnits[Standard2026][m]; !ok {
+			return invalidArgument("faults: unknown method %q (want one of %v)", m, slices.Sorted(maps.Keys(QuotaUnits[Standard2026])))
 		}
 	}
 	lat := []Duration{f.Latency}
