@@ -254,7 +254,12 @@ func (s *Syncer) run(ctx context.Context, u store.User, pushID int64) (Result, e
 			return Result{}, fmt.Errorf("lease of %s: %w", key, err)
 		case u.Status != store.Active:
 			return s.skipped(key, Inactive, u), nil
-		case pushID > 0 && pushID <= u.Cursor:
+		case pushID > 0 && pushID <= u.Cursor && pushID <= u.PendingHistoryID && u.PendingHistoryID <= u.Cursor:
+			// Read past, and a push as new was seen before it, whose look
+			// after its second covers this one's (Gmail pushes in history
+			// order). A push the cursor passed without one (a reconcile
+			// read it, or it came late) still gets its look, and while
+			// history lags (pending ahead of the cursor) a redelivery reads.
 			return s.skipped(key, Stale, u), nil
 		}
 		now := s.now()
@@ -276,7 +281,7 @@ func (s *Syncer) run(ctx context.Context, u store.User, pushID int64) (Result, e
 			return Result{}, fmt.Errorf("lease of %s: %w", key, err)
 		}
 		if ok {
-			return s.holding(ctx, u, holder)
+			return s.holding(ctx, u, holder, pushID > 0)
 		}
 	}
 	return Result{}, fmt.Errorf("lease of %s: the record changed under %d claims", key, claimTries)
@@ -288,8 +293,10 @@ const claimTries = 20
 
 // holding syncs while the lease is held: a round per pending history id,
 // a short recheck when history lags behind a push, and a trailing look at
-// the mailbox once the second after the latest push has passed.
-func (s *Syncer) holding(ctx context.Context, u store.User, holder string) (res Result, err error) {
+// the mailbox once the second after the latest push has passed. pushed says
+// whether a push claimed the lease; a reconcile looks only after pushes
+// that arrive while it holds it.
+func (s *Syncer) holding(ctx context.Context, u store.User, holder string, pushed bool) (res Result, err error) {
 	l := s.keep(ctx, u, holder)
 	defer l.stop()
 	ctx = l.ctx
@@ -304,11 +311,17 @@ func (s *Syncer) holding(ctx context.Context, u store.User, holder string) (res 
 	rechecks := 0
 	trailing := false     // this round is the look after a push's second
 	var trailed time.Time // the push that look was for: one look per push, whatever the clock does
+	var since time.Time   // pushes from then on get a look
+	if !pushed {
+		since = s.now()
+	}
+	var profiled int64       // the mailbox's history id as getProfile last told it
+	var profiledAt time.Time // when
 	for {
 		target := u.PendingHistoryID
 		read := s.now()
 		final := rechecks >= s.set.Rechecks || !s.fits(ctx, s.set.RecheckDelay)
-		r, err := s.round(ctx, u, final, m)
+		r, err := s.round(ctx, u, m)
 		res.Rounds++
 		res.Announced += r.announced
 		res.CaughtUp = res.CaughtUp || r.caughtUp
@@ -316,18 +329,29 @@ func (s *Syncer) holding(ctx context.Context, u store.User, holder string) (res 
 			return s.failed(ctx, u, l, res, err)
 		}
 		// Stalled: history does not show the push yet or, in the look after
-		// a push's second, the records up to the history id Gmail reports,
-		// whose own pushes may have been dropped.
-		if trailing {
-			target = max(target, r.reported)
+		// a push's second (this round, or one that began after it), the
+		// records up to the mailbox's history id, whose own pushes may have
+		// been dropped. history.list may report the newest record it shows
+		// rather than that id, so the look takes it from getProfile.
+		pushAt := u.LastNotificationAt
+		if at := pushAt.Add(s.set.TrailDelay); trailing || (!pushAt.IsZero() && !pushAt.Before(since) && !read.Before(at)) {
+			if r.complete() && profiledAt.Before(at) {
+				if profiled, err = s.current(ctx, u, m); err != nil {
+					return s.failed(ctx, u, l, res, err)
+				}
+				profiledAt = s.now()
+			}
+			target = max(target, r.reported, profiled)
 		}
 		// A refusal decided while records were hidden may be wrong (the
-		// message may have been archived by one of them): read again before
-		// the cursor passes it, as long as rechecks last.
-		// A message history shows that messages.get cannot find yet is
-		// read again, never passed.
-		held := (r.refused > 0 && !r.complete()) || r.missing > 0
-		wait := (r.historyID < target || held) && !final
+		// message may have been archived by one of them), and a message
+		// history shows that messages.get cannot find yet is not passed:
+		// read again, and once rechecks are spent end in ErrHistoryLag with
+		// the cursor before it.
+		if (r.refused > 0 && !r.complete()) || r.missing > 0 {
+			target = max(target, r.reported)
+		}
+		wait := r.historyID < target && !final
 		at := s.trailAt(u, read)
 		trail := !wait && !at.IsZero() && u.LastNotificationAt.After(trailed) && s.fits(ctx, at.Sub(s.now()))
 		next, more, err := s.advance(ctx, l, r.historyID, target, wait || trail)
@@ -373,11 +397,11 @@ func (s *Syncer) holding(ctx context.Context, u store.User, holder string) (res 
 		// The last read showed every record up to the history id Gmail
 		// reported: one getProfile (1 unit, against 2 for history.list)
 		// tells whether anything changed since.
-		changed, err := s.changedSince(ctx, u, r.reported, m)
-		if err != nil {
+		if profiled, err = s.current(ctx, u, m); err != nil {
 			return s.failed(ctx, u, l, res, err)
 		}
-		if changed {
+		profiledAt = s.now()
+		if profiled > r.reported {
 			continue
 		}
 		if u, _, err = s.advance(ctx, l, u.Cursor, u.PendingHistoryID, false); err != nil {
@@ -405,19 +429,13 @@ func (s *Syncer) trailAt(u store.User, read time.Time) time.Time {
 	return at
 }
 
-// changedSince reports whether the mailbox's history id moved past h.
-func (s *Syncer) changedSince(ctx context.Context, u store.User, h int64, m *meter) (bool, error) {
-	var p *gmail.Profile
-	err := s.gmail.Do(ctx, u.Key, func(svc *gmail.Service) error {
-		return s.retry(ctx, m, "getProfile", func() (err error) {
-			p, err = svc.Users.GetProfile("me").Context(ctx).Do()
-			return err
-		})
+// current returns the mailbox's history id (getProfile).
+func (s *Syncer) current(ctx context.Context, u store.User, m *meter) (h int64, err error) {
+	err = s.gmail.Do(ctx, u.Key, func(svc *gmail.Service) (err error) {
+		h, err = s.profileID(ctx, svc, u, m)
+		return err
 	})
-	if err != nil {
-		return false, fmt.Errorf("getProfile user %s: %w", u.Key, err)
-	}
-	return int64(p.HistoryId) > h, nil
+	return h, err
 }
 
 // fits reports whether d and a round's margin still fit in the call's
@@ -444,6 +462,7 @@ func (s *Syncer) advance(ctx context.Context, l *lease, historyID, target int64,
 			now := s.now()
 			more = false
 			u.Cursor = max(u.Cursor, historyID)
+			u.PendingHistoryID = max(u.PendingHistoryID, target) // what the holder found history lagging behind
 			u.LastSyncAt = now
 			mine := u.Lease.Holder == l.holder
 			switch {
