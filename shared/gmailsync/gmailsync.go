@@ -33,7 +33,16 @@
 //
 // What this costs is the floor for announcing at once under drop semantics:
 // one history read per push, one messages.get per message, one look after
-// the push's second. Duplicate and stale pushes cost no Gmail call.
+// the push's second. A duplicate, or a push older than one already seen,
+// costs no Gmail call; a push the cursor passed without one (a reconcile
+// read its change, or it came late) still gets its look.
+//
+// history.list may report as its historyId the newest record it shows
+// rather than the mailbox's current one, so the look reads the current id
+// from getProfile; records still hidden behind it are waited for as long
+// as the rechecks last, and then the call ends in ErrHistoryLag with the
+// cursor at the last record announced (an id Gmail issued) and the pending
+// id raised to the one Gmail reported, so Pub/Sub's redelivery reads again.
 package gmailsync
 
 import (
@@ -88,7 +97,7 @@ type Settings struct {
 	Labels         []string      // watched labels for users whose record names none
 	LabelFilter    string        // include or exclude, likewise
 	LeaseTTL       time.Duration // how long a lease lasts unless its heartbeat renews it (every third of it)
-	GetConcurrency int           // messages.get calls in flight per sync
+	GetConcurrency int           // messages.get calls in flight per sync: under Gmail's per-user cap of 5, one left for other calls
 	MarkerTTL      time.Duration // how long an announced marker is kept
 	CatchUpChunk   int           // messages a catch-up lists and announces before its checkpoint moves
 	MaxTries       int           // tries of one Gmail call on 429/5xx
@@ -107,7 +116,7 @@ type Settings struct {
 func ReadSettings(r *config.Reader) Settings {
 	return Settings{
 		LeaseTTL:       r.Duration("SYNC_LEASE_TTL", 10*time.Second),
-		GetConcurrency: r.Int("SYNC_GET_CONCURRENCY", 10, 1, 100),
+		GetConcurrency: r.Int("SYNC_GET_CONCURRENCY", 4, 1, 100),
 		MarkerTTL:      r.Duration("MARKER_TTL", 14*24*time.Hour),
 		CatchUpChunk:   r.Int("CATCHUP_CHUNK", 100, 1, 500),
 		MaxTries:       r.Int("GMAIL_MAX_TRIES", 5, 1, 20),
