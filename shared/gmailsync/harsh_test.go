@@ -281,9 +281,23 @@ func TestPushTheCursorPassedWithoutItGetsTheLook(t *testing.T) {
 	if res.Outcome != gmailsync.Synced || res.Announced != 1 {
 		t.Errorf("late push: %+v; want the look after its second to announce the second message", res)
 	}
+	// Nothing new since: the look is one getProfile, after the push's second.
+	e.sb.Gmail.ResetUsage()
+	third := e.deliver(email, "read by another reconcile")
+	if res, err := e.syncer.Sync(context.Background(), store.Key(email)); err != nil || res.Announced != 1 {
+		t.Fatalf("second reconcile: %+v, %v", res, err)
+	}
+	before := e.sb.Gmail.Usage(email)
+	start := time.Now()
+	if r := e.push(email, third.HistoryID); r.Outcome != gmailsync.Synced || r.Announced != 0 || time.Since(start) < fast.TrailDelay {
+		t.Errorf("late push with nothing after it: %+v after %v; want a look after %v", r, time.Since(start), fast.TrailDelay)
+	}
+	if u := e.sb.Gmail.Usage(email); u.Units-before.Units != 1 || u.Calls["getProfile"]-before.Calls["getProfile"] != 1 {
+		t.Errorf("the look cost %d units, want one getProfile", u.Units-before.Units)
+	}
 	// A duplicate of it is stale and costs nothing.
 	if r := e.push(email, first.HistoryID); r.Outcome != gmailsync.Stale || r.Calls != 0 {
 		t.Errorf("duplicate of the late push: %+v, want stale with no Gmail call", r)
 	}
-	wantExactlyOnce(t, e.events(2), first, second)
+	wantExactlyOnce(t, e.events(3), first, second, third)
 }
