@@ -2,11 +2,15 @@ package gmailsync_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"testing"
 	"time"
 
+	"cloud.google.com/go/pubsub/v2"
+
 	"github.com/gmailwatch/gmailwatch/scripts/sandbox/gmailapi"
+	"github.com/gmailwatch/gmailwatch/scripts/testenv"
 	"github.com/gmailwatch/gmailwatch/shared/events"
 	"github.com/gmailwatch/gmailwatch/shared/gmailsync"
 	"github.com/gmailwatch/gmailwatch/shared/store"
@@ -300,4 +304,49 @@ func TestPushTheCursorPassedWithoutItGetsTheLook(t *testing.T) {
 		t.Errorf("duplicate of the late push: %+v, want stale with no Gmail call", r)
 	}
 	wantExactlyOnce(t, e.events(3), first, second, third)
+}
+
+// End to end with the sandbox's late pushes: the watch's notifications
+// reach the Syncer through Pub/Sub 1.5 s after Gmail sends them.
+func TestLatePushThroughPubSubGetsTheLook(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, fast)
+	const email = "latepush@example.com"
+	e.connect(email, nil, "")
+	e.watch(email)
+	e.faults(email, gmailapi.Faults{PushDelay: gmailapi.Duration(1500 * time.Millisecond)})
+	sub := testenv.Subscription(t, e.PubSub, e.GmailTopic, "notify")
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		_ = e.PubSub.Subscriber(sub).Receive(ctx, func(ctx context.Context, m *pubsub.Message) {
+			var n gmailapi.Notification
+			if err := json.Unmarshal(m.Data, &n); err != nil {
+				t.Errorf("push %q: %v", m.Data, err)
+				m.Ack()
+				return
+			}
+			if _, err := e.syncer.OnPush(ctx, n.EmailAddress, int64(n.HistoryID)); err != nil {
+				m.Nack() // redelivered, as notify's error does
+				return
+			}
+			m.Ack()
+		})
+	}()
+	t.Cleanup(func() { cancel(); <-done })
+
+	sent := time.Now()
+	first := e.deliver(email, "pushed late")
+	if res, err := e.syncer.Sync(context.Background(), store.Key(email)); err != nil || res.Announced != 1 {
+		t.Fatalf("reconcile: %+v, %v", res, err)
+	}
+	if d := time.Since(sent); d > 800*time.Millisecond {
+		t.Skipf("the reconcile took %v: the next message would fall outside the push's second", d)
+	}
+	second := e.deliver(email, "within the late push's second")
+	wantExactlyOnce(t, e.events(2), first, second)
+	if st, _ := e.sb.Gmail.Watch(email); st.Notifications.RateDropped != 1 || st.Notifications.Published != 1 {
+		t.Errorf("notifications %+v: want the second one dropped by the rate, the first published late", st.Notifications)
+	}
 }
