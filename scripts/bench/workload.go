@@ -393,8 +393,10 @@ func (b *bench) pushStats(users []string) gmailapi.PushStats {
 }
 
 // probe sends, for every user, its newest push again twice and a push older
-// than its cursor, straight to the mode's handler, and counts the Gmail calls
-// they cause.
+// than it, straight to the mode's handler, and counts the Gmail calls they
+// cause. The newest push is the one the mode recorded, not the system's
+// cursor: a push for an id the cursor passed without a push (one Gmail
+// dropped) would be news, owed its look after its second.
 func (b *bench) probe(ctx context.Context, mode string, users []string) (*Probe, error) {
 	b.sb.Gmail.ResetUsage()
 	p := &Probe{}
@@ -403,17 +405,17 @@ func (b *bench) probe(ctx context.Context, mode string, users []string) (*Probe,
 		url = b.base.url
 	}
 	for _, u := range users {
-		var cursor int64
+		var newest int64
 		if mode == modeSystem {
 			rec, err := b.users.Get(ctx, store.Key(u))
 			if err != nil {
 				return nil, err
 			}
-			cursor = rec.Cursor
+			newest = rec.PendingHistoryID
 		} else {
-			cursor = b.base.last(u)
+			newest = b.base.last(u)
 		}
-		for _, h := range []int64{cursor, cursor, cursor - 1} {
+		for _, h := range []int64{newest, newest, newest - 1} {
 			if err := b.push(ctx, url, u, h); err != nil {
 				return nil, fmt.Errorf("probe push to %s: %w", mode, err)
 			}

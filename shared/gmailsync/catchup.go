@@ -128,7 +128,7 @@ func (s *Syncer) chunk(ctx context.Context, svc *gmail.Service, u store.User, f 
 		cp.Listed += len(ids)
 		cp.Pages[i], cp.Done[i] = next, next == ""
 	}
-	t, err := s.announce(ctx, svc, u, changes, f, cp.Since, m)
+	t, err := s.announce(ctx, svc, u, changes, f, cp.Since, nil, m)
 	if err != nil {
 		return t.announced, cp, err
 	}
