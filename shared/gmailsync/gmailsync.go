@@ -196,7 +196,15 @@ func (s *Syncer) OnPush(ctx context.Context, email string, historyID int64) (Res
 	}
 	// Keys derive from Google's account id, not from the address, so the
 	// store is asked; the record it returns is the run's first read.
-	return s.counted(ctx, historyID, func(ctx context.Context) (store.User, error) { return s.users.ByEmail(ctx, email) })
+	res, err := s.counted(ctx, historyID, func(ctx context.Context) (store.User, error) { return s.users.ByEmail(ctx, email) })
+	if err == nil && res.Outcome == Unknown {
+		// Perhaps a mailbox whose address changed: kept until a sync's
+		// getProfile shows whose it is (noteAddress).
+		if err := s.users.KeepStray(ctx, email, historyID, s.now()); err != nil {
+			return res, fmt.Errorf("push for an unknown address: %w", err)
+		}
+	}
+	return res, err
 }
 
 // Sync reads the user's history from the cursor whether or not a push asked,
@@ -407,17 +415,12 @@ func (s *Syncer) trailAt(u store.User, read time.Time) time.Time {
 
 // changedSince reports whether the mailbox's history id moved past h.
 func (s *Syncer) changedSince(ctx context.Context, u store.User, h int64, m *meter) (bool, error) {
-	var p *gmail.Profile
-	err := s.gmail.Do(ctx, u.Key, func(svc *gmail.Service) error {
-		return s.retry(ctx, m, "getProfile", func() (err error) {
-			p, err = svc.Users.GetProfile("me").Context(ctx).Do()
-			return err
-		})
+	var now int64
+	err := s.gmail.Do(ctx, u.Key, func(svc *gmail.Service) (err error) {
+		now, err = s.profileID(ctx, svc, u, m)
+		return err
 	})
-	if err != nil {
-		return false, fmt.Errorf("getProfile user %s: %w", u.Key, err)
-	}
-	return int64(p.HistoryId) > h, nil
+	return now > h, err
 }
 
 // fits reports whether d and a round's margin still fit in the call's
