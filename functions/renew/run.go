@@ -291,7 +291,7 @@ func (r *run) renew(ctx context.Context, u store.User) outcome {
 	})
 	switch {
 	case gmailclient.IsInvalidGrant(err):
-		return r.markReauth(ctx, u.Key)
+		return r.credentialsRefused(ctx, u.Key, err)
 	case gmailclient.IsRateLimited(err):
 		r.h.limiter.slowDown()
 		level, msg := slog.LevelWarn, "watch renewal rate limited"
@@ -367,13 +367,16 @@ func (r *run) reconcile(ctx context.Context, u store.User) outcome {
 	return skipped // busy, or no longer active
 }
 
-func (r *run) markReauth(ctx context.Context, key string) outcome {
-	changed, err := r.h.d.Syncer.MarkReauth(ctx, key)
+// credentialsRefused records Google's refusal of a user's credentials (cause): the
+// user is reauth_required once it stands (gmailsync.Refused), else left
+// for the next run to try again.
+func (r *run) credentialsRefused(ctx context.Context, key string, cause error) outcome {
+	stands, err := r.h.d.Syncer.Refused(ctx, key, cause)
 	switch {
 	case err != nil:
 		r.h.d.Logger.ErrorContext(ctx, "reauth not recorded", "user", key, "error", err)
 		return failed
-	case !changed:
+	case !stands:
 		return skipped
 	}
 	return reauth

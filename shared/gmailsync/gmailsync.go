@@ -98,6 +98,8 @@ type Settings struct {
 	Rechecks       int               // such waits per call before leaving the push pending
 	TrailDelay     time.Duration     // look at the mailbox again this long after the latest push
 	ReconcileAfter time.Duration     // next safety-net sync after a complete one
+	RefusalTries   int               // a delegated user's invalid_grant stands after this many (Refused); default 3
+	RefusalGrace   time.Duration     // ... over at least this long; default 15 minutes
 	Content        mailbody.Settings // message content in events (mailbody.ReadSettings); zero: none
 }
 
@@ -117,6 +119,8 @@ func ReadSettings(r *config.Reader) Settings {
 		Rechecks:       r.Int("RECHECKS", 2, 0, 10),
 		TrailDelay:     r.Duration("TRAIL_DELAY", 1200*time.Millisecond),
 		ReconcileAfter: gmailclient.ReadReconcileAfter(r),
+		RefusalTries:   3,
+		RefusalGrace:   15 * time.Minute,
 	}
 }
 
@@ -135,7 +139,7 @@ func (s Settings) withDefaults() Settings {
 	for _, p := range []struct{ v, def *time.Duration }{
 		{&s.LeaseTTL, &d.LeaseTTL}, {&s.MarkerTTL, &d.MarkerTTL}, {&s.BackoffBase, &d.BackoffBase},
 		{&s.BackoffMax, &d.BackoffMax}, {&s.RecheckDelay, &d.RecheckDelay}, {&s.ReconcileAfter, &d.ReconcileAfter},
-		{&s.TrailDelay, &d.TrailDelay},
+		{&s.TrailDelay, &d.TrailDelay}, {&s.RefusalGrace, &d.RefusalGrace},
 	} {
 		if *p.v <= 0 {
 			*p.v = *p.def
@@ -143,6 +147,7 @@ func (s Settings) withDefaults() Settings {
 	}
 	for _, p := range []struct{ v, def *int }{
 		{&s.GetConcurrency, &d.GetConcurrency}, {&s.CatchUpChunk, &d.CatchUpChunk}, {&s.MaxTries, &d.MaxTries},
+		{&s.RefusalTries, &d.RefusalTries},
 	} {
 		if *p.v <= 0 {
 			*p.v = *p.def
@@ -448,6 +453,7 @@ func (s *Syncer) advance(ctx context.Context, l *lease, historyID, target int64,
 			more = false
 			u.Cursor = max(u.Cursor, historyID)
 			u.LastSyncAt = now
+			u.Refusals, u.RefusedSince = 0, time.Time{} // the credentials worked
 			mine := u.Lease.Holder == l.holder
 			switch {
 			case mine && u.Status == store.Active && (keep || u.PendingHistoryID > max(target, u.Cursor)):
@@ -500,10 +506,14 @@ func (s *Syncer) failed(ctx context.Context, u store.User, l *lease, res Result,
 	}
 	switch {
 	case gmailclient.IsInvalidGrant(err):
-		res.Outcome = ReauthRequired
-		if _, err := s.MarkReauth(ctx, u.Key); err != nil {
+		stands, rerr := s.Refused(ctx, u.Key, err)
+		if rerr != nil {
+			return res, rerr
+		}
+		if !stands { // a delegated user's refusal that may pass: a redelivery tries again
 			return res, err
 		}
+		res.Outcome = ReauthRequired
 		return res, nil
 	case errors.Is(err, ErrCatchingUp):
 		return res, err

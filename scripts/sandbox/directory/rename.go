@@ -3,6 +3,7 @@ package directory
 import (
 	"net/http"
 	"strings"
+	"time"
 
 	"github.com/gmailwatch/gmailwatch/scripts/sandbox/gmailapi"
 )
@@ -38,4 +39,17 @@ func (s *Server) RenameUser(from, to string) error {
 		}
 	}
 	return nil
+}
+
+// SetNewUserLag makes the token endpoint refuse to act for a user created
+// from now on, until it is d old, with invalid_grant, as Google may while a
+// new account propagates: "Mutate calls immediately following user
+// creation might sometimes fail as the user isn't fully created due to
+// propagation delay in our backends"
+// (https://developers.google.com/workspace/admin/directory/reference/rest/v1/users/insert).
+// 0, the default, accepts a user at once.
+func (s *Server) SetNewUserLag(d time.Duration) {
+	s.mu.Lock()
+	s.newUserLag, s.lagFrom = d, s.now()
+	s.mu.Unlock()
 }
