@@ -72,6 +72,7 @@ type run struct {
 	work    context.Context // in-flight work, cancelled finishGrace after startBy
 	stopped bool
 	refusal sync.Once // the delegation refusal is logged once per run
+	strays  bool      // pushes naming no recorded address wait: each reconcile checks its user's address first
 
 	mu    sync.Mutex
 	rep   Report
@@ -92,6 +93,11 @@ func (h *Handler) Run(ctx context.Context) Report {
 	}
 	// Owed events go out first, ahead of any later one of their user.
 	err := r.walk(phase{list: r.unannounced, at: func(u store.User) time.Time { return u.Notice.At }, do: r.announce})
+	if strays, serr := h.d.Users.HasStrays(work, r.now.Add(-store.StrayTTL)); serr != nil {
+		h.d.Logger.WarnContext(ctx, "stray pushes not read; addresses left unchecked", "error", serr)
+	} else {
+		r.strays = strays
+	}
 	if err == nil && !r.stopped && h.d.Domain != nil {
 		err = r.inStep()
 	}
@@ -278,7 +284,7 @@ func (r *run) renew(ctx context.Context, u store.User) outcome {
 	})
 	switch {
 	case gmailclient.IsInvalidGrant(err):
-		return r.markReauth(ctx, u.Key)
+		return r.credentialsRefused(ctx, u.Key, err)
 	case gmailclient.IsRateLimited(err):
 		r.h.limiter.slowDown()
 		level, msg := slog.LevelWarn, "watch renewal rate limited"
@@ -315,10 +321,21 @@ func (r *run) renew(ctx context.Context, u store.User) outcome {
 	return renewed
 }
 
-// reconcile runs the shared sync for a user whose pushes may have been lost.
+// reconcile runs the shared sync for a user whose pushes may have been
+// lost. While pushes naming no recorded address wait, it first reads the
+// user's profile (1 unit): a user whose address changed gets no pushes
+// until its record has the new address.
 func (r *run) reconcile(ctx context.Context, u store.User) outcome {
+	spent := 0
+	if r.strays {
+		units, err := r.h.d.Syncer.CheckAddress(ctx, u.Key)
+		if err != nil {
+			r.h.d.Logger.WarnContext(ctx, "address not checked", "user", u.Key, "error", err)
+		}
+		spent = units
+	}
 	res, err := r.h.d.Syncer.Sync(ctx, u.Key)
-	if extra := res.Units - r.h.quota.Units(gmailclient.MethodHistoryList); extra > 0 {
+	if extra := spent + res.Units - r.h.quota.Units(gmailclient.MethodHistoryList); extra > 0 {
 		r.h.limiter.debit(extra)
 		r.spent(extra)
 	}
@@ -343,13 +360,16 @@ func (r *run) reconcile(ctx context.Context, u store.User) outcome {
 	return skipped // busy, or no longer active
 }
 
-func (r *run) markReauth(ctx context.Context, key string) outcome {
-	changed, err := r.h.d.Syncer.MarkReauth(ctx, key)
+// credentialsRefused records Google's refusal of a user's credentials (cause): the
+// user is reauth_required once it stands (gmailsync.Refused), else left
+// for the next run to try again.
+func (r *run) credentialsRefused(ctx context.Context, key string, cause error) outcome {
+	stands, err := r.h.d.Syncer.Refused(ctx, key, cause)
 	switch {
 	case err != nil:
 		r.h.d.Logger.ErrorContext(ctx, "reauth not recorded", "user", key, "error", err)
 		return failed
-	case !changed:
+	case !stands:
 		return skipped
 	}
 	return reauth

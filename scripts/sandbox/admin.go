@@ -25,6 +25,7 @@ func (s *Sandbox) adminRoutes() map[string]map[string]func(*http.Request) (int, 
 		"/admin/quota/profile": {"GET": s.quotaProfile},
 		"/admin/faults":        {"GET": s.faults, "POST": s.setFaults, "DELETE": s.clearFaults},
 		"/admin/revoke":        {"POST": s.revoke},
+		"/admin/rename":        {"POST": s.renameMailbox},
 		"/admin/oauth":         {"POST": s.oauthBehavior},
 		"/admin/watch":         {"GET": s.watch},
 	}

@@ -108,6 +108,8 @@ type Settings struct {
 	Rechecks       int               // such waits per call before leaving the push pending
 	TrailDelay     time.Duration     // look at the mailbox again this long after the latest push
 	ReconcileAfter time.Duration     // next safety-net sync after a complete one
+	RefusalTries   int               // a delegated user's invalid_grant stands after this many (Refused); default 3
+	RefusalGrace   time.Duration     // ... over at least this long; default 15 minutes
 	Content        mailbody.Settings // message content in events (mailbody.ReadSettings); zero: none
 }
 
@@ -127,6 +129,8 @@ func ReadSettings(r *config.Reader) Settings {
 		Rechecks:       r.Int("RECHECKS", 2, 0, 10),
 		TrailDelay:     r.Duration("TRAIL_DELAY", 1200*time.Millisecond),
 		ReconcileAfter: gmailclient.ReadReconcileAfter(r),
+		RefusalTries:   3,
+		RefusalGrace:   15 * time.Minute,
 	}
 }
 
@@ -145,7 +149,7 @@ func (s Settings) withDefaults() Settings {
 	for _, p := range []struct{ v, def *time.Duration }{
 		{&s.LeaseTTL, &d.LeaseTTL}, {&s.MarkerTTL, &d.MarkerTTL}, {&s.BackoffBase, &d.BackoffBase},
 		{&s.BackoffMax, &d.BackoffMax}, {&s.RecheckDelay, &d.RecheckDelay}, {&s.ReconcileAfter, &d.ReconcileAfter},
-		{&s.TrailDelay, &d.TrailDelay},
+		{&s.TrailDelay, &d.TrailDelay}, {&s.RefusalGrace, &d.RefusalGrace},
 	} {
 		if *p.v <= 0 {
 			*p.v = *p.def
@@ -153,6 +157,7 @@ func (s Settings) withDefaults() Settings {
 	}
 	for _, p := range []struct{ v, def *int }{
 		{&s.GetConcurrency, &d.GetConcurrency}, {&s.CatchUpChunk, &d.CatchUpChunk}, {&s.MaxTries, &d.MaxTries},
+		{&s.RefusalTries, &d.RefusalTries},
 	} {
 		if *p.v <= 0 {
 			*p.v = *p.def
@@ -206,7 +211,15 @@ func (s *Syncer) OnPush(ctx context.Context, email string, historyID int64) (Res
 	}
 	// Keys derive from Google's account id, not from the address, so the
 	// store is asked; the record it returns is the run's first read.
-	return s.counted(ctx, historyID, func(ctx context.Context) (store.User, error) { return s.users.ByEmail(ctx, email) })
+	res, err := s.counted(ctx, historyID, func(ctx context.Context) (store.User, error) { return s.users.ByEmail(ctx, email) })
+	if err == nil && res.Outcome == Unknown {
+		// Perhaps a mailbox whose address changed: kept until a sync's
+		// getProfile shows whose it is (noteAddress).
+		if err := s.users.KeepStray(ctx, email, historyID, s.now()); err != nil {
+			return res, fmt.Errorf("push for an unknown address: %w", err)
+		}
+	}
+	return res, err
 }
 
 // Sync reads the user's history from the cursor whether or not a push asked,
@@ -480,6 +493,7 @@ func (s *Syncer) advance(ctx context.Context, l *lease, historyID, target int64,
 			u.Cursor = max(u.Cursor, historyID)
 			u.PendingHistoryID = max(u.PendingHistoryID, target) // what the holder found history lagging behind
 			u.LastSyncAt = now
+			u.Refusals, u.RefusedSince = 0, time.Time{} // the credentials worked
 			mine := u.Lease.Holder == l.holder
 			switch {
 			case mine && u.Status == store.Active && (keep || u.PendingHistoryID > max(target, u.Cursor)):
@@ -532,10 +546,14 @@ func (s *Syncer) failed(ctx context.Context, u store.User, l *lease, res Result,
 	}
 	switch {
 	case gmailclient.IsInvalidGrant(err):
-		res.Outcome = ReauthRequired
-		if _, err := s.MarkReauth(ctx, u.Key); err != nil {
+		stands, rerr := s.Refused(ctx, u.Key, err)
+		if rerr != nil {
+			return res, rerr
+		}
+		if !stands { // a delegated user's refusal that may pass: a redelivery tries again
 			return res, err
 		}
+		res.Outcome = ReauthRequired
 		return res, nil
 	case errors.Is(err, ErrCatchingUp):
 		return res, err

@@ -94,7 +94,8 @@ func (s *Syncer) read(ctx context.Context, svc *gmail.Service, u store.User, m *
 	return r, err
 }
 
-// profileID returns the mailbox's current history id.
+// profileID returns the mailbox's current history id, and keeps the
+// record's address the profile's (noteAddress).
 func (s *Syncer) profileID(ctx context.Context, svc *gmail.Service, u store.User, m *meter) (int64, error) {
 	var p *gmail.Profile
 	err := s.retry(ctx, m, "getProfile", func() (err error) {
@@ -104,7 +105,7 @@ func (s *Syncer) profileID(ctx context.Context, svc *gmail.Service, u store.User
 	if err != nil {
 		return 0, fmt.Errorf("getProfile user %s: %w", u.Key, err)
 	}
-	return int64(p.HistoryId), nil
+	return int64(p.HistoryId), s.noteAddress(ctx, u, p.EmailAddress, int64(p.HistoryId))
 }
 
 // filter is the set of watched labels: include announces messages carrying

@@ -216,7 +216,7 @@ func (s *Server) issue(g *grant, scopes []string, nonce string) *tokenResponse {
 	if slices.Contains(scopes, "openid") {
 		now := s.now().Unix()
 		claims := map[string]any{
-			"iss": issuer, "aud": g.clientID, "azp": g.clientID, "sub": subject(g.email),
+			"iss": issuer, "aud": g.clientID, "azp": g.clientID, "sub": s.subjectOf(g.email),
 			"iat": now, "exp": now + 3600,
 		}
 		if slices.Contains(scopes, scopePage+"userinfo.email") {
@@ -279,7 +279,7 @@ func (s *Server) tokenInfo(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	info := map[string]any{
-		"azp": a.grant.clientID, "aud": a.grant.clientID, "sub": subject(a.grant.email),
+		"azp": a.grant.clientID, "aud": a.grant.clientID, "sub": s.subjectOf(a.grant.email),
 		"scope": strings.Join(a.scopes, " "), "exp": strconv.FormatInt(a.expiry.Unix(), 10),
 		"expires_in": strconv.Itoa(int(a.expiry.Sub(s.now()).Seconds())), "access_type": "offline",
 	}
