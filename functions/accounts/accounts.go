@@ -1,6 +1,7 @@
 // Package accounts is the Accounts function: the application's backend API,
 // private (deployed so that only the callers Terraform names, with a Google
-// identity token, get past Cloud Run's IAM check). It answers JSON:
+// identity token, get past Cloud Run's IAM check, and checked again here:
+// callers.go). It answers JSON:
 //
 //	POST /connect-links                    a single-use connect link for one of the app's users
 //	GET  /accounts/{user}                  one account: status and health
@@ -48,6 +49,7 @@ type Config struct {
 	Links      connectlink.Policy
 	OAuth      gmailclient.Settings
 	Sync       gmailsync.Settings
+	Callers    Callers // who may call (callers.go)
 }
 
 // Cloud returns the settings every function shares.
@@ -64,6 +66,7 @@ func ReadConfig(lookup platform.Lookup) (Config, error) {
 		Links:      connectlink.ReadPolicy(r),
 		OAuth:      gmailclient.ReadSettings(r),
 		Sync:       gmailsync.ReadSettings(r),
+		Callers:    ReadCallers(r),
 	}
 	c.Sync.Labels, c.Sync.LabelFilter = gmailclient.ReadLabels(r)
 	c.Sync.Types = events.ReadTypes(r) // a resync announces what notify does
@@ -83,6 +86,7 @@ type Handler struct {
 	log        *slog.Logger
 	now        func() time.Time
 	mux        *http.ServeMux
+	guard      *guard
 }
 
 // Deps are what a Handler works with.
@@ -107,6 +111,7 @@ func New(cfg Config, d Deps, log *slog.Logger) *Handler {
 		log:        log,
 		now:        d.Users.Now,
 		mux:        http.NewServeMux(),
+		guard:      newGuard(cfg.Callers, log),
 	}
 	h.mux.HandleFunc("POST /connect-links", h.createLink)
 	h.mux.HandleFunc("GET /accounts", h.list)
@@ -122,7 +127,10 @@ func New(cfg Config, d Deps, log *slog.Logger) *Handler {
 
 // ServeHTTP serves the API.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	h.mux.ServeHTTP(w, r.WithContext(platform.TraceRequest(r.Context(), h.cfg.Platform.ProjectID, r)))
+	r = r.WithContext(platform.TraceRequest(r.Context(), h.cfg.Platform.ProjectID, r))
+	if h.guard.allows(w, r) {
+		h.mux.ServeHTTP(w, r)
+	}
 }
 
 // production is the deployed handler, built from the environment at the first request.

@@ -22,26 +22,43 @@ import (
 	"github.com/gmailwatch/gmailwatch/shared/store"
 )
 
+// backendAPI is the accounts API as the application's backend calls it:
+// its URL, and a client sending the backend's ID token for it.
+type backendAPI struct {
+	url    string
+	client *http.Client
+}
+
 // accountsAPI starts the accounts function beside the consent function,
-// on the same project, and returns its URL.
-func (s *stack) accountsAPI(t *testing.T) string {
+// on the same project, callable by the application's backend.
+func (s *stack) accountsAPI(t *testing.T) backendAPI {
 	t.Helper()
+	const audience, caller = "https://accounts.example.com", "backend@app-project.iam.gserviceaccount.com"
 	env := s.env()
-	env["CONSENT_URL"] = s.url
+	env["CONSENT_URL"], env["ACCOUNTS_URL"], env["ACCOUNTS_INVOKERS"] = s.url, audience, caller
 	cfg, err := accounts.ReadConfig(config.FromMap(env))
 	if err != nil {
 		t.Fatal(err)
 	}
 	srv := httptest.NewServer(accounts.New(cfg, accounts.Deps{Users: s.users, Vault: s.vault, Events: s.publisher, HTTP: s.httpClient}, s.log))
 	t.Cleanup(srv.Close)
-	return srv.URL
+	return backendAPI{srv.URL, &http.Client{Transport: bearer(s.Sandbox.Auth.IDToken(caller, audience))}}
+}
+
+// bearer sends its ID token with every request.
+type bearer string
+
+func (b bearer) RoundTrip(r *http.Request) (*http.Response, error) {
+	r = r.Clone(r.Context())
+	r.Header.Set("Authorization", "Bearer "+string(b))
+	return http.DefaultTransport.RoundTrip(r)
 }
 
 // askForLink is the application's backend calling POST /connect-links.
-func askForLink(t *testing.T, api, path string, body map[string]any) string {
+func askForLink(t *testing.T, api backendAPI, path string, body map[string]any) string {
 	t.Helper()
 	b, _ := json.Marshal(body)
-	resp, err := http.Post(api+path, "application/json", bytes.NewReader(b))
+	resp, err := api.client.Post(api.url+path, "application/json", bytes.NewReader(b))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -87,7 +104,7 @@ func TestAppConnectsAUserInABrowser(t *testing.T) {
 	}
 
 	// The application reads the account back by its own reference.
-	resp, err := http.Get(api + "/accounts?appRef=crm-user-1138")
+	resp, err := api.client.Get(api.url + "/accounts?appRef=crm-user-1138")
 	if err != nil {
 		t.Fatal(err)
 	}
