@@ -1,6 +1,9 @@
 package connectlink_test
 
 import (
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/base64"
 	"errors"
 	"strings"
 	"testing"
@@ -75,6 +78,37 @@ func TestSignedLinks(t *testing.T) {
 		}
 		if _, err := policy.Verify(k, bad, now); err == nil {
 			t.Errorf("%s: Verify accepted it", name)
+		}
+	}
+}
+
+// TestSignedLinkWithADuplicateKey: a payload naming a field twice (in any
+// case, at any depth) is refused with an error that says so, whichever of
+// the two would have been read.
+func TestSignedLinkWithADuplicateKey(t *testing.T) {
+	key := []byte(strings.Repeat("k", 32))
+	now := time.Unix(1_800_000_000, 0)
+	sign := func(payload string) string {
+		p := base64.RawURLEncoding.EncodeToString([]byte(payload))
+		m := hmac.New(sha256.New, key)
+		m.Write([]byte("gmailwatch connect link\x00" + p))
+		return p + "." + base64.RawURLEncoding.EncodeToString(m.Sum(nil))
+	}
+	tail := `"exp":1800000600,"nonce":"nonce-0123456789abcdef"}`
+	if l, err := policy.Verify(key, sign(`{"appRef":"victim",`+tail), now); err != nil || l.AppRef != "victim" {
+		t.Fatalf("Verify(the same payload without a duplicate) = %+v, %v", l, err)
+	}
+	for name, payload := range map[string]string{
+		"same key":           `{"appRef":"victim","appRef":"attacker",` + tail,
+		"other case":         `{"appRef":"victim","APPREF":"attacker",` + tail,
+		"expiry twice":       `{"appRef":"a","exp":1800000060,` + tail,
+		"nonce twice":        `{"appRef":"a","nonce":"nonce-aaaaaaaaaaaaaaaa",` + tail,
+		"move twice":         `{"appRef":"a","move":false,"move":true,` + tail,
+		"nested, in a value": `{"appRef":"a","x":{"k":1,"k":2},` + tail,
+	} {
+		_, err := policy.Verify(key, sign(payload), now)
+		if !errors.Is(err, connectlink.ErrForged) || !strings.Contains(err.Error(), "twice") {
+			t.Errorf("%s: Verify = %v, want ErrForged saying a field is named twice", name, err)
 		}
 	}
 }
