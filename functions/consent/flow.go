@@ -70,7 +70,7 @@ func (h *Handler) start(w http.ResponseWriter, r *http.Request, s flowState, opt
 		}
 		opts = append(opts, oauth2.SetAuthURLParam("login_hint", hint))
 	}
-	key, err := h.signingKey(ctx)
+	keys, err := h.stateKeys.Get(ctx)
 	var conf *oauth2.Config
 	if err == nil {
 		conf, err = h.oauthConfig(ctx, flow)
@@ -82,7 +82,7 @@ func (h *Handler) start(w http.ResponseWriter, r *http.Request, s flowState, opt
 	}
 	s.Nonce, s.Verifier, s.Expires = newNonce(), oauth2.GenerateVerifier(), h.now().Add(stateTTL).Unix()
 	c := h.cookie
-	c.Value, c.MaxAge = seal(key, s), int(stateTTL.Seconds())
+	c.Value, c.MaxAge = seal(keys[0], s), int(stateTTL.Seconds())
 	http.SetCookie(w, &c)
 	w.Header().Set("Cache-Control", "no-store")
 	w.Header().Set("Referrer-Policy", "no-referrer")
@@ -248,13 +248,15 @@ func (h *Handler) finish(ctx context.Context, r *http.Request) (result, error) {
 			"Google did not confirm which account you signed in with. Please try again.", err.Error(), codeSignInFailed}
 	}
 	keys, err := h.keyer(ctx)
+	if err == nil {
+		res.user, err = h.users.KeyOf(ctx, keys, id.Sub) // a record keyed before a rotation keeps its key
+	}
 	if err != nil {
 		return res, err
 	}
 	if st.Flow == flowDisconnect {
-		return h.confirmDisconnect(ctx, id, keys.Key(id.Sub))
+		return h.confirmDisconnect(ctx, id, res.user)
 	}
-	res.user = keys.Key(id.Sub)
 	if err := h.admit(res.link, id, res.user); err != nil {
 		h.withdraw(ctx, res.user, tok)
 		return res, err

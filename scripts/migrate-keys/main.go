@@ -83,11 +83,11 @@ func run(ctx context.Context, args []string, lookup func(string) (string, bool),
 		return err
 	}
 	defer v.Close()
-	secret, err := v.Access(ctx, userKeyName)
+	secrets, err := vault.NewKeys(v, userKeyName, store.MinUserKeyBytes, nil).Get(ctx)
 	if err != nil {
 		return fmt.Errorf("user key secret: %w", err)
 	}
-	keys, err := store.NewKeyer([]byte(strings.TrimSpace(string(secret))))
+	keys, err := store.NewKeyer(secrets...)
 	if err != nil {
 		return err
 	}

@@ -198,13 +198,14 @@ var (
 // IsSigned tells a signed link token from a stored one.
 func IsSigned(token string) bool { return strings.Contains(token, ".") }
 
-// Verify checks a signed link's signature and expiry at now and returns the
-// link it carries, after the same checks as an API request. An expired link
-// is returned with ErrExpired.
-func (p Policy) Verify(key []byte, token string, now time.Time) (store.Link, error) {
+// Verify checks a signed link's signature, by any of keys (the current key
+// and, across a rotation, the previous one), and its expiry at now, and
+// returns the link it carries, after the same checks as an API request. An
+// expired link is returned with ErrExpired.
+func (p Policy) Verify(keys [][]byte, token string, now time.Time) (store.Link, error) {
 	payload, sig, ok := strings.Cut(token, ".")
 	got, err := base64.RawURLEncoding.Strict().DecodeString(sig)
-	if !ok || err != nil || len(key) < MinKeyBytes || !hmac.Equal(got, mac(key, payload)) {
+	if !ok || err != nil || !signedByAny(keys, got, payload) {
 		return store.Link{}, ErrForged
 	}
 	body, err := base64.RawURLEncoding.DecodeString(payload)
@@ -273,6 +274,15 @@ func noDuplicateKeys(body []byte) error {
 		return err
 	}
 	return walk()
+}
+
+func signedByAny(keys [][]byte, sig []byte, payload string) bool {
+	for _, k := range keys {
+		if len(k) >= MinKeyBytes && hmac.Equal(sig, mac(k, payload)) {
+			return true
+		}
+	}
+	return false
 }
 
 func mac(key []byte, payload string) []byte {
