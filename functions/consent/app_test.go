@@ -171,3 +171,31 @@ func TestReconnectLinkReactivates(t *testing.T) {
 		t.Errorf("after reconnecting: %+v, want active under app-7", u)
 	}
 }
+
+// TestReconnectLinkForAUserConnectedWithoutALink: an account connected on
+// the plain consent URL has no reference; its reconnect link completes (not
+// connected_elsewhere) and leaves it active with still no reference.
+func TestReconnectLinkForAUserConnectedWithoutALink(t *testing.T) {
+	s := newStack(t)
+	s.addPeople(t)
+	api := s.accountsAPI(t)
+	key := s.key(alice)
+	s.auth.SetBehavior(googleauth.Behavior{AutoApprove: true})
+	c, cb := s.begin(t, "/connect?login_hint="+alice) // alice is on ALLOWED_ADDRESSES
+	if status, body := s.finish(t, cb, c); status != http.StatusOK {
+		t.Fatalf("connect without a link: %d %s", status, body)
+	}
+	if _, err := s.users.Update(context.Background(), key, func(u *store.User) error { u.Status = store.ReauthRequired; return nil }); err != nil {
+		t.Fatal(err)
+	}
+	link := askForLink(t, api, "/accounts/"+key+"/reconnect-link", map[string]any{"successUrl": s.app.URL + "/done", "errorUrl": s.app.URL + "/failed"})
+	token, _ := url.Parse(link)
+	s.seen.add(token.Query().Get("link"))
+	c, cb, _ = s.followLink(t, token.Query().Get("link"), alice)
+	if back := s.back(t, cb, c); back.Query().Get("outcome") != "connected" || back.Query().Get("user") != key {
+		t.Errorf("reconnect of an account without a reference: back to %s, want connected as %s", back, key)
+	}
+	if u, _ := s.users.Get(context.Background(), key); u.Status != store.Active || u.AppRef != "" {
+		t.Errorf("after reconnecting: status %s, appRef %q; want active with no reference", u.Status, u.AppRef)
+	}
+}
