@@ -258,7 +258,7 @@ func (h *Handler) finish(ctx context.Context, r *http.Request) (result, error) {
 		return h.confirmDisconnect(ctx, id, res.user)
 	}
 	if err := h.admit(res.link, id, res.user); err != nil {
-		h.withdraw(ctx, res.user, tok)
+		h.withdraw(ctx, res.user, id.Email, tok)
 		return res, err
 	}
 	page, d, err := h.finishConnect(ctx, tok, id, res)
@@ -290,9 +290,13 @@ func (h *Handler) admit(l *store.Link, id identity, key string) error {
 
 // withdraw revokes what Google granted in a refused flow, unless the account
 // is connected already: revoking ends the whole grant, and with it that
-// connection.
-func (h *Handler) withdraw(ctx context.Context, key string, tok *oauth2.Token) {
+// connection. A legacy record, keyed by its address until
+// scripts/migrate-keys moves it, is found by the address.
+func (h *Handler) withdraw(ctx context.Context, key, email string, tok *oauth2.Token) {
 	if u, err := h.users.Get(ctx, key); err == nil && u.Status != store.Disconnected || err != nil && !errors.Is(err, store.ErrNotFound) {
+		return
+	}
+	if u, err := h.users.ByEmail(ctx, email); err == nil && u.Sub == "" && u.Status != store.Disconnected || err != nil && !errors.Is(err, store.ErrNotFound) {
 		return
 	}
 	t := tok.RefreshToken
@@ -311,7 +315,7 @@ func (h *Handler) finishConnect(ctx context.Context, tok *oauth2.Token, id ident
 	key, l := res.user, res.link
 	scope, _ := tok.Extra("scope").(string)
 	if !slices.Contains(strings.Fields(scope), h.cfg.OAuth.Scope) {
-		h.withdraw(ctx, key, tok)
+		h.withdraw(ctx, key, id.Email, tok)
 		return "", pageData{}, &refusal{pageDenied, http.StatusForbidden,
 			"Gmail access was not allowed: tick the Gmail box on Google's page to connect.", "scope not granted", codeScope}
 	}
@@ -329,7 +333,7 @@ func (h *Handler) finishConnect(ctx context.Context, tok *oauth2.Token, id ident
 	}
 	email := strings.ToLower(prof.EmailAddress)
 	if email != id.Email {
-		h.withdraw(ctx, key, tok)
+		h.withdraw(ctx, key, id.Email, tok)
 		return "", pageData{}, &refusal{pageDenied, http.StatusForbidden, msgNotAllowed, "mailbox is not the signed-in address", codeNotAllowed}
 	}
 	conn := store.Connection{Key: key, Email: email, Sub: id.Sub, Labels: h.cfg.Watch.Labels, LabelFilter: h.cfg.Watch.LabelFilter}
@@ -344,7 +348,7 @@ func (h *Handler) finishConnect(ctx context.Context, tok *oauth2.Token, id ident
 	if l != nil {
 		switch err := h.users.UseLink(ctx, *l); {
 		case errors.Is(err, store.ErrLinkUsed), errors.Is(err, store.ErrLinkNotFound):
-			h.withdraw(ctx, key, tok)
+			h.withdraw(ctx, key, id.Email, tok)
 			return "", pageData{}, linkRefusal(err)
 		case err != nil:
 			return "", pageData{}, err

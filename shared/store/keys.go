@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"strings"
 )
 
 // MinUserKeyBytes is the shortest user-key secret accepted.
@@ -46,6 +47,15 @@ func (k Keyer) Keys(sub string) []string {
 		out[i] = keyOf(s, sub)
 	}
 	return out
+}
+
+// AddressKey returns the key of a legacy record whose Google account id is
+// not known (its token no longer works, or Google's tokeninfo did not name
+// the account): a keyed hash of the address, so neither its document id nor
+// its secret's name tells whether the address is connected, as the plain
+// hash (Key) did. It never equals a Key of an account id.
+func (k Keyer) AddressKey(email string) string {
+	return keyOf(k.secrets[0], "address\x00"+strings.ToLower(strings.TrimSpace(email)))
 }
 
 func keyOf(secret []byte, sub string) string {
