@@ -1,6 +1,7 @@
 // Package accounts is the Accounts function: the application's backend API,
 // private (deployed so that only the callers Terraform names, with a Google
-// identity token, get past Cloud Run's IAM check). It answers JSON:
+// identity token, get past Cloud Run's IAM check, and checked again here:
+// callers.go). It answers JSON:
 //
 //	POST /connect-links                    a single-use connect link for one of the app's users
 //	GET  /accounts/{user}                  one account: status and health
@@ -50,6 +51,7 @@ type Config struct {
 	Delegation *gmailclient.Delegation // CONNECT_MODE delegation or both; nil in consent mode
 	OAuth      gmailclient.Settings
 	Sync       gmailsync.Settings
+	Callers    Callers // who may call (callers.go)
 }
 
 // Cloud returns the settings every function shares.
@@ -66,6 +68,7 @@ func ReadConfig(lookup platform.Lookup) (Config, error) {
 		Links:      connectlink.ReadPolicy(r),
 		OAuth:      gmailclient.ReadSettings(r),
 		Sync:       gmailsync.ReadSettings(r),
+		Callers:    ReadCallers(r),
 	}
 	c.DomainOnly = c.Delegation != nil && c.Delegation.Only
 	c.Sync.Labels, c.Sync.LabelFilter = gmailclient.ReadLabels(r)
@@ -87,6 +90,7 @@ type Handler struct {
 	log        *slog.Logger
 	now        func() time.Time
 	mux        *http.ServeMux
+	guard      *guard
 }
 
 // Deps are what a Handler works with.
@@ -115,6 +119,7 @@ func New(cfg Config, d Deps, log *slog.Logger) *Handler {
 		log:        log,
 		now:        d.Users.Now,
 		mux:        http.NewServeMux(),
+		guard:      newGuard(cfg.Callers, log),
 	}
 	h.mux.HandleFunc("POST /connect-links", h.createLink)
 	h.mux.HandleFunc("GET /accounts", h.list)
@@ -131,7 +136,10 @@ func New(cfg Config, d Deps, log *slog.Logger) *Handler {
 
 // ServeHTTP serves the API.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	h.mux.ServeHTTP(w, r.WithContext(platform.TraceRequest(r.Context(), h.cfg.Platform.ProjectID, r)))
+	r = r.WithContext(platform.TraceRequest(r.Context(), h.cfg.Platform.ProjectID, r))
+	if r, ok := h.guard.allows(w, r); ok {
+		h.mux.ServeHTTP(w, r)
+	}
 }
 
 // production is the deployed handler, built from the environment at the first request.

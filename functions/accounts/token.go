@@ -1,8 +1,6 @@
 package accounts
 
 import (
-	"encoding/base64"
-	"encoding/json"
 	"fmt"
 	"net/http"
 	"strings"
@@ -88,26 +86,4 @@ func grantedScopes(extra any, configured string) []string {
 		return strings.Fields(s)
 	}
 	return []string{configured}
-}
-
-// caller names who asked, for the log: the email of the Google identity
-// token Cloud Run's IAM check admitted (the claim is read, not verified:
-// Cloud Run verified the token before the request got here), or "unknown".
-func caller(r *http.Request) string {
-	bearer, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-	if !ok {
-		return "unknown"
-	}
-	parts := strings.Split(bearer, ".")
-	if len(parts) != 3 {
-		return "unknown"
-	}
-	payload, err := base64.RawURLEncoding.DecodeString(parts[1])
-	var claims struct {
-		Email string `json:"email"`
-	}
-	if err != nil || json.Unmarshal(payload, &claims) != nil || claims.Email == "" {
-		return "unknown"
-	}
-	return clip(claims.Email)
 }

@@ -103,8 +103,8 @@ func TestAccessTokenReadsTheMail(t *testing.T) {
 	}
 
 	logs := w.Logs.String()
-	if strings.Count(logs, `"message":"access token issued"`) != 3 || !strings.Contains(logs, u.Key) {
-		t.Errorf("want three issuance lines naming the user; logs:\n%s", logs)
+	if strings.Count(logs, `"message":"access token issued"`) != 3 || !strings.Contains(logs, u.Key) || !strings.Contains(logs, `"caller":"`+backend+`"`) {
+		t.Errorf("want three issuance lines naming the user and the caller; logs:\n%s", logs)
 	}
 	for _, secret := range []string{tok.AccessToken, fresh.AccessToken} {
 		if strings.Contains(logs, secret) {

@@ -22,26 +22,43 @@ import (
 	"github.com/gmailwatch/gmailwatch/shared/store"
 )
 
+// backendAPI is the accounts API as the application's backend calls it:
+// its URL, and a client sending the backend's ID token for it.
+type backendAPI struct {
+	url    string
+	client *http.Client
+}
+
 // accountsAPI starts the accounts function beside the consent function,
-// on the same project, and returns its URL.
-func (s *stack) accountsAPI(t *testing.T) string {
+// on the same project, callable by the application's backend.
+func (s *stack) accountsAPI(t *testing.T) backendAPI {
 	t.Helper()
+	const audience, caller = "https://accounts.example.com", "backend@app-project.iam.gserviceaccount.com"
 	env := s.env()
-	env["CONSENT_URL"] = s.url
+	env["CONSENT_URL"], env["ACCOUNTS_URL"], env["ACCOUNTS_INVOKERS"] = s.url, audience, caller
 	cfg, err := accounts.ReadConfig(config.FromMap(env))
 	if err != nil {
 		t.Fatal(err)
 	}
 	srv := httptest.NewServer(accounts.New(cfg, accounts.Deps{Users: s.users, Vault: s.vault, Events: s.publisher, HTTP: s.httpClient}, s.log))
 	t.Cleanup(srv.Close)
-	return srv.URL
+	return backendAPI{srv.URL, &http.Client{Transport: bearer(s.Sandbox.Auth.IDToken(caller, audience))}}
+}
+
+// bearer sends its ID token with every request.
+type bearer string
+
+func (b bearer) RoundTrip(r *http.Request) (*http.Response, error) {
+	r = r.Clone(r.Context())
+	r.Header.Set("Authorization", "Bearer "+string(b))
+	return http.DefaultTransport.RoundTrip(r)
 }
 
 // askForLink is the application's backend calling POST /connect-links.
-func askForLink(t *testing.T, api, path string, body map[string]any) string {
+func askForLink(t *testing.T, api backendAPI, path string, body map[string]any) string {
 	t.Helper()
 	b, _ := json.Marshal(body)
-	resp, err := http.Post(api+path, "application/json", bytes.NewReader(b))
+	resp, err := api.client.Post(api.url+path, "application/json", bytes.NewReader(b))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -87,7 +104,7 @@ func TestAppConnectsAUserInABrowser(t *testing.T) {
 	}
 
 	// The application reads the account back by its own reference.
-	resp, err := http.Get(api + "/accounts?appRef=crm-user-1138")
+	resp, err := api.client.Get(api.url + "/accounts?appRef=crm-user-1138")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -152,5 +169,33 @@ func TestReconnectLinkReactivates(t *testing.T) {
 	}
 	if u, _ := s.users.Get(context.Background(), key); u.Status != store.Active || u.AppRef != "app-7" {
 		t.Errorf("after reconnecting: %+v, want active under app-7", u)
+	}
+}
+
+// TestReconnectLinkForAUserConnectedWithoutALink: an account connected on
+// the plain consent URL has no reference; its reconnect link completes (not
+// connected_elsewhere) and leaves it active with still no reference.
+func TestReconnectLinkForAUserConnectedWithoutALink(t *testing.T) {
+	s := newStack(t)
+	s.addPeople(t)
+	api := s.accountsAPI(t)
+	key := s.key(alice)
+	s.auth.SetBehavior(googleauth.Behavior{AutoApprove: true})
+	c, cb := s.begin(t, "/connect?login_hint="+alice) // alice is on ALLOWED_ADDRESSES
+	if status, body := s.finish(t, cb, c); status != http.StatusOK {
+		t.Fatalf("connect without a link: %d %s", status, body)
+	}
+	if _, err := s.users.Update(context.Background(), key, func(u *store.User) error { u.Status = store.ReauthRequired; return nil }); err != nil {
+		t.Fatal(err)
+	}
+	link := askForLink(t, api, "/accounts/"+key+"/reconnect-link", map[string]any{"successUrl": s.app.URL + "/done", "errorUrl": s.app.URL + "/failed"})
+	token, _ := url.Parse(link)
+	s.seen.add(token.Query().Get("link"))
+	c, cb, _ = s.followLink(t, token.Query().Get("link"), alice)
+	if back := s.back(t, cb, c); back.Query().Get("outcome") != "connected" || back.Query().Get("user") != key {
+		t.Errorf("reconnect of an account without a reference: back to %s, want connected as %s", back, key)
+	}
+	if u, _ := s.users.Get(context.Background(), key); u.Status != store.Active || u.AppRef != "" {
+		t.Errorf("after reconnecting: status %s, appRef %q; want active with no reference", u.Status, u.AppRef)
 	}
 }

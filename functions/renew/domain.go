@@ -77,7 +77,7 @@ func (r *run) inStep() error {
 	wanted := map[string]directory.Member{} // by key
 	for _, m := range members {
 		if !m.Suspended && m.ID != "" {
-			wanted[keys.Key(m.ID)] = m
+			wanted[keyIn(known, keys.Keys(m.ID))] = m
 		}
 	}
 	watched := 0
@@ -118,6 +118,18 @@ func (r *run) inStep() error {
 		g.Go(func() error { r.count(r.join(r.work, key, m)); return nil })
 	}
 	return nil
+}
+
+// keyIn returns the first of a member's keys (newest first) that a known
+// user has, so a user keyed before a rotation of the user-key secret stays
+// itself; else the newest.
+func keyIn(known map[string]store.User, keys []string) string {
+	for _, k := range keys {
+		if _, ok := known[k]; ok {
+			return k
+		}
+	}
+	return keys[0]
 }
 
 // refused logs the delegation refusal, once per run.

@@ -16,7 +16,6 @@ import (
 	"log/slog"
 	"net/http"
 	"os"
-	"strings"
 	"time"
 
 	"github.com/GoogleCloudPlatform/functions-framework-go/functions"
@@ -31,6 +30,7 @@ import (
 	"github.com/gmailwatch/gmailwatch/shared/mailbody"
 	"github.com/gmailwatch/gmailwatch/shared/platform"
 	"github.com/gmailwatch/gmailwatch/shared/store"
+	"github.com/gmailwatch/gmailwatch/shared/vault"
 )
 
 func init() { functions.HTTP("Renew", platform.HTTP(production, refuse)) }
@@ -146,14 +146,15 @@ func wire(cfg Config, c *platform.Clients) *Handler {
 	d := Deps{Users: users, Gmail: mailboxes, Syncer: syncer, Events: c.Events(), Logger: log}
 	if dl := cfg.Delegation; dl != nil {
 		mailboxes.Delegate(dl, users.DelegatedAddress)
+		userKeys := vault.NewKeys(c.Vault(), cfg.UserKeyName, store.MinUserKeyBytes, nil)
 		d.Domain = &Domain{Directory: directory.New(cfg.Directory, func(ctx context.Context) (oauth2.TokenSource, error) {
 			return dl.TokenSource(ctx, cfg.Directory.Admin, cfg.Directory.Scope())
 		}), Keys: func(ctx context.Context) (store.Keyer, error) {
-			b, err := c.Vault().Access(ctx, cfg.UserKeyName)
+			keys, err := userKeys.Get(ctx)
 			if err != nil {
 				return store.Keyer{}, err
 			}
-			return store.NewKeyer([]byte(strings.TrimSpace(string(b))))
+			return store.NewKeyer(keys...)
 		}}
 	}
 	return New(d, cfg.Run)

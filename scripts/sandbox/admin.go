@@ -27,6 +27,7 @@ func (s *Sandbox) adminRoutes() map[string]map[string]func(*http.Request) (int, 
 		"/admin/revoke":        {"POST": s.revoke},
 		"/admin/rename":        {"POST": s.renameMailbox},
 		"/admin/oauth":         {"POST": s.oauthBehavior},
+		"/admin/id-token":      {"POST": s.idToken},
 		"/admin/watch":         {"GET": s.watch},
 	}
 }
@@ -321,6 +322,22 @@ func (s *Sandbox) oauthBehavior(r *http.Request) (int, any, error) {
 	}
 	s.Auth.SetBehavior(googleauth.Behavior{AutoApprove: req.AutoApprove, Deny: req.Deny, GrantScopes: req.GrantScopes, OmitRefreshToken: req.OmitRefreshToken})
 	return http.StatusOK, req, nil
+}
+
+// idToken stands in for `gcloud auth print-identity-token` and the metadata
+// server's identity endpoint: a signed ID token naming email, for audience.
+func (s *Sandbox) idToken(r *http.Request) (int, any, error) {
+	var req struct {
+		Email    string `json:"email"`
+		Audience string `json:"audience"`
+	}
+	if err := decode(r, &req); err != nil {
+		return 0, nil, err
+	}
+	if !strings.Contains(req.Email, "@") || req.Audience == "" {
+		return 0, nil, badRequest("give the caller's email and the audience (the URL it calls)")
+	}
+	return http.StatusOK, map[string]string{"idToken": s.Auth.IDToken(req.Email, req.Audience)}, nil
 }
 
 func (s *Sandbox) watch(r *http.Request) (int, any, error) {

@@ -275,6 +275,7 @@ func (s *Sandbox) Env() map[string]string {
 		"OAUTH_AUTH_URL":         s.URL + "/o/oauth2/v2/auth",
 		"OAUTH_TOKEN_URL":        s.URL + "/token",
 		"OAUTH_REVOKE_URL":       s.URL + "/revoke",
+		"OAUTH_CERTS_URL":        s.URL + "/oauth2/v3/certs",
 		"SECRETMANAGER_ENDPOINT": s.SecretManagerAddr,
 		"GMAIL_QUOTA_PROFILE":    string(s.Gmail.Quota().Profile),
 	}
