@@ -52,6 +52,7 @@ type Config struct {
 	DomainOnly     bool   // CONNECT_MODE delegation: the deployment watches a Workspace domain, and no one connects here
 	Admit          Admission
 	Links          connectlink.Policy
+	ResultTTL      time.Duration // CONNECT_RESULT_TTL: how long a link's result code waits for the backend's redeem
 	OAuth          gmailclient.Settings
 	Watch          gmailclient.WatchSettings
 }
@@ -86,9 +87,13 @@ func ReadConfig(lookup platform.Lookup) (Config, error) {
 			Domains:   lower(r.List("ALLOWED_DOMAINS", nil)),
 			Open:      r.Bool("OPEN_ENROLLMENT", false),
 		},
-		Links: connectlink.ReadPolicy(r),
-		OAuth: gmailclient.ReadSettings(r),
-		Watch: gmailclient.ReadWatchSettings(r),
+		Links:     connectlink.ReadPolicy(r),
+		ResultTTL: r.Duration("CONNECT_RESULT_TTL", 10*time.Minute),
+		OAuth:     gmailclient.ReadSettings(r),
+		Watch:     gmailclient.ReadWatchSettings(r),
+	}
+	if c.ResultTTL < time.Minute || c.ResultTTL > time.Hour {
+		r.Problem("CONNECT_RESULT_TTL", "%v is not between 1m and 1h", c.ResultTTL)
 	}
 	if u, err := url.Parse(c.PublicURL); err == nil && (u.RawQuery != "" || u.Fragment != "") {
 		r.Problem("PUBLIC_URL", "%q must not have a query or fragment", c.PublicURL)

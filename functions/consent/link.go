@@ -45,6 +45,9 @@ func (h *Handler) resolveLink(ctx context.Context, token string, at time.Time) (
 		return l, store.ErrLinkUsed
 	case !at.Before(l.Expires):
 		return l, connectlink.ErrExpired
+	case h.cfg.Links.Confirm && l.SuccessURL == "":
+		// made while CONNECT_CONFIRM was off: its result would reach no one
+		return store.Link{}, connectlink.Problems{"the link has no successUrl for its result code"}
 	}
 	return l, nil
 }
