@@ -131,6 +131,7 @@ type Handler struct {
 	basePath   string // PUBLIC_URL's path, which a proxy may or may not strip
 	origin     string // PUBLIC_URL's scheme://host
 	cookie     http.Cookie
+	browser    http.Cookie // binds a link to the first browser that opens it
 
 	keyMu sync.Mutex
 	keys  map[string][]byte // the function's own keys, by secret name
@@ -171,6 +172,14 @@ func New(cfg Config, d Deps, log *slog.Logger) *Handler {
 		h.cookie.Name, h.cookie.Path = "__Host-consent-state", "/"
 	case secure:
 		h.cookie.Name = "__Secure-consent-state"
+	}
+	h.browser = http.Cookie{Name: "consent-browser", Path: h.basePath + "/connect",
+		HttpOnly: true, Secure: secure, SameSite: http.SameSiteLaxMode}
+	switch {
+	case secure && h.basePath == "":
+		h.browser.Name, h.browser.Path = "__Host-consent-browser", "/"
+	case secure:
+		h.browser.Name = "__Secure-consent-browser"
 	}
 	h.routes = map[string]http.HandlerFunc{
 		"/connect": h.connect, "/disconnect": h.startDisconnect, CallbackPath: h.callback, ConfirmPath: h.confirm,

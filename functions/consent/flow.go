@@ -42,6 +42,10 @@ func (h *Handler) connect(w http.ResponseWriter, r *http.Request) {
 		h.refuseLink(w, r, l, err)
 		return
 	}
+	if err := h.bindBrowser(w, r, l); err != nil {
+		h.refuseLink(w, r, store.Link{}, err) // a page, never the error URL: this browser is not the one the link was for
+		return
+	}
 	if l.Address != "" && r.URL.Query().Get("login_hint") == "" {
 		opts = append(opts, oauth2.SetAuthURLParam("login_hint", l.Address))
 	}
