@@ -67,13 +67,30 @@ variable "open_enrollment" {
 }
 
 variable "connect_link_ttl" {
-  description = "Default life of a connect link (Go duration, at most 168h)."
+  description = "Default life of a connect link (Go duration, at most 24h)."
   type        = string
-  default     = "30m"
+  default     = "15m"
 
   validation {
     condition     = can(regex("^[0-9]+(s|m|h)$", var.connect_link_ttl))
     error_message = "The connect_link_ttl must be a duration like 30m or 2h."
+  }
+}
+
+variable "connect_confirm" {
+  description = "A link's connection waits until the application's backend redeems the one-time result code (POST /connect-results). false restores connections that complete for whoever opens the link: only for deployments that need it."
+  type        = bool
+  default     = true
+}
+
+variable "connect_result_ttl" {
+  description = "How long a link's result code waits for its redeem before the connection is withdrawn (Go duration, 1m to 1h)."
+  type        = string
+  default     = "10m"
+
+  validation {
+    condition     = can(regex("^[0-9]+(s|m|h)$", var.connect_result_ttl))
+    error_message = "The connect_result_ttl must be a duration like 10m."
   }
 }
 
@@ -125,6 +142,20 @@ resource "google_firestore_field" "connect_link_ttl" {
   index_config {}
 
   depends_on = [google_firestore_field.oauth_state_ttl]
+}
+
+# Redeemed or lapsed connect results (connectResults/{hash}) are kept a day
+# to tell a replay "already redeemed"; then TTL deletes them. Made after the
+# links' policy, one field operation at a time.
+resource "google_firestore_field" "connect_result_ttl" {
+  database   = google_firestore_database.main.name
+  collection = "connectResults"
+  field      = "expireAt"
+
+  ttl_config {}
+  index_config {}
+
+  depends_on = [google_firestore_field.connect_link_ttl]
 }
 
 # --- Who may call it: the listed members, and nobody else.

@@ -73,6 +73,8 @@ locals {
         ALLOWED_DOMAINS              = join(",", var.allowed_domains)
         OPEN_ENROLLMENT              = tostring(var.open_enrollment)
         RETURN_ORIGINS               = join(",", var.return_origins)
+        CONNECT_CONFIRM              = tostring(var.connect_confirm)
+        CONNECT_RESULT_TTL           = var.connect_result_ttl
         CONNECT_LINK_KEY_SECRET_NAME = local.names.connect_link_key_secret
         USER_KEY_SECRET_NAME         = local.names.user_key_secret
         CONNECT_MODE                 = var.connect_mode # delegation: it refuses every route
@@ -88,6 +90,7 @@ locals {
         ACCOUNTS_URL      = local.accounts_url
         ACCOUNTS_INVOKERS = join(",", [for m in var.accounts_invokers : split(":", m)[1]])
         RETURN_ORIGINS    = join(",", var.return_origins)
+        CONNECT_CONFIRM   = tostring(var.connect_confirm)
         CONNECT_LINK_TTL  = var.connect_link_ttl
         RECONCILE_AFTER   = var.reconcile_after
         CONNECT_MODE      = var.connect_mode # delegation: it makes no links

@@ -4,6 +4,7 @@
 // callers.go). It answers JSON:
 //
 //	POST /connect-links                    a single-use connect link for one of the app's users
+//	POST /connect-results                  redeem the result code a link's flow brought back: the account, once
 //	GET  /accounts/{user}                  one account: status and health
 //	GET  /accounts?appRef=R                the accounts connected under the app's reference
 //	GET  /accounts?status=S&pageToken=T    all accounts, a page at a time, by status
@@ -86,6 +87,7 @@ type Handler struct {
 	users      *store.Store
 	clients    *gmailclient.Factory
 	disconnect *disconnect.Disconnecter
+	events     *events.Publisher
 	syncer     *gmailsync.Syncer
 	log        *slog.Logger
 	now        func() time.Time
@@ -115,6 +117,7 @@ func New(cfg Config, d Deps, log *slog.Logger) *Handler {
 		users:      d.Users,
 		clients:    clients,
 		disconnect: disconnect.New(d.Users, d.Vault, clients, d.Events, d.HTTP, log),
+		events:     d.Events,
 		syncer:     gmailsync.New(gmailsync.Deps{Users: d.Users, Gmail: clients, Events: d.Events, Logger: log, Now: d.Users.Now}, cfg.Sync),
 		log:        log,
 		now:        d.Users.Now,
@@ -122,6 +125,7 @@ func New(cfg Config, d Deps, log *slog.Logger) *Handler {
 		guard:      newGuard(cfg.Callers, log),
 	}
 	h.mux.HandleFunc("POST /connect-links", h.createLink)
+	h.mux.HandleFunc("POST /connect-results", h.redeem)
 	h.mux.HandleFunc("GET /accounts", h.list)
 	h.mux.HandleFunc("GET /accounts/{user}", h.get)
 	h.mux.HandleFunc("POST /accounts/{user}/reconnect-link", h.reconnectLink)

@@ -150,8 +150,8 @@ func TestConnectLinks(t *testing.T) {
 	token := u.Query().Get("link")
 	links := w.links(t)
 	if len(links) != 1 || links[0].ID != connectlink.TokenID(token) || links[0].AppRef != "crm:42" || links[0].Address != "alice@example.com" ||
-		links[0].Expires.Sub(start) < 29*time.Minute || links[0].Expires.Sub(start) > 31*time.Minute || strings.Contains(body, links[0].ID) {
-		t.Errorf("stored links = %+v, want one for crm:42 expiring in 30 min under the token's hash", links)
+		links[0].Expires.Sub(start) < 14*time.Minute || links[0].Expires.Sub(start) > 16*time.Minute || strings.Contains(body, links[0].ID) {
+		t.Errorf("stored links = %+v, want one for crm:42 expiring in 15 min under the token's hash", links)
 	}
 	if exp, _ := time.Parse(time.RFC3339, got.ExpiresAt); exp.Sub(links[0].Expires).Abs() > time.Second {
 		t.Errorf("expiresAt %s, stored %v", got.ExpiresAt, links[0].Expires)
@@ -173,6 +173,8 @@ func TestConnectLinks(t *testing.T) {
 		{"open redirect", "application/json", `{"appRef":"a","successUrl":"https://app.example.com@evil.example/","errorUrl":"https://app.example.com/e"}`, 400, "successUrl"},
 		{"expiry too short", "application/json", `{"appRef":"a","expiresInSeconds":5}`, 400, "expiresInSeconds"},
 		{"expiry too long", "application/json", `{"appRef":"a","expiresInSeconds":99999999}`, 400, "expiresInSeconds"},
+		{"expiry over a day", "application/json", `{"appRef":"a","successUrl":"https://app.example.com/ok","errorUrl":"https://app.example.com/err","expiresInSeconds":86401}`, 400, "..86400"},
+		{"no return URLs", "application/json", `{"appRef":"a"}`, 400, "successUrl and errorUrl are required"},
 		{"every problem at once", "application/json", `{"appRef":"","expectedAddress":"nope","successUrl":"x"}`, 400, "appRef is required; expectedAddress"},
 	} {
 		req, _ := http.NewRequest("POST", w.url+"/connect-links", bytes.NewBufferString(tc.body))
@@ -371,7 +373,7 @@ func TestDelegationOnlyMakesNoLinks(t *testing.T) {
 	if _, err := both.users.Update(ctx, r.Key, func(u *store.User) error { u.Status = store.ReauthRequired; return nil }); err != nil {
 		t.Fatal(err)
 	}
-	if status, body := both.call(t, "POST", "/connect-links", `{"appRef":"crm:2"}`, nil); status != http.StatusCreated {
+	if status, body := both.call(t, "POST", "/connect-links", `{"appRef":"crm:2","successUrl":"`+appOrigin+`/ok","errorUrl":"`+appOrigin+`/err"}`, nil); status != http.StatusCreated {
 		t.Errorf("connect link with both modes: %d %s, want 201", status, body)
 	}
 	if status, body := both.call(t, "POST", "/accounts/"+r.Key+"/reconnect-link", good, nil); status != http.StatusCreated {
@@ -430,7 +432,7 @@ func TestRegisteredFunctionFromTheEnvironment(t *testing.T) {
 		t.Setenv(k, v)
 	}
 	base := testenv.ServeRegistered(t, "Accounts")
-	req, _ := http.NewRequest("POST", base+"/connect-links", strings.NewReader(`{"appRef":"registered"}`))
+	req, _ := http.NewRequest("POST", base+"/connect-links", strings.NewReader(`{"appRef":"registered","successUrl":"`+appOrigin+`/ok","errorUrl":"`+appOrigin+`/err"}`))
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("Authorization", "Bearer "+w.token)
 	resp, err := http.DefaultClient.Do(req)

@@ -133,7 +133,7 @@ type listResponse struct {
 	NextPageToken string    `json:"nextPageToken,omitempty"`
 }
 
-var statuses = []string{store.Active, store.ReauthRequired, store.Disconnected}
+var statuses = []string{store.Active, store.ReauthRequired, store.Disconnected, store.Pending}
 
 func (h *Handler) list(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()

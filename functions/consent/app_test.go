@@ -54,6 +54,49 @@ func (b bearer) RoundTrip(r *http.Request) (*http.Response, error) {
 	return http.DefaultTransport.RoundTrip(r)
 }
 
+// redeem is the application's backend calling POST /connect-results with
+// the result code its success page received; it returns the status and the
+// answer (the account, or the error).
+func redeem(t *testing.T, api backendAPI, code string) (int, redeemAnswer) {
+	t.Helper()
+	b, _ := json.Marshal(map[string]string{"result": code})
+	resp, err := api.client.Post(api.url+"/connect-results", "application/json", bytes.NewReader(b))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var got redeemAnswer
+	if err := json.NewDecoder(resp.Body).Decode(&got); err != nil {
+		t.Fatalf("POST /connect-results: status %d, %v", resp.StatusCode, err)
+	}
+	return resp.StatusCode, got
+}
+
+type redeemAnswer struct {
+	User   string `json:"user"`
+	AppRef string `json:"appRef"`
+	Email  string `json:"emailAddress"`
+	Status string `json:"status"`
+	Error  struct {
+		Code   int    `json:"code"`
+		Reason string `json:"reason"`
+	} `json:"error"`
+}
+
+// redeemed redeems the result the browser brought back to the app, through
+// the accounts API (started on first use), and returns the account.
+func (s *stack) redeemed(t *testing.T, back *url.URL) redeemAnswer {
+	t.Helper()
+	if s.api.url == "" {
+		s.api = s.accountsAPI(t)
+	}
+	status, got := redeem(t, s.api, back.Query().Get("result"))
+	if status != http.StatusOK {
+		t.Fatalf("redeem of %s: status %d %+v", back, status, got.Error)
+	}
+	return got
+}
+
 // askForLink is the application's backend calling POST /connect-links.
 func askForLink(t *testing.T, api backendAPI, path string, body map[string]any) string {
 	t.Helper()
@@ -96,11 +139,19 @@ func TestAppConnectsAUserInABrowser(t *testing.T) {
 	step("read the app's page", err)
 	u, _ := url.Parse(landed)
 	key := s.key(alice)
-	if u.Path != "/done" || u.Query().Get("outcome") != "connected" || u.Query().Get("user") != key {
-		t.Errorf("landed on %s, want the app's /done?outcome=connected&user=%s", landed, key)
+	if u.Path != "/done" || u.Query().Get("outcome") != "connected" || u.Query().Get("result") == "" || u.Query().Has("user") {
+		t.Errorf("landed on %s, want the app's /done?outcome=connected&result=<code>, no user key", landed)
 	}
 	if leak := s.seen.foundIn(landed); leak != "" {
 		t.Errorf("the app's URL carries a secret (%s)", leak)
+	}
+	// Until the backend redeems the result, nothing is published.
+	if got := s.published(time.Second); len(got) != 0 {
+		t.Errorf("events before the redeem: %+v", got)
+	}
+	s.api = api
+	if acc := s.redeemed(t, u); acc.User != key || acc.AppRef != "crm-user-1138" || acc.Status != store.Active || acc.Email != alice {
+		t.Errorf("redeemed account = %+v, want alice active under crm-user-1138", acc)
 	}
 
 	// The application reads the account back by its own reference.
@@ -146,7 +197,8 @@ func TestReconnectLinkReactivates(t *testing.T) {
 	api := s.accountsAPI(t)
 	key := s.key(alice)
 	c, cb, _ := s.followLink(t, s.storedLink(t, s.request("app-7"), time.Minute), alice)
-	s.back(t, cb, c)
+	s.api = api
+	s.redeemed(t, s.back(t, cb, c))
 	if _, err := s.users.Update(context.Background(), key, func(u *store.User) error { u.Status = store.ReauthRequired; return nil }); err != nil {
 		t.Fatal(err)
 	}
@@ -164,8 +216,15 @@ func TestReconnectLinkReactivates(t *testing.T) {
 	s.unchanged(t, before)
 
 	c, cb, _ = s.followLink(t, token.Query().Get("link"), alice)
-	if back := s.back(t, cb, c); back.Query().Get("outcome") != "connected" || back.Query().Get("user") != key {
-		t.Errorf("reconnect: back to %s", back)
+	back := s.back(t, cb, c)
+	if back.Query().Get("outcome") != "connected" {
+		t.Fatalf("reconnect: back to %s", back)
+	}
+	if u, _ := s.users.Get(context.Background(), key); u.Status != store.ReauthRequired {
+		t.Errorf("reconnected before the redeem: %+v, want still reauth_required", u)
+	}
+	if acc := s.redeemed(t, back); acc.User != key {
+		t.Errorf("redeemed %+v, want %s", acc, key)
 	}
 	if u, _ := s.users.Get(context.Background(), key); u.Status != store.Active || u.AppRef != "app-7" {
 		t.Errorf("after reconnecting: %+v, want active under app-7", u)

@@ -44,6 +44,10 @@ func (h *Handler) connect(w http.ResponseWriter, r *http.Request) {
 		h.refuseLink(w, r, l, err)
 		return
 	}
+	if err := h.bindBrowser(w, r, l); err != nil {
+		h.refuseLink(w, r, store.Link{}, err) // a page, never the error URL: this browser is not the one the link was for
+		return
+	}
 	if l.Address != "" && r.URL.Query().Get("login_hint") == "" {
 		opts = append(opts, oauth2.SetAuthURLParam("login_hint", l.Address))
 	}
@@ -155,11 +159,13 @@ type result struct {
 	data pageData
 	link *store.Link
 	user string
+	code string // the one-time result code the backend redeems; "" without CONNECT_CONFIRM
 }
 
 // callback finishes either flow. The state cookie is cleared whatever
 // happens. A flow started from a link with return URLs ends with a 303 to
-// the application, carrying the outcome and the user key, never a token.
+// the application, carrying the outcome and the one-time result code its
+// backend redeems (the user key, with CONNECT_CONFIRM=false), never a token.
 func (h *Handler) callback(w http.ResponseWriter, r *http.Request) {
 	ctx := context.WithValue(r.Context(), oauth2.HTTPClient, h.http)
 	gone := h.cookie
@@ -180,7 +186,11 @@ func (h *Handler) callback(w http.ResponseWriter, r *http.Request) {
 	case ref != nil:
 		h.render(w, ref.page, ref.status, pageData{Message: ref.msg})
 	case res.link != nil && res.link.SuccessURL != "":
-		h.goBack(w, res.link.SuccessURL, url.Values{"outcome": {"connected"}, "user": {res.user}})
+		back := url.Values{"outcome": {"connected"}, "result": {res.code}}
+		if res.code == "" {
+			back = url.Values{"outcome": {"connected"}, "user": {res.user}}
+		}
+		h.goBack(w, res.link.SuccessURL, back)
 	default:
 		h.render(w, res.page, http.StatusOK, res.data)
 	}
@@ -263,7 +273,7 @@ func (h *Handler) finish(ctx context.Context, r *http.Request) (result, error) {
 		h.withdraw(ctx, res.user, id.Email, tok)
 		return res, err
 	}
-	page, d, err := h.finishConnect(ctx, tok, id, res)
+	page, d, err := h.finishConnect(ctx, tok, id, &res)
 	res.page, res.data = page, d
 	return res, err
 }
@@ -313,7 +323,13 @@ func (h *Handler) withdraw(ctx context.Context, key, email string, tok *oauth2.T
 // finishConnect keeps the refresh token, starts the watch and records the
 // user, in the order of the spec; a first connect that fails midway leaves
 // no token behind.
-func (h *Handler) finishConnect(ctx context.Context, tok *oauth2.Token, id identity, res result) (string, pageData, error) {
+//
+// With CONNECT_CONFIRM (the default) a link's connection is held until the
+// application's backend redeems it: the record is pending (or, when the
+// mailbox is connected already, keeps its reference until then), nothing
+// is published, and res gets the one-time result code for the success URL;
+// only its hash is stored, expiring after CONNECT_RESULT_TTL.
+func (h *Handler) finishConnect(ctx context.Context, tok *oauth2.Token, id identity, res *result) (string, pageData, error) {
 	key, l := res.user, res.link
 	scope, _ := tok.Extra("scope").(string)
 	if !slices.Contains(strings.Fields(scope), h.cfg.OAuth.Scope) {
@@ -344,7 +360,11 @@ func (h *Handler) finishConnect(ctx context.Context, tok *oauth2.Token, id ident
 	}
 	otherRef := &refusal{pageError, http.StatusConflict,
 		"This mailbox is already connected for another user of the application. Nothing was changed.", "connected under another reference", codeOtherRef}
-	if u, err := h.users.Get(ctx, key); err == nil && u.Status != store.Disconnected && u.AppRef != conn.AppRef && !conn.Move {
+	if l != nil && h.cfg.Links.Confirm {
+		res.code = newNonce()
+		conn.Result, conn.ResultExpires = store.ResultID(res.code), h.now().Add(h.cfg.ResultTTL)
+	}
+	if u, err := h.users.Get(ctx, key); err == nil && u.Connected() && u.AppRef != conn.AppRef && !conn.Move {
 		return "", pageData{}, otherRef
 	}
 	if l != nil {
@@ -384,7 +404,8 @@ func (h *Handler) finishConnect(ctx context.Context, tok *oauth2.Token, id ident
 		// until the next renew run publishes it, with the same id.
 		h.log.ErrorContext(ctx, "connected event not published", "user", key, "error", err)
 	}
-	h.log.InfoContext(ctx, "user connected", "user", key, "created", created, "historyId", historyID, "cursor", u.Cursor, "link", l != nil, "eventId", eventID)
+	h.log.InfoContext(ctx, "user connected", "user", key, "created", created, "historyId", historyID, "cursor", u.Cursor, "link", l != nil,
+		"eventId", eventID, "awaitsRedeem", conn.Result != "")
 	return pageConnected, pageData{Email: email}, nil
 }
 

@@ -118,8 +118,11 @@ func TestLinkConnectsUnderTheReferenceAndGoesBack(t *testing.T) {
 	}
 	back := s.back(t, cb, cookie)
 	key := s.key(alice)
-	if back.Path != "/done" || back.Query().Get("outcome") != "connected" || back.Query().Get("user") != key || back.Query().Get("session") != "7" {
-		t.Errorf("back to %s, want /done?outcome=connected&user=%s keeping session=7", back, key)
+	if back.Path != "/done" || back.Query().Get("outcome") != "connected" || back.Query().Get("result") == "" || back.Query().Has("user") || back.Query().Get("session") != "7" {
+		t.Errorf("back to %s, want /done?outcome=connected&result=<code> keeping session=7, no user key", back)
+	}
+	if acc := s.redeemed(t, back); acc.User != key {
+		t.Errorf("redeemed %+v, want %s", acc, key)
 	}
 	u, err := s.users.Get(ctx, key)
 	if err != nil || u.AppRef != "crm/user-42" || u.Status != store.Active {
@@ -150,6 +153,8 @@ func TestSignedLinkConnectsOnce(t *testing.T) {
 	c2, cb2, _ := s.followLink(t, token, alice) // the same link opened twice
 	if back := s.back(t, cb1, c1); back.Query().Get("outcome") != "connected" {
 		t.Fatalf("signed link: back to %s", back)
+	} else {
+		s.redeemed(t, back)
 	}
 	if u, _ := s.users.Get(context.Background(), s.key(alice)); u.AppRef != "signed-7" {
 		t.Errorf("appRef = %q, want signed-7", u.AppRef)
@@ -338,6 +343,8 @@ func TestSameMailboxUnderAnotherReference(t *testing.T) {
 	}
 	if back := connect(s.request("first")); back.Query().Get("outcome") != "connected" {
 		t.Fatalf("first connect: %s", back)
+	} else {
+		s.redeemed(t, back)
 	}
 	before := s.snapshot(t)
 	if back := connect(s.request("second")); back.Query().Get("reason") != "connected_elsewhere" {
@@ -348,9 +355,14 @@ func TestSameMailboxUnderAnotherReference(t *testing.T) {
 
 	move := s.request("second")
 	move.Move = true
-	if back := connect(move); back.Query().Get("outcome") != "connected" {
-		t.Errorf("move: back to %s, want connected", back)
+	back := connect(move)
+	if back.Query().Get("outcome") != "connected" {
+		t.Fatalf("move: back to %s, want connected", back)
 	}
+	if u, _ := s.users.Get(ctx, key); u.AppRef != "first" {
+		t.Errorf("appRef before the move is redeemed = %q, want first", u.AppRef)
+	}
+	s.redeemed(t, back)
 	if u, _ := s.users.Get(ctx, key); u.AppRef != "second" {
 		t.Errorf("appRef after the move = %q, want second", u.AppRef)
 	}

@@ -3,7 +3,8 @@
 // the users that are due: it publishes the gmail.user.connected events still
 // owed after a failed publish, renews Gmail watches before they expire, and
 // reconciles mailboxes whose pushes were dropped or whose sync stalled, with
-// the same sync (and lease) as the notify function. It pages through due
+// the same sync (and lease) as the notify function; it also withdraws the
+// connections whose result code the application did not redeem in time. It pages through due
 // users with bounded concurrency, paces Gmail calls to a project-wide quota
 // rate that backs off on 429, and stops taking work before its time budget
 // ends, leaving the rest for the next run. The run's counts go to one log
@@ -23,6 +24,7 @@ import (
 
 	"github.com/gmailwatch/gmailwatch/shared/config"
 	"github.com/gmailwatch/gmailwatch/shared/directory"
+	"github.com/gmailwatch/gmailwatch/shared/disconnect"
 	"github.com/gmailwatch/gmailwatch/shared/events"
 	"github.com/gmailwatch/gmailwatch/shared/gmailclient"
 	"github.com/gmailwatch/gmailwatch/shared/gmailsync"
@@ -99,13 +101,20 @@ func (s Settings) budget() int { return max(int(float64(s.UnitsPerMinute)*s.Quot
 
 // Deps are what a Handler works with.
 type Deps struct {
-	Users  *store.Store
-	Gmail  *gmailclient.Factory
-	Syncer *gmailsync.Syncer
-	Events *events.Publisher // lifecycle events: owed connected events, and the domain's joins and leaves
-	Logger *slog.Logger
-	Now    func() time.Time // the clock due times are compared with; nil: time.Now
-	Domain *Domain          // delegation mode: keeps the watched users in step with the directory; nil in consent mode
+	Users   *store.Store
+	Gmail   *gmailclient.Factory
+	Syncer  *gmailsync.Syncer
+	Events  *events.Publisher // lifecycle events: owed connected events, and the domain's joins and leaves
+	Logger  *slog.Logger
+	Now     func() time.Time // the clock due times are compared with; nil: time.Now
+	Domain  *Domain          // delegation mode: keeps the watched users in step with the directory; nil in consent mode
+	Pending Abandoner        // withdraws connections whose result lapsed unredeemed; nil: none are
+}
+
+// Abandoner withdraws a connection its application never confirmed
+// (disconnect.Disconnecter).
+type Abandoner interface {
+	Abandon(ctx context.Context, u store.User) error
 }
 
 // Handler runs renewals. Its quota limiter is shared by every run in the
@@ -143,7 +152,8 @@ func wire(cfg Config, c *platform.Clients) *Handler {
 	users := store.New(c.Firestore(), nil)
 	mailboxes := gmailclient.NewFactory(cfg.Gmail, c.Vault())
 	syncer := gmailsync.New(gmailsync.Deps{Users: users, Gmail: mailboxes, Events: c.Events(), Logger: log}, cfg.Sync)
-	d := Deps{Users: users, Gmail: mailboxes, Syncer: syncer, Events: c.Events(), Logger: log}
+	d := Deps{Users: users, Gmail: mailboxes, Syncer: syncer, Events: c.Events(), Logger: log,
+		Pending: disconnect.New(users, c.Vault(), mailboxes, c.Events(), &http.Client{Timeout: 20 * time.Second}, log)}
 	if dl := cfg.Delegation; dl != nil {
 		mailboxes.Delegate(dl, users.DelegatedAddress)
 		userKeys := vault.NewKeys(c.Vault(), cfg.UserKeyName, store.MinUserKeyBytes, nil)

@@ -22,6 +22,7 @@ import (
 	"github.com/gmailwatch/gmailwatch/scripts/sandbox/gmailapi"
 	"github.com/gmailwatch/gmailwatch/scripts/testenv"
 	"github.com/gmailwatch/gmailwatch/shared/config"
+	"github.com/gmailwatch/gmailwatch/shared/disconnect"
 	"github.com/gmailwatch/gmailwatch/shared/events"
 	"github.com/gmailwatch/gmailwatch/shared/gmailclient"
 	"github.com/gmailwatch/gmailwatch/shared/gmailsync"
@@ -76,7 +77,8 @@ func newEnv(t *testing.T, o envOptions) *env {
 	}
 	factory := gmailclient.NewFactory(cfg.Gmail, w.Vault)
 	syncer := gmailsync.New(gmailsync.Deps{Users: w.Store, Gmail: factory, Events: w.Publisher, Logger: w.Log}, cfg.Sync)
-	h := New(Deps{Users: w.Store, Gmail: factory, Syncer: syncer, Events: w.Publisher, Logger: w.Log}, cfg.Run)
+	h := New(Deps{Users: w.Store, Gmail: factory, Syncer: syncer, Events: w.Publisher, Logger: w.Log,
+		Pending: disconnect.New(w.Store, w.Vault, factory, w.Publisher, &http.Client{Timeout: 20 * time.Second}, w.Log)}, cfg.Run)
 	return &env{World: w, sb: w.Sandbox, users: w.Store, gmail: factory, h: h, logs: w.Logs}
 }
 

@@ -26,6 +26,7 @@ type Report struct {
 	WatchesStopped    int       `json:"watches_stopped"`              // watches of long-reauth_required users stopped, or left to lapse when the token is dead
 	RateLimited       int       `json:"rate_limited"`                 // 429s from Gmail, each slowing the limiter
 	Announced         int       `json:"announced,omitempty"`          // gmail.user.connected events owed since a failed publish, now published
+	Withdrawn         int       `json:"withdrawn,omitempty"`          // connections whose result lapsed unredeemed, now revoked and removed (or, reconnects and moves, forgotten)
 	Joined            int       `json:"joined,omitempty"`             // delegation mode: users the directory lists, now watched
 	Left              int       `json:"left,omitempty"`               // delegation mode: users it no longer lists, now disconnected
 	DelegationRefused bool      `json:"delegation_refused,omitempty"` // Google refused the domain-wide delegation
@@ -53,6 +54,7 @@ const (
 	joined
 	left
 	announced
+	withdrawn
 )
 
 // phase is one kind of work over one query of users in a stable order.
@@ -97,6 +99,9 @@ func (h *Handler) Run(ctx context.Context) Report {
 		h.d.Logger.WarnContext(ctx, "stray pushes not read; addresses left unchecked", "error", serr)
 	} else {
 		r.strays = strays
+	}
+	if err == nil && !r.stopped && h.d.Pending != nil {
+		err = r.walk(phase{units: h.quota.Units(gmailclient.MethodStop), list: r.lapsed, at: func(u store.User) time.Time { return u.PendingUntil }, do: r.withdraw})
 	}
 	if err == nil && !r.stopped && h.d.Domain != nil {
 		err = r.inStep()
@@ -213,6 +218,8 @@ func (r *run) count(o outcome) {
 		r.rep.Left++
 	case announced:
 		r.rep.Announced++
+	case withdrawn:
+		r.rep.Withdrawn++
 	}
 }
 
@@ -253,6 +260,23 @@ func (r *run) announce(ctx context.Context, u store.User) outcome {
 	}
 	log.InfoContext(ctx, "owed connected event published", "eventId", id)
 	return announced
+}
+
+func (r *run) lapsed(ctx context.Context, from store.Position, limit int) ([]store.User, error) {
+	return r.h.d.Users.Lapsed(ctx, r.now, from, limit)
+}
+
+// withdraw ends a connection whose result the application did not redeem
+// in time: a page of them at a time, like every phase, never a scan of all
+// users. Nothing is published: the application never learned of it.
+func (r *run) withdraw(ctx context.Context, u store.User) outcome {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), recordTimeout)
+	defer cancel()
+	if err := r.h.d.Pending.Abandon(ctx, u); err != nil {
+		r.h.d.Logger.ErrorContext(ctx, "lapsed connection not withdrawn", "user", u.Key, "error", err)
+		return failed
+	}
+	return withdrawn
 }
 
 func (r *run) reauthWatches(ctx context.Context, from store.Position, limit int) ([]store.User, error) {

@@ -147,7 +147,21 @@ func runDemo(ctx context.Context, st *stack.Stack, n int) error {
 	if resp.StatusCode != http.StatusSeeOther || back == nil || back.Query().Get("outcome") != "connected" {
 		return fmt.Errorf("consent flow ended with %s %s: %s", resp.Status, resp.Header.Get("Location"), page)
 	}
-	fmt.Printf("demo: %s connected through a connect link; the browser went back to %s\n", user, back)
+	// The application's success page hands the result code to its backend,
+	// which redeems it: only then is the account active and announced.
+	resp, err = http.Post(st.AccountsURL+"/connect-results", "application/json",
+		strings.NewReader(`{"result":"`+back.Query().Get("result")+`"}`))
+	if err != nil {
+		return fmt.Errorf("redeem: %w", err)
+	}
+	var account struct{ User, AppRef, Status string }
+	err = json.NewDecoder(resp.Body).Decode(&account)
+	resp.Body.Close()
+	if err != nil || resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("redeem: %s %v", resp.Status, err)
+	}
+	fmt.Printf("demo: %s connected through a connect link; the backend redeemed the result: user %s, %s under %s\n",
+		user, account.User, account.Status, account.AppRef)
 
 	want := map[string]string{}
 	for i := 1; i <= n; i++ {

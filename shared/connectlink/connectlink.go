@@ -33,8 +33,8 @@ import (
 const (
 	MaxAppRef     = 256
 	MaxURL        = 1024
-	DefaultTTL    = 30 * time.Minute
-	MaxTTL        = 7 * 24 * time.Hour
+	DefaultTTL    = 15 * time.Minute
+	MaxTTL        = 24 * time.Hour
 	MaxSignedTTL  = 24 * time.Hour
 	MinKeyBytes   = 32
 	signedContext = "gmailwatch connect link\x00"
@@ -43,12 +43,17 @@ const (
 // Policy is what the deployment allows in a link.
 type Policy struct {
 	ReturnOrigins []string // scheme://host[:port] the browser may be sent back to
+	// Confirm (CONNECT_CONFIRM, default true): a link's connection waits for
+	// the application's backend to redeem the one-time result code the
+	// browser brings back to successUrl, which every link therefore needs.
+	// false restores connections that complete for whoever opens the link.
+	Confirm bool
 }
 
 // ReadPolicy reads RETURN_ORIGINS (comma-separated origins; https, or http
-// on loopback), reporting bad ones to r.
+// on loopback), reporting bad ones to r, and CONNECT_CONFIRM.
 func ReadPolicy(r *config.Reader) Policy {
-	var p Policy
+	p := Policy{Confirm: r.Bool("CONNECT_CONFIRM", true)}
 	for _, o := range r.List("RETURN_ORIGINS", nil) {
 		u, err := url.Parse(o)
 		if err != nil || config.CheckURL(o) != nil || u.User != nil || (u.Path != "" && u.Path != "/") || u.RawQuery != "" || u.Fragment != "" {
@@ -103,6 +108,9 @@ func (p Policy) Check(r Request, expires time.Time) (store.Link, error) {
 	}
 	if (r.SuccessURL == "") != (r.ErrorURL == "") {
 		bad("give both successUrl and errorUrl, or neither")
+	}
+	if p.Confirm && r.SuccessURL == "" {
+		bad("successUrl and errorUrl are required: the browser brings the connection's result code back to successUrl, for the backend to redeem (CONNECT_CONFIRM)")
 	}
 	for _, f := range []struct{ name, v string }{{"successUrl", r.SuccessURL}, {"errorUrl", r.ErrorURL}} {
 		if f.v != "" {

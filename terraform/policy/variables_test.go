@@ -64,6 +64,7 @@ func TestVariableValidation(t *testing.T) {
 		{"allowed_domains", `["@example.com"]`, "Each allowed_domains entry must be"},
 		{"allowed_addresses", `["a@example.com,b@example.com"]`, "Each allowed_addresses entry must be an email address"},
 		{"connect_link_ttl", "thirty", "The connect_link_ttl must be a duration"},
+		{"connect_result_ttl", "ten", "The connect_result_ttl must be a duration"},
 		{"user_key_secret_name", "gmail-refresh-keys", "The user_key_secret_name must be a secret id"},
 		{"connect_link_key_secret_name", "gmail-refresh-link", "The connect_link_key_secret_name must be a secret id"},
 		{"connect_mode", "domain", "The connect_mode must be consent, delegation or both"},
