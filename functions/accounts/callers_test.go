@@ -81,7 +81,7 @@ func TestCallerIdentityIsChecked(t *testing.T) {
 
 	// As deployed: Cloud Run checks X-Serverless-Authorization and removes its
 	// signature; Authorization, the same token, reaches the function intact.
-	req, _ := http.NewRequest("POST", srv.URL+"/connect-links", strings.NewReader(`{"appRef":"app-user"}`))
+	req, _ := http.NewRequest("POST", srv.URL+"/connect-links", strings.NewReader(`{"appRef":"app-user","successUrl":"`+appOrigin+`/ok","errorUrl":"`+appOrigin+`/err"}`))
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("Authorization", "Bearer "+good)
 	req.Header.Set("X-Serverless-Authorization", "Bearer "+header+"."+backendPayload+".SIGNATURE_REMOVED_BY_GOOGLE")
@@ -91,7 +91,7 @@ func TestCallerIdentityIsChecked(t *testing.T) {
 
 	// The listed backend, and the other listed caller (matched without case).
 	for _, tok := range []string{good, w.Sandbox.Auth.IDToken("other@app-project.iam.gserviceaccount.com", accountsURL)} {
-		if status, body := post(t, srv.URL+"/connect-links", "Bearer "+tok, `{"appRef":"app-user"}`); status != http.StatusCreated {
+		if status, body := post(t, srv.URL+"/connect-links", "Bearer "+tok, `{"appRef":"app-user","successUrl":"`+appOrigin+`/ok","errorUrl":"`+appOrigin+`/err"}`); status != http.StatusCreated {
 			t.Errorf("listed caller: %d %s, want 201", status, body)
 		}
 	}

@@ -66,7 +66,7 @@ func TestKeysRotateWithoutARedeploy(t *testing.T) {
 	s.unchanged(t, before)
 
 	// The flow of the old keys completes, on alice's existing record.
-	if back := s.back(t, pendingCB, pending); back.Query().Get("outcome") != "connected" || back.Query().Get("user") != oldKey {
+	if back := s.back(t, pendingCB, pending); back.Query().Get("outcome") != "connected" || s.redeemed(t, back).User != oldKey {
 		t.Fatalf("flow started before the rotation: back to %s, want connected as %s", back, oldKey)
 	}
 	rotated, _ := store.NewKeyer([]byte(newUserKey))
@@ -76,7 +76,7 @@ func TestKeysRotateWithoutARedeploy(t *testing.T) {
 	// A new user is keyed with the new secret.
 	s.addPeople(t)
 	c, cb, _ = s.followLink(t, s.signedLink(s.request("rot-2"), 20*time.Minute, newLinkKey), carol)
-	if back := s.back(t, cb, c); back.Query().Get("user") != rotated.Key(googleauth.Subject(carol)) {
+	if back := s.back(t, cb, c); s.redeemed(t, back).User != rotated.Key(googleauth.Subject(carol)) {
 		t.Errorf("carol, new, went back as %s, want keyed with the new secret", back)
 	}
 }
