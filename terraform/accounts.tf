@@ -4,15 +4,15 @@
 # (main.tf); this file holds the rest.
 
 variable "accounts_invokers" {
-  description = "IAM members that may call the accounts API with a Google identity token, e.g. [\"serviceAccount:backend@my-app.iam.gserviceaccount.com\"]. Empty: nobody can call it."
+  description = "IAM members that may call the accounts API with a Google identity token, e.g. [\"serviceAccount:backend@my-app.iam.gserviceaccount.com\"]: each gets run.invoker, and the function checks the token's address against the list (ACCOUNTS_INVOKERS). Empty: nobody can call it."
   type        = list(string)
   default     = []
 
   validation {
     condition = alltrue([
-      for m in var.accounts_invokers : can(regex("^(serviceAccount|user|group):[^@\\s]+@[^@\\s]+$", m))
+      for m in var.accounts_invokers : can(regex("^(serviceAccount|user):[^@\\s]+@[^@\\s]+$", m))
     ])
-    error_message = "Each accounts_invokers entry must be serviceAccount:, user: or group: followed by an address; allUsers, allAuthenticatedUsers and domain: are refused, so the API stays private."
+    error_message = "Each accounts_invokers entry must be serviceAccount: or user: followed by an address; allUsers, allAuthenticatedUsers and domain: are refused, so the API stays private, and so is group:, since an ID token names its account, not the account's groups, and the function checks that name."
   }
 }
 
@@ -169,6 +169,6 @@ resource "google_cloud_run_v2_service_iam_member" "accounts_invoker" {
 }
 
 output "accounts_url" {
-  description = "URL of the accounts API (the application's backend calls it with a Google identity token for this audience)."
-  value       = google_cloudfunctions2_function.function["accounts"].service_config[0].uri
+  description = "URL of the accounts API (the application's backend calls it with a Google identity token for this audience, the function's ACCOUNTS_URL)."
+  value       = local.accounts_url
 }

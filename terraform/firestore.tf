@@ -114,3 +114,19 @@ resource "google_firestore_field" "oauth_state_ttl" {
 
   depends_on = [google_firestore_field.message_marker_ttl]
 }
+
+# Pushes naming an address no user has (strayPushes/{hash}, shared/store
+# KeepStray) wait for a sync's getProfile to show whose mailbox took that
+# address; after the week Gmail keeps history they say nothing, and TTL
+# deletes them. Made after the indexes, as field and index operations on
+# one database conflict.
+resource "google_firestore_field" "stray_push_ttl" {
+  database   = google_firestore_database.main.name
+  collection = "strayPushes"
+  field      = "expireAt"
+
+  ttl_config {}
+  index_config {}
+
+  depends_on = [google_firestore_index.users_by_watch_expiration]
+}

@@ -24,8 +24,10 @@ import (
 )
 
 const (
-	consentURL = "https://consent.example.com"
-	appOrigin  = "https://app.example.com"
+	consentURL  = "https://consent.example.com"
+	appOrigin   = "https://app.example.com"
+	accountsURL = "https://accounts.example.com" // the API's audience
+	backend     = "backend@app-project.iam.gserviceaccount.com"
 )
 
 // world is the accounts function on a loopback server, over a testenv world:
@@ -34,6 +36,7 @@ const (
 type world struct {
 	*testenv.World
 	url   string
+	token string // the backend's ID token for the API
 	users *store.Store
 	vault *vault.Vault
 	sb    *sandbox.Sandbox
@@ -44,9 +47,14 @@ func newWorld(t *testing.T) *world { return newWorldEnv(t, nil) }
 // newWorldEnv is newWorld with more settings.
 func newWorldEnv(t *testing.T, extra map[string]string) *world {
 	t.Helper()
-	w := &world{World: testenv.NewWorld(t, testenv.Options{})}
+	var o testenv.Options
+	if extra["CONNECT_MODE"] != "" { // delegation or both: a Workspace domain to delegate in
+		o.Sandbox.Domain = "example.com"
+	}
+	w := &world{World: testenv.NewWorld(t, o)}
 	w.users, w.vault, w.sb = w.Store, w.Vault, w.Sandbox
-	env := map[string]string{"CONSENT_URL": consentURL + "/", "RETURN_ORIGINS": appOrigin}
+	env := map[string]string{"CONSENT_URL": consentURL + "/", "RETURN_ORIGINS": appOrigin,
+		"ACCOUNTS_URL": accountsURL, "ACCOUNTS_INVOKERS": backend}
 	for k, v := range extra {
 		env[k] = v
 	}
@@ -56,7 +64,7 @@ func newWorldEnv(t *testing.T, extra map[string]string) *world {
 	}
 	srv := httptest.NewServer(accounts.New(cfg, accounts.Deps{Users: w.Store, Vault: w.Vault, Events: w.Publisher}, w.Log))
 	t.Cleanup(srv.Close)
-	w.url = srv.URL
+	w.url, w.token = srv.URL, w.sb.Auth.IDToken(backend, accountsURL)
 	return w
 }
 
@@ -87,6 +95,7 @@ func (w *world) call(t *testing.T, method, path, body string, out any) (int, str
 	if body != "" {
 		req.Header.Set("Content-Type", "application/json")
 	}
+	req.Header.Set("Authorization", "Bearer "+w.token)
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
@@ -170,6 +179,7 @@ func TestConnectLinks(t *testing.T) {
 	} {
 		req, _ := http.NewRequest("POST", w.url+"/connect-links", bytes.NewBufferString(tc.body))
 		req.Header.Set("Content-Type", tc.contentType)
+		req.Header.Set("Authorization", "Bearer "+w.token)
 		resp, err := http.DefaultClient.Do(req)
 		if err != nil {
 			t.Fatal(err)
@@ -418,11 +428,14 @@ func TestReadConfig(t *testing.T) {
 // environment and makes a link on the configured consent URL.
 func TestRegisteredFunctionFromTheEnvironment(t *testing.T) {
 	w := newWorld(t)
-	for k, v := range w.Env(map[string]string{"CONSENT_URL": consentURL, "RETURN_ORIGINS": appOrigin}) {
+	for k, v := range w.Env(map[string]string{"CONSENT_URL": consentURL, "RETURN_ORIGINS": appOrigin, "ACCOUNTS_URL": accountsURL, "ACCOUNTS_INVOKERS": backend}) {
 		t.Setenv(k, v)
 	}
 	base := testenv.ServeRegistered(t, "Accounts")
-	resp, err := http.Post(base+"/connect-links", "application/json", strings.NewReader(`{"appRef":"registered","successUrl":"`+appOrigin+`/ok","errorUrl":"`+appOrigin+`/err"}`))
+	req, _ := http.NewRequest("POST", base+"/connect-links", strings.NewReader(`{"appRef":"registered","successUrl":"`+appOrigin+`/ok","errorUrl":"`+appOrigin+`/err"}`))
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Authorization", "Bearer "+w.token)
+	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}

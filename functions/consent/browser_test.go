@@ -102,9 +102,10 @@ func TestConnectInABrowser(t *testing.T) {
 // success page that redeems the result only when it came back to that
 // session, with that value.
 type walkthroughApp struct {
-	api, origin string
-	mu          sync.Mutex
-	sessions    map[string]*appSession // by session cookie
+	api      backendAPI
+	origin   string
+	mu       sync.Mutex
+	sessions map[string]*appSession // by session cookie
 }
 
 type appSession struct{ user, expect string }
@@ -145,7 +146,7 @@ func (a *walkthroughApp) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		a.mu.Unlock()
 		body, _ := json.Marshal(map[string]any{"appRef": sess.user,
 			"successUrl": a.origin + "/gmail/connected?s=" + expect, "errorUrl": a.origin + "/gmail/failed"})
-		resp, err := http.Post(a.api+"/connect-links", "application/json", bytes.NewReader(body))
+		resp, err := a.api.client.Post(a.api.url+"/connect-links", "application/json", bytes.NewReader(body))
 		if err != nil {
 			http.Error(w, err.Error(), http.StatusBadGateway)
 			return
@@ -171,7 +172,7 @@ func (a *walkthroughApp) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		body, _ := json.Marshal(map[string]string{"result": r.URL.Query().Get("result")})
-		resp, err := http.Post(a.api+"/connect-results", "application/json", bytes.NewReader(body))
+		resp, err := a.api.client.Post(a.api.url+"/connect-results", "application/json", bytes.NewReader(body))
 		if err != nil {
 			http.Error(w, err.Error(), http.StatusBadGateway)
 			return

@@ -82,7 +82,7 @@ func TestLinkSentToSomeoneElseConnectsNothingUnlessTheSenderRedeems(t *testing.T
 	if err != nil || u.Status != store.Pending || u.AppRef != "" {
 		t.Fatalf("before the redeem: %+v, %v; want pending under no reference", u, err)
 	}
-	resp, err := http.Get(api + "/accounts?appRef=mallory")
+	resp, err := api.client.Get(api.url + "/accounts?appRef=mallory")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -136,7 +136,7 @@ func TestResultRedeemsOnceAndAnnouncesTheMailSinceConsent(t *testing.T) {
 
 	before := s.snapshot(t)
 	post := func(ctype, body string) int {
-		resp, err := http.Post(api+"/connect-results", ctype, strings.NewReader(body))
+		resp, err := api.client.Post(api.url+"/connect-results", ctype, strings.NewReader(body))
 		if err != nil {
 			t.Fatal(err)
 		}

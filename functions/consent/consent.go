@@ -19,7 +19,6 @@ import (
 	"net/url"
 	"os"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/GoogleCloudPlatform/functions-framework-go/functions"
@@ -131,10 +130,10 @@ type Handler struct {
 	basePath   string // PUBLIC_URL's path, which a proxy may or may not strip
 	origin     string // PUBLIC_URL's scheme://host
 	cookie     http.Cookie
+	stateKeys  *vault.Keys // sign the state cookie and the disconnect confirmation
+	linkKeys   *vault.Keys // verify signed connect links
+	userKeys   *vault.Keys // key users by Google's account id
 	browser    http.Cookie // binds a link to the first browser that opens it
-
-	keyMu sync.Mutex
-	keys  map[string][]byte // the function's own keys, by secret name
 }
 
 // New returns a Handler; cfg must come from ReadConfig (or be as valid).
@@ -156,7 +155,9 @@ func New(cfg Config, d Deps, log *slog.Logger) *Handler {
 		now:        d.Users.Now,
 		basePath:   strings.TrimRight(u.Path, "/"),
 		origin:     originOf(cfg.PublicURL),
-		keys:       map[string][]byte{},
+		stateKeys:  vault.NewKeys(d.Vault, cfg.StateKeyName, minKeyBytes, d.Users.Now),
+		linkKeys:   vault.NewKeys(d.Vault, cfg.LinkKeyName, connectlink.MinKeyBytes, d.Users.Now),
+		userKeys:   vault.NewKeys(d.Vault, cfg.UserKeyName, store.MinUserKeyBytes, d.Users.Now),
 	}
 	// Browsers refuse Secure cookies from plain http, which config allows
 	// only for loopback development; every deployed PUBLIC_URL is https.

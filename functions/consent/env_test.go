@@ -71,7 +71,7 @@ type stack struct {
 	browser    *http.Client // does not follow redirects; cookies are handled by the tests
 	app        *app         // the application the browser returns to
 	keys       store.Keyer  // the function's user keys
-	api        string       // the accounts API beside the function, once a test started it
+	api        backendAPI   // the accounts API beside the function, once a test started it
 	binding    *http.Cookie // the browser's link-binding cookie, sent to /connect like a browser would; nil: a new browser
 }
 

@@ -20,13 +20,15 @@ import (
 
 // connect starts the consent flow: offline access to the configured Gmail
 // scope and the sign-in scopes (the callback checks who signed in), asked
-// again every time so Google returns a refresh token. Without a connect link
-// it starts only if some account could be admitted.
+// again every time so Google returns a refresh token. Scopes the user granted
+// this client before are not included (no include_granted_scopes): the
+// stored grant, and every access token made from it, carries exactly the
+// configured scope, even where the application's own sign-in shares the
+// OAuth client. Without a connect link it starts only if some account could
+// be admitted.
 func (h *Handler) connect(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
-	opts := []oauth2.AuthCodeOption{oauth2.AccessTypeOffline,
-		oauth2.SetAuthURLParam("prompt", "consent"),
-		oauth2.SetAuthURLParam("include_granted_scopes", "true")}
+	opts := []oauth2.AuthCodeOption{oauth2.AccessTypeOffline, oauth2.SetAuthURLParam("prompt", "consent")}
 	raw := r.URL.Query().Get("link")
 	if raw == "" {
 		if !h.cfg.Admit.Open && len(h.cfg.Admit.Addresses) == 0 && len(h.cfg.Admit.Domains) == 0 {
@@ -74,7 +76,7 @@ func (h *Handler) start(w http.ResponseWriter, r *http.Request, s flowState, opt
 		}
 		opts = append(opts, oauth2.SetAuthURLParam("login_hint", hint))
 	}
-	key, err := h.signingKey(ctx)
+	keys, err := h.stateKeys.Get(ctx)
 	var conf *oauth2.Config
 	if err == nil {
 		conf, err = h.oauthConfig(ctx, flow)
@@ -86,7 +88,7 @@ func (h *Handler) start(w http.ResponseWriter, r *http.Request, s flowState, opt
 	}
 	s.Nonce, s.Verifier, s.Expires = newNonce(), oauth2.GenerateVerifier(), h.now().Add(stateTTL).Unix()
 	c := h.cookie
-	c.Value, c.MaxAge = seal(key, s), int(stateTTL.Seconds())
+	c.Value, c.MaxAge = seal(keys[0], s), int(stateTTL.Seconds())
 	http.SetCookie(w, &c)
 	w.Header().Set("Cache-Control", "no-store")
 	w.Header().Set("Referrer-Policy", "no-referrer")
@@ -258,15 +260,17 @@ func (h *Handler) finish(ctx context.Context, r *http.Request) (result, error) {
 			"Google did not confirm which account you signed in with. Please try again.", err.Error(), codeSignInFailed}
 	}
 	keys, err := h.keyer(ctx)
+	if err == nil {
+		res.user, err = h.users.KeyOf(ctx, keys, id.Sub) // a record keyed before a rotation keeps its key
+	}
 	if err != nil {
 		return res, err
 	}
 	if st.Flow == flowDisconnect {
-		return h.confirmDisconnect(ctx, id, keys.Key(id.Sub))
+		return h.confirmDisconnect(ctx, id, res.user)
 	}
-	res.user = keys.Key(id.Sub)
 	if err := h.admit(res.link, id, res.user); err != nil {
-		h.withdraw(ctx, res.user, tok)
+		h.withdraw(ctx, res.user, id.Email, tok)
 		return res, err
 	}
 	page, d, err := h.finishConnect(ctx, tok, id, &res)
@@ -298,9 +302,13 @@ func (h *Handler) admit(l *store.Link, id identity, key string) error {
 
 // withdraw revokes what Google granted in a refused flow, unless the account
 // is connected already: revoking ends the whole grant, and with it that
-// connection.
-func (h *Handler) withdraw(ctx context.Context, key string, tok *oauth2.Token) {
+// connection. A legacy record, keyed by its address until
+// scripts/migrate-keys moves it, is found by the address.
+func (h *Handler) withdraw(ctx context.Context, key, email string, tok *oauth2.Token) {
 	if u, err := h.users.Get(ctx, key); err == nil && u.Status != store.Disconnected || err != nil && !errors.Is(err, store.ErrNotFound) {
+		return
+	}
+	if u, err := h.users.ByEmail(ctx, email); err == nil && u.Sub == "" && u.Status != store.Disconnected || err != nil && !errors.Is(err, store.ErrNotFound) {
 		return
 	}
 	t := tok.RefreshToken
@@ -325,7 +333,7 @@ func (h *Handler) finishConnect(ctx context.Context, tok *oauth2.Token, id ident
 	key, l := res.user, res.link
 	scope, _ := tok.Extra("scope").(string)
 	if !slices.Contains(strings.Fields(scope), h.cfg.OAuth.Scope) {
-		h.withdraw(ctx, key, tok)
+		h.withdraw(ctx, key, id.Email, tok)
 		return "", pageData{}, &refusal{pageDenied, http.StatusForbidden,
 			"Gmail access was not allowed: tick the Gmail box on Google's page to connect.", "scope not granted", codeScope}
 	}
@@ -343,7 +351,7 @@ func (h *Handler) finishConnect(ctx context.Context, tok *oauth2.Token, id ident
 	}
 	email := strings.ToLower(prof.EmailAddress)
 	if email != id.Email {
-		h.withdraw(ctx, key, tok)
+		h.withdraw(ctx, key, id.Email, tok)
 		return "", pageData{}, &refusal{pageDenied, http.StatusForbidden, msgNotAllowed, "mailbox is not the signed-in address", codeNotAllowed}
 	}
 	conn := store.Connection{Key: key, Email: email, Sub: id.Sub, Labels: h.cfg.Watch.Labels, LabelFilter: h.cfg.Watch.LabelFilter}
@@ -362,7 +370,7 @@ func (h *Handler) finishConnect(ctx context.Context, tok *oauth2.Token, id ident
 	if l != nil {
 		switch err := h.users.UseLink(ctx, *l); {
 		case errors.Is(err, store.ErrLinkUsed), errors.Is(err, store.ErrLinkNotFound):
-			h.withdraw(ctx, key, tok)
+			h.withdraw(ctx, key, id.Email, tok)
 			return "", pageData{}, linkRefusal(err)
 		case err != nil:
 			return "", pageData{}, err

@@ -29,14 +29,14 @@ func (h *Handler) resolveLink(ctx context.Context, token string, at time.Time) (
 		return store.Link{}, connectlink.ErrForged
 	}
 	if connectlink.IsSigned(token) {
-		key, err := h.linkKey(ctx)
+		keys, err := h.linkKeys.Get(ctx)
 		if errors.Is(err, vault.ErrNotFound) {
 			return store.Link{}, fmt.Errorf("%w: this deployment has no signed-link key", connectlink.ErrForged)
 		}
 		if err != nil {
 			return store.Link{}, err
 		}
-		return h.cfg.Links.Verify(key, token, at)
+		return h.cfg.Links.Verify(keys, token, at)
 	}
 	l, err := h.users.Link(ctx, connectlink.TokenID(token))
 	switch {
@@ -89,12 +89,6 @@ func (h *Handler) refuseLink(w http.ResponseWriter, r *http.Request, l store.Lin
 		return
 	}
 	h.render(w, ref.page, ref.status, pageData{Message: ref.msg})
-}
-
-// linkKey returns the signed-link key. A deployment without the secret
-// refuses signed links.
-func (h *Handler) linkKey(ctx context.Context) ([]byte, error) {
-	return h.secretKey(ctx, h.cfg.LinkKeyName, connectlink.MinKeyBytes)
 }
 
 // browserCookieAge is how long a browser's binding cookie lasts: as long as

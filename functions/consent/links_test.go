@@ -2,6 +2,7 @@ package consent_test
 
 import (
 	"context"
+	"errors"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -537,5 +538,49 @@ func TestRefusalKeepsAnExistingConnection(t *testing.T) {
 	}
 	if _, err := s.oauthConfig().TokenSource(context.Background(), &oauth2.Token{RefreshToken: string(versions[0].Data)}).Token(); err != nil {
 		t.Errorf("carol's stored token no longer works: %v", err)
+	}
+}
+
+// TestRefusalKeepsALegacyConnection: an account connected before keys came
+// from Google's account id, and not yet moved by scripts/migrate-keys, is
+// keyed by its address; a refused flow of that account does not revoke
+// the grant its live connection runs on.
+func TestRefusalKeepsALegacyConnection(t *testing.T) {
+	s := newStack(t)
+	s.addPeople(t)
+	ctx := context.Background()
+	refresh, err := s.sandbox.Connect(carol, s.cfg.OAuth.Scope)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.seen.add(refresh)
+	legacyKey := store.Key(carol)
+	if err := s.vault.PutRefreshToken(ctx, legacyKey, refresh); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := s.users.Connect(ctx, store.Connection{Email: carol, AppRef: "carol-ref", HistoryID: 9}); err != nil {
+		t.Fatal(err)
+	}
+	if u, err := s.users.Get(ctx, legacyKey); err != nil || u.Sub != "" {
+		t.Fatalf("legacy record = %+v, %v; want one without an account id", u, err)
+	}
+	if _, err := s.users.Get(ctx, s.key(carol)); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("carol has a record under her account id's key (%v): not a legacy account", err)
+	}
+	before := s.snapshot(t)
+	revokes := s.revokes()
+	r := s.request("alice-ref")
+	r.ExpectedAddress = alice
+	c, cb, _ := s.followLink(t, s.storedLink(t, r, time.Minute), carol)
+	if back := s.back(t, cb, c); back.Query().Get("reason") != "account_not_allowed" {
+		t.Errorf("alice's link completed by carol: back to %s", back)
+	}
+	before.Links = s.snapshot(t).Links
+	s.unchanged(t, before)
+	if n := s.revokes() - revokes; n != 0 {
+		t.Errorf("%d revocations: the refusal withdrew the legacy connection's live grant", n)
+	}
+	if _, err := s.oauthConfig().TokenSource(ctx, &oauth2.Token{RefreshToken: refresh}).Token(); err != nil {
+		t.Errorf("the legacy connection's token no longer works: %v", err)
 	}
 }

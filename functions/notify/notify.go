@@ -113,7 +113,7 @@ func (h *Handler) Handle(ctx context.Context, e event.Event) error {
 		return fmt.Errorf("push for user %s at history %d: %w", res.User, p.HistoryID, err)
 	}
 	if res.Outcome == gmailsync.Unknown {
-		h.log.WarnContext(ctx, "push ignored", "reason", "no such user", "historyId", p.HistoryID, "eventId", e.ID())
+		h.log.WarnContext(ctx, "push ignored", "reason", "no such user; kept until a mailbox's profile shows its address", "historyId", p.HistoryID, "eventId", e.ID())
 	}
 	return nil
 }

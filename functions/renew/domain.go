@@ -14,6 +14,7 @@ import (
 	"github.com/gmailwatch/gmailwatch/shared/directory"
 	"github.com/gmailwatch/gmailwatch/shared/events"
 	"github.com/gmailwatch/gmailwatch/shared/gmailclient"
+	"github.com/gmailwatch/gmailwatch/shared/gmailsync"
 	"github.com/gmailwatch/gmailwatch/shared/notice"
 	"github.com/gmailwatch/gmailwatch/shared/store"
 )
@@ -76,7 +77,7 @@ func (r *run) inStep() error {
 	wanted := map[string]directory.Member{} // by key
 	for _, m := range members {
 		if !m.Suspended && m.ID != "" {
-			wanted[keys.Key(m.ID)] = m
+			wanted[keyIn(known, keys.Keys(m.ID))] = m
 		}
 	}
 	watched := 0
@@ -93,7 +94,7 @@ func (r *run) inStep() error {
 	} else {
 		for key, u := range known {
 			if _, ok := wanted[key]; !ok && u.Status != store.Disconnected {
-				if !r.mayStart(stopUnits) {
+				if !r.mayStart(r.h.quota.Units(gmailclient.MethodStop)) {
 					r.stopped = true
 					return nil
 				}
@@ -110,13 +111,25 @@ func (r *run) inStep() error {
 		if r.isRefused() {
 			break
 		}
-		if !r.mayStart(watchUnits) {
+		if !r.mayStart(r.h.quota.Units(gmailclient.MethodWatch)) {
 			r.stopped = true
 			return nil
 		}
 		g.Go(func() error { r.count(r.join(r.work, key, m)); return nil })
 	}
 	return nil
+}
+
+// keyIn returns the first of a member's keys (newest first) that a known
+// user has, so a user keyed before a rotation of the user-key secret stays
+// itself; else the newest.
+func keyIn(known map[string]store.User, keys []string) string {
+	for _, k := range keys {
+		if _, ok := known[k]; ok {
+			return k
+		}
+	}
+	return keys[0]
 }
 
 // refused logs the delegation refusal, once per run.
@@ -137,7 +150,8 @@ func (r *run) isRefused() bool {
 
 // join watches a user of the domain under key and records it as delegated;
 // a user that was reauth_required keeps its cursor, so what arrived
-// meanwhile is still announced. A user connected by consent (with both
+// meanwhile is still announced, and so does one back in the directory
+// within HistoryRetention of leaving it. A user connected by consent (with both
 // modes on) stays so: it is found by address, whatever its key.
 func (r *run) join(ctx context.Context, key string, m directory.Member) outcome {
 	email := m.Email
@@ -155,9 +169,15 @@ func (r *run) join(ctx context.Context, key string, m directory.Member) outcome 
 		historyID, expires, err = r.h.set.Watch.Watch(ctx, svc)
 	}
 	switch {
-	case gmailclient.IsInvalidGrant(err):
+	case errors.Is(err, gmailclient.ErrDelegationRefused):
 		r.refused(err)
 		return failed
+	case gmailclient.IsInvalidGrant(err):
+		// A user created minutes ago may be refused until its account
+		// reaches every backend (gmailsync.Refused): not recorded, so the
+		// next run tries again.
+		log.InfoContext(ctx, "domain user not accepted yet; tried again next run", "error", err)
+		return skipped
 	case gmailclient.IsRateLimited(err):
 		r.h.limiter.slowDown()
 		return rateLimited
@@ -173,7 +193,8 @@ func (r *run) join(ctx context.Context, key string, m directory.Member) outcome 
 	u, _, err := r.h.d.Users.Connect(ctx, store.Connection{
 		Key: key, Sub: m.ID, Email: email, Labels: r.h.set.Watch.Labels, LabelFilter: r.h.set.Watch.LabelFilter, Delegated: true,
 		HistoryID: historyID, WatchExpiration: expires, RenewAt: r.h.set.Watch.NextRenewal(expires, r.h.d.Now()),
-		SyncDueAt: r.h.d.Now().Add(r.h.set.Watch.ReconcileAfter),
+		SyncDueAt:   r.h.d.Now().Add(r.h.set.Watch.ReconcileAfter),
+		ResumeAfter: r.h.d.Now().Add(-HistoryRetention),
 	})
 	if err != nil {
 		log.ErrorContext(ctx, "domain user watched but not recorded", "error", err)
@@ -188,12 +209,29 @@ func (r *run) join(ctx context.Context, key string, m directory.Member) outcome 
 	return joined
 }
 
+// HistoryRetention is how long after leaving the directory a delegated
+// user that comes back continues from its old cursor: Gmail keeps history
+// "typically" for a week (a cursor it no longer knows gets the catch-up).
+const HistoryRetention = 7 * 24 * time.Hour
+
 // leave stops a delegated user the directory no longer lists (deleted,
-// suspended, moved out of the org unit or group). The event goes out before
-// the status changes, with an id fixed by the connection, so a failure is
-// finished by the next run with the same id.
+// suspended, moved out of the org unit or group), after a last sync, so
+// the mail that arrived before it left is announced (a deleted or
+// suspended user's token is refused, and then there is nothing to read).
+// The event goes out before the status changes, with an id fixed by the
+// connection, so a failure is finished by the next run with the same id.
 func (r *run) leave(ctx context.Context, u store.User) outcome {
 	log := r.h.d.Logger.With("user", u.Key)
+	if u.Status == store.Active {
+		res, err := r.h.d.Syncer.Sync(ctx, u.Key)
+		if res.Units > 0 { // what was reserved is the stop's
+			r.h.limiter.debit(res.Units)
+			r.spent(res.Units)
+		}
+		if err != nil || res.Outcome != gmailsync.Synced {
+			log.InfoContext(ctx, "last sync before leaving not done", "outcome", res.Outcome, "error", err)
+		}
+	}
 	if err := r.h.d.Gmail.Do(ctx, u.Key, func(svc *gmail.Service) error { return gmailclient.Stop(ctx, svc) }); err != nil {
 		log.InfoContext(ctx, "watch left to lapse", "reason", err) // a suspended or deleted user's token is refused
 	}
@@ -215,7 +253,7 @@ func (r *run) leave(ctx context.Context, u store.User) outcome {
 		if v.Status == store.Disconnected || !v.ConnectedAt.Equal(u.ConnectedAt) {
 			return store.ErrNoChange // already done, or connected again meanwhile
 		}
-		v.Status = store.Disconnected
+		v.Status, v.LeftAt = store.Disconnected, r.h.d.Now()
 		return nil
 	})
 	r.h.d.Gmail.Forget(u.Key)

@@ -17,7 +17,6 @@ import (
 	"log/slog"
 	"net/http"
 	"os"
-	"strings"
 	"time"
 
 	"github.com/GoogleCloudPlatform/functions-framework-go/functions"
@@ -33,6 +32,7 @@ import (
 	"github.com/gmailwatch/gmailwatch/shared/mailbody"
 	"github.com/gmailwatch/gmailwatch/shared/platform"
 	"github.com/gmailwatch/gmailwatch/shared/store"
+	"github.com/gmailwatch/gmailwatch/shared/vault"
 )
 
 func init() { functions.HTTP("Renew", platform.HTTP(production, refuse)) }
@@ -68,7 +68,8 @@ func ReadConfig(lookup platform.Lookup) (Config, error) {
 type Settings struct {
 	ProjectID       string                    // PROJECT_ID, for the trace of a run
 	Watch           gmailclient.WatchSettings // topic, labels, RENEW_BEFORE, RENEW_EVERY
-	UnitsPerMinute  int                       // QUOTA_UNITS_PER_MINUTE: Gmail quota a run may spend
+	UnitsPerMinute  int                       // QUOTA_UNITS_PER_MINUTE: the project's Gmail quota
+	QuotaShare      float64                   // RENEW_QUOTA_SHARE: the part of it renew's runs may spend; notify has the rest
 	RunBudget       time.Duration             // RUN_BUDGET: no user is started after it; in-flight work gets 30 s more
 	ReauthStopAfter time.Duration             // REAUTH_STOP_AFTER: then a reauth_required user's watch is stopped
 	Concurrency     int                       // RENEW_CONCURRENCY: users worked on at once
@@ -82,12 +83,21 @@ func ReadSettings(r *config.Reader) Settings {
 	return Settings{
 		Watch:           gmailclient.ReadWatchSettings(r),
 		UnitsPerMinute:  r.Int("QUOTA_UNITS_PER_MINUTE", 1_200_000, 100, 100_000_000),
+		QuotaShare:      r.Float("RENEW_QUOTA_SHARE", 0.25, 0.01, 1),
 		RunBudget:       r.Duration("RUN_BUDGET", 8*time.Minute),
 		ReauthStopAfter: r.Duration("REAUTH_STOP_AFTER", 24*time.Hour),
 		Concurrency:     r.Int("RENEW_CONCURRENCY", 32, 1, 1000),
 		PageSize:        r.Int("RENEW_PAGE_SIZE", 300, 1, 1000),
 	}
 }
+
+// budget is the units a minute renew's runs may spend: its share of the
+// project's quota. The rest is notify's. Notify's syncs are what users wait
+// for and come in bursts; renew's watches and reconciles can wait, so the
+// default share is a quarter: 300,000 units a minute at Gmail's 1,200,000,
+// 3,000 watches a minute, so that 100,000 users renew in about half an hour
+// of the day while notify keeps three quarters for arrivals.
+func (s Settings) budget() int { return max(int(float64(s.UnitsPerMinute)*s.QuotaShare), 1) }
 
 // Deps are what a Handler works with.
 type Deps struct {
@@ -112,6 +122,7 @@ type Abandoner interface {
 type Handler struct {
 	d       Deps
 	set     Settings
+	quota   gmailclient.QuotaProfile // what each call costs
 	limiter *quotaLimiter
 }
 
@@ -123,7 +134,8 @@ func New(d Deps, s Settings) *Handler {
 	if d.Logger == nil {
 		d.Logger = slog.New(slog.DiscardHandler)
 	}
-	return &Handler{d: d, set: s, limiter: newQuotaLimiter(s.UnitsPerMinute)}
+	q := d.Gmail.Settings().Quota
+	return &Handler{d: d, set: s, quota: q, limiter: newQuotaLimiter(s.budget(), q.Units(gmailclient.MethodWatch))}
 }
 
 // production is the deployed handler, built from the environment at the first run.
@@ -144,14 +156,15 @@ func wire(cfg Config, c *platform.Clients) *Handler {
 		Pending: disconnect.New(users, c.Vault(), mailboxes, c.Events(), &http.Client{Timeout: 20 * time.Second}, log)}
 	if dl := cfg.Delegation; dl != nil {
 		mailboxes.Delegate(dl, users.DelegatedAddress)
+		userKeys := vault.NewKeys(c.Vault(), cfg.UserKeyName, store.MinUserKeyBytes, nil)
 		d.Domain = &Domain{Directory: directory.New(cfg.Directory, func(ctx context.Context) (oauth2.TokenSource, error) {
 			return dl.TokenSource(ctx, cfg.Directory.Admin, cfg.Directory.Scope())
 		}), Keys: func(ctx context.Context) (store.Keyer, error) {
-			b, err := c.Vault().Access(ctx, cfg.UserKeyName)
+			keys, err := userKeys.Get(ctx)
 			if err != nil {
 				return store.Keyer{}, err
 			}
-			return store.NewKeyer([]byte(strings.TrimSpace(string(b))))
+			return store.NewKeyer(keys...)
 		}}
 	}
 	return New(d, cfg.Run)

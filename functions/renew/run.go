@@ -39,14 +39,6 @@ type Report struct {
 	Error             string    `json:"error,omitempty"`
 }
 
-// Quota units reserved before each kind of work. A reconcile reserves one
-// history.list and is charged the rest of what its sync spent afterwards.
-const (
-	watchUnits     = 100
-	stopUnits      = 50
-	reconcileUnits = 2
-)
-
 // What one user's work came to.
 type outcome int
 
@@ -67,7 +59,8 @@ const (
 
 // phase is one kind of work over one query of users in a stable order.
 type phase struct {
-	units int // reserved before each user
+	units int // reserved before each user: a watch, a stop, or a reconcile's
+	// first history.list (charged the rest of what its sync spent after)
 	list  func(context.Context, store.Position, int) ([]store.User, error)
 	at    func(store.User) time.Time // the field the query orders by
 	wants func(store.User) bool      // nil: every user listed
@@ -81,6 +74,7 @@ type run struct {
 	work    context.Context // in-flight work, cancelled finishGrace after startBy
 	stopped bool
 	refusal sync.Once // the delegation refusal is logged once per run
+	strays  bool      // pushes naming no recorded address wait: each reconcile checks its user's address first
 
 	mu    sync.Mutex
 	rep   Report
@@ -95,14 +89,19 @@ func (h *Handler) Run(ctx context.Context) Report {
 	defer cancel()
 	r := &run{h: h, now: h.d.Now(), startBy: start.Add(h.set.RunBudget), work: work}
 	phases := []phase{
-		{units: watchUnits, list: r.due(store.RenewDue), at: func(u store.User) time.Time { return u.RenewAt }, do: r.renew},
-		{units: reconcileUnits, list: r.due(store.SyncDue), at: func(u store.User) time.Time { return u.SyncDueAt }, do: r.reconcile},
-		{units: stopUnits, list: r.reauthWatches, at: func(u store.User) time.Time { return u.WatchExpiration }, wants: r.stopDue, do: r.stopWatch},
+		{units: h.quota.Units(gmailclient.MethodWatch), list: r.due(store.RenewDue), at: func(u store.User) time.Time { return u.RenewAt }, do: r.renew},
+		{units: h.quota.Units(gmailclient.MethodHistoryList), list: r.due(store.SyncDue), at: func(u store.User) time.Time { return u.SyncDueAt }, do: r.reconcile},
+		{units: h.quota.Units(gmailclient.MethodStop), list: r.reauthWatches, at: func(u store.User) time.Time { return u.WatchExpiration }, wants: r.stopDue, do: r.stopWatch},
 	}
 	// Owed events go out first, ahead of any later one of their user.
 	err := r.walk(phase{list: r.unannounced, at: func(u store.User) time.Time { return u.Notice.At }, do: r.announce})
+	if strays, serr := h.d.Users.HasStrays(work, r.now.Add(-store.StrayTTL)); serr != nil {
+		h.d.Logger.WarnContext(ctx, "stray pushes not read; addresses left unchecked", "error", serr)
+	} else {
+		r.strays = strays
+	}
 	if err == nil && !r.stopped && h.d.Pending != nil {
-		err = r.walk(phase{units: stopUnits, list: r.lapsed, at: func(u store.User) time.Time { return u.PendingUntil }, do: r.withdraw})
+		err = r.walk(phase{units: h.quota.Units(gmailclient.MethodStop), list: r.lapsed, at: func(u store.User) time.Time { return u.PendingUntil }, do: r.withdraw})
 	}
 	if err == nil && !r.stopped && h.d.Domain != nil {
 		err = r.inStep()
@@ -309,7 +308,7 @@ func (r *run) renew(ctx context.Context, u store.User) outcome {
 	})
 	switch {
 	case gmailclient.IsInvalidGrant(err):
-		return r.markReauth(ctx, u.Key)
+		return r.credentialsRefused(ctx, u.Key, err)
 	case gmailclient.IsRateLimited(err):
 		r.h.limiter.slowDown()
 		level, msg := slog.LevelWarn, "watch renewal rate limited"
@@ -346,10 +345,21 @@ func (r *run) renew(ctx context.Context, u store.User) outcome {
 	return renewed
 }
 
-// reconcile runs the shared sync for a user whose pushes may have been lost.
+// reconcile runs the shared sync for a user whose pushes may have been
+// lost. While pushes naming no recorded address wait, it first reads the
+// user's profile (1 unit): a user whose address changed gets no pushes
+// until its record has the new address.
 func (r *run) reconcile(ctx context.Context, u store.User) outcome {
+	spent := 0
+	if r.strays {
+		units, err := r.h.d.Syncer.CheckAddress(ctx, u.Key)
+		if err != nil {
+			r.h.d.Logger.WarnContext(ctx, "address not checked", "user", u.Key, "error", err)
+		}
+		spent = units
+	}
 	res, err := r.h.d.Syncer.Sync(ctx, u.Key)
-	if extra := res.Units - reconcileUnits; extra > 0 {
+	if extra := spent + res.Units - r.h.quota.Units(gmailclient.MethodHistoryList); extra > 0 {
 		r.h.limiter.debit(extra)
 		r.spent(extra)
 	}
@@ -374,13 +384,16 @@ func (r *run) reconcile(ctx context.Context, u store.User) outcome {
 	return skipped // busy, or no longer active
 }
 
-func (r *run) markReauth(ctx context.Context, key string) outcome {
-	changed, err := r.h.d.Syncer.MarkReauth(ctx, key)
+// credentialsRefused records Google's refusal of a user's credentials (cause): the
+// user is reauth_required once it stands (gmailsync.Refused), else left
+// for the next run to try again.
+func (r *run) credentialsRefused(ctx context.Context, key string, cause error) outcome {
+	stands, err := r.h.d.Syncer.Refused(ctx, key, cause)
 	switch {
 	case err != nil:
 		r.h.d.Logger.ErrorContext(ctx, "reauth not recorded", "user", key, "error", err)
 		return failed
-	case !changed:
+	case !stands:
 		return skipped
 	}
 	return reauth

@@ -115,7 +115,10 @@ func runDemo(ctx context.Context, st *stack.Stack, n int) error {
 	}
 	// The application's backend asks for a connect link for its user...
 	body := `{"appRef":"demo-app-user-1","expectedAddress":"` + user + `","successUrl":"` + stack.AppOrigin + `/connected","errorUrl":"` + stack.AppOrigin + `/failed"}`
-	resp, err := http.Post(st.AccountsURL+"/connect-links", "application/json", strings.NewReader(body))
+	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, st.AccountsURL+"/connect-links", strings.NewReader(body))
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Authorization", "Bearer "+st.BackendToken()) // as the backend's own identity would
+	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		return fmt.Errorf("connect link: %w", err)
 	}

@@ -67,6 +67,9 @@ type User struct {
 	UpdatedAt          time.Time `firestore:"updatedAt"`
 	Lease              Lease     `firestore:"lease"`
 	Delegated          bool      `firestore:"delegated"`               // watched through domain-wide delegation: no refresh token
+	LeftAt             time.Time `firestore:"leftAt,omitempty"`        // a delegated user the directory stopped listing: when it was disconnected
+	Refusals           int       `firestore:"refusals,omitempty"`      // invalid_grant answers since the last sync that worked (a delegated user's may pass)
+	RefusedSince       time.Time `firestore:"refusedSince,omitempty"`  // the first of them
 	MovedTo            string    `firestore:"movedTo,omitempty"`       // a migrated legacy record: the key it moved to
 	Notice             *Notice   `firestore:"notice,omitempty"`        // the last connection's gmail.user.connected, until published
 	CatchUp            *CatchUp  `firestore:"catchUp,omitempty"`       // a catch-up in progress, see CatchUp
@@ -296,12 +299,17 @@ type Connection struct {
 	Delegated       bool      // through domain-wide delegation, not consent
 	Result          string    // "" or the id of the connect result (ResultID) the application must redeem; see Pending
 	ResultExpires   time.Time // with Result: when it lapses
+	// ResumeAfter, for a delegated connection: a record the directory
+	// stopped listing (LeftAt) after this instant keeps its cursor, so the
+	// mail that arrived while it was out is still announced; zero: never.
+	ResumeAfter time.Time
 }
 
 // Connect creates or reactivates the user's record. An active or
 // reauth_required user keeps its cursor (messages that arrived meanwhile are
-// still owed) and is marked for a sync up to the new history id; a new or
-// disconnected user starts at the watch's history id. The cursor never moves
+// still owed) and is marked for a sync up to the new history id, and so
+// does a delegated user back in the directory soon enough (ResumeAfter); a
+// new or disconnected user starts at the watch's history id. The cursor never moves
 // backwards. A connected (not disconnected) mailbox keeps its AppRef: a
 // Connection with another one fails with ErrOtherRef unless it asks to Move.
 // The record owes the connection's gmail.user.connected (Notice), written in
@@ -344,15 +352,21 @@ func (s *Store) Connect(ctx context.Context, c Connection) (User, bool, error) {
 			out = s.held(u, created, c, key, now)
 			return tx.Set(ref, out)
 		}
-		if created || !u.Connected() {
+		resume := !created && u.Status == Disconnected && c.Delegated && u.Delegated && u.CatchUp == nil &&
+			!c.ResumeAfter.IsZero() && u.LeftAt.After(c.ResumeAfter)
+		if (created || !u.Connected()) && !resume {
 			u = User{Cursor: c.HistoryID, ConnectedAt: now, SyncDueAt: c.SyncDueAt}
 			if u.SyncDueAt.IsZero() {
 				u.SyncDueAt = now
 			}
 		} else {
+			if resume { // a new connection, announced and ended by its own events, from the old cursor
+				u.ConnectedAt, u.LeftAt, u.Lease = now, time.Time{}, Lease{}
+			}
 			u.PendingHistoryID = max(u.PendingHistoryID, c.HistoryID)
 			u.SyncDueAt = now
 		}
+		u.Refusals, u.RefusedSince = 0, time.Time{}
 		u.Key, u.Email, u.Sub, u.AppRef, u.Status = key, strings.ToLower(c.Email), c.Sub, c.AppRef, Active
 		u.Labels, u.LabelFilter, u.Delegated = c.Labels, c.LabelFilter, c.Delegated
 		u.WatchExpiration, u.RenewAt, u.LastRenewAt = c.WatchExpiration, c.RenewAt, now

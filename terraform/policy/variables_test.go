@@ -57,6 +57,7 @@ func TestVariableValidation(t *testing.T) {
 		{"alert_emails", `["oncall"]`, "Each alert_emails entry must be an email address"},
 		{"accounts_invokers", `["allUsers"]`, "Each accounts_invokers entry must be serviceAccount:"},
 		{"accounts_invokers", `["domain:example.com"]`, "Each accounts_invokers entry must be serviceAccount:"},
+		{"accounts_invokers", `["group:ops@example.com"]`, "Each accounts_invokers entry must be serviceAccount:"},
 		{"accounts_ingress", "ALLOW_INTERNAL_AND_GCLB", "The accounts_ingress must be"},
 		{"return_origins", `["http://app.example.com"]`, "Each return_origins entry must be an https origin"},
 		{"return_origins", `["https://app.example.com/path"]`, "Each return_origins entry must be an https origin"},

@@ -43,6 +43,8 @@ type Server struct {
 	groups      map[string]map[string]bool // group email -> member emails
 	delegations map[string]map[string]bool // client id -> scopes granted domain-wide
 	searchLag   time.Duration
+	newUserLag  time.Duration // SetNewUserLag: how long a user created since lagFrom is refused
+	lagFrom     time.Time
 	indexed     map[string]indexed // what searches (users.list with a query) still show
 }
 
@@ -280,7 +282,7 @@ func (s *Server) Authorize(clientID, subject string, scopes []string) (code, des
 			return "unauthorized_client", Unauthorized
 		}
 	}
-	if u, ok := s.users[subject]; !ok || u.suspended {
+	if u, ok := s.users[subject]; !ok || u.suspended || !u.created.Before(s.lagFrom) && s.now().Sub(u.created) < s.newUserLag {
 		return "invalid_grant", "Invalid email or User ID"
 	}
 	return "", ""

@@ -65,6 +65,7 @@ type Server struct {
 	clients   map[string]Client
 	accounts  map[string]bool
 	hosted    map[string]string // account -> its Workspace domain, the ID token's hd claim
+	subjects  map[string]string // renamed account -> the sub it kept (RenameAccount); others derive it from the address
 	behavior  Behavior
 	pending   map[string]*authRequest // consent pages shown, by form id
 	codes     map[string]*authCode
@@ -117,6 +118,7 @@ func New(opts Options) *Server {
 		clients:   map[string]Client{},
 		accounts:  map[string]bool{},
 		hosted:    map[string]string{},
+		subjects:  map[string]string{},
 		pending:   map[string]*authRequest{},
 		codes:     map[string]*authCode{},
 		refresh:   map[string]*grant{},
