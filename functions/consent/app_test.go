@@ -269,3 +269,44 @@ func TestReconnectLinkForAUserConnectedWithoutALink(t *testing.T) {
 		t.Errorf("after reconnecting: status %s, appRef %q; want active with no reference", u.Status, u.AppRef)
 	}
 }
+
+// TestReconnectLinkOfALegacyAccount: a reauth_required account keyed by its
+// address (connected before keys came from the account id, not moved by
+// scripts/migrate-keys yet) reconnects with its reconnect link, under its
+// account id's key and its reference; another account cannot use the link.
+func TestReconnectLinkOfALegacyAccount(t *testing.T) {
+	s := newStack(t)
+	s.addPeople(t)
+	api := s.accountsAPI(t)
+	ctx := context.Background()
+	legacyKey := store.Key(alice)
+	if _, _, err := s.users.Connect(ctx, store.Connection{Email: alice, AppRef: "legacy-9", HistoryID: 3}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.users.Update(ctx, legacyKey, func(u *store.User) error { u.Status = store.ReauthRequired; return nil }); err != nil {
+		t.Fatal(err)
+	}
+	link := askForLink(t, api, "/accounts/"+legacyKey+"/reconnect-link", map[string]any{"successUrl": s.app.URL + "/done", "errorUrl": s.app.URL + "/failed"})
+	token, _ := url.Parse(link)
+	s.seen.add(token.Query().Get("link"))
+
+	before := s.snapshot(t)
+	c, cb, _ := s.followLink(t, token.Query().Get("link"), carol)
+	if back := s.back(t, cb, c); back.Query().Get("reason") != "account_not_allowed" {
+		t.Errorf("legacy reconnect link completed as carol: back to %s", back)
+	}
+	s.unchanged(t, before)
+
+	c, cb, _ = s.followLink(t, token.Query().Get("link"), alice)
+	back := s.back(t, cb, c)
+	if back.Query().Get("outcome") != "connected" {
+		t.Fatalf("legacy reconnect: back to %s, want connected", back)
+	}
+	s.api = api
+	if acc := s.redeemed(t, back); acc.User != s.key(alice) || acc.AppRef != "legacy-9" {
+		t.Errorf("legacy reconnect redeemed %+v, want %s under legacy-9", acc, s.key(alice))
+	}
+	if u, err := s.users.Get(ctx, s.key(alice)); err != nil || u.Status != store.Active || u.AppRef != "legacy-9" || u.Sub != googleauth.Subject(alice) {
+		t.Errorf("after reconnecting: %+v, %v; want active under legacy-9 with the account id", u, err)
+	}
+}

@@ -269,6 +269,9 @@ func (h *Handler) finish(ctx context.Context, r *http.Request) (result, error) {
 	if st.Flow == flowDisconnect {
 		return h.confirmDisconnect(ctx, id, res.user)
 	}
+	if res.link, err = h.legacyReconnect(ctx, res.link, res.user, id.Email); err != nil {
+		return res, err
+	}
 	if err := h.admit(res.link, id, res.user); err != nil {
 		h.withdraw(ctx, res.user, id.Email, tok)
 		return res, err

@@ -9,6 +9,7 @@ import (
 
 	"golang.org/x/oauth2"
 
+	"github.com/gmailwatch/gmailwatch/scripts/sandbox/googleauth"
 	"github.com/gmailwatch/gmailwatch/shared/gmailclient"
 	"github.com/gmailwatch/gmailwatch/shared/store"
 	"github.com/gmailwatch/gmailwatch/shared/vault"
@@ -90,5 +91,65 @@ func TestLapsedResultsAreWithdrawnWithoutATrace(t *testing.T) {
 	}
 	if rep := e.post(t); rep.Withdrawn != 0 {
 		t.Errorf("second run withdrew %d, want nothing left to do", rep.Withdrawn)
+	}
+}
+
+// TestLapsedResultOfALegacyAccountKeepsItsConnection: the account of a
+// legacy record (keyed by its address, not moved by scripts/migrate-keys
+// yet) consents through a link its application never redeems. Withdrawing
+// that consent deletes its token and record, but neither revokes the grant
+// nor stops the mailbox's watch: both are the legacy connection's too.
+func TestLapsedResultOfALegacyAccountKeepsItsConnection(t *testing.T) {
+	e := newEnv(t, envOptions{})
+	ctx := context.Background()
+	const lee = "lee@example.com"
+	legacy := e.connect(t, lee, nil) // keyed by the address, no account id
+	if legacy.Sub != "" {
+		t.Fatalf("legacy record = %+v, want no account id", legacy)
+	}
+	svc, err := e.gmail.ForUser(ctx, legacy.Key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := e.h.set.Watch.Watch(ctx, svc); err != nil {
+		t.Fatal(err)
+	}
+
+	rt, err := e.sb.Connect(lee, gmailclient.ScopeMetadata)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keys, _ := store.NewKeyer([]byte("user-key-secret-for-legacy-tests-0123456789"))
+	sub := googleauth.Subject(lee)
+	pending := keys.Key(sub)
+	if err := e.Vault.PutRefreshToken(ctx, pending, rt); err != nil {
+		t.Fatal(err)
+	}
+	h, _ := e.sb.Gmail.HistoryID(lee)
+	if _, _, err := e.users.Connect(ctx, store.Connection{Key: pending, Sub: sub, Email: lee, AppRef: "someone", HistoryID: int64(h),
+		Labels: []string{"INBOX"}, Result: store.ResultID("code-of-" + lee), ResultExpires: time.Now().Add(-time.Minute)}); err != nil {
+		t.Fatal(err)
+	}
+	if rep := e.post(t); rep.Withdrawn != 1 || rep.Failed != 0 {
+		t.Fatalf("report = %+v, want the lapsed consent withdrawn", rep)
+	}
+	if _, err := e.users.Get(ctx, pending); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("the lapsed consent's record is left (%v)", err)
+	}
+	if _, err := e.Vault.RefreshToken(ctx, pending); !errors.Is(err, vault.ErrNotFound) {
+		t.Errorf("the lapsed consent's token is left (%v)", err)
+	}
+	if w, _ := e.sb.Gmail.Watch(lee); !w.Active {
+		t.Error("the mailbox's watch was stopped: the legacy connection gets no more pushes")
+	}
+	conf, err := e.gmail.OAuth(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := conf.TokenSource(ctx, &oauth2.Token{RefreshToken: rt}).Token(); err != nil {
+		t.Errorf("the grant was revoked, and with it the legacy connection's: %v", err)
+	}
+	if u := e.user(t, legacy.Key); u.Status != store.Active {
+		t.Errorf("legacy record = %+v, want still active", u)
 	}
 }

@@ -1,11 +1,15 @@
 package sandbox_test
 
 import (
+	"context"
 	"encoding/json"
 	"io"
 	"net/http"
 	"strings"
 	"testing"
+
+	"google.golang.org/api/idtoken"
+	"google.golang.org/api/option"
 
 	"github.com/gmailwatch/gmailwatch/scripts/sandbox"
 	"github.com/gmailwatch/gmailwatch/scripts/sandbox/gmailapi"
@@ -119,6 +123,28 @@ func TestAdminAPI(t *testing.T) {
 	adminJSON(t, sb, "POST", "/admin/oauth", `{"autoApprove":true,"grantScopes":["openid"]}`, 200, nil)
 	adminJSON(t, sb, "POST", "/admin/revoke", `{"email":"dana@example.com"}`, 200, nil)
 	adminJSON(t, sb, "GET", "/admin/", "", 200, nil)
+
+	// An ID token as gcloud prints it, checked as Google's with the keys the
+	// sandbox serves at Google's certs path.
+	var tok struct{ IDToken string }
+	adminJSON(t, sb, "POST", "/admin/id-token", `{"email":"Backend@app.iam.gserviceaccount.com","audience":"https://api.example.com"}`, 200, &tok)
+	certs := &http.Client{Transport: certsAt(sb.URL + "/oauth2/v3/certs")}
+	v, err := idtoken.NewValidator(context.Background(), option.WithHTTPClient(certs))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := v.Validate(context.Background(), tok.IDToken, "https://api.example.com")
+	if err != nil || p.Claims["email"] != "backend@app.iam.gserviceaccount.com" || p.Claims["email_verified"] != true || p.Issuer != "https://accounts.google.com" {
+		t.Errorf("ID token: %+v, %v", p, err)
+	}
+}
+
+// certsAt sends every request to url.
+type certsAt string
+
+func (c certsAt) RoundTrip(r *http.Request) (*http.Response, error) {
+	out, _ := http.NewRequestWithContext(r.Context(), http.MethodGet, string(c), nil)
+	return http.DefaultTransport.RoundTrip(out)
 }
 
 // TestAdminBadInput checks every bad request gets Google's error shape and
@@ -167,6 +193,7 @@ func TestAdminBadInput(t *testing.T) {
 		{"DELETE", "/admin/faults?user=nobody@example.com", "", 400, "unknown mailbox"},
 		{"POST", "/admin/revoke", `{"email":"nobody@example.com"}`, 400, "unknown mailbox"},
 		{"POST", "/admin/oauth", `{"deny":true}`, 400, "autoApprove"},
+		{"POST", "/admin/id-token", `{"email":"backend"}`, 400, "audience"},
 		{"POST", "/admin/oauth", `{"autoApprove":"yes"}`, 400, "malformed JSON"},
 		{"GET", "/admin/watch", "", 400, "user query parameter"},
 		{"GET", "/admin/nothing", "", 404, "no admin endpoint"},

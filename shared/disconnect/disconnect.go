@@ -146,6 +146,13 @@ func (d *Disconnecter) Abandon(ctx context.Context, u store.User) error {
 	case err != nil:
 		return fmt.Errorf("abandon %s: %w", u.Key, err)
 	default:
+		held, err := d.legacyHolds(ctx, u)
+		if err != nil {
+			return fmt.Errorf("abandon %s: %w", u.Key, err)
+		}
+		if held {
+			break // the grant and the mailbox's watch are the legacy connection's too: only this token goes
+		}
 		d.stopWatch(ctx, u.Key, token)
 		if err := d.Revoke(ctx, token); err != nil {
 			return fmt.Errorf("abandon %s: %w", u.Key, err)
@@ -159,6 +166,21 @@ func (d *Disconnecter) Abandon(ctx context.Context, u store.User) error {
 	}
 	d.log.InfoContext(ctx, "unconfirmed connection removed", "user", u.Key)
 	return nil
+}
+
+// legacyHolds reports whether the mailbox of u is connected under a legacy
+// record (keyed by its address, not moved by scripts/migrate-keys yet):
+// revoking u's token would end the grant that connection runs on, and
+// users.stop its watch.
+func (d *Disconnecter) legacyHolds(ctx context.Context, u store.User) (bool, error) {
+	o, err := d.users.ByEmail(ctx, u.Email)
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		return false, nil
+	case err != nil:
+		return false, err
+	}
+	return o.Key != u.Key && o.Sub == "" && o.Connected(), nil
 }
 
 // stopWatch calls users.stop with the stored token. A failure is only
