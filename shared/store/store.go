@@ -66,14 +66,17 @@ type User struct {
 	ReauthSince        time.Time `firestore:"reauthSince"`
 	UpdatedAt          time.Time `firestore:"updatedAt"`
 	Lease              Lease     `firestore:"lease"`
-	Delegated          bool      `firestore:"delegated"`              // watched through domain-wide delegation: no refresh token
-	LeftAt             time.Time `firestore:"leftAt,omitempty"`       // a delegated user the directory stopped listing: when it was disconnected
-	Refusals           int       `firestore:"refusals,omitempty"`     // invalid_grant answers since the last sync that worked (a delegated user's may pass)
-	RefusedSince       time.Time `firestore:"refusedSince,omitempty"` // the first of them
-	MovedTo            string    `firestore:"movedTo,omitempty"`      // a migrated legacy record: the key it moved to
-	Notice             *Notice   `firestore:"notice,omitempty"`       // the last connection's gmail.user.connected, until published
-	CatchUp            *CatchUp  `firestore:"catchUp,omitempty"`      // a catch-up in progress, see CatchUp
-	Version            time.Time `firestore:"-"`                      // the record's update time as read, for Claim
+	Delegated          bool      `firestore:"delegated"`         // watched through domain-wide delegation: no refresh token
+	MovedTo            string    `firestore:"movedTo,omitempty"` // a migrated legacy record: the key it moved to
+	Notice             *Notice   `firestore:"notice,omitempty"`  // the last connection's gmail.user.connected, until published
+	CatchUp            *CatchUp  `firestore:"catchUp,omitempty"` // a catch-up in progress, see CatchUp
+	Version            time.Time `firestore:"-"`                 // the record's update time as read, for Claim
+
+	// How a connection ended or may end (renew's leave and join, disconnect.ByUser, gmailsync.Refused).
+	LeftAt       time.Time `firestore:"leftAt,omitempty"`       // a delegated user the directory stopped listing: when it was disconnected
+	OptedOut     bool      `firestore:"optedOut,omitempty"`     // disconnected at the user's own request: the directory does not bring it back (consent does)
+	Refusals     int       `firestore:"refusals,omitempty"`     // invalid_grant answers since the last sync that worked (a delegated user's may pass)
+	RefusedSince time.Time `firestore:"refusedSince,omitempty"` // the first of them
 }
 
 // Lease marks the one sync of a user in progress; it lapses at Until, so a
