@@ -221,7 +221,7 @@ func (r *run) leave(ctx context.Context, u store.User) outcome {
 			log.InfoContext(ctx, "last sync before leaving not done", "outcome", res.Outcome, "error", err)
 		}
 	}
-	if err := r.h.d.Gmail.Do(ctx, u.Key, func(svc *gmail.Service) error { return gmailclient.Stop(ctx, svc) }); err != nil {
+	if err := r.h.d.Gmail.Do(ctx, u, func(svc *gmail.Service) error { return gmailclient.Stop(ctx, svc) }); err != nil {
 		log.InfoContext(ctx, "watch left to lapse", "reason", err) // a suspended or deleted user's token is refused
 	}
 	ev := events.Event{

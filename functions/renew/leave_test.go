@@ -204,3 +204,41 @@ func TestSelfDisconnectIsHonouredInBothModes(t *testing.T) {
 		t.Errorf("a later run joined %d, want none", rep.Joined)
 	}
 }
+
+// A delegated user renamed by the admin keeps its key: the next run
+// records the new address, and its mail is read and announced as that
+// address, with a token source made for it.
+func TestDelegatedRenameFollowsTheNewAddress(t *testing.T) {
+	e, must := newDelegation(t, nil, "ann@example.com", "bo@example.com")
+	key := putUserKey(t, e.World)
+	ann := key("ann@example.com")
+	ctx := context.Background()
+	if rep := e.post(t); rep.Joined != 2 {
+		t.Fatalf("first run: %+v", rep)
+	}
+	if _, err := e.h.d.Syncer.Sync(ctx, ann); err != nil { // the factory now holds a source for the old address
+		t.Fatal(err)
+	}
+	e.pull(t, time.Second)
+	must(e.sb.RenameMailbox("ann@example.com", "ann.lee@example.com"))
+	if rep := e.post(t); rep.Joined != 1 || rep.Left != 0 {
+		t.Fatalf("run after the rename: %+v, want ann joined again under the new address", rep)
+	}
+	if u := e.user(t, ann); u.Email != "ann.lee@example.com" || u.Status != store.Active {
+		t.Fatalf("ann after the rename: %+v", u)
+	}
+	d, err := e.sb.Deliver(gmailapi.Delivery{To: "ann.lee@example.com", Subject: "renamed", LabelIDs: []string{"INBOX"}})
+	must(err)
+	if res, err := e.h.d.Syncer.Sync(ctx, ann); err != nil || res.Announced != 1 {
+		t.Fatalf("sync after the rename: %+v, %v", res, err)
+	}
+	var got *events.Event
+	for _, ev := range e.pull(t, time.Second) {
+		if ev.MessageID == d.ID {
+			got = &ev
+		}
+	}
+	if got == nil || got.EmailAddress != "ann.lee@example.com" || got.User != ann {
+		t.Fatalf("event for the message: %+v, want it under ann's key at the new address", got)
+	}
+}

@@ -133,7 +133,7 @@ func wire(cfg Config, c *platform.Clients) *Handler {
 	syncer := gmailsync.New(gmailsync.Deps{Users: users, Gmail: mailboxes, Events: c.Events(), Logger: log}, cfg.Sync)
 	d := Deps{Users: users, Gmail: mailboxes, Syncer: syncer, Events: c.Events(), Logger: log}
 	if dl := cfg.Delegation; dl != nil {
-		mailboxes.Delegate(dl, users.DelegatedAddress)
+		mailboxes.Delegate(dl)
 		d.Domain = &Domain{Directory: directory.New(cfg.Directory, func(ctx context.Context) (oauth2.TokenSource, error) {
 			return dl.TokenSource(ctx, cfg.Directory.Admin, cfg.Directory.Scope())
 		}), Keys: func(ctx context.Context) (store.Keyer, error) {

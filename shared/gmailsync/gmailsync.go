@@ -421,7 +421,7 @@ func (s *Syncer) trailAt(u store.User, read time.Time) time.Time {
 // changedSince reports whether the mailbox's history id moved past h.
 func (s *Syncer) changedSince(ctx context.Context, u store.User, h int64, m *meter) (bool, error) {
 	var now int64
-	err := s.gmail.Do(ctx, u.Key, func(svc *gmail.Service) (err error) {
+	err := s.gmail.Do(ctx, u, func(svc *gmail.Service) (err error) {
 		now, err = s.profileID(ctx, svc, u, m)
 		return err
 	})

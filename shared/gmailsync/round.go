@@ -41,7 +41,7 @@ func (r roundResult) complete() bool { return r.historyID >= r.reported }
 // then stands even if records may be hidden.
 func (s *Syncer) round(ctx context.Context, u store.User, final bool, m *meter) (roundResult, error) {
 	var r roundResult
-	err := s.gmail.Do(ctx, u.Key, func(svc *gmail.Service) (err error) {
+	err := s.gmail.Do(ctx, u, func(svc *gmail.Service) (err error) {
 		r, err = s.read(ctx, svc, u, final, m)
 		return err
 	})
