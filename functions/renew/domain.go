@@ -139,9 +139,10 @@ func (r *run) isRefused() bool {
 // join watches a user of the domain under key and records it as delegated;
 // a user that was reauth_required keeps its cursor, so what arrived
 // meanwhile is still announced, and so does one back in the directory
-// within HistoryRetention of leaving it. A user who disconnected itself
-// (store.User.OptedOut) is not joined again. A user connected by consent (with both
-// modes on) stays so: it is found by address, whatever its key.
+// within HistoryRetention of leaving it. A user connected by consent (with
+// both modes on) stays so, and one who disconnected itself
+// (store.User.OptedOut) stays out: either is found by address, whatever
+// its key.
 func (r *run) join(ctx context.Context, key string, m directory.Member) outcome {
 	email := m.Email
 	log := r.h.d.Logger.With("user", key)
