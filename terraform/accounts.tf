@@ -4,15 +4,15 @@
 # (main.tf); this file holds the rest.
 
 variable "accounts_invokers" {
-  description = "IAM members that may call the accounts API with a Google identity token, e.g. [\"serviceAccount:backend@my-app.iam.gserviceaccount.com\"]. Empty: nobody can call it."
+  description = "IAM members that may call the accounts API with a Google identity token, e.g. [\"serviceAccount:backend@my-app.iam.gserviceaccount.com\"]: each gets run.invoker, and the function checks the token's address against the list (ACCOUNTS_INVOKERS). Empty: nobody can call it."
   type        = list(string)
   default     = []
 
   validation {
     condition = alltrue([
-      for m in var.accounts_invokers : can(regex("^(serviceAccount|user|group):[^@\\s]+@[^@\\s]+$", m))
+      for m in var.accounts_invokers : can(regex("^(serviceAccount|user):[^@\\s]+@[^@\\s]+$", m))
     ])
-    error_message = "Each accounts_invokers entry must be serviceAccount:, user: or group: followed by an address; allUsers, allAuthenticatedUsers and domain: are refused, so the API stays private."
+    error_message = "Each accounts_invokers entry must be serviceAccount: or user: followed by an address; allUsers, allAuthenticatedUsers and domain: are refused, so the API stays private, and so is group:, since an ID token names its account, not the account's groups, and the function checks that name."
   }
 }
 
@@ -67,13 +67,30 @@ variable "open_enrollment" {
 }
 
 variable "connect_link_ttl" {
-  description = "Default life of a connect link (Go duration, at most 168h)."
+  description = "Default life of a connect link (Go duration, at most 24h)."
   type        = string
-  default     = "30m"
+  default     = "15m"
 
   validation {
     condition     = can(regex("^[0-9]+(s|m|h)$", var.connect_link_ttl))
     error_message = "The connect_link_ttl must be a duration like 30m or 2h."
+  }
+}
+
+variable "connect_confirm" {
+  description = "A link's connection waits until the application's backend redeems the one-time result code (POST /connect-results). false restores connections that complete for whoever opens the link: only for deployments that need it."
+  type        = bool
+  default     = true
+}
+
+variable "connect_result_ttl" {
+  description = "How long a link's result code waits for its redeem before the connection is withdrawn (Go duration, 1m to 1h)."
+  type        = string
+  default     = "10m"
+
+  validation {
+    condition     = can(regex("^[0-9]+(s|m|h)$", var.connect_result_ttl))
+    error_message = "The connect_result_ttl must be a duration like 10m."
   }
 }
 
@@ -127,6 +144,20 @@ resource "google_firestore_field" "connect_link_ttl" {
   depends_on = [google_firestore_field.oauth_state_ttl]
 }
 
+# Redeemed or lapsed connect results (connectResults/{hash}) are kept a day
+# to tell a replay "already redeemed"; then TTL deletes them. Made after the
+# links' policy, one field operation at a time.
+resource "google_firestore_field" "connect_result_ttl" {
+  database   = google_firestore_database.main.name
+  collection = "connectResults"
+  field      = "expireAt"
+
+  ttl_config {}
+  index_config {}
+
+  depends_on = [google_firestore_field.connect_link_ttl]
+}
+
 # --- Who may call it: the listed members, and nobody else.
 resource "google_cloud_run_v2_service_iam_member" "accounts_invoker" {
   for_each = toset(var.accounts_invokers)
@@ -138,6 +169,6 @@ resource "google_cloud_run_v2_service_iam_member" "accounts_invoker" {
 }
 
 output "accounts_url" {
-  description = "URL of the accounts API (the application's backend calls it with a Google identity token for this audience)."
-  value       = google_cloudfunctions2_function.function["accounts"].service_config[0].uri
+  description = "URL of the accounts API (the application's backend calls it with a Google identity token for this audience, the function's ACCOUNTS_URL)."
+  value       = local.accounts_url
 }

@@ -1,7 +1,7 @@
 # Delegation mode: a Google Workspace admin grants domain-wide delegation to
-# one service account of this deployment, and notify and renew act for the
-# domain's users through it with no key. The account has no role and no
-# key; notify and renew hold roles/iam.serviceAccountTokenCreator on it
+# one service account of this deployment, and notify, renew and accounts act
+# for the domain's users through it with no key. The account has no role and
+# no key; those three hold roles/iam.serviceAccountTokenCreator on it
 # alone, which lets IAM Credentials signJwt sign their assertions with its
 # Google-managed key. The outputs say what the admin enters in the Admin
 # console.
@@ -96,9 +96,11 @@ resource "google_service_account" "mailboxes" {
   }
 }
 
-# signJwt on the delegated account, for notify and renew only.
+# signJwt on the delegated account, for the functions that act for
+# delegated users: notify and renew, and accounts (their access tokens and
+# resyncs).
 resource "google_service_account_iam_member" "mailboxes_token_creator" {
-  for_each = local.delegation ? toset(["notify", "renew"]) : toset([])
+  for_each = local.delegation ? toset(["accounts", "notify", "renew"]) : toset([])
 
   service_account_id = "projects/${var.project_id}/serviceAccounts/${local.delegated_account}"
   role               = "roles/iam.serviceAccountTokenCreator"

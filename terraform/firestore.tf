@@ -21,7 +21,7 @@ resource "google_firestore_database" "main" {
 # Index and field operations on one database conflict with each other (409
 # "Please retry", hashicorp/terraform-provider-google #16329); the provider
 # retries the 409 for fields (GoogleCloudPlatform/magic-modules #9329) but
-# not for indexes. So nothing here runs in parallel: the three TTL policies
+# not for indexes. So nothing here runs in parallel: the four TTL policies
 # one after the other, then the indexes one after the other (separate
 # resources, since for_each instances are created at once).
 resource "google_firestore_index" "users_by_renew_at" {
@@ -37,7 +37,7 @@ resource "google_firestore_index" "users_by_renew_at" {
     order      = "ASCENDING"
   }
 
-  depends_on = [google_firestore_field.connect_link_ttl]
+  depends_on = [google_firestore_field.connect_result_ttl]
 }
 
 resource "google_firestore_index" "users_by_sync_due_at" {
@@ -103,7 +103,7 @@ resource "google_firestore_field" "message_marker_ttl" {
 # deletes them after expireAt. Field operations on one database can conflict
 # (409, hashicorp/terraform-provider-google #16329, retried by the provider
 # since GoogleCloudPlatform/magic-modules #9329): the TTL policies are made
-# one after the other (connect links' in accounts.tf comes last).
+# one after the other (connect links' and results' in accounts.tf come last).
 resource "google_firestore_field" "oauth_state_ttl" {
   database   = google_firestore_database.main.name
   collection = "oauthStates"

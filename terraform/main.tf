@@ -33,6 +33,9 @@ locals {
   # consent function can know its own callback before it exists.
   consent_name = "${var.name_prefix}consent"
   public_url   = var.consent_public_url != "" ? var.consent_public_url : "https://${var.region}-${var.project_id}.cloudfunctions.net/${local.consent_name}"
+  # The accounts API checks its callers' ID tokens for its own URL, the same
+  # predictable one (Cloud Functions takes tokens for it, as for run.app).
+  accounts_url = "https://${var.region}-${var.project_id}.cloudfunctions.net/${var.name_prefix}accounts"
 
   # webhook_url is sensitive (it may carry a token), but whether it is set is
   # not, and for_each refuses sensitive values.
@@ -70,6 +73,8 @@ locals {
         ALLOWED_DOMAINS              = join(",", var.allowed_domains)
         OPEN_ENROLLMENT              = tostring(var.open_enrollment)
         RETURN_ORIGINS               = join(",", var.return_origins)
+        CONNECT_CONFIRM              = tostring(var.connect_confirm)
+        CONNECT_RESULT_TTL           = var.connect_result_ttl
         CONNECT_LINK_KEY_SECRET_NAME = local.names.connect_link_key_secret
         USER_KEY_SECRET_NAME         = local.names.user_key_secret
         CONNECT_MODE                 = var.connect_mode # delegation: it refuses every route
@@ -81,11 +86,16 @@ locals {
       ingress       = var.accounts_ingress
       trigger_topic = null
       env = {
-        CONSENT_URL      = local.public_url
-        RETURN_ORIGINS   = join(",", var.return_origins)
-        CONNECT_LINK_TTL = var.connect_link_ttl
-        RECONCILE_AFTER  = var.reconcile_after
-        CONNECT_MODE     = var.connect_mode # delegation: it makes no links
+        CONSENT_URL       = local.public_url
+        ACCOUNTS_URL      = local.accounts_url
+        ACCOUNTS_INVOKERS = join(",", [for m in var.accounts_invokers : split(":", m)[1]])
+        RETURN_ORIGINS    = join(",", var.return_origins)
+        CONNECT_CONFIRM   = tostring(var.connect_confirm)
+        CONNECT_LINK_TTL  = var.connect_link_ttl
+        RECONCILE_AFTER   = var.reconcile_after
+        CONNECT_MODE      = var.connect_mode # delegation: it makes no links
+        # Access tokens and resyncs of delegated users (delegation.tf).
+        DELEGATION_SERVICE_ACCOUNT = local.delegated_account
       }
     }
     notify = {

@@ -1,14 +1,17 @@
 // Package accounts is the Accounts function: the application's backend API,
 // private (deployed so that only the callers Terraform names, with a Google
-// identity token, get past Cloud Run's IAM check). It answers JSON:
+// identity token, get past Cloud Run's IAM check, and checked again here:
+// callers.go). It answers JSON:
 //
 //	POST /connect-links                    a single-use connect link for one of the app's users
+//	POST /connect-results                  redeem the result code a link's flow brought back: the account, once
 //	GET  /accounts/{user}                  one account: status and health
 //	GET  /accounts?appRef=R                the accounts connected under the app's reference
 //	GET  /accounts?status=S&pageToken=T    all accounts, a page at a time, by status
 //	POST /accounts/{user}/reconnect-link   a link that reconnects a reauth_required account
 //	POST /accounts/{user}/disconnect       stop, revoke, delete, mark disconnected
 //	POST /accounts/{user}/resync           read the account's history now
+//	POST /accounts/{user}/access-token     a live Gmail access token, for the app to act on the mail
 //
 // Bad input gets 400 with every problem named, and changes nothing. In
 // delegation-only mode (CONNECT_MODE=delegation) no account connects by
@@ -46,8 +49,10 @@ type Config struct {
 	DomainOnly bool   // CONNECT_MODE delegation: the deployment watches a Workspace domain, and no one connects by consent
 	LinkTTL    time.Duration
 	Links      connectlink.Policy
+	Delegation *gmailclient.Delegation // CONNECT_MODE delegation or both; nil in consent mode
 	OAuth      gmailclient.Settings
 	Sync       gmailsync.Settings
+	Callers    Callers // who may call (callers.go)
 }
 
 // Cloud returns the settings every function shares.
@@ -59,12 +64,14 @@ func ReadConfig(lookup platform.Lookup) (Config, error) {
 	c := Config{
 		Platform:   platform.ReadSettings(r),
 		ConsentURL: strings.TrimRight(r.URL("CONSENT_URL", config.Required), "/"),
-		DomainOnly: gmailclient.ReadMode(r) == gmailclient.ModeDelegation,
+		Delegation: gmailclient.ReadDelegation(r),
 		LinkTTL:    r.Duration("CONNECT_LINK_TTL", connectlink.DefaultTTL),
 		Links:      connectlink.ReadPolicy(r),
 		OAuth:      gmailclient.ReadSettings(r),
 		Sync:       gmailsync.ReadSettings(r),
+		Callers:    ReadCallers(r),
 	}
+	c.DomainOnly = c.Delegation != nil && c.Delegation.Only
 	c.Sync.Labels, c.Sync.LabelFilter = gmailclient.ReadLabels(r)
 	c.Sync.Types = events.ReadTypes(r) // a resync announces what notify does
 	c.Sync.Content = mailbody.ReadSettings(r, c.OAuth.Scope)
@@ -78,11 +85,14 @@ func ReadConfig(lookup platform.Lookup) (Config, error) {
 type Handler struct {
 	cfg        Config
 	users      *store.Store
+	clients    *gmailclient.Factory
 	disconnect *disconnect.Disconnecter
+	events     *events.Publisher
 	syncer     *gmailsync.Syncer
 	log        *slog.Logger
 	now        func() time.Time
 	mux        *http.ServeMux
+	guard      *guard
 }
 
 // Deps are what a Handler works with.
@@ -99,21 +109,29 @@ func New(cfg Config, d Deps, log *slog.Logger) *Handler {
 		d.HTTP = &http.Client{Timeout: 20 * time.Second}
 	}
 	clients := gmailclient.NewFactory(cfg.OAuth, d.Vault)
+	if cfg.Delegation != nil {
+		clients.Delegate(cfg.Delegation)
+	}
 	h := &Handler{
 		cfg:        cfg,
 		users:      d.Users,
+		clients:    clients,
 		disconnect: disconnect.New(d.Users, d.Vault, clients, d.Events, d.HTTP, log),
+		events:     d.Events,
 		syncer:     gmailsync.New(gmailsync.Deps{Users: d.Users, Gmail: clients, Events: d.Events, Logger: log, Now: d.Users.Now}, cfg.Sync),
 		log:        log,
 		now:        d.Users.Now,
 		mux:        http.NewServeMux(),
+		guard:      newGuard(cfg.Callers, log),
 	}
 	h.mux.HandleFunc("POST /connect-links", h.createLink)
+	h.mux.HandleFunc("POST /connect-results", h.redeem)
 	h.mux.HandleFunc("GET /accounts", h.list)
 	h.mux.HandleFunc("GET /accounts/{user}", h.get)
 	h.mux.HandleFunc("POST /accounts/{user}/reconnect-link", h.reconnectLink)
 	h.mux.HandleFunc("POST /accounts/{user}/disconnect", h.disconnectUser)
 	h.mux.HandleFunc("POST /accounts/{user}/resync", h.resync)
+	h.mux.HandleFunc("POST /accounts/{user}/access-token", h.issueToken)
 	h.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		fail(w, http.StatusNotFound, "no such route: see the accounts API in README.md")
 	})
@@ -122,7 +140,10 @@ func New(cfg Config, d Deps, log *slog.Logger) *Handler {
 
 // ServeHTTP serves the API.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	h.mux.ServeHTTP(w, r.WithContext(platform.TraceRequest(r.Context(), h.cfg.Platform.ProjectID, r)))
+	r = r.WithContext(platform.TraceRequest(r.Context(), h.cfg.Platform.ProjectID, r))
+	if r, ok := h.guard.allows(w, r); ok {
+		h.mux.ServeHTTP(w, r)
+	}
 }
 
 // production is the deployed handler, built from the environment at the first request.

@@ -24,8 +24,10 @@ import (
 )
 
 const (
-	consentURL = "https://consent.example.com"
-	appOrigin  = "https://app.example.com"
+	consentURL  = "https://consent.example.com"
+	appOrigin   = "https://app.example.com"
+	accountsURL = "https://accounts.example.com" // the API's audience
+	backend     = "backend@app-project.iam.gserviceaccount.com"
 )
 
 // world is the accounts function on a loopback server, over a testenv world:
@@ -34,6 +36,7 @@ const (
 type world struct {
 	*testenv.World
 	url   string
+	token string // the backend's ID token for the API
 	users *store.Store
 	vault *vault.Vault
 	sb    *sandbox.Sandbox
@@ -44,9 +47,14 @@ func newWorld(t *testing.T) *world { return newWorldEnv(t, nil) }
 // newWorldEnv is newWorld with more settings.
 func newWorldEnv(t *testing.T, extra map[string]string) *world {
 	t.Helper()
-	w := &world{World: testenv.NewWorld(t, testenv.Options{})}
+	var o testenv.Options
+	if extra["CONNECT_MODE"] != "" { // delegation or both: a Workspace domain to delegate in
+		o.Sandbox.Domain = "example.com"
+	}
+	w := &world{World: testenv.NewWorld(t, o)}
 	w.users, w.vault, w.sb = w.Store, w.Vault, w.Sandbox
-	env := map[string]string{"CONSENT_URL": consentURL + "/", "RETURN_ORIGINS": appOrigin}
+	env := map[string]string{"CONSENT_URL": consentURL + "/", "RETURN_ORIGINS": appOrigin,
+		"ACCOUNTS_URL": accountsURL, "ACCOUNTS_INVOKERS": backend}
 	for k, v := range extra {
 		env[k] = v
 	}
@@ -56,7 +64,7 @@ func newWorldEnv(t *testing.T, extra map[string]string) *world {
 	}
 	srv := httptest.NewServer(accounts.New(cfg, accounts.Deps{Users: w.Store, Vault: w.Vault, Events: w.Publisher}, w.Log))
 	t.Cleanup(srv.Close)
-	w.url = srv.URL
+	w.url, w.token = srv.URL, w.sb.Auth.IDToken(backend, accountsURL)
 	return w
 }
 
@@ -87,6 +95,7 @@ func (w *world) call(t *testing.T, method, path, body string, out any) (int, str
 	if body != "" {
 		req.Header.Set("Content-Type", "application/json")
 	}
+	req.Header.Set("Authorization", "Bearer "+w.token)
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
@@ -141,8 +150,8 @@ func TestConnectLinks(t *testing.T) {
 	token := u.Query().Get("link")
 	links := w.links(t)
 	if len(links) != 1 || links[0].ID != connectlink.TokenID(token) || links[0].AppRef != "crm:42" || links[0].Address != "alice@example.com" ||
-		links[0].Expires.Sub(start) < 29*time.Minute || links[0].Expires.Sub(start) > 31*time.Minute || strings.Contains(body, links[0].ID) {
-		t.Errorf("stored links = %+v, want one for crm:42 expiring in 30 min under the token's hash", links)
+		links[0].Expires.Sub(start) < 14*time.Minute || links[0].Expires.Sub(start) > 16*time.Minute || strings.Contains(body, links[0].ID) {
+		t.Errorf("stored links = %+v, want one for crm:42 expiring in 15 min under the token's hash", links)
 	}
 	if exp, _ := time.Parse(time.RFC3339, got.ExpiresAt); exp.Sub(links[0].Expires).Abs() > time.Second {
 		t.Errorf("expiresAt %s, stored %v", got.ExpiresAt, links[0].Expires)
@@ -164,10 +173,13 @@ func TestConnectLinks(t *testing.T) {
 		{"open redirect", "application/json", `{"appRef":"a","successUrl":"https://app.example.com@evil.example/","errorUrl":"https://app.example.com/e"}`, 400, "successUrl"},
 		{"expiry too short", "application/json", `{"appRef":"a","expiresInSeconds":5}`, 400, "expiresInSeconds"},
 		{"expiry too long", "application/json", `{"appRef":"a","expiresInSeconds":99999999}`, 400, "expiresInSeconds"},
+		{"expiry over a day", "application/json", `{"appRef":"a","successUrl":"https://app.example.com/ok","errorUrl":"https://app.example.com/err","expiresInSeconds":86401}`, 400, "..86400"},
+		{"no return URLs", "application/json", `{"appRef":"a"}`, 400, "successUrl and errorUrl are required"},
 		{"every problem at once", "application/json", `{"appRef":"","expectedAddress":"nope","successUrl":"x"}`, 400, "appRef is required; expectedAddress"},
 	} {
 		req, _ := http.NewRequest("POST", w.url+"/connect-links", bytes.NewBufferString(tc.body))
 		req.Header.Set("Content-Type", tc.contentType)
+		req.Header.Set("Authorization", "Bearer "+w.token)
 		resp, err := http.DefaultClient.Do(req)
 		if err != nil {
 			t.Fatal(err)
@@ -361,7 +373,7 @@ func TestDelegationOnlyMakesNoLinks(t *testing.T) {
 	if _, err := both.users.Update(ctx, r.Key, func(u *store.User) error { u.Status = store.ReauthRequired; return nil }); err != nil {
 		t.Fatal(err)
 	}
-	if status, body := both.call(t, "POST", "/connect-links", `{"appRef":"crm:2"}`, nil); status != http.StatusCreated {
+	if status, body := both.call(t, "POST", "/connect-links", `{"appRef":"crm:2","successUrl":"`+appOrigin+`/ok","errorUrl":"`+appOrigin+`/err"}`, nil); status != http.StatusCreated {
 		t.Errorf("connect link with both modes: %d %s, want 201", status, body)
 	}
 	if status, body := both.call(t, "POST", "/accounts/"+r.Key+"/reconnect-link", good, nil); status != http.StatusCreated {
@@ -416,11 +428,14 @@ func TestReadConfig(t *testing.T) {
 // environment and makes a link on the configured consent URL.
 func TestRegisteredFunctionFromTheEnvironment(t *testing.T) {
 	w := newWorld(t)
-	for k, v := range w.Env(map[string]string{"CONSENT_URL": consentURL, "RETURN_ORIGINS": appOrigin}) {
+	for k, v := range w.Env(map[string]string{"CONSENT_URL": consentURL, "RETURN_ORIGINS": appOrigin, "ACCOUNTS_URL": accountsURL, "ACCOUNTS_INVOKERS": backend}) {
 		t.Setenv(k, v)
 	}
 	base := testenv.ServeRegistered(t, "Accounts")
-	resp, err := http.Post(base+"/connect-links", "application/json", strings.NewReader(`{"appRef":"registered"}`))
+	req, _ := http.NewRequest("POST", base+"/connect-links", strings.NewReader(`{"appRef":"registered","successUrl":"`+appOrigin+`/ok","errorUrl":"`+appOrigin+`/err"}`))
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Authorization", "Bearer "+w.token)
+	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}

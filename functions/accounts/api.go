@@ -85,11 +85,7 @@ func (h *Handler) reconnectLink(w http.ResponseWriter, r *http.Request) {
 		fail(w, http.StatusConflict, fmt.Sprintf("account is %s: only a reauth_required account gets a reconnect link", u.Status))
 		return
 	}
-	appRef := u.AppRef
-	if appRef == "" {
-		appRef = u.Key // connected without a link: the key stands in
-	}
-	h.makeLink(w, r, connectlink.Request{AppRef: appRef, ExpectedAddress: u.Email, SuccessURL: req.SuccessURL, ErrorURL: req.ErrorURL},
+	h.makeLink(w, r, connectlink.Request{AppRef: u.AppRef, ExpectedAddress: u.Email, SuccessURL: req.SuccessURL, ErrorURL: req.ErrorURL},
 		req.ExpiresInSeconds, u.Key)
 }
 
@@ -102,14 +98,18 @@ func (h *Handler) makeLink(w http.ResponseWriter, r *http.Request, req connectli
 		fail(w, http.StatusBadRequest, fmt.Sprintf("invalid connect link: expiresInSeconds must be %d..%d", 60, int(connectlink.MaxTTL.Seconds())))
 		return
 	}
-	l, err := h.cfg.Links.Check(req, h.now().Add(ttl))
+	checked := req
+	if reconnect != "" && req.AppRef == "" {
+		checked.AppRef = reconnect // connected without a link: no reference to keep, the key passes the check
+	}
+	l, err := h.cfg.Links.Check(checked, h.now().Add(ttl))
 	var probs connectlink.Problems
 	if errors.As(err, &probs) {
 		fail(w, http.StatusBadRequest, err.Error())
 		return
 	}
 	token, id := connectlink.NewToken()
-	l.ID, l.Reconnect = id, reconnect
+	l.ID, l.Reconnect, l.AppRef = id, reconnect, req.AppRef // a reconnect keeps the account's own reference, even none
 	if err := h.users.CreateLink(r.Context(), l); err != nil {
 		h.internal(w, r, err)
 		return
@@ -133,7 +133,7 @@ type listResponse struct {
 	NextPageToken string    `json:"nextPageToken,omitempty"`
 }
 
-var statuses = []string{store.Active, store.ReauthRequired, store.Disconnected}
+var statuses = []string{store.Active, store.ReauthRequired, store.Disconnected, store.Pending}
 
 func (h *Handler) list(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()

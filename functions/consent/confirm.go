@@ -40,13 +40,13 @@ func confirmMAC(key []byte, payload string) []byte {
 // confirmDisconnect shows the signed-in user what a disconnect does, and a
 // form whose POST does it; nothing changes until then.
 func (h *Handler) confirmDisconnect(ctx context.Context, id identity, userKey string) (result, error) {
-	key, err := h.signingKey(ctx)
+	keys, err := h.stateKeys.Get(ctx)
 	if err != nil {
 		return result{}, err
 	}
 	body, _ := json.Marshal(confirmation{Key: userKey, Email: id.Email, Nonce: newNonce(), Expires: h.now().Add(confirmTTL).Unix()})
 	payload := base64.RawURLEncoding.EncodeToString(body)
-	token := payload + "." + base64.RawURLEncoding.EncodeToString(confirmMAC(key, payload))
+	token := payload + "." + base64.RawURLEncoding.EncodeToString(confirmMAC(keys[0], payload))
 	return result{page: pageConfirm, data: pageData{Email: id.Email, Token: token, Action: h.cfg.PublicURL + ConfirmPath}}, nil
 }
 
@@ -72,7 +72,7 @@ func (h *Handler) confirm(w http.ResponseWriter, r *http.Request) {
 		refuse(http.StatusBadRequest, "not a form")
 		return
 	}
-	key, err := h.signingKey(ctx)
+	keys, err := h.stateKeys.Get(ctx)
 	if err != nil {
 		h.log.ErrorContext(ctx, "disconnect failed", "error", err)
 		h.render(w, pageError, http.StatusInternalServerError, pageData{Message: "Something failed on our side. Please start again in a minute."})
@@ -83,7 +83,7 @@ func (h *Handler) confirm(w http.ResponseWriter, r *http.Request) {
 	var c confirmation
 	body, berr := base64.RawURLEncoding.DecodeString(payload)
 	switch {
-	case err != nil || !hmac.Equal(mac, confirmMAC(key, payload)):
+	case err != nil || !signedBy(keys, mac, confirmMAC, payload):
 		refuse(http.StatusBadRequest, "confirmation signature invalid")
 		return
 	case berr != nil || json.Unmarshal(body, &c) != nil || c.Key == "" || c.Nonce == "":

@@ -19,7 +19,6 @@ import (
 	"net/url"
 	"os"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/GoogleCloudPlatform/functions-framework-go/functions"
@@ -52,6 +51,7 @@ type Config struct {
 	DomainOnly     bool   // CONNECT_MODE delegation: the deployment watches a Workspace domain, and no one connects here
 	Admit          Admission
 	Links          connectlink.Policy
+	ResultTTL      time.Duration // CONNECT_RESULT_TTL: how long a link's result code waits for the backend's redeem
 	OAuth          gmailclient.Settings
 	Watch          gmailclient.WatchSettings
 }
@@ -86,9 +86,13 @@ func ReadConfig(lookup platform.Lookup) (Config, error) {
 			Domains:   lower(r.List("ALLOWED_DOMAINS", nil)),
 			Open:      r.Bool("OPEN_ENROLLMENT", false),
 		},
-		Links: connectlink.ReadPolicy(r),
-		OAuth: gmailclient.ReadSettings(r),
-		Watch: gmailclient.ReadWatchSettings(r),
+		Links:     connectlink.ReadPolicy(r),
+		ResultTTL: r.Duration("CONNECT_RESULT_TTL", 10*time.Minute),
+		OAuth:     gmailclient.ReadSettings(r),
+		Watch:     gmailclient.ReadWatchSettings(r),
+	}
+	if c.ResultTTL < time.Minute || c.ResultTTL > time.Hour {
+		r.Problem("CONNECT_RESULT_TTL", "%v is not between 1m and 1h", c.ResultTTL)
 	}
 	if u, err := url.Parse(c.PublicURL); err == nil && (u.RawQuery != "" || u.Fragment != "") {
 		r.Problem("PUBLIC_URL", "%q must not have a query or fragment", c.PublicURL)
@@ -126,9 +130,10 @@ type Handler struct {
 	basePath   string // PUBLIC_URL's path, which a proxy may or may not strip
 	origin     string // PUBLIC_URL's scheme://host
 	cookie     http.Cookie
-
-	keyMu sync.Mutex
-	keys  map[string][]byte // the function's own keys, by secret name
+	stateKeys  *vault.Keys // sign the state cookie and the disconnect confirmation
+	linkKeys   *vault.Keys // verify signed connect links
+	userKeys   *vault.Keys // key users by Google's account id
+	browser    http.Cookie // binds a link to the first browser that opens it
 }
 
 // New returns a Handler; cfg must come from ReadConfig (or be as valid).
@@ -150,7 +155,9 @@ func New(cfg Config, d Deps, log *slog.Logger) *Handler {
 		now:        d.Users.Now,
 		basePath:   strings.TrimRight(u.Path, "/"),
 		origin:     originOf(cfg.PublicURL),
-		keys:       map[string][]byte{},
+		stateKeys:  vault.NewKeys(d.Vault, cfg.StateKeyName, minKeyBytes, d.Users.Now),
+		linkKeys:   vault.NewKeys(d.Vault, cfg.LinkKeyName, connectlink.MinKeyBytes, d.Users.Now),
+		userKeys:   vault.NewKeys(d.Vault, cfg.UserKeyName, store.MinUserKeyBytes, d.Users.Now),
 	}
 	// Browsers refuse Secure cookies from plain http, which config allows
 	// only for loopback development; every deployed PUBLIC_URL is https.
@@ -166,6 +173,14 @@ func New(cfg Config, d Deps, log *slog.Logger) *Handler {
 		h.cookie.Name, h.cookie.Path = "__Host-consent-state", "/"
 	case secure:
 		h.cookie.Name = "__Secure-consent-state"
+	}
+	h.browser = http.Cookie{Name: "consent-browser", Path: h.basePath + "/connect",
+		HttpOnly: true, Secure: secure, SameSite: http.SameSiteLaxMode}
+	switch {
+	case secure && h.basePath == "":
+		h.browser.Name, h.browser.Path = "__Host-consent-browser", "/"
+	case secure:
+		h.browser.Name = "__Secure-consent-browser"
 	}
 	h.routes = map[string]http.HandlerFunc{
 		"/connect": h.connect, "/disconnect": h.startDisconnect, CallbackPath: h.callback, ConfirmPath: h.confirm,

@@ -96,7 +96,7 @@ func TestStartRedirectsOnlyToTheAuthorizationEndpoint(t *testing.T) {
 		wantQuery map[string]string // beyond client_id, redirect_uri, response_type, state and the S256 challenge
 	}{
 		{"/connect", gmailclient.ScopeMetadata + " openid email",
-			map[string]string{"access_type": "offline", "prompt": "consent", "include_granted_scopes": "true"}},
+			map[string]string{"access_type": "offline", "prompt": "consent", "include_granted_scopes": ""}},
 		{"/connect?login_hint=" + alice, gmailclient.ScopeMetadata + " openid email",
 			map[string]string{"access_type": "offline", "prompt": "consent", "login_hint": alice}},
 		{"/connect?next=https://evil.example/&redirect_uri=https://evil.example/cb&scope=https://mail.google.com/", gmailclient.ScopeMetadata + " openid email",
@@ -739,5 +739,36 @@ func TestDisconnectPublishesTheOwedConnectedEventFirst(t *testing.T) {
 	}
 	if after, _ := s.users.Get(ctx, u.Key); after.Notice != nil || after.Status != store.Disconnected {
 		t.Errorf("alice after disconnecting: %+v, want disconnected, owing nothing", after)
+	}
+}
+
+// TestConsentGrantsExactlyTheConfiguredScope: a user who granted this OAuth
+// client a wider Gmail scope before (an earlier deployment's setting, or the
+// application's own sign-in on a shared client) connects, and the stored
+// grant's access tokens carry the configured scope and the sign-in scopes,
+// nothing wider.
+func TestConsentGrantsExactlyTheConfiguredScope(t *testing.T) {
+	s := newStack(t)
+	s.auth.SetBehavior(googleauth.Behavior{AutoApprove: true})
+	s.auth.IssueRefreshToken(clientID, alice, []string{gmailclient.ScopeReadonly})
+	cookie, cb := s.begin(t, "/connect?login_hint="+alice)
+	if status, body := s.finish(t, cb, cookie); status != http.StatusOK {
+		t.Fatalf("callback: status %d:\n%s", status, body)
+	}
+	versions := s.tokenVersions(alice)
+	if len(versions) != 1 {
+		t.Fatalf("%d refresh token versions, want 1", len(versions))
+	}
+	s.seen.add(string(versions[0].Data))
+	tok, err := s.oauthConfig().TokenSource(context.Background(), &oauth2.Token{RefreshToken: string(versions[0].Data)}).Token()
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, scopes, err := s.auth.Check(tok.AccessToken)
+	slices.Sort(scopes)
+	want := []string{"https://www.googleapis.com/auth/userinfo.email", gmailclient.ScopeMetadata, "openid"}
+	slices.Sort(want)
+	if err != nil || !slices.Equal(scopes, want) {
+		t.Errorf("the stored grant's token has scopes %v (%v), want exactly %v", scopes, err, want)
 	}
 }

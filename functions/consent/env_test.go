@@ -71,6 +71,8 @@ type stack struct {
 	browser    *http.Client // does not follow redirects; cookies are handled by the tests
 	app        *app         // the application the browser returns to
 	keys       store.Keyer  // the function's user keys
+	api        backendAPI   // the accounts API beside the function, once a test started it
+	binding    *http.Cookie // the browser's link-binding cookie, sent to /connect like a browser would; nil: a new browser
 }
 
 func newStack(t *testing.T) *stack {
@@ -188,7 +190,12 @@ func (s *stack) begin(t *testing.T, path string) (*http.Cookie, *url.URL) {
 	if resp.StatusCode != http.StatusFound {
 		t.Fatalf("GET %s: status %d, want 302", path, resp.StatusCode)
 	}
-	cookies := resp.Cookies()
+	var cookies []*http.Cookie
+	for _, c := range resp.Cookies() {
+		if !strings.HasSuffix(c.Name, "consent-browser") {
+			cookies = append(cookies, c)
+		}
+	}
 	if len(cookies) != 1 {
 		t.Fatalf("GET %s set %d cookies, want 1", path, len(cookies))
 	}
@@ -237,9 +244,18 @@ func (s *stack) get(t *testing.T, u string, cookie *http.Cookie) *http.Response 
 	if cookie != nil {
 		req.AddCookie(cookie)
 	}
+	if s.binding != nil && strings.HasPrefix(u, s.url+"/connect") {
+		req.AddCookie(s.binding)
+	}
 	resp, err := s.browser.Do(req)
 	if err != nil {
 		t.Fatalf("GET %s: %v", u, err)
+	}
+	for _, c := range resp.Cookies() {
+		if strings.HasSuffix(c.Name, "consent-browser") {
+			s.binding = c
+			s.seen.add(c.Value)
+		}
 	}
 	t.Cleanup(func() { resp.Body.Close() })
 	return resp
@@ -321,6 +337,7 @@ func (s *stack) snapshot(t *testing.T) state {
 	for _, l := range links {
 		var v store.Link
 		l.DataTo(&v)
+		v.Browser = "" // opening a link binds it, whatever follows: links_test checks the binding itself
 		st.Links = append(st.Links, v)
 	}
 	st.Events = len(s.published(time.Second))

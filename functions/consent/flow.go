@@ -20,13 +20,15 @@ import (
 
 // connect starts the consent flow: offline access to the configured Gmail
 // scope and the sign-in scopes (the callback checks who signed in), asked
-// again every time so Google returns a refresh token. Without a connect link
-// it starts only if some account could be admitted.
+// again every time so Google returns a refresh token. Scopes the user granted
+// this client before are not included (no include_granted_scopes): the
+// stored grant, and every access token made from it, carries exactly the
+// configured scope, even where the application's own sign-in shares the
+// OAuth client. Without a connect link it starts only if some account could
+// be admitted.
 func (h *Handler) connect(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
-	opts := []oauth2.AuthCodeOption{oauth2.AccessTypeOffline,
-		oauth2.SetAuthURLParam("prompt", "consent"),
-		oauth2.SetAuthURLParam("include_granted_scopes", "true")}
+	opts := []oauth2.AuthCodeOption{oauth2.AccessTypeOffline, oauth2.SetAuthURLParam("prompt", "consent")}
 	raw := r.URL.Query().Get("link")
 	if raw == "" {
 		if !h.cfg.Admit.Open && len(h.cfg.Admit.Addresses) == 0 && len(h.cfg.Admit.Domains) == 0 {
@@ -40,6 +42,10 @@ func (h *Handler) connect(w http.ResponseWriter, r *http.Request) {
 	l, err := h.resolveLink(ctx, raw, h.now())
 	if err != nil {
 		h.refuseLink(w, r, l, err)
+		return
+	}
+	if err := h.bindBrowser(w, r, l); err != nil {
+		h.refuseLink(w, r, store.Link{}, err) // a page, never the error URL: this browser is not the one the link was for
 		return
 	}
 	if l.Address != "" && r.URL.Query().Get("login_hint") == "" {
@@ -70,7 +76,7 @@ func (h *Handler) start(w http.ResponseWriter, r *http.Request, s flowState, opt
 		}
 		opts = append(opts, oauth2.SetAuthURLParam("login_hint", hint))
 	}
-	key, err := h.signingKey(ctx)
+	keys, err := h.stateKeys.Get(ctx)
 	var conf *oauth2.Config
 	if err == nil {
 		conf, err = h.oauthConfig(ctx, flow)
@@ -82,7 +88,7 @@ func (h *Handler) start(w http.ResponseWriter, r *http.Request, s flowState, opt
 	}
 	s.Nonce, s.Verifier, s.Expires = newNonce(), oauth2.GenerateVerifier(), h.now().Add(stateTTL).Unix()
 	c := h.cookie
-	c.Value, c.MaxAge = seal(key, s), int(stateTTL.Seconds())
+	c.Value, c.MaxAge = seal(keys[0], s), int(stateTTL.Seconds())
 	http.SetCookie(w, &c)
 	w.Header().Set("Cache-Control", "no-store")
 	w.Header().Set("Referrer-Policy", "no-referrer")
@@ -153,11 +159,13 @@ type result struct {
 	data pageData
 	link *store.Link
 	user string
+	code string // the one-time result code the backend redeems; "" without CONNECT_CONFIRM
 }
 
 // callback finishes either flow. The state cookie is cleared whatever
 // happens. A flow started from a link with return URLs ends with a 303 to
-// the application, carrying the outcome and the user key, never a token.
+// the application, carrying the outcome and the one-time result code its
+// backend redeems (the user key, with CONNECT_CONFIRM=false), never a token.
 func (h *Handler) callback(w http.ResponseWriter, r *http.Request) {
 	ctx := context.WithValue(r.Context(), oauth2.HTTPClient, h.http)
 	gone := h.cookie
@@ -178,7 +186,11 @@ func (h *Handler) callback(w http.ResponseWriter, r *http.Request) {
 	case ref != nil:
 		h.render(w, ref.page, ref.status, pageData{Message: ref.msg})
 	case res.link != nil && res.link.SuccessURL != "":
-		h.goBack(w, res.link.SuccessURL, url.Values{"outcome": {"connected"}, "user": {res.user}})
+		back := url.Values{"outcome": {"connected"}, "result": {res.code}}
+		if res.code == "" {
+			back = url.Values{"outcome": {"connected"}, "user": {res.user}}
+		}
+		h.goBack(w, res.link.SuccessURL, back)
 	default:
 		h.render(w, res.page, http.StatusOK, res.data)
 	}
@@ -248,18 +260,20 @@ func (h *Handler) finish(ctx context.Context, r *http.Request) (result, error) {
 			"Google did not confirm which account you signed in with. Please try again.", err.Error(), codeSignInFailed}
 	}
 	keys, err := h.keyer(ctx)
+	if err == nil {
+		res.user, err = h.users.KeyOf(ctx, keys, id.Sub) // a record keyed before a rotation keeps its key
+	}
 	if err != nil {
 		return res, err
 	}
 	if st.Flow == flowDisconnect {
-		return h.confirmDisconnect(ctx, id, keys.Key(id.Sub))
+		return h.confirmDisconnect(ctx, id, res.user)
 	}
-	res.user = keys.Key(id.Sub)
 	if err := h.admit(res.link, id, res.user); err != nil {
-		h.withdraw(ctx, res.user, tok)
+		h.withdraw(ctx, res.user, id.Email, tok)
 		return res, err
 	}
-	page, d, err := h.finishConnect(ctx, tok, id, res)
+	page, d, err := h.finishConnect(ctx, tok, id, &res)
 	res.page, res.data = page, d
 	return res, err
 }
@@ -288,9 +302,13 @@ func (h *Handler) admit(l *store.Link, id identity, key string) error {
 
 // withdraw revokes what Google granted in a refused flow, unless the account
 // is connected already: revoking ends the whole grant, and with it that
-// connection.
-func (h *Handler) withdraw(ctx context.Context, key string, tok *oauth2.Token) {
+// connection. A legacy record, keyed by its address until
+// scripts/migrate-keys moves it, is found by the address.
+func (h *Handler) withdraw(ctx context.Context, key, email string, tok *oauth2.Token) {
 	if u, err := h.users.Get(ctx, key); err == nil && u.Status != store.Disconnected || err != nil && !errors.Is(err, store.ErrNotFound) {
+		return
+	}
+	if u, err := h.users.ByEmail(ctx, email); err == nil && u.Sub == "" && u.Status != store.Disconnected || err != nil && !errors.Is(err, store.ErrNotFound) {
 		return
 	}
 	t := tok.RefreshToken
@@ -305,11 +323,17 @@ func (h *Handler) withdraw(ctx context.Context, key string, tok *oauth2.Token) {
 // finishConnect keeps the refresh token, starts the watch and records the
 // user, in the order of the spec; a first connect that fails midway leaves
 // no token behind.
-func (h *Handler) finishConnect(ctx context.Context, tok *oauth2.Token, id identity, res result) (string, pageData, error) {
+//
+// With CONNECT_CONFIRM (the default) a link's connection is held until the
+// application's backend redeems it: the record is pending (or, when the
+// mailbox is connected already, keeps its reference until then), nothing
+// is published, and res gets the one-time result code for the success URL;
+// only its hash is stored, expiring after CONNECT_RESULT_TTL.
+func (h *Handler) finishConnect(ctx context.Context, tok *oauth2.Token, id identity, res *result) (string, pageData, error) {
 	key, l := res.user, res.link
 	scope, _ := tok.Extra("scope").(string)
 	if !slices.Contains(strings.Fields(scope), h.cfg.OAuth.Scope) {
-		h.withdraw(ctx, key, tok)
+		h.withdraw(ctx, key, id.Email, tok)
 		return "", pageData{}, &refusal{pageDenied, http.StatusForbidden,
 			"Gmail access was not allowed: tick the Gmail box on Google's page to connect.", "scope not granted", codeScope}
 	}
@@ -327,7 +351,7 @@ func (h *Handler) finishConnect(ctx context.Context, tok *oauth2.Token, id ident
 	}
 	email := strings.ToLower(prof.EmailAddress)
 	if email != id.Email {
-		h.withdraw(ctx, key, tok)
+		h.withdraw(ctx, key, id.Email, tok)
 		return "", pageData{}, &refusal{pageDenied, http.StatusForbidden, msgNotAllowed, "mailbox is not the signed-in address", codeNotAllowed}
 	}
 	conn := store.Connection{Key: key, Email: email, Sub: id.Sub, Labels: h.cfg.Watch.Labels, LabelFilter: h.cfg.Watch.LabelFilter}
@@ -336,13 +360,17 @@ func (h *Handler) finishConnect(ctx context.Context, tok *oauth2.Token, id ident
 	}
 	otherRef := &refusal{pageError, http.StatusConflict,
 		"This mailbox is already connected for another user of the application. Nothing was changed.", "connected under another reference", codeOtherRef}
-	if u, err := h.users.Get(ctx, key); err == nil && u.Status != store.Disconnected && u.AppRef != conn.AppRef && !conn.Move {
+	if l != nil && h.cfg.Links.Confirm {
+		res.code = newNonce()
+		conn.Result, conn.ResultExpires = store.ResultID(res.code), h.now().Add(h.cfg.ResultTTL)
+	}
+	if u, err := h.users.Get(ctx, key); err == nil && u.Connected() && u.AppRef != conn.AppRef && !conn.Move {
 		return "", pageData{}, otherRef
 	}
 	if l != nil {
 		switch err := h.users.UseLink(ctx, *l); {
 		case errors.Is(err, store.ErrLinkUsed), errors.Is(err, store.ErrLinkNotFound):
-			h.withdraw(ctx, key, tok)
+			h.withdraw(ctx, key, id.Email, tok)
 			return "", pageData{}, linkRefusal(err)
 		case err != nil:
 			return "", pageData{}, err
@@ -376,7 +404,8 @@ func (h *Handler) finishConnect(ctx context.Context, tok *oauth2.Token, id ident
 		// until the next renew run publishes it, with the same id.
 		h.log.ErrorContext(ctx, "connected event not published", "user", key, "error", err)
 	}
-	h.log.InfoContext(ctx, "user connected", "user", key, "created", created, "historyId", historyID, "cursor", u.Cursor, "link", l != nil, "eventId", eventID)
+	h.log.InfoContext(ctx, "user connected", "user", key, "created", created, "historyId", historyID, "cursor", u.Cursor, "link", l != nil,
+		"eventId", eventID, "awaitsRedeem", conn.Result != "")
 	return pageConnected, pageData{Email: email}, nil
 }
 

@@ -63,7 +63,7 @@ func FuzzUnseal(f *testing.F) {
 		f.Add(v)
 	}
 	f.Fuzz(func(t *testing.T, value string) {
-		s, err := unseal(fuzzKey, value, fuzzNow)
+		s, err := unseal([][]byte{fuzzKey}, value, fuzzNow)
 		if err != nil {
 			if s != (flowState{}) || (err != errBadSignature && err != errExpired) {
 				t.Fatalf("unseal(%q) = %+v, %v; want an empty state and a fixed error", value, s, err)
@@ -95,7 +95,7 @@ func FuzzSeal(f *testing.F) {
 		}
 		s := flowState{Nonce: nonce, Verifier: verifier, Flow: flow, Expires: expires}
 		v := seal(fuzzKey, s)
-		got, err := unseal(fuzzKey, v, fuzzNow)
+		got, err := unseal([][]byte{fuzzKey}, v, fuzzNow)
 		switch {
 		case fuzzNow.Before(time.Unix(expires, 0)) && (err != nil || got != s):
 			t.Fatalf("round trip of %+v: got %+v, %v", s, got, err)
@@ -105,7 +105,7 @@ func FuzzSeal(f *testing.F) {
 		if c := (&http.Cookie{Name: "consent-state", Value: v}).String(); c != "consent-state="+v {
 			t.Fatalf("sealed value %q is not a valid cookie value: %q", v, c)
 		}
-		if _, err := unseal(otherKey, v, fuzzNow); err != errBadSignature {
+		if _, err := unseal([][]byte{otherKey}, v, fuzzNow); err != errBadSignature {
 			t.Fatalf("another key verified %q: %v", v, err)
 		}
 		for i := range len(v) {
@@ -114,7 +114,7 @@ func FuzzSeal(f *testing.F) {
 					continue
 				}
 				mutated := v[:i] + string(c) + v[i+1:]
-				if _, err := unseal(fuzzKey, mutated, fuzzNow); err == nil {
+				if _, err := unseal([][]byte{fuzzKey}, mutated, fuzzNow); err == nil {
 					t.Fatalf("cookie changed at byte %d (%q) still verifies", i, mutated)
 				}
 			}
@@ -261,7 +261,7 @@ func TestSignatureWithChangedUnusedBitsIsRefused(t *testing.T) {
 	if changed == sig || err != nil || !bytes.Equal(mac, same) {
 		t.Fatalf("changeUnusedBits(%q) = %q: want another spelling of the same MAC", sig, changed)
 	}
-	if s, err := unseal(fuzzKey, payload+"."+changed, fuzzNow); err != errBadSignature {
+	if s, err := unseal([][]byte{fuzzKey}, payload+"."+changed, fuzzNow); err != errBadSignature {
 		t.Errorf("unseal with the signature respelled = %+v, %v; want %v", s, err, errBadSignature)
 	}
 }

@@ -2,10 +2,13 @@ package consent
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"net/http"
 	"net/url"
+	"strings"
 	"time"
 
 	"github.com/gmailwatch/gmailwatch/shared/connectlink"
@@ -26,14 +29,14 @@ func (h *Handler) resolveLink(ctx context.Context, token string, at time.Time) (
 		return store.Link{}, connectlink.ErrForged
 	}
 	if connectlink.IsSigned(token) {
-		key, err := h.linkKey(ctx)
+		keys, err := h.linkKeys.Get(ctx)
 		if errors.Is(err, vault.ErrNotFound) {
 			return store.Link{}, fmt.Errorf("%w: this deployment has no signed-link key", connectlink.ErrForged)
 		}
 		if err != nil {
 			return store.Link{}, err
 		}
-		return h.cfg.Links.Verify(key, token, at)
+		return h.cfg.Links.Verify(keys, token, at)
 	}
 	l, err := h.users.Link(ctx, connectlink.TokenID(token))
 	switch {
@@ -45,6 +48,9 @@ func (h *Handler) resolveLink(ctx context.Context, token string, at time.Time) (
 		return l, store.ErrLinkUsed
 	case !at.Before(l.Expires):
 		return l, connectlink.ErrExpired
+	case h.cfg.Links.Confirm && l.SuccessURL == "":
+		// made while CONNECT_CONFIRM was off: its result would reach no one
+		return store.Link{}, connectlink.Problems{"the link has no successUrl for its result code"}
 	}
 	return l, nil
 }
@@ -56,6 +62,9 @@ func linkRefusal(err error) error {
 	switch {
 	case errors.Is(err, store.ErrLinkUsed):
 		return &refusal{pageError, http.StatusBadRequest, "This link was already used. Please ask the application for a new one.", "link used", codeLinkUsed}
+	case errors.Is(err, store.ErrLinkBound):
+		return &refusal{pageError, http.StatusForbidden, "This link was already opened in another browser, so it does nothing here and nothing was connected. " +
+			"Open it in the browser you first used, or ask the application for a new link.", "link opened in another browser", "link_elsewhere"}
 	case errors.Is(err, connectlink.ErrExpired):
 		return &refusal{pageError, http.StatusBadRequest, "This link has expired. Please ask the application for a new one.", "link expired", codeLinkExpired}
 	case errors.Is(err, store.ErrLinkNotFound), errors.Is(err, connectlink.ErrForged), errors.As(err, &probs):
@@ -82,8 +91,32 @@ func (h *Handler) refuseLink(w http.ResponseWriter, r *http.Request, l store.Lin
 	h.render(w, ref.page, ref.status, pageData{Message: ref.msg})
 }
 
-// linkKey returns the signed-link key. A deployment without the secret
-// refuses signed links.
-func (h *Handler) linkKey(ctx context.Context) ([]byte, error) {
-	return h.secretKey(ctx, h.cfg.LinkKeyName, connectlink.MinKeyBytes)
+// browserCookieAge is how long a browser's binding cookie lasts: as long as
+// the longest link it may be bound to.
+var browserCookieAge = int(connectlink.MaxTTL.Seconds())
+
+// bindBrowser ties a link to the browser opening it, by a random cookie
+// (set on the first open; only a hash of it is stored): a link already
+// opened by another browser fails with store.ErrLinkBound.
+func (h *Handler) bindBrowser(w http.ResponseWriter, r *http.Request, l store.Link) error {
+	value := ""
+	if c, err := r.Cookie(h.browser.Name); err == nil && len(c.Value) == 43 && strings.Trim(c.Value, base64URL) == "" {
+		value = c.Value
+	}
+	fresh := value == ""
+	if fresh {
+		value = newNonce()
+	}
+	sum := sha256.Sum256([]byte("browser\x00" + value))
+	if err := h.users.BindLink(r.Context(), l, hex.EncodeToString(sum[:])); err != nil {
+		return err
+	}
+	if fresh {
+		c := h.browser
+		c.Value, c.MaxAge = value, browserCookieAge
+		http.SetCookie(w, &c)
+	}
+	return nil
 }
+
+const base64URL = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"

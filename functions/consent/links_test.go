@@ -2,6 +2,7 @@ package consent_test
 
 import (
 	"context"
+	"errors"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -117,8 +118,11 @@ func TestLinkConnectsUnderTheReferenceAndGoesBack(t *testing.T) {
 	}
 	back := s.back(t, cb, cookie)
 	key := s.key(alice)
-	if back.Path != "/done" || back.Query().Get("outcome") != "connected" || back.Query().Get("user") != key || back.Query().Get("session") != "7" {
-		t.Errorf("back to %s, want /done?outcome=connected&user=%s keeping session=7", back, key)
+	if back.Path != "/done" || back.Query().Get("outcome") != "connected" || back.Query().Get("result") == "" || back.Query().Has("user") || back.Query().Get("session") != "7" {
+		t.Errorf("back to %s, want /done?outcome=connected&result=<code> keeping session=7, no user key", back)
+	}
+	if acc := s.redeemed(t, back); acc.User != key {
+		t.Errorf("redeemed %+v, want %s", acc, key)
 	}
 	u, err := s.users.Get(ctx, key)
 	if err != nil || u.AppRef != "crm/user-42" || u.Status != store.Active {
@@ -149,6 +153,8 @@ func TestSignedLinkConnectsOnce(t *testing.T) {
 	c2, cb2, _ := s.followLink(t, token, alice) // the same link opened twice
 	if back := s.back(t, cb1, c1); back.Query().Get("outcome") != "connected" {
 		t.Fatalf("signed link: back to %s", back)
+	} else {
+		s.redeemed(t, back)
 	}
 	if u, _ := s.users.Get(context.Background(), s.key(alice)); u.AppRef != "signed-7" {
 		t.Errorf("appRef = %q, want signed-7", u.AppRef)
@@ -337,6 +343,8 @@ func TestSameMailboxUnderAnotherReference(t *testing.T) {
 	}
 	if back := connect(s.request("first")); back.Query().Get("outcome") != "connected" {
 		t.Fatalf("first connect: %s", back)
+	} else {
+		s.redeemed(t, back)
 	}
 	before := s.snapshot(t)
 	if back := connect(s.request("second")); back.Query().Get("reason") != "connected_elsewhere" {
@@ -347,9 +355,14 @@ func TestSameMailboxUnderAnotherReference(t *testing.T) {
 
 	move := s.request("second")
 	move.Move = true
-	if back := connect(move); back.Query().Get("outcome") != "connected" {
-		t.Errorf("move: back to %s, want connected", back)
+	back := connect(move)
+	if back.Query().Get("outcome") != "connected" {
+		t.Fatalf("move: back to %s, want connected", back)
 	}
+	if u, _ := s.users.Get(ctx, key); u.AppRef != "first" {
+		t.Errorf("appRef before the move is redeemed = %q, want first", u.AppRef)
+	}
+	s.redeemed(t, back)
 	if u, _ := s.users.Get(ctx, key); u.AppRef != "second" {
 		t.Errorf("appRef after the move = %q, want second", u.AppRef)
 	}
@@ -525,5 +538,49 @@ func TestRefusalKeepsAnExistingConnection(t *testing.T) {
 	}
 	if _, err := s.oauthConfig().TokenSource(context.Background(), &oauth2.Token{RefreshToken: string(versions[0].Data)}).Token(); err != nil {
 		t.Errorf("carol's stored token no longer works: %v", err)
+	}
+}
+
+// TestRefusalKeepsALegacyConnection: an account connected before keys came
+// from Google's account id, and not yet moved by scripts/migrate-keys, is
+// keyed by its address; a refused flow of that account does not revoke
+// the grant its live connection runs on.
+func TestRefusalKeepsALegacyConnection(t *testing.T) {
+	s := newStack(t)
+	s.addPeople(t)
+	ctx := context.Background()
+	refresh, err := s.sandbox.Connect(carol, s.cfg.OAuth.Scope)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.seen.add(refresh)
+	legacyKey := store.Key(carol)
+	if err := s.vault.PutRefreshToken(ctx, legacyKey, refresh); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := s.users.Connect(ctx, store.Connection{Email: carol, AppRef: "carol-ref", HistoryID: 9}); err != nil {
+		t.Fatal(err)
+	}
+	if u, err := s.users.Get(ctx, legacyKey); err != nil || u.Sub != "" {
+		t.Fatalf("legacy record = %+v, %v; want one without an account id", u, err)
+	}
+	if _, err := s.users.Get(ctx, s.key(carol)); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("carol has a record under her account id's key (%v): not a legacy account", err)
+	}
+	before := s.snapshot(t)
+	revokes := s.revokes()
+	r := s.request("alice-ref")
+	r.ExpectedAddress = alice
+	c, cb, _ := s.followLink(t, s.storedLink(t, r, time.Minute), carol)
+	if back := s.back(t, cb, c); back.Query().Get("reason") != "account_not_allowed" {
+		t.Errorf("alice's link completed by carol: back to %s", back)
+	}
+	before.Links = s.snapshot(t).Links
+	s.unchanged(t, before)
+	if n := s.revokes() - revokes; n != 0 {
+		t.Errorf("%d revocations: the refusal withdrew the legacy connection's live grant", n)
+	}
+	if _, err := s.oauthConfig().TokenSource(ctx, &oauth2.Token{RefreshToken: refresh}).Token(); err != nil {
+		t.Errorf("the legacy connection's token no longer works: %v", err)
 	}
 }

@@ -8,7 +8,6 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"net/http"
 	"strings"
 	"time"
@@ -60,13 +59,14 @@ func seal(key []byte, s flowState) string {
 	return payload + "." + base64.RawURLEncoding.EncodeToString(stateMAC(key, payload))
 }
 
-// unseal checks a cookie value's signature and expiry and returns its state.
-func unseal(key []byte, value string, now time.Time) (flowState, error) {
+// unseal checks a cookie value's signature, by any of keys, and expiry and
+// returns its state.
+func unseal(keys [][]byte, value string, now time.Time) (flowState, error) {
 	payload, sig, ok := strings.Cut(value, ".")
 	// Strict: a signature that differs only in the unused bits of its last
 	// character is another cookie, and must not verify.
 	mac, err := base64.RawURLEncoding.Strict().DecodeString(sig)
-	if !ok || err != nil || !hmac.Equal(mac, stateMAC(key, payload)) {
+	if !ok || err != nil || !signedBy(keys, mac, stateMAC, payload) {
 		return flowState{}, errBadSignature
 	}
 	var s flowState
@@ -102,11 +102,11 @@ func (h *Handler) checkState(ctx context.Context, r *http.Request) (flowState, e
 		return flowState{}, errNoState
 	}
 	c := cookies[0]
-	key, err := h.signingKey(ctx)
+	keys, err := h.stateKeys.Get(ctx)
 	if err != nil {
 		return flowState{}, err
 	}
-	s, err := unseal(key, c.Value, h.now())
+	s, err := unseal(keys, c.Value, h.now())
 	if err != nil {
 		return flowState{}, err
 	}
@@ -119,36 +119,21 @@ func (h *Handler) checkState(ctx context.Context, r *http.Request) (flowState, e
 	return s, nil
 }
 
-// signingKey returns the state-signing key.
-func (h *Handler) signingKey(ctx context.Context) ([]byte, error) {
-	return h.secretKey(ctx, h.cfg.StateKeyName, minKeyBytes)
-}
-
-// keyer returns the user-key hash.
+// keyer returns the user-key hash, over every key of the secret.
 func (h *Handler) keyer(ctx context.Context) (store.Keyer, error) {
-	b, err := h.secretKey(ctx, h.cfg.UserKeyName, store.MinUserKeyBytes)
+	keys, err := h.userKeys.Get(ctx)
 	if err != nil {
 		return store.Keyer{}, err
 	}
-	return store.NewKeyer(b)
+	return store.NewKeyer(keys...)
 }
 
-// secretKey returns one of the function's own keys from Secret Manager,
-// trimmed and at least min bytes long, read once it is read successfully.
-func (h *Handler) secretKey(ctx context.Context, name string, min int) ([]byte, error) {
-	h.keyMu.Lock()
-	defer h.keyMu.Unlock()
-	if b, ok := h.keys[name]; ok {
-		return b, nil
+// signedBy reports whether sig is the MAC of payload under any of keys.
+func signedBy(keys [][]byte, sig []byte, mac func(key []byte, payload string) []byte, payload string) bool {
+	for _, k := range keys {
+		if hmac.Equal(sig, mac(k, payload)) {
+			return true
+		}
 	}
-	b, err := h.tokens.Access(ctx, name)
-	if err != nil {
-		return nil, fmt.Errorf("key %s: %w", name, err)
-	}
-	b = []byte(strings.TrimSpace(string(b)))
-	if len(b) < min {
-		return nil, fmt.Errorf("key %s: shorter than %d bytes", name, min)
-	}
-	h.keys[name] = b
-	return b, nil
+	return false
 }

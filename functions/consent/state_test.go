@@ -38,7 +38,7 @@ func TestUnseal(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			got, err := unseal(tc.key, tc.value, now)
+			got, err := unseal([][]byte{tc.key}, tc.value, now)
 			if got != tc.want || !errors.Is(err, tc.wantErr) {
 				t.Errorf("unseal(%q) = %+v, %v; want %+v, %v", tc.value, got, err, tc.want, tc.wantErr)
 			}

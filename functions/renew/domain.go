@@ -77,7 +77,7 @@ func (r *run) inStep() error {
 	wanted := map[string]directory.Member{} // by key
 	for _, m := range members {
 		if !m.Suspended && m.ID != "" {
-			wanted[keys.Key(m.ID)] = m
+			wanted[keyIn(known, keys.Keys(m.ID))] = m
 		}
 	}
 	watched := 0
@@ -94,7 +94,7 @@ func (r *run) inStep() error {
 	} else {
 		for key, u := range known {
 			if _, ok := wanted[key]; !ok && u.Status != store.Disconnected {
-				if !r.mayStart(stopUnits) {
+				if !r.mayStart(r.h.quota.Units(gmailclient.MethodStop)) {
 					r.stopped = true
 					return nil
 				}
@@ -111,13 +111,25 @@ func (r *run) inStep() error {
 		if r.isRefused() {
 			break
 		}
-		if !r.mayStart(watchUnits) {
+		if !r.mayStart(r.h.quota.Units(gmailclient.MethodWatch)) {
 			r.stopped = true
 			return nil
 		}
 		g.Go(func() error { r.count(r.join(r.work, key, m)); return nil })
 	}
 	return nil
+}
+
+// keyIn returns the first of a member's keys (newest first) that a known
+// user has, so a user keyed before a rotation of the user-key secret stays
+// itself; else the newest.
+func keyIn(known map[string]store.User, keys []string) string {
+	for _, k := range keys {
+		if _, ok := known[k]; ok {
+			return k
+		}
+	}
+	return keys[0]
 }
 
 // refused logs the delegation refusal, once per run.
@@ -214,9 +226,9 @@ func (r *run) leave(ctx context.Context, u store.User) outcome {
 	log := r.h.d.Logger.With("user", u.Key)
 	if u.Status == store.Active {
 		res, err := r.h.d.Syncer.Sync(ctx, u.Key)
-		if extra := res.Units - reconcileUnits; extra > 0 {
-			r.h.limiter.debit(extra)
-			r.spent(extra)
+		if res.Units > 0 { // what was reserved is the stop's
+			r.h.limiter.debit(res.Units)
+			r.spent(res.Units)
 		}
 		if err != nil || res.Outcome != gmailsync.Synced {
 			log.InfoContext(ctx, "last sync before leaving not done", "outcome", res.Outcome, "error", err)

@@ -362,3 +362,37 @@ func logged(logs *testenv.LogBuffer, parts ...string) bool {
 	}
 	return false
 }
+
+// TestDelegatedUsersKeepTheirKeysAcrossARotation: after the user-key secret
+// is rotated ("new old"), a delegated user keyed with the old secret is still
+// the same user to the run (neither left nor joined again, so no event),
+// while a user new to the directory is keyed with the new secret.
+func TestDelegatedUsersKeepTheirKeysAcrossARotation(t *testing.T) {
+	ctx := context.Background()
+	e, must := newDelegation(t, nil, "hal@example.com", "ivy@example.com")
+	const older, newer = "user-key-secret-before-rotation-0123456789ab", "user-key-secret-after-rotation-0123456789abc"
+	e.PutSecret("user-key-secret", newer+" "+older)
+	was, _ := store.NewKeyer([]byte(older))
+	now, _ := store.NewKeyer([]byte(newer))
+	hal := googleauth.Subject("hal@example.com")
+	_, _, err := e.users.Connect(ctx, store.Connection{Key: was.Key(hal), Sub: hal, Email: "hal@example.com", Delegated: true,
+		HistoryID: 1, WatchExpiration: time.Now().Add(6 * 24 * time.Hour), RenewAt: time.Now().Add(time.Hour), SyncDueAt: time.Now().Add(time.Hour)})
+	must(err)
+	if rep := e.post(t); rep.Joined != 1 || rep.Left != 0 || rep.Error != "" {
+		t.Fatalf("run after the rotation: %+v, want ivy joined and no one left", rep)
+	}
+	if u := e.user(t, was.Key(hal)); u.Status != store.Active || !u.Delegated {
+		t.Errorf("hal under the old key: %+v, want still active", u)
+	}
+	if _, err := e.users.Get(ctx, now.Key(hal)); err == nil {
+		t.Error("hal got a second record under the new key")
+	}
+	if u := e.user(t, now.Key(googleauth.Subject("ivy@example.com"))); u.Status != store.Active {
+		t.Errorf("ivy: %+v, want active under the new secret's key", u)
+	}
+	for _, ev := range e.pull(t, 1500*time.Millisecond) {
+		if ev.EmailAddress == "hal@example.com" {
+			t.Errorf("hal was announced again: %s", ev.Type)
+		}
+	}
+}

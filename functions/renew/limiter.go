@@ -30,8 +30,10 @@ const (
 	recoverySteps = 100 // successes that win back the whole ceiling
 )
 
-func newQuotaLimiter(unitsPerMinute int) *quotaLimiter {
-	burst := max(unitsPerMinute/60, watchUnits)
+// newQuotaLimiter paces to unitsPerMinute; its bucket holds at least one
+// call of the dearest cost, largest.
+func newQuotaLimiter(unitsPerMinute, largest int) *quotaLimiter {
+	burst := max(unitsPerMinute/60, largest)
 	ceiling := rate.Limit(float64(max(unitsPerMinute-burst, unitsPerMinute/2)) / 60)
 	return &quotaLimiter{
 		lim:     rate.NewLimiter(ceiling, burst),

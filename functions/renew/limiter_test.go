@@ -7,6 +7,9 @@ import (
 	"time"
 )
 
+// watch is the dearest call renew makes, in units.
+const watch = 100
+
 func TestQuotaLimiterNeverSpendsMoreThanAMinutesQuota(t *testing.T) {
 	for _, tc := range []struct {
 		unitsPerMinute int
@@ -18,7 +21,7 @@ func TestQuotaLimiterNeverSpendsMoreThanAMinutesQuota(t *testing.T) {
 		{6_000, 100, 5_900.0 / 60},
 		{100, 100, 50.0 / 60}, // below two watches a minute: half the quota refills
 	} {
-		q := newQuotaLimiter(tc.unitsPerMinute)
+		q := newQuotaLimiter(tc.unitsPerMinute, watch)
 		if got := q.lim.Burst(); got != tc.wantBurst {
 			t.Errorf("quota %d: burst = %d, want %d", tc.unitsPerMinute, got, tc.wantBurst)
 		}
@@ -26,14 +29,14 @@ func TestQuotaLimiterNeverSpendsMoreThanAMinutesQuota(t *testing.T) {
 			t.Errorf("quota %d: rate = %v units/s, want %v", tc.unitsPerMinute, got, tc.wantRate)
 		}
 		// The most any 60 s can spend: a full bucket plus a minute of refill.
-		if most := float64(q.lim.Burst()) + 60*q.rate(); tc.unitsPerMinute >= 2*watchUnits && most > float64(tc.unitsPerMinute)+1e-6 {
+		if most := float64(q.lim.Burst()) + 60*q.rate(); tc.unitsPerMinute >= 2*watch && most > float64(tc.unitsPerMinute)+1e-6 {
 			t.Errorf("quota %d: a minute may spend %v units", tc.unitsPerMinute, most)
 		}
 	}
 }
 
 func TestQuotaLimiterHalvesOn429AndRecoversSlowly(t *testing.T) {
-	q := newQuotaLimiter(60_000)
+	q := newQuotaLimiter(60_000, watch)
 	ceiling := q.rate()
 	steps := []struct {
 		name string
@@ -65,7 +68,7 @@ func TestQuotaLimiterHalvesOn429AndRecoversSlowly(t *testing.T) {
 }
 
 func TestQuotaLimiterWait(t *testing.T) {
-	q := newQuotaLimiter(6_000) // bucket of 100 units, ~98 units/s
+	q := newQuotaLimiter(6_000, watch) // bucket of 100 units, ~98 units/s
 	ctx := context.Background()
 	if err := q.wait(ctx, 100); err != nil {
 		t.Fatalf("wait for a full bucket: %v", err)

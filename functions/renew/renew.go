@@ -3,7 +3,8 @@
 // the users that are due: it publishes the gmail.user.connected events still
 // owed after a failed publish, renews Gmail watches before they expire, and
 // reconciles mailboxes whose pushes were dropped or whose sync stalled, with
-// the same sync (and lease) as the notify function. It pages through due
+// the same sync (and lease) as the notify function; it also withdraws the
+// connections whose result code the application did not redeem in time. It pages through due
 // users with bounded concurrency, paces Gmail calls to a project-wide quota
 // rate that backs off on 429, and stops taking work before its time budget
 // ends, leaving the rest for the next run. The run's counts go to one log
@@ -16,7 +17,6 @@ import (
 	"log/slog"
 	"net/http"
 	"os"
-	"strings"
 	"time"
 
 	"github.com/GoogleCloudPlatform/functions-framework-go/functions"
@@ -24,6 +24,7 @@ import (
 
 	"github.com/gmailwatch/gmailwatch/shared/config"
 	"github.com/gmailwatch/gmailwatch/shared/directory"
+	"github.com/gmailwatch/gmailwatch/shared/disconnect"
 	"github.com/gmailwatch/gmailwatch/shared/events"
 	"github.com/gmailwatch/gmailwatch/shared/gmailclient"
 	"github.com/gmailwatch/gmailwatch/shared/gmailsync"
@@ -31,6 +32,7 @@ import (
 	"github.com/gmailwatch/gmailwatch/shared/mailbody"
 	"github.com/gmailwatch/gmailwatch/shared/platform"
 	"github.com/gmailwatch/gmailwatch/shared/store"
+	"github.com/gmailwatch/gmailwatch/shared/vault"
 )
 
 func init() { functions.HTTP("Renew", platform.HTTP(production, refuse)) }
@@ -66,7 +68,8 @@ func ReadConfig(lookup platform.Lookup) (Config, error) {
 type Settings struct {
 	ProjectID       string                    // PROJECT_ID, for the trace of a run
 	Watch           gmailclient.WatchSettings // topic, labels, RENEW_BEFORE, RENEW_EVERY
-	UnitsPerMinute  int                       // QUOTA_UNITS_PER_MINUTE: Gmail quota a run may spend
+	UnitsPerMinute  int                       // QUOTA_UNITS_PER_MINUTE: the project's Gmail quota
+	QuotaShare      float64                   // RENEW_QUOTA_SHARE: the part of it renew's runs may spend; notify has the rest
 	RunBudget       time.Duration             // RUN_BUDGET: no user is started after it; in-flight work gets 30 s more
 	ReauthStopAfter time.Duration             // REAUTH_STOP_AFTER: then a reauth_required user's watch is stopped
 	Concurrency     int                       // RENEW_CONCURRENCY: users worked on at once
@@ -80,6 +83,7 @@ func ReadSettings(r *config.Reader) Settings {
 	return Settings{
 		Watch:           gmailclient.ReadWatchSettings(r),
 		UnitsPerMinute:  r.Int("QUOTA_UNITS_PER_MINUTE", 1_200_000, 100, 100_000_000),
+		QuotaShare:      r.Float("RENEW_QUOTA_SHARE", 0.25, 0.01, 1),
 		RunBudget:       r.Duration("RUN_BUDGET", 8*time.Minute),
 		ReauthStopAfter: r.Duration("REAUTH_STOP_AFTER", 24*time.Hour),
 		Concurrency:     r.Int("RENEW_CONCURRENCY", 32, 1, 1000),
@@ -87,15 +91,30 @@ func ReadSettings(r *config.Reader) Settings {
 	}
 }
 
+// budget is the units a minute renew's runs may spend: its share of the
+// project's quota. The rest is notify's. Notify's syncs are what users wait
+// for and come in bursts; renew's watches and reconciles can wait, so the
+// default share is a quarter: 300,000 units a minute at Gmail's 1,200,000,
+// 3,000 watches a minute, so that 100,000 users renew in about half an hour
+// of the day while notify keeps three quarters for arrivals.
+func (s Settings) budget() int { return max(int(float64(s.UnitsPerMinute)*s.QuotaShare), 1) }
+
 // Deps are what a Handler works with.
 type Deps struct {
-	Users  *store.Store
-	Gmail  *gmailclient.Factory
-	Syncer *gmailsync.Syncer
-	Events *events.Publisher // lifecycle events: owed connected events, and the domain's joins and leaves
-	Logger *slog.Logger
-	Now    func() time.Time // the clock due times are compared with; nil: time.Now
-	Domain *Domain          // delegation mode: keeps the watched users in step with the directory; nil in consent mode
+	Users   *store.Store
+	Gmail   *gmailclient.Factory
+	Syncer  *gmailsync.Syncer
+	Events  *events.Publisher // lifecycle events: owed connected events, and the domain's joins and leaves
+	Logger  *slog.Logger
+	Now     func() time.Time // the clock due times are compared with; nil: time.Now
+	Domain  *Domain          // delegation mode: keeps the watched users in step with the directory; nil in consent mode
+	Pending Abandoner        // withdraws connections whose result lapsed unredeemed; nil: none are
+}
+
+// Abandoner withdraws a connection its application never confirmed
+// (disconnect.Disconnecter).
+type Abandoner interface {
+	Abandon(ctx context.Context, u store.User) error
 }
 
 // Handler runs renewals. Its quota limiter is shared by every run in the
@@ -103,6 +122,7 @@ type Deps struct {
 type Handler struct {
 	d       Deps
 	set     Settings
+	quota   gmailclient.QuotaProfile // what each call costs
 	limiter *quotaLimiter
 }
 
@@ -114,7 +134,8 @@ func New(d Deps, s Settings) *Handler {
 	if d.Logger == nil {
 		d.Logger = slog.New(slog.DiscardHandler)
 	}
-	return &Handler{d: d, set: s, limiter: newQuotaLimiter(s.UnitsPerMinute)}
+	q := d.Gmail.Settings().Quota
+	return &Handler{d: d, set: s, quota: q, limiter: newQuotaLimiter(s.budget(), q.Units(gmailclient.MethodWatch))}
 }
 
 // production is the deployed handler, built from the environment at the first run.
@@ -131,17 +152,19 @@ func wire(cfg Config, c *platform.Clients) *Handler {
 	users := store.New(c.Firestore(), nil)
 	mailboxes := gmailclient.NewFactory(cfg.Gmail, c.Vault())
 	syncer := gmailsync.New(gmailsync.Deps{Users: users, Gmail: mailboxes, Events: c.Events(), Logger: log}, cfg.Sync)
-	d := Deps{Users: users, Gmail: mailboxes, Syncer: syncer, Events: c.Events(), Logger: log}
+	d := Deps{Users: users, Gmail: mailboxes, Syncer: syncer, Events: c.Events(), Logger: log,
+		Pending: disconnect.New(users, c.Vault(), mailboxes, c.Events(), &http.Client{Timeout: 20 * time.Second}, log)}
 	if dl := cfg.Delegation; dl != nil {
 		mailboxes.Delegate(dl)
+		userKeys := vault.NewKeys(c.Vault(), cfg.UserKeyName, store.MinUserKeyBytes, nil)
 		d.Domain = &Domain{Directory: directory.New(cfg.Directory, func(ctx context.Context) (oauth2.TokenSource, error) {
 			return dl.TokenSource(ctx, cfg.Directory.Admin, cfg.Directory.Scope())
 		}), Keys: func(ctx context.Context) (store.Keyer, error) {
-			b, err := c.Vault().Access(ctx, cfg.UserKeyName)
+			keys, err := userKeys.Get(ctx)
 			if err != nil {
 				return store.Keyer{}, err
 			}
-			return store.NewKeyer([]byte(strings.TrimSpace(string(b))))
+			return store.NewKeyer(keys...)
 		}}
 	}
 	return New(d, cfg.Run)

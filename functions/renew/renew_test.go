@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
+	"math"
 	"net/http"
 	"net/http/httptest"
 	"slices"
@@ -20,6 +22,7 @@ import (
 	"github.com/gmailwatch/gmailwatch/scripts/sandbox/gmailapi"
 	"github.com/gmailwatch/gmailwatch/scripts/testenv"
 	"github.com/gmailwatch/gmailwatch/shared/config"
+	"github.com/gmailwatch/gmailwatch/shared/disconnect"
 	"github.com/gmailwatch/gmailwatch/shared/events"
 	"github.com/gmailwatch/gmailwatch/shared/gmailclient"
 	"github.com/gmailwatch/gmailwatch/shared/gmailsync"
@@ -74,7 +77,8 @@ func newEnv(t *testing.T, o envOptions) *env {
 	}
 	factory := gmailclient.NewFactory(cfg.Gmail, w.Vault)
 	syncer := gmailsync.New(gmailsync.Deps{Users: w.Store, Gmail: factory, Events: w.Publisher, Logger: w.Log}, cfg.Sync)
-	h := New(Deps{Users: w.Store, Gmail: factory, Syncer: syncer, Events: w.Publisher, Logger: w.Log}, cfg.Run)
+	h := New(Deps{Users: w.Store, Gmail: factory, Syncer: syncer, Events: w.Publisher, Logger: w.Log,
+		Pending: disconnect.New(w.Store, w.Vault, factory, w.Publisher, &http.Client{Timeout: 20 * time.Second}, w.Log)}, cfg.Run)
 	return &env{World: w, sb: w.Sandbox, users: w.Store, gmail: factory, h: h, logs: w.Logs}
 }
 
@@ -185,7 +189,7 @@ func TestRenewsWatchesNearExpiryAndLeavesFreshOnesAlone(t *testing.T) {
 	if got := countsOf(rep); got != want {
 		t.Errorf("report = %+v, want %+v", got, want)
 	}
-	if got, want := e.sb.Gmail.Usage("").Units, int64(3*watchUnits); got != want {
+	if got, want := e.sb.Gmail.Usage("").Units, int64(3*e.h.quota.Units(gmailclient.MethodWatch)); got != want {
 		t.Errorf("project units = %d, want %d: one watch per due user and nothing else", got, want)
 	}
 	for i, tc := range cases {
@@ -218,8 +222,8 @@ func TestRenewsWatchesNearExpiryAndLeavesFreshOnesAlone(t *testing.T) {
 	if got, want := countsOf(e.post(t)), (counts{}); got != want {
 		t.Errorf("second run = %+v, want %+v", got, want)
 	}
-	if got := e.sb.Gmail.Usage("").Units; got != 3*watchUnits {
-		t.Errorf("project units after a second run = %d, want still %d", got, 3*watchUnits)
+	if got, want := e.sb.Gmail.Usage("").Units, int64(3*e.h.quota.Units(gmailclient.MethodWatch)); got != want {
+		t.Errorf("project units after a second run = %d, want still %d", got, want)
 	}
 	if !e.logs.Contains(`"message":"renew run"`) {
 		t.Errorf("no run report in the log:\n%s", e.logs)
@@ -521,7 +525,7 @@ func TestSlowsDownOn429WithoutARetryStorm(t *testing.T) {
 	e := newEnv(t, envOptions{
 		sandboxUnitsPerMinute: 1_000,
 		settings: func(s *Settings) {
-			s.UnitsPerMinute = 240_000 // ~40 watches a second
+			s.UnitsPerMinute, s.QuotaShare = 240_000, 1 // ~40 watches a second
 			s.Concurrency = 4
 		},
 	})
@@ -608,7 +612,7 @@ func TestRunOver2000UsersKeepsToQuotaAndBudget(t *testing.T) {
 		alone:                 true,
 		sandboxUnitsPerMinute: unitsPerMinute, // Gmail answers 429 beyond it
 		settings: func(s *Settings) {
-			s.UnitsPerMinute = unitsPerMinute
+			s.UnitsPerMinute, s.QuotaShare = unitsPerMinute, 1 // the whole quota: this test is about keeping to it
 			s.Concurrency = 32
 			s.RunBudget = 8 * time.Second
 		},
@@ -635,16 +639,16 @@ func TestRunOver2000UsersKeepsToQuotaAndBudget(t *testing.T) {
 		t.Errorf("second run %+v after first %+v: want it to renew the remaining %d", countsOf(second), countsOf(first), n-first.Renewed)
 	}
 
-	// Gmail's quota counts fixed minutes, which two runs this short may
-	// straddle without a 429 however fast they go. So also hold the units
-	// to what the quota allows in any stretch as long as the runs took: a
-	// second of it at once plus the rest of a minute's, spread. A slower
-	// machine only loosens this bound.
+	// Gmail's quota counts the 60 seconds before each call, which two runs
+	// this short fill only partly. So also hold the units to what the
+	// quota allows in any stretch as long as the runs took: a second of it
+	// at once plus the rest of a minute's, spread. A slower machine only
+	// loosens this bound.
 	usage := e.sb.Gmail.Usage("")
 	allowed := unitsPerMinute/60 + float64(unitsPerMinute-unitsPerMinute/60)*elapsed.Minutes()
 	t.Logf("sandbox: %d watch calls, %d units, %d rate-limited over %v of runs; the quota allows %.0f units in that time (%d a minute)",
 		usage.Calls["watch"], usage.Units, usage.RateLimited, elapsed.Round(time.Millisecond), allowed, unitsPerMinute)
-	if usage.RateLimited != 0 || usage.Calls["watch"] != n || usage.Units != n*watchUnits {
+	if usage.RateLimited != 0 || usage.Calls["watch"] != n || usage.Units != int64(n*e.h.quota.Units(gmailclient.MethodWatch)) {
 		t.Errorf("sandbox usage %+v: want exactly %d watch calls and no 429", usage, n)
 	}
 	if float64(usage.Units) > allowed {
@@ -688,6 +692,38 @@ func TestHTTP(t *testing.T) {
 	}
 }
 
+// TestLimiterTakesRenewsShareOfTheProjectQuota: the limiter paces to
+// RENEW_QUOTA_SHARE of QUOTA_UNITS_PER_MINUTE, a second of it at once and
+// the rest spread over the minute, at the selected profile's watch cost.
+func TestLimiterTakesRenewsShareOfTheProjectQuota(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		env       map[string]string
+		wantBurst int
+		wantRate  float64 // units per second
+	}{
+		{map[string]string{}, 5_000, (300_000 - 5_000) / 60.0}, // a quarter of 1,200,000
+		{map[string]string{"RENEW_QUOTA_SHARE": "0.5", "QUOTA_UNITS_PER_MINUTE": "600000"}, 5_000, (300_000 - 5_000) / 60.0},
+		{map[string]string{"RENEW_QUOTA_SHARE": "1", "QUOTA_UNITS_PER_MINUTE": "60000"}, 1_000, (60_000 - 1_000) / 60.0},
+		// A small share still holds one watch at once.
+		{map[string]string{"RENEW_QUOTA_SHARE": "0.01", "QUOTA_UNITS_PER_MINUTE": "6000", "GMAIL_QUOTA_PROFILE": "legacy"}, 100, 30 / 60.0},
+	} {
+		env := map[string]string{"PROJECT_ID": "p", "EVENTS_TOPIC": "events", "GMAIL_TOPIC": "projects/p/topics/gmail", "OAUTH_CLIENT_ID": "c"}
+		maps.Copy(env, tc.env)
+		cfg, err := ReadConfig(config.FromMap(env))
+		if err != nil {
+			t.Fatal(err)
+		}
+		h := New(Deps{Gmail: gmailclient.NewFactory(cfg.Gmail, nil)}, cfg.Run)
+		if got := h.limiter.lim.Burst(); got != tc.wantBurst {
+			t.Errorf("%v: burst %d, want %d", tc.env, got, tc.wantBurst)
+		}
+		if got := h.limiter.rate(); math.Abs(got-tc.wantRate) > 1e-9 {
+			t.Errorf("%v: rate %v units/s, want %v", tc.env, got, tc.wantRate)
+		}
+	}
+}
+
 func TestConfigurationErrorsNameEverySetting(t *testing.T) {
 	for _, tc := range []struct {
 		name string
@@ -698,8 +734,8 @@ func TestConfigurationErrorsNameEverySetting(t *testing.T) {
 		{"bad values", map[string]string{
 			"PROJECT_ID": "p", "EVENTS_TOPIC": "events", "GMAIL_TOPIC": "gmail", "OAUTH_CLIENT_ID": "c",
 			"QUOTA_UNITS_PER_MINUTE": "lots", "RUN_BUDGET": "-1m", "REAUTH_STOP_AFTER": "week", "RENEW_CONCURRENCY": "0",
-			"SECRETMANAGER_ENDPOINT": "", "RENEW_BEFORE": "0s",
-		}, []string{"GMAIL_TOPIC:", "QUOTA_UNITS_PER_MINUTE:", "RUN_BUDGET:", "REAUTH_STOP_AFTER:", "RENEW_CONCURRENCY:", "RENEW_BEFORE:"}},
+			"SECRETMANAGER_ENDPOINT": "", "RENEW_BEFORE": "0s", "RENEW_QUOTA_SHARE": "1.5", "GMAIL_QUOTA_PROFILE": "standard-2025",
+		}, []string{"GMAIL_TOPIC:", "QUOTA_UNITS_PER_MINUTE:", "RENEW_QUOTA_SHARE: 1.5 is outside 0.01..1", "GMAIL_QUOTA_PROFILE:", "RUN_BUDGET:", "REAUTH_STOP_AFTER:", "RENEW_CONCURRENCY:", "RENEW_BEFORE:"}},
 	} {
 		_, err := ReadConfig(config.FromMap(tc.env))
 		if err == nil {

@@ -26,6 +26,7 @@ type Report struct {
 	WatchesStopped    int       `json:"watches_stopped"`              // watches of long-reauth_required users stopped, or left to lapse when the token is dead
 	RateLimited       int       `json:"rate_limited"`                 // 429s from Gmail, each slowing the limiter
 	Announced         int       `json:"announced,omitempty"`          // gmail.user.connected events owed since a failed publish, now published
+	Withdrawn         int       `json:"withdrawn,omitempty"`          // connections whose result lapsed unredeemed, now revoked and removed (or, reconnects and moves, forgotten)
 	Joined            int       `json:"joined,omitempty"`             // delegation mode: users the directory lists, now watched
 	Left              int       `json:"left,omitempty"`               // delegation mode: users it no longer lists, now disconnected
 	DelegationRefused bool      `json:"delegation_refused,omitempty"` // Google refused the domain-wide delegation
@@ -37,14 +38,6 @@ type Report struct {
 	Firestore         store.Ops `json:"firestore"` // what the run cost in Firestore, its syncs included
 	Error             string    `json:"error,omitempty"`
 }
-
-// Quota units reserved before each kind of work. A reconcile reserves one
-// history.list and is charged the rest of what its sync spent afterwards.
-const (
-	watchUnits     = 100
-	stopUnits      = 50
-	reconcileUnits = 2
-)
 
 // What one user's work came to.
 type outcome int
@@ -61,11 +54,13 @@ const (
 	joined
 	left
 	announced
+	withdrawn
 )
 
 // phase is one kind of work over one query of users in a stable order.
 type phase struct {
-	units int // reserved before each user
+	units int // reserved before each user: a watch, a stop, or a reconcile's
+	// first history.list (charged the rest of what its sync spent after)
 	list  func(context.Context, store.Position, int) ([]store.User, error)
 	at    func(store.User) time.Time // the field the query orders by
 	wants func(store.User) bool      // nil: every user listed
@@ -94,9 +89,9 @@ func (h *Handler) Run(ctx context.Context) Report {
 	defer cancel()
 	r := &run{h: h, now: h.d.Now(), startBy: start.Add(h.set.RunBudget), work: work}
 	phases := []phase{
-		{units: watchUnits, list: r.due(store.RenewDue), at: func(u store.User) time.Time { return u.RenewAt }, do: r.renew},
-		{units: reconcileUnits, list: r.due(store.SyncDue), at: func(u store.User) time.Time { return u.SyncDueAt }, do: r.reconcile},
-		{units: stopUnits, list: r.reauthWatches, at: func(u store.User) time.Time { return u.WatchExpiration }, wants: r.stopDue, do: r.stopWatch},
+		{units: h.quota.Units(gmailclient.MethodWatch), list: r.due(store.RenewDue), at: func(u store.User) time.Time { return u.RenewAt }, do: r.renew},
+		{units: h.quota.Units(gmailclient.MethodHistoryList), list: r.due(store.SyncDue), at: func(u store.User) time.Time { return u.SyncDueAt }, do: r.reconcile},
+		{units: h.quota.Units(gmailclient.MethodStop), list: r.reauthWatches, at: func(u store.User) time.Time { return u.WatchExpiration }, wants: r.stopDue, do: r.stopWatch},
 	}
 	// Owed events go out first, ahead of any later one of their user.
 	err := r.walk(phase{list: r.unannounced, at: func(u store.User) time.Time { return u.Notice.At }, do: r.announce})
@@ -104,6 +99,9 @@ func (h *Handler) Run(ctx context.Context) Report {
 		h.d.Logger.WarnContext(ctx, "stray pushes not read; addresses left unchecked", "error", serr)
 	} else {
 		r.strays = strays
+	}
+	if err == nil && !r.stopped && h.d.Pending != nil {
+		err = r.walk(phase{units: h.quota.Units(gmailclient.MethodStop), list: r.lapsed, at: func(u store.User) time.Time { return u.PendingUntil }, do: r.withdraw})
 	}
 	if err == nil && !r.stopped && h.d.Domain != nil {
 		err = r.inStep()
@@ -220,6 +218,8 @@ func (r *run) count(o outcome) {
 		r.rep.Left++
 	case announced:
 		r.rep.Announced++
+	case withdrawn:
+		r.rep.Withdrawn++
 	}
 }
 
@@ -260,6 +260,23 @@ func (r *run) announce(ctx context.Context, u store.User) outcome {
 	}
 	log.InfoContext(ctx, "owed connected event published", "eventId", id)
 	return announced
+}
+
+func (r *run) lapsed(ctx context.Context, from store.Position, limit int) ([]store.User, error) {
+	return r.h.d.Users.Lapsed(ctx, r.now, from, limit)
+}
+
+// withdraw ends a connection whose result the application did not redeem
+// in time: a page of them at a time, like every phase, never a scan of all
+// users. Nothing is published: the application never learned of it.
+func (r *run) withdraw(ctx context.Context, u store.User) outcome {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), recordTimeout)
+	defer cancel()
+	if err := r.h.d.Pending.Abandon(ctx, u); err != nil {
+		r.h.d.Logger.ErrorContext(ctx, "lapsed connection not withdrawn", "user", u.Key, "error", err)
+		return failed
+	}
+	return withdrawn
 }
 
 func (r *run) reauthWatches(ctx context.Context, from store.Position, limit int) ([]store.User, error) {
@@ -342,7 +359,7 @@ func (r *run) reconcile(ctx context.Context, u store.User) outcome {
 		spent = units
 	}
 	res, err := r.h.d.Syncer.Sync(ctx, u.Key)
-	if extra := spent + res.Units - reconcileUnits; extra > 0 {
+	if extra := spent + res.Units - r.h.quota.Units(gmailclient.MethodHistoryList); extra > 0 {
 		r.h.limiter.debit(extra)
 		r.spent(extra)
 	}

@@ -10,9 +10,11 @@
 //	go run ./scripts/admin resync USER_KEY
 //
 // It reads ACCOUNTS_URL (the accounts function's URL; locally from
-// .local/env). A deployed API is private: the tool sends ACCOUNTS_ID_TOKEN
-// if set (for example from `gcloud auth print-identity-token
-// --audiences=$ACCOUNTS_URL`), or else an ID token for the URL from
+// .local/env). The API answers only the callers in its ACCOUNTS_INVOKERS,
+// with a Google ID token for its URL: the tool sends ACCOUNTS_ID_TOKEN if
+// set (for example from `gcloud auth print-identity-token
+// --audiences=$ACCOUNTS_URL`), locally one the sandbox (SANDBOX_URL) signs
+// for the first of ACCOUNTS_INVOKERS, or else an ID token for the URL from
 // Application Default Credentials of a service account.
 package main
 
@@ -81,8 +83,15 @@ func run(ctx context.Context, args []string, lookup func(string) (string, bool),
 	r := config.NewReader(lookup)
 	base := strings.TrimRight(r.URL("ACCOUNTS_URL", config.Required), "/")
 	token := r.String("ACCOUNTS_ID_TOKEN", "")
+	sandboxURL, invokers := r.URL("SANDBOX_URL", ""), r.List("ACCOUNTS_INVOKERS", nil)
 	if err := r.Err(); err != nil {
 		return err
+	}
+	if token == "" && sandboxURL != "" && len(invokers) > 0 {
+		var err error
+		if token, err = sandboxToken(ctx, sandboxURL, invokers[0], base); err != nil {
+			return err
+		}
 	}
 	c, err := newClient(ctx, base, token)
 	if err != nil {
@@ -131,6 +140,30 @@ func run(ctx context.Context, args []string, lookup func(string) (string, bool),
 	}
 }
 
+// sandboxToken asks the local sandbox for caller's ID token for audience.
+func sandboxToken(ctx context.Context, sandboxURL, caller, audience string) (string, error) {
+	u, _ := url.Parse(sandboxURL)
+	if !config.IsLoopback(u.Hostname()) {
+		return "", fmt.Errorf("SANDBOX_URL %s: the sandbox is local only", sandboxURL)
+	}
+	body, _ := json.Marshal(map[string]string{"email": caller, "audience": audience})
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, strings.TrimRight(sandboxURL, "/")+"/admin/id-token", strings.NewReader(string(body)))
+	if err != nil {
+		return "", err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return "", fmt.Errorf("sandbox ID token: %w", err)
+	}
+	defer resp.Body.Close()
+	var got struct{ IDToken string }
+	if err := json.NewDecoder(resp.Body).Decode(&got); err != nil || resp.StatusCode != http.StatusOK || got.IDToken == "" {
+		return "", fmt.Errorf("sandbox ID token: %s", resp.Status)
+	}
+	return got.IDToken, nil
+}
+
 type client struct {
 	base, token string
 	http        *http.Client
@@ -166,6 +199,9 @@ func (c *client) do(ctx context.Context, method, path string, out any) error {
 		req.Header.Set("Content-Type", "application/json")
 	}
 	if c.token != "" {
+		// Cloud Run's IAM check takes the first and strips its signature;
+		// the second reaches the API intact for its own check.
+		req.Header.Set("X-Serverless-Authorization", "Bearer "+c.token)
 		req.Header.Set("Authorization", "Bearer "+c.token)
 	}
 	resp, err := c.http.Do(req)

@@ -43,7 +43,19 @@ func TestAdmin(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	cfgEnv := map[string]string{"CONSENT_URL": "https://consent.example.com", "RETURN_ORIGINS": "https://app.example.com"}
+	var authMu sync.Mutex
+	var auth []string
+	var api http.Handler
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		authMu.Lock()
+		auth = append(auth, r.Header.Get("Authorization"))
+		authMu.Unlock()
+		api.ServeHTTP(w, r)
+	}))
+	apiURL := "http://" + srv.Listener.Addr().String()
+	const backend = "backend@local-app.iam.gserviceaccount.com"
+	cfgEnv := map[string]string{"CONSENT_URL": "https://consent.example.com", "RETURN_ORIGINS": "https://app.example.com",
+		"ACCOUNTS_URL": apiURL, "ACCOUNTS_INVOKERS": backend}
 	for k, v := range env {
 		cfgEnv[k] = v
 	}
@@ -51,17 +63,12 @@ func TestAdmin(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	api := accounts.New(cfg, accounts.Deps{Users: w.Store, Vault: w.Vault, Events: w.Publisher}, log)
-	var authMu sync.Mutex
-	var auth []string
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		authMu.Lock()
-		auth = append(auth, r.Header.Get("Authorization"))
-		authMu.Unlock()
-		api.ServeHTTP(w, r)
-	}))
+	api = accounts.New(cfg, accounts.Deps{Users: w.Store, Vault: w.Vault, Events: w.Publisher}, log)
+	srv.Start()
 	t.Cleanup(srv.Close)
-	adminEnv := map[string]string{"ACCOUNTS_URL": srv.URL, "ACCOUNTS_ID_TOKEN": "test-identity-token"}
+	// As .local/env has it: the tool asks the sandbox for the backend's token.
+	adminEnv := map[string]string{"ACCOUNTS_URL": apiURL, "SANDBOX_URL": sb.URL, "ACCOUNTS_INVOKERS": backend}
+	forged := map[string]string{"ACCOUNTS_URL": apiURL, "ACCOUNTS_ID_TOKEN": "test-identity-token"}
 	aliceKey, carolKey := store.Key(alice), store.Key(carol)
 
 	refused := []struct {
@@ -82,6 +89,8 @@ func TestAdmin(t *testing.T) {
 		{"show unknown", []string{"show", strings.Repeat("0", 32)}, adminEnv, "no such account"},
 		{"bad status", []string{"list", "-status", "gone"}, adminEnv, "status must be one of"},
 		{"reconnect an active account", []string{"reconnect-link", aliceKey}, adminEnv, "only a reauth_required account"},
+		{"a token that is not Google's", []string{"disconnect", aliceKey}, forged, "403 Forbidden"},
+		{"no token", []string{"disconnect", aliceKey}, map[string]string{"ACCOUNTS_URL": apiURL}, "401 Unauthorized"},
 	}
 	for _, tc := range refused {
 		t.Run(tc.name, func(t *testing.T) {
@@ -125,8 +134,8 @@ func TestAdmin(t *testing.T) {
 	}
 	authMu.Lock()
 	for _, a := range auth {
-		if a != "Bearer test-identity-token" {
-			t.Errorf("a request carried Authorization %q, want the ID token", a)
+		if a != "Bearer test-identity-token" && a != "" && !strings.HasPrefix(a, "Bearer ey") {
+			t.Errorf("a request carried Authorization %q, want an ID token", a)
 		}
 	}
 	authMu.Unlock()
@@ -199,15 +208,18 @@ func TestReconnectLinkRefusedInDelegationOnlyMode(t *testing.T) {
 	if _, err := w.Store.Update(ctx, store.Key(carol), func(u *store.User) error { u.Status = store.ReauthRequired; return nil }); err != nil {
 		t.Fatal(err)
 	}
+	const audience, backend = "https://accounts.example.com", "backend@app.iam.gserviceaccount.com"
 	cfg, err := accounts.ReadConfig(config.FromMap(w.Env(map[string]string{
-		"CONSENT_URL": "https://consent.example.com", "RETURN_ORIGINS": "https://app.example.com", "CONNECT_MODE": "delegation"})))
+		"CONSENT_URL": "https://consent.example.com", "RETURN_ORIGINS": "https://app.example.com", "CONNECT_MODE": "delegation",
+		"ACCOUNTS_URL": audience, "ACCOUNTS_INVOKERS": backend})))
 	if err != nil {
 		t.Fatal(err)
 	}
 	srv := httptest.NewServer(accounts.New(cfg, accounts.Deps{Users: w.Store, Vault: w.Vault, Events: w.Publisher}, w.Log))
 	t.Cleanup(srv.Close)
 	var out bytes.Buffer
-	err = run(ctx, []string{"reconnect-link", store.Key(carol)}, config.FromMap(map[string]string{"ACCOUNTS_URL": srv.URL}), &out)
+	err = run(ctx, []string{"reconnect-link", store.Key(carol)}, config.FromMap(map[string]string{"ACCOUNTS_URL": srv.URL,
+		"ACCOUNTS_ID_TOKEN": w.Sandbox.Auth.IDToken(backend, audience)}), &out)
 	if err == nil || !strings.Contains(err.Error(), "409 Conflict ("+accounts.DomainOnlyReason+")") ||
 		!strings.Contains(err.Error(), "makes no connect or reconnect links") || out.Len() != 0 {
 		t.Errorf("reconnect-link = %v, printed %q; want the 409, its reason and message, and nothing printed", err, out.String())

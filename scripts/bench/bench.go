@@ -29,6 +29,7 @@ import (
 	"github.com/gmailwatch/gmailwatch/scripts/sandbox"
 	"github.com/gmailwatch/gmailwatch/scripts/sandbox/gmailapi"
 	"github.com/gmailwatch/gmailwatch/scripts/stack"
+	"github.com/gmailwatch/gmailwatch/shared/gmailclient"
 	"github.com/gmailwatch/gmailwatch/shared/store"
 	"github.com/gmailwatch/gmailwatch/shared/vault"
 )
@@ -48,7 +49,8 @@ type Config struct {
 	Concurrency   int     // throughput: requests in flight at the notify instance
 	Duration      time.Duration
 	RenewUsers    int
-	RenewQuota    int // Gmail project units per minute during the renewal section
+	RenewQuota    int                      // Gmail project units per minute during the renewal section
+	Quota         gmailclient.QuotaProfile // Gmail's quota profile, in the sandbox and the functions
 	SeedBudget    time.Duration
 	ColdRuns      int
 	Push          string // how Gmail pushes reach the handlers: relay or emulator
@@ -63,7 +65,7 @@ func Defaults() Config {
 		Mailboxes: 20, Singles: 5, Bursts: 3, BurstSize: 10, DuplicateRate: 0.3,
 		Concurrency: 80, Duration: 20 * time.Second,
 		RenewUsers: 10_000, RenewQuota: 300_000, SeedBudget: 10 * time.Minute,
-		ColdRuns: 5, Push: pushRelay, Dir: filepath.Join(".local", "bench"),
+		ColdRuns: 5, Push: pushRelay, Dir: filepath.Join(".local", "bench"), Quota: gmailclient.QuotaStandard2026,
 	}
 }
 
@@ -89,6 +91,7 @@ func (c Config) validate() error {
 	check(c.ColdRuns >= 1 && c.ColdRuns <= 100, "-cold-runs %d: want 1..100", c.ColdRuns)
 	check(c.Push == pushRelay || c.Push == pushEmulator, "-push %q: want %s or %s", c.Push, pushRelay, pushEmulator)
 	check(c.Dir != "", "-dir: want a directory")
+	check(c.Quota == gmailclient.QuotaStandard2026 || c.Quota == gmailclient.QuotaLegacy, "-quota %q: want %s or %s", c.Quota, gmailclient.QuotaStandard2026, gmailclient.QuotaLegacy)
 	return errors.Join(errs...)
 }
 
@@ -114,10 +117,9 @@ type bench struct {
 
 // Topics and subscriptions the bench adds to the stack's.
 const (
-	benchEvents        = "bench-events"          // pull, on the output topic
-	baselineEvents     = "bench-baseline-events" // topic and pull subscription of the baseline's events
-	baselinePush       = "bench-baseline-push"   // Gmail topic -> baseline endpoint
-	defaultProjectUnit = 1_200_000
+	benchEvents    = "bench-events"          // pull, on the output topic
+	baselineEvents = "bench-baseline-events" // topic and pull subscription of the baseline's events
+	baselinePush   = "bench-baseline-push"   // Gmail topic -> baseline endpoint
 )
 
 // Run starts the stack, runs the chosen sections and returns the report. An
@@ -136,9 +138,14 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	cfg.Dir = dir
 	b := &bench{cfg: cfg, rep: newReport(cfg), sysEvents: newEventLog(), baseEvents: newEventLog(), hops: newHopLog()}
 	b.progress("starting the stack in %s", dir)
-	b.st, err = stack.Start(ctx, stack.Options{Dir: dir, NoWebhook: true, EmulatorPush: cfg.Push == pushEmulator, Env: map[string]string{
-		"QUOTA_UNITS_PER_MINUTE": strconv.Itoa(cfg.RenewQuota),
-	}})
+	b.st, err = stack.Start(ctx, stack.Options{Dir: dir, NoWebhook: true, EmulatorPush: cfg.Push == pushEmulator,
+		Sandbox: sandbox.Options{GmailQuota: gmailapi.QuotaProfile(cfg.Quota)},
+		Env: map[string]string{
+			"QUOTA_UNITS_PER_MINUTE": strconv.Itoa(cfg.RenewQuota),
+			// The renewal section measures renew's pacing against the whole
+			// quota it is given; deployed, it is given RENEW_QUOTA_SHARE of it.
+			"RENEW_QUOTA_SHARE": "1",
+		}})
 	if err != nil {
 		return nil, fmt.Errorf("start stack: %w", err)
 	}

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/gmailwatch/gmailwatch/scripts/stack"
+	"github.com/gmailwatch/gmailwatch/shared/gmailclient"
 )
 
 // TestMain lets the test binary serve as the isolated probe, as the program
@@ -37,8 +38,10 @@ func TestParseFlags(t *testing.T) {
 			want: func(c *Config) {
 				c.Sections, c.RenewUsers, c.GmailLatency = []string{"renewal", "quota"}, 500, 100*time.Millisecond
 			}},
-		{name: "every bad value at once", args: []string{"-only", "quota,speed", "-users", "0", "-duplicates", "2", "-concurrency", "0"},
-			wantErr: []string{`unknown section "speed"`, "-users 0", "-duplicates 2", "-concurrency 0"}},
+		{name: "legacy quota", args: []string{"-quota", "legacy"}, wantOut: filepath.Join(".local", "bench", "bench.json"),
+			want: func(c *Config) { c.Quota = gmailclient.QuotaLegacy }},
+		{name: "every bad value at once", args: []string{"-only", "quota,speed", "-users", "0", "-duplicates", "2", "-concurrency", "0", "-quota", "standard-2025"},
+			wantErr: []string{`unknown section "speed"`, "-users 0", "-duplicates 2", "-concurrency 0", `-quota "standard-2025"`}},
 		{name: "no section", args: []string{"-only", ","}, wantErr: []string{"no section chosen"}},
 		{name: "stray argument", args: []string{"quota"}, wantErr: []string{"unexpected arguments"}},
 	} {
@@ -126,7 +129,7 @@ func TestBench(t *testing.T) {
 	}
 	cfg := Config{Sections: Sections, GmailLatency: 20 * time.Millisecond, Mailboxes: 2, Singles: 2, Bursts: 1, BurstSize: 4,
 		DuplicateRate: 0.5, Concurrency: 4, Duration: 2 * time.Second, RenewUsers: 30, RenewQuota: 60_000,
-		SeedBudget: time.Minute, ColdRuns: 1, Push: pushRelay, Dir: t.TempDir()}
+		SeedBudget: time.Minute, ColdRuns: 1, Push: pushRelay, Dir: t.TempDir(), Quota: gmailclient.QuotaStandard2026}
 	var progress bytes.Buffer
 	cfg.Progress = &progress
 	rep, err := Run(t.Context(), cfg)
@@ -154,7 +157,7 @@ func TestBench(t *testing.T) {
 		{"system quota burst announced", w.System.Quota.Burst.Announced, 8},
 		{"system quota pushes duplicated", w.System.Quota.Single.DuplicatePushes+w.System.Quota.Burst.DuplicatePushes > 0, true},
 		{"baseline latency burst announced", w.Baseline.Latency.Burst.Announced, 8},
-		{"system units cover a get per message", w.System.Quota.Burst.Units >= 5*8, true},
+		{"system units cover a get per message", w.System.Quota.Burst.Units >= int64(8*cfg.Quota.Units(gmailclient.MethodMessagesGet)), true},
 		{"push hops timed", w.PushHop.N > 0, true},
 		{"probe pushes", w.System.Probe.Duplicate + w.System.Probe.Stale, 6},
 		{"system probe Gmail calls", w.System.Probe.Calls, int64(0)},

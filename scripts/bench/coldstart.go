@@ -62,18 +62,20 @@ type IsolatedRun struct {
 // first when it is invoked.
 type firstRequest struct {
 	Method, Path, Body, About string
+	Authorization             string `json:"-"` // the caller's ID token, for the accounts API
 }
 
 func (b *bench) firstRequests() map[string]firstRequest {
 	topic := func(t string) string { return "/projects/" + b.st.Project + "/topics/" + t }
 	return map[string]firstRequest{
-		"consent":  {http.MethodGet, "/connect", "", "GET /connect (consent redirect: reads the state key)"},
-		"accounts": {http.MethodGet, "/accounts/" + strings.Repeat("0", 32), "", "GET an unknown account (one Firestore read)"},
-		"notify": {http.MethodPost, topic(stack.GmailTopic), string(pushBody(b.st.Project, "nobody@bench.test", 1, 1)),
-			"a Gmail push for an unknown user (one Firestore read)"},
-		"renew": {http.MethodGet, "/", "", "GET / (builds the clients, answers 405)"},
-		"webhook": {http.MethodPost, topic(stack.EventsTopic), string(pushBody(b.st.Project, "nobody@bench.test", 1, 1)),
-			"an undecodable event (dead-lettered)"},
+		"consent": {Method: http.MethodGet, Path: "/connect", About: "GET /connect (consent redirect: reads the state key)"},
+		"accounts": {Method: http.MethodGet, Path: "/accounts/" + strings.Repeat("0", 32), About: "GET an unknown account (the caller's ID token checked, one Firestore read)",
+			Authorization: "Bearer " + b.st.BackendToken()},
+		"notify": {Method: http.MethodPost, Path: topic(stack.GmailTopic), Body: string(pushBody(b.st.Project, "nobody@bench.test", 1, 1)),
+			About: "a Gmail push for an unknown user (one Firestore read)"},
+		"renew": {Method: http.MethodGet, Path: "/", About: "GET / (builds the clients, answers 405)"},
+		"webhook": {Method: http.MethodPost, Path: topic(stack.EventsTopic), Body: string(pushBody(b.st.Project, "nobody@bench.test", 1, 1)),
+			About: "an undecodable event (dead-lettered)"},
 	}
 }
 
@@ -217,6 +219,9 @@ func send(ctx context.Context, client *http.Client, base string, req firstReques
 	}
 	if req.Body != "" {
 		r.Header.Set("Content-Type", "application/json")
+	}
+	if req.Authorization != "" {
+		r.Header.Set("Authorization", req.Authorization)
 	}
 	client = &http.Client{Transport: client.Transport, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
 	resp, err := client.Do(r)

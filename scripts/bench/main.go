@@ -45,6 +45,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/gmailwatch/gmailwatch/shared/gmailclient"
 )
 
 func main() {
@@ -107,6 +109,7 @@ func parseFlags(args []string, errOut io.Writer) (Config, string, error) {
 	fs.DurationVar(&c.SeedBudget, "seed-budget", d.SeedBudget, "time allowed for seeding the renewal users; fewer are used if it runs out")
 	fs.IntVar(&c.ColdRuns, "cold-runs", d.ColdRuns, "starts per function binary in the cold-start section")
 	fs.StringVar(&c.Push, "push", d.Push, "how Gmail pushes reach notify and the baseline: relay (pulled and POSTed in parallel, as Pub/Sub push does) or emulator (the emulator's own push, about two at a time)")
+	quota := fs.String("quota", string(d.Quota), "Gmail's quota profile in the sandbox and the functions: standard-2026 or legacy")
 	fs.StringVar(&c.Dir, "dir", d.Dir, "directory for the stack's state, logs and the built binaries")
 	out := fs.String("out", "", "where the JSON report goes (default: bench.json in -dir)")
 	if err := fs.Parse(args); err != nil {
@@ -115,6 +118,7 @@ func parseFlags(args []string, errOut io.Writer) (Config, string, error) {
 	if fs.NArg() > 0 {
 		return Config{}, "", fmt.Errorf("unexpected arguments %q", fs.Args())
 	}
+	c.Quota = gmailclient.QuotaProfile(*quota)
 	c.Sections = nil
 	var errs []error
 	for _, s := range strings.Split(*only, ",") {

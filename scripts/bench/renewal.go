@@ -9,7 +9,7 @@ import (
 
 	"golang.org/x/sync/errgroup"
 
-	"github.com/gmailwatch/gmailwatch/scripts/sandbox/gmailapi"
+	"github.com/gmailwatch/gmailwatch/shared/gmailclient"
 )
 
 // Renewal is one renew run over users whose watches are all due, with the
@@ -67,10 +67,12 @@ func (b *bench) renewal(ctx context.Context) error {
 	}
 	r.Users, r.SeedSeconds = int(seeded.Load()), round2(time.Since(start).Seconds())
 	r.SeedPerSecond = round2(float64(r.Users) / r.SeedSeconds)
-	r.AllowedPerSecond = round2(float64(b.cfg.RenewQuota) / 60 / float64(gmailapi.Methods[gmailapi.WatchMethod]))
+	r.AllowedPerSecond = round2(float64(b.cfg.RenewQuota) / 60 / float64(b.cfg.Quota.Units(gmailclient.MethodWatch)))
 
-	b.sb.Gmail.SetQuotaLimits(0, b.cfg.RenewQuota)
-	defer b.sb.Gmail.SetQuotaLimits(0, defaultProjectUnit)
+	if err := b.sb.Gmail.SetQuota("", 0, b.cfg.RenewQuota); err != nil {
+		return err
+	}
+	defer b.sb.Gmail.SetQuota("", 0, b.cfg.Quota.ProjectPerMinute())
 	b.sb.Gmail.ResetUsage()
 	b.progress("renewal: renew run over %d users at %d units/min (%.1f watches/s allowed)", r.Users, r.QuotaPerMinute, r.AllowedPerSecond)
 	out, err := b.st.Renew(ctx)
@@ -87,7 +89,7 @@ func (b *bench) renewal(ctx context.Context) error {
 	usage := b.sb.Gmail.Usage("")
 	r.Run = json.RawMessage(out)
 	r.Renewed, r.Seconds = rep.Renewed, round2(float64(rep.DurationMS)/1000)
-	r.WatchCalls, r.RateLimited = usage.Calls[gmailapi.WatchMethod], usage.RateLimited
+	r.WatchCalls, r.RateLimited = usage.Calls[gmailclient.MethodWatch], usage.RateLimited
 	if r.Seconds > 0 {
 		r.PerSecond = round2(float64(r.Renewed) / r.Seconds)
 		r.Ratio = round2(r.PerSecond / r.AllowedPerSecond)

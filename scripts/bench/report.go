@@ -10,6 +10,8 @@ import (
 	"strings"
 	"text/tabwriter"
 	"time"
+
+	"github.com/gmailwatch/gmailwatch/shared/gmailclient"
 )
 
 // Report is everything a run measured; the JSON file holds it whole.
@@ -47,6 +49,8 @@ type Environment struct {
 	BurstSize          int     `json:"burstSize"`
 	DuplicateRate      float64 `json:"duplicatePushRate"`
 	Push               string  `json:"push"` // relay or emulator
+	QuotaProfile       string  `json:"quotaProfile"`
+	UserUnitsPerMinute int     `json:"userUnitsPerMinute"` // the profile's per-user limit
 }
 
 // LoadSample is the load average when a section began.
@@ -88,6 +92,7 @@ func newReport(c Config) *Report {
 		CPUs: runtime.NumCPU(), Go: runtime.Version() + " " + runtime.GOOS + "/" + runtime.GOARCH, Commit: commit(), Sections: c.Sections,
 		GmailLatencyMS: ms(c.GmailLatency), Mailboxes: c.Mailboxes, Singles: c.Singles, Bursts: c.Bursts,
 		BurstSize: c.BurstSize, DuplicateRate: c.DuplicateRate, Push: c.Push,
+		QuotaProfile: c.Quota.Name(), UserUnitsPerMinute: c.Quota.UserPerMinute(),
 	}}
 }
 
@@ -209,6 +214,9 @@ func (r *Report) Print(out io.Writer) {
 		e.FirestoreTransaction.P50, e.FirestoreTransaction.P99, e.FirestoreTransaction.N, e.FirestoreContended.P50, e.FirestoreContended.Max, e.FirestoreContended.N)
 	fmt.Fprintf(out, "Gmail:   %.0f ms added to every call by the sandbox; round trip through the client p50 %.1f ms, p99 %.1f ms (n=%d)\n",
 		e.GmailLatencyMS, e.GmailRoundTrip.P50, e.GmailRoundTrip.P99, e.GmailRoundTrip.N)
+	q := gmailclient.QuotaProfile(e.QuotaProfile)
+	fmt.Fprintf(out, "quota:   %s: %d units per user a minute, messages.get %d, history.list %d, getProfile %d\n", q.Name(), q.UserPerMinute(),
+		q.Units(gmailclient.MethodMessagesGet), q.Units(gmailclient.MethodHistoryList), q.Units(gmailclient.MethodGetProfile))
 	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
 	row := func(cells ...any) {
 		for i, c := range cells {
@@ -247,7 +255,8 @@ func (r *Report) Print(out io.Writer) {
 			fmt.Fprintf(out, "  duplicate and stale pushes sent straight to the handler (%d + %d): system %d Gmail calls (%d units), baseline %d calls (%d units)\n",
 				s.Duplicate, s.Stale, s.Calls, s.Units, b.Calls, b.Units)
 		}
-		fmt.Fprintln(out, "  floor: 5 units per message (messages.get) + 3 per episode (one history.list for its push, one getProfile after the push's second: Gmail drops pushes above one a second)")
+		fmt.Fprintf(out, "  floor: %d units per message (messages.get) + %d per episode (one history.list for its push, one getProfile after the push's second: Gmail drops pushes above one a second)\n",
+			q.Units(gmailclient.MethodMessagesGet), q.Units(gmailclient.MethodHistoryList)+q.Units(gmailclient.MethodGetProfile))
 	}
 	if w := r.Workload; w != nil && w.System.Latency != nil && w.Baseline.Latency != nil {
 		fmt.Fprintf(out, "\n2. Latency: sandbox accepting a message -> its event on the output topic (Pub/Sub publish time), ms; every push once\n")

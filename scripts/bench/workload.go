@@ -10,6 +10,7 @@ import (
 
 	"github.com/gmailwatch/gmailwatch/scripts/sandbox/gmailapi"
 	"github.com/gmailwatch/gmailwatch/shared/events"
+	"github.com/gmailwatch/gmailwatch/shared/gmailclient"
 	"github.com/gmailwatch/gmailwatch/shared/store"
 )
 
@@ -17,6 +18,15 @@ import (
 // than Gmail's one push per second per user, so every episode starts with a
 // fresh push, and room for the baseline to finish a burst.
 const episodeGap = 2 * time.Second
+
+// floorUnits is the least Gmail quota the messages of episodes can cost:
+// a messages.get per message, and per episode a history.list for its push
+// and a getProfile after the push's second (Gmail drops pushes above one a
+// second), at the profile's costs.
+func (b *bench) floorUnits(messages, episodes int) int {
+	q := b.cfg.Quota
+	return messages*q.Units(gmailclient.MethodMessagesGet) + episodes*(q.Units(gmailclient.MethodHistoryList)+q.Units(gmailclient.MethodGetProfile))
+}
 
 // Phase is one mode's run of one kind of episode over all its users.
 type Phase struct {
@@ -26,7 +36,7 @@ type Phase struct {
 	Calls           map[string]int64 `json:"calls"`
 	RateLimited     int64            `json:"rateLimited"`
 	UnitsPerMessage float64          `json:"unitsPerMessage"`
-	FloorPerMessage float64          `json:"floorUnitsPerMessage"` // 5 per message + 3 per episode
+	FloorPerMessage float64          `json:"floorUnitsPerMessage"` // a messages.get per message + a history.list and a getProfile per episode
 	Pushes          int64            `json:"pushes"`               // Gmail notifications published, copies included
 	DuplicatePushes int64            `json:"duplicatePushes"`      // extra copies among them
 	Announced       int              `json:"announced"`            // messages with an event
@@ -221,7 +231,7 @@ func (b *bench) phase(ctx context.Context, users []string, log *eventLog, episod
 	p.Retried = b.retried() - retried
 	p.Pushes, p.DuplicatePushes = after.Published-before.Published, after.Duplicated-before.Duplicated
 	p.UnitsPerMessage = round2(float64(p.Units) / float64(p.Messages))
-	p.FloorPerMessage = round2(float64(5*p.Messages+3*p.Episodes) / float64(p.Messages))
+	p.FloorPerMessage = round2(float64(b.floorUnits(p.Messages, p.Episodes)) / float64(p.Messages))
 	p.Announced, p.DuplicateEvents, p.Missing, p.Latency = tally(log, ds)
 	if log == b.sysEvents {
 		c := b.costSince(mark, log, p.Announced)
@@ -383,8 +393,10 @@ func (b *bench) pushStats(users []string) gmailapi.PushStats {
 }
 
 // probe sends, for every user, its newest push again twice and a push older
-// than its cursor, straight to the mode's handler, and counts the Gmail calls
-// they cause.
+// than it, straight to the mode's handler, and counts the Gmail calls they
+// cause. The newest push is the one the mode recorded, not the system's
+// cursor: a push for an id the cursor passed without a push (one Gmail
+// dropped) would be news, owed its look after its second.
 func (b *bench) probe(ctx context.Context, mode string, users []string) (*Probe, error) {
 	b.sb.Gmail.ResetUsage()
 	p := &Probe{}
@@ -393,17 +405,17 @@ func (b *bench) probe(ctx context.Context, mode string, users []string) (*Probe,
 		url = b.base.url
 	}
 	for _, u := range users {
-		var cursor int64
+		var newest int64
 		if mode == modeSystem {
 			rec, err := b.users.Get(ctx, store.Key(u))
 			if err != nil {
 				return nil, err
 			}
-			cursor = rec.Cursor
+			newest = rec.PendingHistoryID
 		} else {
-			cursor = b.base.last(u)
+			newest = b.base.last(u)
 		}
-		for _, h := range []int64{cursor, cursor, cursor - 1} {
+		for _, h := range []int64{newest, newest, newest - 1} {
 			if err := b.push(ctx, url, u, h); err != nil {
 				return nil, fmt.Errorf("probe push to %s: %w", mode, err)
 			}

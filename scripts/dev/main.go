@@ -115,7 +115,10 @@ func runDemo(ctx context.Context, st *stack.Stack, n int) error {
 	}
 	// The application's backend asks for a connect link for its user...
 	body := `{"appRef":"demo-app-user-1","expectedAddress":"` + user + `","successUrl":"` + stack.AppOrigin + `/connected","errorUrl":"` + stack.AppOrigin + `/failed"}`
-	resp, err := http.Post(st.AccountsURL+"/connect-links", "application/json", strings.NewReader(body))
+	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, st.AccountsURL+"/connect-links", strings.NewReader(body))
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Authorization", "Bearer "+st.BackendToken()) // as the backend's own identity would
+	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		return fmt.Errorf("connect link: %w", err)
 	}
@@ -144,7 +147,21 @@ func runDemo(ctx context.Context, st *stack.Stack, n int) error {
 	if resp.StatusCode != http.StatusSeeOther || back == nil || back.Query().Get("outcome") != "connected" {
 		return fmt.Errorf("consent flow ended with %s %s: %s", resp.Status, resp.Header.Get("Location"), page)
 	}
-	fmt.Printf("demo: %s connected through a connect link; the browser went back to %s\n", user, back)
+	// The application's success page hands the result code to its backend,
+	// which redeems it: only then is the account active and announced.
+	resp, err = http.Post(st.AccountsURL+"/connect-results", "application/json",
+		strings.NewReader(`{"result":"`+back.Query().Get("result")+`"}`))
+	if err != nil {
+		return fmt.Errorf("redeem: %w", err)
+	}
+	var account struct{ User, AppRef, Status string }
+	err = json.NewDecoder(resp.Body).Decode(&account)
+	resp.Body.Close()
+	if err != nil || resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("redeem: %s %v", resp.Status, err)
+	}
+	fmt.Printf("demo: %s connected through a connect link; the backend redeemed the result: user %s, %s under %s\n",
+		user, account.User, account.Status, account.AppRef)
 
 	want := map[string]string{}
 	for i := 1; i <= n; i++ {

@@ -1,19 +1,23 @@
-// Command migrate-keys moves users keyed by address (a plain hash of it, as
-// before keys came from Google's account id) to keys derived from their
-// account id, records and secrets alike. Run it once after deploying the
-// consent function that keys by account id; it is safe to run again, and to
-// rerun after a failure.
+// Command migrate-keys moves users to the keys they should have, records and
+// secrets alike: users keyed by address (a plain hash of it, as before keys
+// came from Google's account id) to keys derived from their account id, and,
+// after a rotation of the user-key secret, users keyed with the previous
+// secret to the new one. Run it once after deploying the consent function
+// that keys by account id, and after each rotation; it is safe to run again,
+// and to rerun after a failure.
 //
 //	go run ./scripts/migrate-keys [-dry-run]
 //
-// For each user record without an account id it refreshes the stored token,
-// asks Google's tokeninfo endpoint for the account id (sub), stores the token
-// under the new key's secret, copies the announced-message markers, creates
-// the new record and marks the old one moved (one transaction), then deletes
-// the old secret, markers and record. A user whose token no longer works
-// (reauth_required, revoked) cannot be asked; it is listed and left as it is
-// until it reconnects, which creates its new record, and a later run removes
-// the old one.
+// For each legacy record it refreshes the stored token, asks Google's
+// tokeninfo endpoint for the account id (sub), stores the token under the
+// new key's secret, copies the announced-message markers, creates the new
+// record and marks the old one moved (one transaction), then deletes the old
+// secret, markers and record. A user whose account id cannot be learned (its
+// token no longer works, or tokeninfo does not name the account) is listed
+// and moved the same way to the keyed hash of its address
+// (store.Keyer.AddressKey), so nothing stays named after an address's plain
+// hash; it gets its account id's key when its user reconnects (a later run
+// then removes the waiting record) or when a later run learns the id.
 //
 // It reads PROJECT_ID, USER_KEY_SECRET_NAME (default user-key-secret), the
 // consent function's OAUTH_CLIENT_ID and OAUTH_CLIENT_SECRET_NAME, and
@@ -55,7 +59,7 @@ func main() {
 
 // Report counts what a run did.
 type Report struct {
-	Moved, Finished, Waiting int
+	Moved, Finished, Waiting, Rekeyed int
 }
 
 func run(ctx context.Context, args []string, lookup func(string) (string, bool), out io.Writer) error {
@@ -83,18 +87,19 @@ func run(ctx context.Context, args []string, lookup func(string) (string, bool),
 		return err
 	}
 	defer v.Close()
-	secret, err := v.Access(ctx, userKeyName)
+	secrets, err := vault.NewKeys(v, userKeyName, store.MinUserKeyBytes, nil).Get(ctx)
 	if err != nil {
 		return fmt.Errorf("user key secret: %w", err)
 	}
-	keys, err := store.NewKeyer([]byte(strings.TrimSpace(string(secret))))
+	keys, err := store.NewKeyer(secrets...)
 	if err != nil {
 		return err
 	}
 	m := &migrator{users: store.New(fs, nil), vault: v, keys: keys, oauth: gmailclient.NewFactory(settings, v),
 		tokenInfo: tokenInfo, http: &http.Client{Timeout: 30 * time.Second}, dry: *dry, out: out}
 	rep, err := m.all(ctx)
-	fmt.Fprintf(out, "moved %d, finished %d earlier moves, %d waiting for their user to reconnect\n", rep.Moved, rep.Finished, rep.Waiting)
+	fmt.Fprintf(out, "moved %d, finished %d earlier moves, %d waiting for their user to reconnect (under keyed names), %d keyed anew after a rotation\n",
+		rep.Moved, rep.Finished, rep.Waiting, rep.Rekeyed)
 	return err
 }
 
@@ -107,21 +112,34 @@ type migrator struct {
 	http      *http.Client
 	dry       bool
 	out       io.Writer
+	moved     map[string]bool // the keys records moved to in this run
 }
 
-// all walks every record, a page at a time, and moves the legacy ones.
+// all walks every record, a page at a time, and moves those not under the
+// key they should have: legacy ones (no account id), and, after a rotation
+// of the user-key secret, those keyed with a previous secret.
 func (m *migrator) all(ctx context.Context) (Report, error) {
 	var rep Report
+	m.moved = map[string]bool{}
 	for after := ""; ; {
 		page, err := m.users.List(ctx, after, 300)
 		if err != nil {
 			return rep, err
 		}
 		for _, u := range page {
-			if u.Sub != "" {
-				continue
+			var err error
+			switch {
+			case m.moved[u.Key]: // moved to a key further on in this run
+			case u.MovedTo != "":
+				rep.Finished++
+				err = m.cleanUp(ctx, u.Key)
+			case u.Sub != "" && u.Key != m.keys.Key(u.Sub):
+				rep.Rekeyed++
+				err = m.move(ctx, u, m.keys.Key(u.Sub), u.Sub)
+			case u.Sub == "":
+				err = m.legacy(ctx, u, &rep)
 			}
-			if err := m.one(ctx, u, &rep); err != nil {
+			if err != nil {
 				return rep, err
 			}
 		}
@@ -132,31 +150,58 @@ func (m *migrator) all(ctx context.Context) (Report, error) {
 	}
 }
 
-func (m *migrator) one(ctx context.Context, u store.User, rep *Report) error {
-	if u.MovedTo != "" {
-		rep.Finished++
-		return m.cleanUp(ctx, u.Key)
-	}
+// errNoAccountID is a tokeninfo answer that does not name the account.
+var errNoAccountID = errors.New("tokeninfo named no account id")
+
+// legacy moves a record keyed by its address to the key of its account id,
+// asked of Google with its token. One whose account id cannot be learned
+// (its token no longer works, or tokeninfo does not name the account) waits
+// for its user to reconnect, under the keyed hash of its address, so no
+// record or secret is named after the plain hash of an address any more.
+func (m *migrator) legacy(ctx context.Context, u store.User, rep *Report) error {
 	token, err := m.vault.RefreshToken(ctx, u.Key)
 	var sub string
 	if err == nil {
 		sub, err = m.accountID(ctx, token)
 	}
 	switch {
-	case errors.Is(err, vault.ErrNotFound), gmailclient.IsInvalidGrant(err):
+	case errors.Is(err, vault.ErrNotFound), gmailclient.IsInvalidGrant(err), errors.Is(err, errNoAccountID):
 		rep.Waiting++
-		fmt.Fprintf(m.out, "waiting  %s (%s): its token no longer works; it moves when its user reconnects\n", u.Key, u.Status)
-		return m.dropIfReconnected(ctx, u)
+		why := "its token no longer works"
+		if errors.Is(err, errNoAccountID) {
+			why = "Google did not name its account"
+		}
+		fmt.Fprintf(m.out, "waiting  %s (%s): %s; it moves when its user reconnects\n", u.Key, u.Status, why)
+		if dropped, err := m.dropIfReconnected(ctx, u); dropped || err != nil {
+			return err
+		}
+		if hidden := m.keys.AddressKey(u.Email); u.Key != hidden {
+			return m.move(ctx, u, hidden, "")
+		}
+		return nil
 	case err != nil:
 		return fmt.Errorf("user %s: %w", u.Key, err)
 	}
-	newKey := m.keys.Key(sub)
-	fmt.Fprintf(m.out, "move     %s -> %s\n", u.Key, newKey)
 	rep.Moved++
+	return m.move(ctx, u, m.keys.Key(sub), sub)
+}
+
+// move re-keys a record: its token (if it has one) under the new key's
+// secret, its markers, the record (one transaction), then what is left
+// under the old key is deleted.
+func (m *migrator) move(ctx context.Context, u store.User, newKey, sub string) error {
+	fmt.Fprintf(m.out, "move     %s -> %s\n", u.Key, newKey)
+	m.moved[newKey] = true
 	if m.dry {
 		return nil
 	}
-	if err := m.vault.PutRefreshToken(ctx, newKey, token); err != nil {
+	token, err := m.vault.RefreshToken(ctx, u.Key)
+	switch {
+	case err == nil:
+		if err := m.vault.PutRefreshToken(ctx, newKey, token); err != nil {
+			return err
+		}
+	case !errors.Is(err, vault.ErrNotFound):
 		return err
 	}
 	if err := m.users.CopyMarkers(ctx, u.Key, newKey); err != nil {
@@ -169,19 +214,20 @@ func (m *migrator) one(ctx context.Context, u store.User, rep *Report) error {
 }
 
 // dropIfReconnected removes a legacy record whose mailbox reconnected under
-// its new key meanwhile (an active record with an account id for the address).
-func (m *migrator) dropIfReconnected(ctx context.Context, u store.User) error {
+// its new key meanwhile (an active record with an account id for the
+// address), and reports whether it did.
+func (m *migrator) dropIfReconnected(ctx context.Context, u store.User) (bool, error) {
 	now, err := m.users.ByEmail(ctx, u.Email)
 	if err != nil || now.Sub == "" || now.Status != store.Active || m.dry {
-		return nil
+		return false, nil
 	}
 	if err := m.users.CopyMarkers(ctx, u.Key, now.Key); err != nil {
-		return err
+		return false, err
 	}
 	if err := m.users.MoveUser(ctx, u.Key, now.Key, now.Sub); err != nil {
-		return err
+		return false, err
 	}
-	return m.cleanUp(ctx, u.Key)
+	return true, m.cleanUp(ctx, u.Key)
 }
 
 // cleanUp deletes what is left under a moved record's old key.
@@ -228,8 +274,11 @@ func (m *migrator) accountID(ctx context.Context, refresh string) (string, error
 	if err := json.NewDecoder(io.LimitReader(resp.Body, 64<<10)).Decode(&info); err != nil || resp.StatusCode != http.StatusOK {
 		return "", fmt.Errorf("tokeninfo: status %d", resp.StatusCode)
 	}
-	if info.Sub == "" || info.Aud != conf.ClientID {
-		return "", errors.New("tokeninfo: no account id, or a token of another client")
+	if info.Aud != conf.ClientID {
+		return "", errors.New("tokeninfo: a token of another client")
+	}
+	if info.Sub == "" {
+		return "", errNoAccountID
 	}
 	return info.Sub, nil
 }

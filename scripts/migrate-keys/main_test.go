@@ -3,6 +3,11 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
+	"maps"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
 	"strings"
 	"testing"
 	"time"
@@ -23,6 +28,11 @@ const userKeySecret = "user-key-secret-for-migration-tests-0123456789"
 // Legacy users (keyed by address) move to keys derived from their Google
 // account id: record, markers and token; the old ones are gone; a user whose
 // token is revoked waits; a second run changes nothing.
+func mustForm(r *http.Request) url.Values {
+	r.ParseForm()
+	return r.Form
+}
+
 func TestMigrateKeys(t *testing.T) {
 	ctx := context.Background()
 	project := testenv.Project(t)
@@ -88,6 +98,7 @@ func TestMigrateKeys(t *testing.T) {
 	if !strings.Contains(out.String(), "moved 1, finished 0 earlier moves, 1 waiting") {
 		t.Errorf("report:\n%s", out.String())
 	}
+	benKey := keys.AddressKey(ben)
 	u, err := users.Get(ctx, annKey)
 	if err != nil || u.Sub != googleauth.Subject(ann) || u.Email != ann || u.AppRef != "ref-"+ann || u.Cursor != 77 || u.Status != store.Active {
 		t.Errorf("moved record = %+v, %v", u, err)
@@ -107,12 +118,24 @@ func TestMigrateKeys(t *testing.T) {
 	if done, _ := users.Announced(ctx, store.Key(ann), []string{"m1"}); done["m1"] {
 		t.Error("the old markers are still there")
 	}
-	if b, err := users.Get(ctx, store.Key(ben)); err != nil || b.Status != store.Active {
-		t.Errorf("the revoked user was changed: %+v, %v", b, err)
+	// The revoked user waits under the keyed hash of its address: nothing
+	// is named after the plain hash any more, its record is otherwise as it was.
+	if b, err := users.Get(ctx, benKey); err != nil || b.Status != store.Active || b.Sub != "" || b.AppRef != "ref-"+ben || b.Email != ben {
+		t.Errorf("the waiting user under its keyed name: %+v, %v", b, err)
+	}
+	if _, err := users.Get(ctx, store.Key(ben)); err == nil {
+		t.Error("the waiting user's record is still named after its address's plain hash")
+	}
+	if _, err := v.RefreshToken(ctx, store.Key(ben)); err == nil {
+		t.Error("the waiting user's secret is still named after its address's plain hash")
+	}
+	if _, err := v.RefreshToken(ctx, benKey); err != nil {
+		t.Errorf("the waiting user's token did not move to its keyed name: %v", err)
 	}
 
 	out.Reset()
-	if err := run(ctx, nil, config.FromMap(env), &out); err != nil || !strings.Contains(out.String(), "moved 0, finished 0 earlier moves, 1 waiting") {
+	if err := run(ctx, nil, config.FromMap(env), &out); err != nil || !strings.Contains(out.String(), "moved 0, finished 0 earlier moves, 1 waiting") ||
+		strings.Contains(out.String(), "move     ") {
 		t.Errorf("second run: %v\n%s", err, out.String())
 	}
 
@@ -128,6 +151,75 @@ func TestMigrateKeys(t *testing.T) {
 	}
 	if _, err := users.Get(ctx, store.Key("cy@example.com")); err == nil {
 		t.Error("the half-moved old record is still there")
+	}
+
+	// Google's tokeninfo may answer without the account id: the user waits
+	// (under its keyed name, with its live token), the run goes on, and a
+	// later run, given the id, finishes the move.
+	dee := "dee@example.com"
+	deeToken := legacy(dee)
+	noSub := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		resp, err := http.PostForm(sb.URL+"/tokeninfo", mustForm(r))
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadGateway)
+			return
+		}
+		defer resp.Body.Close()
+		var info map[string]any
+		json.NewDecoder(resp.Body).Decode(&info)
+		delete(info, "sub")
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(resp.StatusCode)
+		json.NewEncoder(w).Encode(info)
+	}))
+	t.Cleanup(noSub.Close)
+	withoutSub := maps.Clone(env)
+	withoutSub["OAUTH_TOKENINFO_URL"] = noSub.URL
+	out.Reset()
+	if err := run(ctx, nil, config.FromMap(withoutSub), &out); err != nil || !strings.Contains(out.String(), "Google did not name its account") {
+		t.Fatalf("run with a tokeninfo answer without sub: %v\n%s", err, out.String())
+	}
+	if got, err := v.RefreshToken(ctx, keys.AddressKey(dee)); err != nil || got != deeToken {
+		t.Errorf("dee's live token under its keyed name: %v", err)
+	}
+	out.Reset()
+	if err := run(ctx, nil, config.FromMap(env), &out); err != nil {
+		t.Fatal(err)
+	}
+	deeKey := keys.Key(googleauth.Subject(dee))
+	if u, err := users.Get(ctx, deeKey); err != nil || u.Sub != googleauth.Subject(dee) || u.Status != store.Active {
+		t.Errorf("dee, once Google named the account: %+v, %v", u, err)
+	}
+	if _, err := users.Get(ctx, keys.AddressKey(dee)); err == nil {
+		t.Error("dee's waiting record is still there after the move")
+	}
+
+	// After a rotation of the user-key secret every record is keyed anew
+	// with the new one (token and markers too), so the old key can go.
+	const rotated = "user-key-secret-after-rotation-0123456789abcdef"
+	if err := sb.PutSecret(ctx, project, "user-key-secret", []byte(rotated+" "+userKeySecret)); err != nil {
+		t.Fatal(err)
+	}
+	newKeys, _ := store.NewKeyer([]byte(rotated))
+	out.Reset()
+	if err := run(ctx, nil, config.FromMap(env), &out); err != nil || !strings.Contains(out.String(), "keyed anew after a rotation") {
+		t.Fatalf("run after a rotation: %v\n%s", err, out.String())
+	}
+	annNew := newKeys.Key(googleauth.Subject(ann))
+	if u, err := users.Get(ctx, annNew); err != nil || u.AppRef != "ref-"+ann || u.Status != store.Active {
+		t.Errorf("ann keyed anew: %+v, %v", u, err)
+	}
+	if got, err := v.RefreshToken(ctx, annNew); err != nil || got != annToken {
+		t.Errorf("ann's token under the new key: %v", err)
+	}
+	if done, _ := users.Announced(ctx, annNew, []string{"m1"}); !done["m1"] {
+		t.Error("ann's markers did not follow the new key")
+	}
+	if _, err := users.Get(ctx, annKey); err == nil {
+		t.Error("ann's record under the old secret's key is still there")
+	}
+	if _, err := users.Get(ctx, newKeys.AddressKey(ben)); err != nil {
+		t.Errorf("the waiting user is not under the new secret's keyed name: %v", err)
 	}
 
 	if err := run(ctx, []string{"extra"}, config.FromMap(env), &out); err == nil {

@@ -16,17 +16,19 @@ import (
 // answers with this list.
 func (s *Sandbox) adminRoutes() map[string]map[string]func(*http.Request) (int, any, error) {
 	return map[string]map[string]func(*http.Request) (int, any, error){
-		"/admin/mailboxes":   {"GET": s.listMailboxes, "POST": s.addMailbox},
-		"/admin/messages":    {"POST": s.deliver, "DELETE": s.deleteMessage},
-		"/admin/labels":      {"POST": s.modifyLabels},
-		"/admin/drafts":      {"POST": s.saveDraft},
-		"/admin/drafts/send": {"POST": s.sendDraft},
-		"/admin/quota":       {"GET": s.quota, "POST": s.setQuota, "DELETE": s.resetQuota},
-		"/admin/faults":      {"GET": s.faults, "POST": s.setFaults, "DELETE": s.clearFaults},
-		"/admin/revoke":      {"POST": s.revoke},
-		"/admin/rename":      {"POST": s.renameMailbox},
-		"/admin/oauth":       {"POST": s.oauthBehavior},
-		"/admin/watch":       {"GET": s.watch},
+		"/admin/mailboxes":     {"GET": s.listMailboxes, "POST": s.addMailbox},
+		"/admin/messages":      {"POST": s.deliver, "DELETE": s.deleteMessage},
+		"/admin/labels":        {"POST": s.modifyLabels},
+		"/admin/drafts":        {"POST": s.saveDraft},
+		"/admin/drafts/send":   {"POST": s.sendDraft},
+		"/admin/quota":         {"GET": s.quota, "POST": s.setQuota, "DELETE": s.resetQuota},
+		"/admin/quota/profile": {"GET": s.quotaProfile},
+		"/admin/faults":        {"GET": s.faults, "POST": s.setFaults, "DELETE": s.clearFaults},
+		"/admin/revoke":        {"POST": s.revoke},
+		"/admin/rename":        {"POST": s.renameMailbox},
+		"/admin/oauth":         {"POST": s.oauthBehavior},
+		"/admin/id-token":      {"POST": s.idToken},
+		"/admin/watch":         {"GET": s.watch},
 	}
 }
 
@@ -230,17 +232,21 @@ func (s *Sandbox) quota(r *http.Request) (int, any, error) {
 
 func (s *Sandbox) setQuota(r *http.Request) (int, any, error) {
 	var req struct {
-		UserUnitsPerMinute    int `json:"userUnitsPerMinute"`
-		ProjectUnitsPerMinute int `json:"projectUnitsPerMinute"`
+		Profile               gmailapi.QuotaProfile `json:"profile"`
+		UserUnitsPerMinute    int                   `json:"userUnitsPerMinute"`
+		ProjectUnitsPerMinute int                   `json:"projectUnitsPerMinute"`
 	}
 	if err := decode(r, &req); err != nil {
 		return 0, nil, err
 	}
-	if req.UserUnitsPerMinute < 0 || req.ProjectUnitsPerMinute < 0 {
-		return 0, nil, badRequest("limits must not be negative")
+	if err := s.Gmail.SetQuota(req.Profile, req.UserUnitsPerMinute, req.ProjectUnitsPerMinute); err != nil {
+		return 0, nil, err
 	}
-	s.Gmail.SetQuotaLimits(req.UserUnitsPerMinute, req.ProjectUnitsPerMinute)
-	return http.StatusOK, req, nil
+	return http.StatusOK, s.Gmail.Quota(), nil
+}
+
+func (s *Sandbox) quotaProfile(*http.Request) (int, any, error) {
+	return http.StatusOK, s.Gmail.Quota(), nil
 }
 
 func (s *Sandbox) resetQuota(*http.Request) (int, any, error) {
@@ -316,6 +322,22 @@ func (s *Sandbox) oauthBehavior(r *http.Request) (int, any, error) {
 	}
 	s.Auth.SetBehavior(googleauth.Behavior{AutoApprove: req.AutoApprove, Deny: req.Deny, GrantScopes: req.GrantScopes, OmitRefreshToken: req.OmitRefreshToken})
 	return http.StatusOK, req, nil
+}
+
+// idToken stands in for `gcloud auth print-identity-token` and the metadata
+// server's identity endpoint: a signed ID token naming email, for audience.
+func (s *Sandbox) idToken(r *http.Request) (int, any, error) {
+	var req struct {
+		Email    string `json:"email"`
+		Audience string `json:"audience"`
+	}
+	if err := decode(r, &req); err != nil {
+		return 0, nil, err
+	}
+	if !strings.Contains(req.Email, "@") || req.Audience == "" {
+		return 0, nil, badRequest("give the caller's email and the audience (the URL it calls)")
+	}
+	return http.StatusOK, map[string]string{"idToken": s.Auth.IDToken(req.Email, req.Audience)}, nil
 }
 
 func (s *Sandbox) watch(r *http.Request) (int, any, error) {

@@ -66,7 +66,27 @@ func TestAdminAPI(t *testing.T) {
 	if u.Units != 0 || u.Calls == nil {
 		t.Fatalf("quota before any call = %+v", u)
 	}
-	adminJSON(t, sb, "POST", "/admin/quota", `{"userUnitsPerMinute":50}`, 200, nil)
+	var q gmailapi.QuotaState
+	adminJSON(t, sb, "GET", "/admin/quota/profile", "", 200, &q)
+	if q.Profile != gmailapi.Standard2026 || q.UserUnitsPerMinute != 6000 || q.ProjectUnitsPerMinute != 1_200_000 || q.WindowSeconds != 60 || q.Units["messages.get"] != 20 {
+		t.Fatalf("default quota profile %+v", q)
+	}
+	if got := sb.Env()["GMAIL_QUOTA_PROFILE"]; got != "standard-2026" {
+		t.Fatalf("env GMAIL_QUOTA_PROFILE = %q", got)
+	}
+	adminJSON(t, sb, "POST", "/admin/quota", `{"userUnitsPerMinute":50}`, 200, &q)
+	if q.Profile != gmailapi.Standard2026 || q.UserUnitsPerMinute != 50 || q.ProjectUnitsPerMinute != 1_200_000 {
+		t.Fatalf("after setting the user limit %+v", q)
+	}
+	adminJSON(t, sb, "POST", "/admin/quota", `{"profile":"legacy","projectUnitsPerMinute":9000}`, 200, &q)
+	adminJSON(t, sb, "GET", "/admin/quota/profile", "", 200, &q)
+	if q.Profile != gmailapi.Legacy || q.UserUnitsPerMinute != 15_000 || q.ProjectUnitsPerMinute != 9000 || q.Units["messages.get"] != 5 {
+		t.Fatalf("after switching to legacy %+v", q)
+	}
+	if got := sb.Env()["GMAIL_QUOTA_PROFILE"]; got != "legacy" {
+		t.Fatalf("env GMAIL_QUOTA_PROFILE = %q after the switch", got)
+	}
+	adminJSON(t, sb, "POST", "/admin/quota", `{"profile":"standard-2026"}`, 200, &q)
 	adminJSON(t, sb, "DELETE", "/admin/quota", "", 200, nil)
 	adminJSON(t, sb, "GET", "/admin/quota", "", 200, &u)
 
@@ -134,6 +154,9 @@ func TestAdminBadInput(t *testing.T) {
 		{"POST", "/admin/labels", `{"user":"eve@example.com","id":"` + d.ID + `","addLabelIds":["NOPE"]}`, 400, "Invalid label"},
 		{"GET", "/admin/quota?user=nobody@example.com", "", 400, "unknown mailbox"},
 		{"POST", "/admin/quota", `{"userUnitsPerMinute":-1}`, 400, "negative"},
+		{"POST", "/admin/quota", `{"profile":"standard-2025"}`, 400, "unknown quota profile"},
+		{"POST", "/admin/quota", `{"profile":"legacy","projectUnitsPerMinute":-1}`, 400, "negative"},
+		{"POST", "/admin/quota/profile", `{}`, 405, "not allowed"},
 		{"POST", "/admin/faults", `{"errorRate":7}`, 400, "outside 0..1"},
 		{"POST", "/admin/faults", `{"errorCodes":[418]}`, 400, "not one of"},
 		{"POST", "/admin/faults", `{"errorMethods":["drafts.list"]}`, 400, "unknown method"},
@@ -172,6 +195,9 @@ func TestAdminBadInput(t *testing.T) {
 	}
 	if f := sb.Gmail.Faults(); len(f) != 0 {
 		t.Errorf("faults = %v", f)
+	}
+	if q := sb.Gmail.Quota(); q.Profile != gmailapi.Standard2026 || q.UserUnitsPerMinute != 6000 || q.ProjectUnitsPerMinute != 1_200_000 {
+		t.Errorf("quota = %+v", q)
 	}
 	if _, err := sb.Connect("eve@example.com"); err != nil {
 		t.Errorf("eve was revoked or broken by bad input: %v", err)

@@ -17,6 +17,7 @@ import (
 	"net/http"
 	"os"
 	"reflect"
+	"slices"
 	"strings"
 	"time"
 
@@ -41,14 +42,15 @@ type Options struct {
 	ProjectID              string // project for Secret Manager conveniences; Gmail pushes go to the project named in the watch's topic
 	ClientID, ClientSecret string // the registered OAuth client
 	RedirectURIs           []string
-	AutoApprove            bool             // consent approves at once instead of showing the page
-	PubSubEmulatorHost     string           // default: env PUBSUB_EMULATOR_HOST; none means users.watch is refused
-	HTTPAddr, GRPCAddr     string           // loopback only; default 127.0.0.1:0
-	Domain                 string           // Google Workspace primary domain; "" serves no Directory, IAM Credentials or delegation
-	ServiceAccount         string           // with a Domain: the service account delegated to; default gmailwatch-mailboxes@PROJECT.iam.gserviceaccount.com
-	UserUnitsPerMinute     int              // Gmail quota per user; default 15,000
-	ProjectUnitsPerMinute  int              // Gmail quota per project; default 1,200,000
-	GmailProfile           gmailapi.Profile // gmailapi.Strict (the default) or gmailapi.Kind
+	AutoApprove            bool                  // consent approves at once instead of showing the page
+	PubSubEmulatorHost     string                // default: env PUBSUB_EMULATOR_HOST; none means users.watch is refused
+	HTTPAddr, GRPCAddr     string                // loopback only; default 127.0.0.1:0
+	Domain                 string                // Google Workspace primary domain; "" serves no Directory, IAM Credentials or delegation
+	ServiceAccount         string                // with a Domain: the service account delegated to; default gmailwatch-mailboxes@PROJECT.iam.gserviceaccount.com
+	GmailQuota             gmailapi.QuotaProfile // gmailapi.Standard2026 (the default) or gmailapi.Legacy
+	UserUnitsPerMinute     int                   // Gmail quota per user; default the profile's (6,000 in standard-2026)
+	ProjectUnitsPerMinute  int                   // Gmail quota per project; default the profile's (1,200,000)
+	GmailProfile           gmailapi.Profile      // gmailapi.Strict (the default) or gmailapi.Kind
 	Now                    func() time.Time
 	Logger                 *slog.Logger
 }
@@ -89,6 +91,12 @@ func Start(ctx context.Context, opts Options) (*Sandbox, error) {
 			return nil, fmt.Errorf("sandbox %s: %w", name, err)
 		}
 	}
+	if q := opts.GmailQuota; q != "" && !slices.Contains(gmailapi.QuotaProfiles, q) {
+		return nil, fmt.Errorf("sandbox: unknown Gmail quota profile %q (want one of %v)", q, gmailapi.QuotaProfiles)
+	}
+	if opts.UserUnitsPerMinute < 0 || opts.ProjectUnitsPerMinute < 0 {
+		return nil, errors.New("sandbox: Gmail quota limits must not be negative")
+	}
 	s := &Sandbox{opts: opts}
 	if h := opts.PubSubEmulatorHost; h != "" {
 		project := opts.ProjectID
@@ -110,7 +118,7 @@ func Start(ctx context.Context, opts Options) (*Sandbox, error) {
 	s.Auth.SetBehavior(googleauth.Behavior{AutoApprove: opts.AutoApprove})
 	s.Gmail = gmailapi.New(gmailapi.Options{
 		Auth: s.Auth, PubSub: s.pubsub, Now: opts.Now, Logger: opts.Logger,
-		UserUnitsPerMinute: opts.UserUnitsPerMinute, ProjectUnitsPerMinute: opts.ProjectUnitsPerMinute,
+		Quota: opts.GmailQuota, UserUnitsPerMinute: opts.UserUnitsPerMinute, ProjectUnitsPerMinute: opts.ProjectUnitsPerMinute,
 		Profile: opts.GmailProfile,
 	})
 	s.Secrets = secrets.New()
@@ -267,7 +275,9 @@ func (s *Sandbox) Env() map[string]string {
 		"OAUTH_AUTH_URL":         s.URL + "/o/oauth2/v2/auth",
 		"OAUTH_TOKEN_URL":        s.URL + "/token",
 		"OAUTH_REVOKE_URL":       s.URL + "/revoke",
+		"OAUTH_CERTS_URL":        s.URL + "/oauth2/v3/certs",
 		"SECRETMANAGER_ENDPOINT": s.SecretManagerAddr,
+		"GMAIL_QUOTA_PROFILE":    string(s.Gmail.Quota().Profile),
 	}
 	if s.opts.ClientID != "" {
 		env["OAUTH_CLIENT_ID"] = s.opts.ClientID

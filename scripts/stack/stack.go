@@ -170,9 +170,17 @@ func Start(ctx context.Context, opts Options) (st *Stack, err error) {
 		"OAUTH_AUTH_URL=" + st.SandboxURL + "/o/oauth2/v2/auth",
 		"OAUTH_TOKEN_URL=" + st.SandboxURL + "/token",
 		"OAUTH_REVOKE_URL=" + st.SandboxURL + "/revoke",
+		"OAUTH_CERTS_URL=" + st.SandboxURL + "/oauth2/v3/certs",
 		"OAUTH_CLIENT_ID=" + st.ClientID,
+		"GMAIL_QUOTA_PROFILE=" + string(st.Sandbox.Gmail.Quota().Profile), // count what the sandbox charges
 		"PUBLIC_URL=" + consentURL,
 		"CONSENT_URL=" + consentURL,
+		// The accounts API answers the application's backend only, with
+		// an ID token the sandbox signs (BackendToken; locally
+		// scripts/admin asks SANDBOX_URL for one).
+		"ACCOUNTS_URL=" + st.AccountsURL,
+		"ACCOUNTS_INVOKERS=" + Backend,
+		"SANDBOX_URL=" + st.SandboxURL,
 		"RETURN_ORIGINS=" + AppOrigin,
 		// Local only: every sandbox account is a test account, so the plain
 		// consent URL admits anyone. Deployed, OPEN_ENROLLMENT is off.
@@ -394,6 +402,14 @@ func (st *Stack) PubSub() *pubsub.Client { return st.pubsub }
 
 // Env returns the settings every function runs with.
 func (st *Stack) Env() []string { return append([]string(nil), st.env...) }
+
+// Backend is the application's backend identity, the one caller of the
+// local accounts API.
+const Backend = "backend@local-app.iam.gserviceaccount.com"
+
+// BackendToken returns an ID token of Backend for the accounts API, valid
+// for an hour.
+func (st *Stack) BackendToken() string { return st.Sandbox.Auth.IDToken(Backend, st.AccountsURL) }
 
 // Stop ends every process and emulator; it is safe to call more than once.
 func (st *Stack) Stop() {

@@ -1,6 +1,7 @@
 package testenv
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"log/slog"
@@ -38,6 +39,7 @@ const (
 type Options struct {
 	Sandbox sandbox.Options  // ProjectID, ClientID and ClientSecret are filled in
 	Now     func() time.Time // the store's clock; nil: time.Now
+	Scope   string           // the Gmail scope Connect grants; "": gmail.metadata
 }
 
 // World is one test's copy of everything the functions talk to: a project
@@ -46,6 +48,7 @@ type Options struct {
 // the OAuth client secret), and clients of each, as the functions use them.
 type World struct {
 	t          testing.TB
+	scope      string
 	Project    string
 	Firestore  *firestore.Client
 	PubSub     *pubsub.Client
@@ -65,7 +68,7 @@ func NewWorld(t testing.TB, o Options) *World {
 	t.Helper()
 	Need(t, "FIRESTORE_EMULATOR_HOST", "PUBSUB_EMULATOR_HOST")
 	ctx := context.Background()
-	w := &World{t: t, Project: Project(t)}
+	w := &World{t: t, scope: cmp.Or(o.Scope, gmailclient.ScopeMetadata), Project: Project(t)}
 	w.Firestore = Firestore(t, w.Project)
 	w.PubSub = PubSub(t, w.Project)
 	w.Store = store.New(w.Firestore, o.Now)
@@ -98,6 +101,9 @@ func (w *World) Env(extra map[string]string) map[string]string {
 	env["PROJECT_ID"] = w.Project
 	env["GMAIL_TOPIC"] = w.GmailTopic
 	env["EVENTS_TOPIC"] = EventsTopicID
+	if w.scope != gmailclient.ScopeMetadata {
+		env["GMAIL_SCOPE"] = w.scope
+	}
 	maps.Copy(env, extra)
 	return env
 }
@@ -147,7 +153,7 @@ func (w *World) Connect(email string) store.User {
 // TryConnect is Connect for any goroutine, with the renewal due at renewAt.
 func (w *World) TryConnect(email string, renewAt time.Time) (store.User, error) {
 	ctx := context.Background()
-	rt, err := w.Sandbox.Connect(email, gmailclient.ScopeMetadata)
+	rt, err := w.Sandbox.Connect(email, w.scope)
 	if err != nil {
 		return store.User{}, fmt.Errorf("connect %s in the sandbox: %w", email, err)
 	}

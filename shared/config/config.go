@@ -11,6 +11,7 @@ package config
 import (
 	"errors"
 	"fmt"
+	"math"
 	"net"
 	"net/url"
 	"os"
@@ -119,6 +120,24 @@ func (r *Reader) Int(name string, def, min, max int) int {
 		return def
 	}
 	return n
+}
+
+// Float returns a decimal setting that must lie in [min, max].
+func (r *Reader) Float(name string, def, min, max float64) float64 {
+	v, ok := r.raw(name)
+	if !ok {
+		return def
+	}
+	f, err := strconv.ParseFloat(v, 64)
+	if err != nil || math.IsNaN(f) || math.IsInf(f, 0) {
+		r.fail(name, "%q is not a number", v)
+		return def
+	}
+	if f < min || f > max {
+		r.fail(name, "%v is outside %v..%v", f, min, max)
+		return def
+	}
+	return f
 }
 
 // Duration returns a positive Go duration setting such as "90s" or "24h".

@@ -16,6 +16,8 @@ func TestReaderReportsEveryProblemAtOnce(t *testing.T) {
 		"HOOK":    "http://example.com/hook",
 		"FLAG":    "maybe",
 		"LABELS":  " , ",
+		"SHARE":   "1.5",
+		"RATIO":   "NaN",
 	}))
 	r.String("PROJECT_ID", config.Required)
 	r.Duration("TIMEOUT", time.Second)
@@ -24,11 +26,13 @@ func TestReaderReportsEveryProblemAtOnce(t *testing.T) {
 	r.URL("HOOK", "")
 	r.Bool("FLAG", false)
 	r.List("LABELS", nil)
+	r.Float("SHARE", 0.5, 0.01, 1)
+	r.Float("RATIO", 0.5, 0, 1)
 	err := r.Err()
 	if err == nil {
 		t.Fatal("Err() = nil, want every problem listed")
 	}
-	for _, want := range []string{"PROJECT_ID: missing", "TIMEOUT", "LIMIT: 9000 is outside 1..100", "MODE", "HOOK", "must use https", "FLAG", "LABELS: empty list"} {
+	for _, want := range []string{"PROJECT_ID: missing", "TIMEOUT", "LIMIT: 9000 is outside 1..100", "MODE", "HOOK", "must use https", "FLAG", "LABELS: empty list", "SHARE: 1.5 is outside 0.01..1", "RATIO: \"NaN\" is not a number"} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("error %q does not mention %q", err, want)
 		}
@@ -44,6 +48,7 @@ func TestReaderValuesAndDefaults(t *testing.T) {
 		"HOOK":       "http://127.0.0.1:8080/hook",
 		"LABELS":     "INBOX, IMPORTANT",
 		"FLAG":       "true",
+		"SHARE":      "0.25",
 	}))
 	tests := []struct {
 		name      string
@@ -57,6 +62,8 @@ func TestReaderValuesAndDefaults(t *testing.T) {
 		{"loopback http", r.URL("HOOK", ""), "http://127.0.0.1:8080/hook"},
 		{"list", strings.Join(r.List("LABELS", nil), "|"), "INBOX|IMPORTANT"},
 		{"bool", r.Bool("FLAG", false), true},
+		{"float", r.Float("SHARE", 0.5, 0.01, 1), 0.25},
+		{"float default", r.Float("UNSET", 0.5, 0.01, 1), 0.5},
 	}
 	for _, tc := range tests {
 		if tc.got != tc.want {

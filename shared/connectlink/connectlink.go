@@ -8,6 +8,7 @@
 package connectlink
 
 import (
+	"bytes"
 	"crypto/hmac"
 	"crypto/rand"
 	"crypto/sha256"
@@ -32,8 +33,8 @@ import (
 const (
 	MaxAppRef     = 256
 	MaxURL        = 1024
-	DefaultTTL    = 30 * time.Minute
-	MaxTTL        = 7 * 24 * time.Hour
+	DefaultTTL    = 15 * time.Minute
+	MaxTTL        = 24 * time.Hour
 	MaxSignedTTL  = 24 * time.Hour
 	MinKeyBytes   = 32
 	signedContext = "gmailwatch connect link\x00"
@@ -42,12 +43,17 @@ const (
 // Policy is what the deployment allows in a link.
 type Policy struct {
 	ReturnOrigins []string // scheme://host[:port] the browser may be sent back to
+	// Confirm (CONNECT_CONFIRM, default true): a link's connection waits for
+	// the application's backend to redeem the one-time result code the
+	// browser brings back to successUrl, which every link therefore needs.
+	// false restores connections that complete for whoever opens the link.
+	Confirm bool
 }
 
 // ReadPolicy reads RETURN_ORIGINS (comma-separated origins; https, or http
-// on loopback), reporting bad ones to r.
+// on loopback), reporting bad ones to r, and CONNECT_CONFIRM.
 func ReadPolicy(r *config.Reader) Policy {
-	var p Policy
+	p := Policy{Confirm: r.Bool("CONNECT_CONFIRM", true)}
 	for _, o := range r.List("RETURN_ORIGINS", nil) {
 		u, err := url.Parse(o)
 		if err != nil || config.CheckURL(o) != nil || u.User != nil || (u.Path != "" && u.Path != "/") || u.RawQuery != "" || u.Fragment != "" {
@@ -102,6 +108,9 @@ func (p Policy) Check(r Request, expires time.Time) (store.Link, error) {
 	}
 	if (r.SuccessURL == "") != (r.ErrorURL == "") {
 		bad("give both successUrl and errorUrl, or neither")
+	}
+	if p.Confirm && r.SuccessURL == "" {
+		bad("successUrl and errorUrl are required: the browser brings the connection's result code back to successUrl, for the backend to redeem (CONNECT_CONFIRM)")
 	}
 	for _, f := range []struct{ name, v string }{{"successUrl", r.SuccessURL}, {"errorUrl", r.ErrorURL}} {
 		if f.v != "" {
@@ -197,19 +206,23 @@ var (
 // IsSigned tells a signed link token from a stored one.
 func IsSigned(token string) bool { return strings.Contains(token, ".") }
 
-// Verify checks a signed link's signature and expiry at now and returns the
-// link it carries, after the same checks as an API request. An expired link
-// is returned with ErrExpired.
-func (p Policy) Verify(key []byte, token string, now time.Time) (store.Link, error) {
+// Verify checks a signed link's signature, by any of keys (the current key
+// and, across a rotation, the previous one), and its expiry at now, and
+// returns the link it carries, after the same checks as an API request. An
+// expired link is returned with ErrExpired.
+func (p Policy) Verify(keys [][]byte, token string, now time.Time) (store.Link, error) {
 	payload, sig, ok := strings.Cut(token, ".")
 	got, err := base64.RawURLEncoding.Strict().DecodeString(sig)
-	if !ok || err != nil || len(key) < MinKeyBytes || !hmac.Equal(got, mac(key, payload)) {
+	if !ok || err != nil || !signedByAny(keys, got, payload) {
 		return store.Link{}, ErrForged
 	}
 	body, err := base64.RawURLEncoding.DecodeString(payload)
 	var s signed
 	if err != nil || json.Unmarshal(body, &s) != nil || len(s.Nonce) < 16 || len(s.Nonce) > 128 {
 		return store.Link{}, fmt.Errorf("%w: payload unreadable or nonce missing", ErrForged)
+	}
+	if err := noDuplicateKeys(body); err != nil {
+		return store.Link{}, fmt.Errorf("%w: %v", ErrForged, err)
 	}
 	exp := time.Unix(s.Expires, 0)
 	if exp.Sub(now) > MaxSignedTTL {
@@ -225,6 +238,59 @@ func (p Policy) Verify(key []byte, token string, now time.Time) (store.Link, err
 		return l, ErrExpired // genuine, so its error URL may be used
 	}
 	return l, nil
+}
+
+// noDuplicateKeys refuses a JSON object that names a field twice, at any
+// depth: Go keeps the last of them, another reader may keep the first, so
+// the backend that signed it and this check could read two different links.
+// Go also matches names without regard to case, so "appRef" and "APPREF" are
+// the same field.
+func noDuplicateKeys(body []byte) error {
+	dec := json.NewDecoder(bytes.NewReader(body))
+	var walk func() error
+	walk = func() error {
+		t, err := dec.Token()
+		if err != nil {
+			return err
+		}
+		switch t {
+		case json.Delim('{'):
+			seen := map[string]bool{}
+			for dec.More() {
+				k, err := dec.Token()
+				if err != nil {
+					return err
+				}
+				name := strings.ToLower(k.(string))
+				if seen[name] {
+					return fmt.Errorf("payload names %q twice", clip(k.(string)))
+				}
+				seen[name] = true
+				if err := walk(); err != nil {
+					return err
+				}
+			}
+			_, err = dec.Token()
+		case json.Delim('['):
+			for dec.More() {
+				if err := walk(); err != nil {
+					return err
+				}
+			}
+			_, err = dec.Token()
+		}
+		return err
+	}
+	return walk()
+}
+
+func signedByAny(keys [][]byte, sig []byte, payload string) bool {
+	for _, k := range keys {
+		if len(k) >= MinKeyBytes && hmac.Equal(sig, mac(k, payload)) {
+			return true
+		}
+	}
+	return false
 }
 
 func mac(key []byte, payload string) []byte {

@@ -1,6 +1,9 @@
 package connectlink_test
 
 import (
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/base64"
 	"errors"
 	"strings"
 	"testing"
@@ -50,14 +53,14 @@ func TestSignedLinks(t *testing.T) {
 	now := time.Unix(1_800_000_000, 0)
 	r := connectlink.Request{AppRef: "u-1", ExpectedAddress: "a@example.com", SuccessURL: "https://app.example.com/ok", ErrorURL: "https://app.example.com/err"}
 	token := connectlink.Sign(key, r, now.Add(30*time.Minute), "nonce-0123456789abcdef")
-	l, err := policy.Verify(key, token, now)
+	l, err := policy.Verify([][]byte{key}, token, now)
 	if err != nil || !l.Signed || l.ID == "" || l.AppRef != "u-1" || l.Address != "a@example.com" {
 		t.Fatalf("Verify = %+v, %v", l, err)
 	}
-	if again, _ := policy.Verify(key, connectlink.Sign(key, r, now.Add(time.Minute), "nonce-0123456789abcdef"), now); again.ID != l.ID {
+	if again, _ := policy.Verify([][]byte{key}, connectlink.Sign(key, r, now.Add(time.Minute), "nonce-0123456789abcdef"), now); again.ID != l.ID {
 		t.Error("the same nonce gave another id: a link could be used twice")
 	}
-	if _, err := policy.Verify(key, token, now.Add(30*time.Minute)); !errors.Is(err, connectlink.ErrExpired) {
+	if _, err := policy.Verify([][]byte{key}, token, now.Add(30*time.Minute)); !errors.Is(err, connectlink.ErrExpired) {
 		t.Errorf("expired: %v", err)
 	}
 	for name, bad := range map[string]string{
@@ -73,8 +76,65 @@ func TestSignedLinks(t *testing.T) {
 		if name == "short key" {
 			k = key[:8]
 		}
-		if _, err := policy.Verify(k, bad, now); err == nil {
+		if _, err := policy.Verify([][]byte{k}, bad, now); err == nil {
 			t.Errorf("%s: Verify accepted it", name)
+		}
+	}
+}
+
+// TestSignedLinksAcrossARotation: a link signed with the previous key
+// verifies while the secret holds it beside the new one, and not once it is
+// dropped; a link of a key the secret never held does not.
+func TestSignedLinksAcrossARotation(t *testing.T) {
+	previous, current := []byte(strings.Repeat("p", 32)), []byte(strings.Repeat("c", 32))
+	now := time.Unix(1_800_000_000, 0)
+	r := connectlink.Request{AppRef: "u-1"}
+	rotating := [][]byte{current, previous}
+	for name, key := range map[string][]byte{"current": current, "previous": previous} {
+		if _, err := policy.Verify(rotating, connectlink.Sign(key, r, now.Add(time.Minute), "nonce-0123456789abcdef"), now); err != nil {
+			t.Errorf("signed with the %s key: %v", name, err)
+		}
+	}
+	oldLink := connectlink.Sign(previous, r, now.Add(time.Minute), "nonce-0123456789abcdef")
+	if _, err := policy.Verify([][]byte{current}, oldLink, now); !errors.Is(err, connectlink.ErrForged) {
+		t.Errorf("previous key dropped: %v, want ErrForged", err)
+	}
+	unknown := connectlink.Sign([]byte(strings.Repeat("u", 32)), r, now.Add(time.Minute), "nonce-0123456789abcdef")
+	if _, err := policy.Verify(rotating, unknown, now); !errors.Is(err, connectlink.ErrForged) {
+		t.Errorf("unknown key: %v, want ErrForged", err)
+	}
+	if _, err := policy.Verify(nil, oldLink, now); !errors.Is(err, connectlink.ErrForged) {
+		t.Errorf("no keys: %v, want ErrForged", err)
+	}
+}
+
+// TestSignedLinkWithADuplicateKey: a payload naming a field twice (in any
+// case, at any depth) is refused with an error that says so, whichever of
+// the two would have been read.
+func TestSignedLinkWithADuplicateKey(t *testing.T) {
+	key := []byte(strings.Repeat("k", 32))
+	now := time.Unix(1_800_000_000, 0)
+	sign := func(payload string) string {
+		p := base64.RawURLEncoding.EncodeToString([]byte(payload))
+		m := hmac.New(sha256.New, key)
+		m.Write([]byte("gmailwatch connect link\x00" + p))
+		return p + "." + base64.RawURLEncoding.EncodeToString(m.Sum(nil))
+	}
+	tail := `"exp":1800000600,"nonce":"nonce-0123456789abcdef"}`
+	if l, err := policy.Verify([][]byte{key}, sign(`{"appRef":"victim",`+tail), now); err != nil || l.AppRef != "victim" {
+		t.Fatalf("Verify(the same payload without a duplicate) = %+v, %v", l, err)
+	}
+	for name, payload := range map[string]string{
+		"same key":           `{"appRef":"victim","appRef":"attacker",` + tail,
+		"other case":         `{"appRef":"victim","APPREF":"attacker",` + tail,
+		"expiry twice":       `{"appRef":"a","exp":1800000060,` + tail,
+		"nonce twice":        `{"appRef":"a","nonce":"nonce-aaaaaaaaaaaaaaaa",` + tail,
+		"move twice":         `{"appRef":"a","move":false,"move":true,` + tail,
+		"nested, in a value": `{"appRef":"a","x":{"k":1,"k":2},` + tail,
+	} {
+		_, err := policy.Verify([][]byte{key}, sign(payload), now)
+		if !errors.Is(err, connectlink.ErrForged) || !strings.Contains(err.Error(), "twice") {
+			t.Errorf("%s: Verify = %v, want ErrForged saying a field is named twice", name, err)
 		}
 	}
 }

@@ -68,11 +68,14 @@ func (d *Disconnecter) ByUser(ctx context.Context, key string) (found, delegated
 
 func (d *Disconnecter) disconnect(ctx context.Context, key string, byUser bool) (store.User, bool, error) {
 	ctx = context.WithValue(ctx, oauth2.HTTPClient, d.http)
+	silent := false // a pending record was never announced: nothing is published for it
 	u, err := d.users.Update(ctx, key, func(u *store.User) error {
 		if u.Status == store.Disconnected && (u.OptedOut || !byUser) {
 			return store.ErrNoChange
 		}
-		u.Status, u.OptedOut = store.Disconnected, u.OptedOut || byUser
+		silent = u.Status == store.Pending
+		u.Status, u.PendingResult, u.PendingUntil = store.Disconnected, "", time.Time{}
+		u.OptedOut = u.OptedOut || byUser
 		return nil
 	})
 	found := err == nil
@@ -103,15 +106,76 @@ func (d *Disconnecter) disconnect(ctx context.Context, key string, byUser bool) 
 	if err := d.users.DeleteMarkers(ctx, key); err != nil {
 		return u, true, fmt.Errorf("disconnect %s: %w", key, err)
 	}
-	ev := events.Event{
-		Type: events.UserDisconnect, ID: events.ID(events.UserDisconnect, key, fmt.Sprint(u.ConnectedAt.UnixMicro())),
-		Time: d.users.Now().UTC().Format(time.RFC3339Nano), User: key, AppRef: u.AppRef, EmailAddress: u.Email,
+	if silent {
+		d.log.InfoContext(ctx, "pending user disconnected", "user", key)
+		return u, true, nil
 	}
+	ev := d.Event(u)
 	if err := d.events.Publish(ctx, ev); err != nil {
 		return u, true, fmt.Errorf("disconnect %s: %w", key, err)
 	}
 	d.log.InfoContext(ctx, "user disconnected", "user", key, "eventId", ev.ID)
 	return u, true, nil
+}
+
+// Event is the gmail.user.disconnected event that ends u's connection under
+// its AppRef: its id is keyed by the connection (ConnectedAt), so every
+// try of one ending is the same event.
+func (d *Disconnecter) Event(u store.User) events.Event {
+	return events.Event{
+		Type: events.UserDisconnect, ID: events.ID(events.UserDisconnect, u.Key, fmt.Sprint(u.ConnectedAt.UnixMicro())),
+		Time: d.users.Now().UTC().Format(time.RFC3339Nano), User: u.Key, AppRef: u.AppRef, EmailAddress: u.Email,
+	}
+}
+
+// Abandon ends a consent whose result lapsed unredeemed (u, as a renew run
+// listed it), publishing nothing: a pending record is marked disconnected,
+// its watch stopped, its grant revoked, its token deleted and then the
+// record itself (the mark keeps a failed try listed, to be finished by the
+// next run); a connected record, whose reconnect or move was never
+// confirmed, only forgets the result, as its grant is the live connection's.
+func (d *Disconnecter) Abandon(ctx context.Context, u store.User) error {
+	ctx = context.WithValue(ctx, oauth2.HTTPClient, d.http)
+	u, err := d.users.Update(ctx, u.Key, func(v *store.User) error {
+		switch {
+		case v.PendingUntil.IsZero() || v.PendingUntil.After(u.PendingUntil):
+			return store.ErrNoChange // redeemed, or connected again, meanwhile
+		case v.Connected():
+			v.PendingResult, v.PendingUntil = "", time.Time{}
+		case v.Status == store.Pending:
+			v.Status, v.PendingResult = store.Disconnected, ""
+		default:
+			return store.ErrNoChange // marked by an earlier try
+		}
+		return nil
+	})
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		return nil
+	case err != nil:
+		return fmt.Errorf("abandon %s: %w", u.Key, err)
+	case u.Status != store.Disconnected || u.PendingUntil.IsZero():
+		return nil
+	}
+	token, err := d.tokens.RefreshToken(ctx, u.Key)
+	switch {
+	case errors.Is(err, vault.ErrNotFound):
+	case err != nil:
+		return fmt.Errorf("abandon %s: %w", u.Key, err)
+	default:
+		d.stopWatch(ctx, u.Key, token)
+		if err := d.Revoke(ctx, token); err != nil {
+			return fmt.Errorf("abandon %s: %w", u.Key, err)
+		}
+	}
+	if err := d.tokens.DeleteRefreshToken(ctx, u.Key); err != nil {
+		return fmt.Errorf("abandon %s: %w", u.Key, err)
+	}
+	if _, err := d.users.Forget(ctx, u); err != nil {
+		return fmt.Errorf("abandon %s: %w", u.Key, err)
+	}
+	d.log.InfoContext(ctx, "unconfirmed connection removed", "user", u.Key)
+	return nil
 }
 
 // stopWatch calls users.stop with the stored token. A failure is only

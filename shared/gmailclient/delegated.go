@@ -34,6 +34,7 @@ var ErrDelegationRefused = errors.New("domain-wide delegation refused")
 // on it), and Google's token endpoint exchanges it (RFC 7523), both through
 // google.golang.org/api/impersonate. No refresh token exists.
 type Delegation struct {
+	Only           bool   // CONNECT_MODE delegation: no one connects by consent
 	ServiceAccount string // DELEGATION_SERVICE_ACCOUNT: the account delegated to
 	// IAMEndpoint and TokenURL point local runs at the sandbox. The impersonate
 	// package calls Google's hosts by fixed names, with no option to change
@@ -67,6 +68,7 @@ func ReadMode(r *config.Reader) string {
 func ReadDelegation(r *config.Reader) *Delegation {
 	mode := ReadMode(r)
 	d := &Delegation{
+		Only:           mode == ModeDelegation,
 		ServiceAccount: r.String("DELEGATION_SERVICE_ACCOUNT", ""),
 		IAMEndpoint:    r.URL("IAMCREDENTIALS_ENDPOINT", ""),
 		TokenURL:       r.URL("OAUTH_TOKEN_URL", GoogleTokenURL),

@@ -17,6 +17,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"time"
 
 	"golang.org/x/oauth2"
 	"google.golang.org/api/gmail/v1"
@@ -49,7 +50,8 @@ type Settings struct {
 	AuthURL          string
 	TokenURL         string
 	RevokeURL        string
-	GmailEndpoint    string // "" for Google's
+	GmailEndpoint    string       // "" for Google's
+	Quota            QuotaProfile // the project's Gmail quota: limits and each method's cost
 }
 
 // ReadSettings reads the OAuth and Gmail settings from r.
@@ -62,6 +64,7 @@ func ReadSettings(r *config.Reader) Settings {
 		TokenURL:         r.URL("OAUTH_TOKEN_URL", GoogleTokenURL),
 		RevokeURL:        r.URL("OAUTH_REVOKE_URL", GoogleRevokeURL),
 		GmailEndpoint:    r.URL("GMAIL_ENDPOINT", ""),
+		Quota:            ReadQuotaProfile(r),
 	}
 }
 
@@ -136,10 +139,41 @@ func (f *Factory) OAuth(ctx context.Context) (*oauth2.Config, error) {
 // ForUser returns a Gmail client acting for the user u records: through
 // domain-wide delegation as u.Email for a delegated user, else with the
 // refresh token its consent left in Secret Manager. The token source
-// outlives ctx: it is cached for later calls in this instance, per user
-// and, for a delegated user, per address, so a record whose address
-// changed gets a source acting as the new one and the old one is dropped.
+// outlives ctx: it is cached for later calls in this instance (source).
 func (f *Factory) ForUser(ctx context.Context, u store.User) (*gmail.Service, error) {
+	ts, err := f.source(ctx, u)
+	if err != nil {
+		return nil, err
+	}
+	return f.settings.Service(ctx, ts)
+}
+
+// MinTokenLife is the least life left in an access token this package hands
+// out: a cached token closer to its expiry is refreshed first, so a caller
+// given one (Token) can use it for minutes.
+const MinTokenLife = 5 * time.Minute
+
+// Token returns a live access token acting for the user u records, from
+// the same cached source the Gmail clients use: the refresh token is
+// exchanged only when the cached access token has less than MinTokenLife
+// left.
+func (f *Factory) Token(ctx context.Context, u store.User) (*oauth2.Token, error) {
+	ts, err := f.source(ctx, u)
+	if err != nil {
+		return nil, err
+	}
+	tok, err := ts.Token()
+	if err != nil {
+		return nil, fmt.Errorf("access token of %s: %w", u.Key, err)
+	}
+	return tok, nil
+}
+
+// source returns the user's cached token source, making it on a miss. It
+// is cached per user and, for a delegated user, per address, so a record
+// whose address changed gets a source acting as the new one and the old
+// one is dropped.
+func (f *Factory) source(ctx context.Context, u store.User) (oauth2.TokenSource, error) {
 	want := source{delegated: u.Delegated}
 	if u.Delegated {
 		want.email = strings.ToLower(strings.TrimSpace(u.Email))
@@ -147,17 +181,18 @@ func (f *Factory) ForUser(ctx context.Context, u store.User) (*gmail.Service, er
 	f.mu.Lock()
 	c := f.sources[u.Key]
 	f.mu.Unlock()
-	if c.ts == nil || c.delegated != want.delegated || c.email != want.email {
-		var err error
-		if want.ts, err = f.newSource(ctx, u.Key, want); err != nil {
-			return nil, err
-		}
-		f.mu.Lock()
-		f.sources[u.Key] = want
-		f.mu.Unlock()
-		c = want
+	if c.ts != nil && c.delegated == want.delegated && c.email == want.email {
+		return c.ts, nil
 	}
-	return f.settings.Service(ctx, c.ts)
+	ts, err := f.newSource(ctx, u.Key, want)
+	if err != nil {
+		return nil, err
+	}
+	want.ts = ts
+	f.mu.Lock()
+	f.sources[u.Key] = want
+	f.mu.Unlock()
+	return ts, nil
 }
 
 // newSource returns the user's token source: delegated, or from the
@@ -184,7 +219,7 @@ func (f *Factory) newSource(ctx context.Context, userKey string, want source) (o
 	if err != nil {
 		return nil, fmt.Errorf("refresh token of %s: %w", userKey, err)
 	}
-	return oauth2.ReuseTokenSource(nil, conf.TokenSource(context.Background(), &oauth2.Token{RefreshToken: refresh})), nil
+	return oauth2.ReuseTokenSourceWithExpiry(nil, conf.TokenSource(context.Background(), &oauth2.Token{RefreshToken: refresh}), MinTokenLife), nil
 }
 
 // Forget drops the cached token source of a user (after reauth or disconnect).
@@ -295,15 +330,4 @@ func IsRateLimited(err error) bool {
 func IsNotFound(err error) bool {
 	var ge *googleapi.Error
 	return errors.As(err, &ge) && ge.Code == http.StatusNotFound
-}
-
-// Units is Gmail's quota cost of each method used here.
-var Units = map[string]int{
-	"getProfile":    1,
-	"history.list":  2,
-	"messages.get":  5,
-	"messages.list": 5,
-	"labels.list":   1,
-	"watch":         100,
-	"stop":          50,
 }

@@ -7,6 +7,7 @@ import (
 	"slices"
 	"time"
 
+	"golang.org/x/time/rate"
 	"google.golang.org/api/gmail/v1"
 
 	"github.com/gmailwatch/gmailwatch/shared/events"
@@ -21,11 +22,17 @@ import (
 // reconcile continues from there. It is worth a retry.
 var ErrCatchingUp = errors.New("catch-up not finished")
 
-// userRate is the per-user quota a catch-up paces itself to, in units a
-// minute: Gmail's limit for projects created since 1 May 2026 (6,000;
-// older projects have 15,000), "Usage limits", Gmail API,
-// https://developers.google.com/workspace/gmail/api/reference/quota.
-const userRate = 6000
+// newPace paces a catch-up's calls to the per-user quota of profile q, so
+// that no 60 seconds (Gmail counts the minute before each call) spend more
+// than it: a second's worth at once, the rest of a minute's spread over
+// the minute. It starts empty, as the invocation before may have spent the
+// last minute's worth.
+func newPace(q gmailclient.QuotaProfile) *rate.Limiter {
+	burst := max(q.UserPerMinute()/60, q.Units(gmailclient.MethodMessagesGet))
+	l := rate.NewLimiter(rate.Limit(float64(q.UserPerMinute()-burst)/60), burst)
+	l.ReserveN(time.Now(), burst)
+	return l
+}
 
 // rateWait is how long a catch-up waits when Gmail's per-user rate refuses
 // it after the call's own backoff: Gmail counts the limit per minute.
@@ -39,7 +46,8 @@ const rateWait = 20 * time.Second
 // and not announced before. After each page it stores a checkpoint (where
 // the listing stands) in the user's record, so the catch-up survives a
 // crash, a 429 or the end of the invocation at the cost of one page, and
-// any later sync continues it. It paces itself to the per-user quota, and
+// any later sync continues it. It paces itself to the per-user quota of the
+// project's profile (gmailclient.QuotaProfile, GMAIL_QUOTA_PROFILE), and
 // stops a listing at the first page reaching mail from before the cut-off:
 // the user's last sync (less a margin for Gmail's indexing; markers keep
 // mail announced since from being announced again), or the connection.
@@ -64,22 +72,21 @@ func (s *Syncer) catchUp(ctx context.Context, svc *gmail.Service, u store.User, 
 	if len(cp.Pages) != len(lists) { // a new catch-up, or the watched labels changed: list them all from the top
 		cp.Pages, cp.Done = make([]string, len(lists)), make([]bool, len(lists))
 	}
-	start, spent := s.now(), m.units.Load()
+	m.pace = newPace(m.quota)
+	defer func() { m.pace = nil }()
 	r := roundResult{historyID: u.Cursor, reported: u.Cursor, caughtUp: true}
 	for slices.Contains(cp.Done, false) {
 		if !s.fits(ctx, rateWait) {
 			return r, fmt.Errorf("user %s: %w at %d messages listed", u.Key, ErrCatchingUp, cp.Listed)
 		}
-		// Pace: what the catch-up spent stays within the per-user rate
-		// since it began, a chunk ahead at most.
-		if ahead := time.Duration(float64(m.units.Load()-spent)/userRate*float64(time.Minute)) - s.now().Sub(start); ahead > 0 {
-			if err := gax.Sleep(ctx, ahead); err != nil {
-				return r, fmt.Errorf("user %s: %w", u.Key, ErrCatchingUp)
-			}
-		}
 		n, next, err := s.chunk(ctx, svc, u, f, lists, *cp, m)
 		r.announced += n
-		if gmailclient.IsRateLimited(err) && s.fits(ctx, 2*rateWait) {
+		if gmailclient.IsRateLimited(err) {
+			// The checkpoint keeps what the chunks before achieved: wait
+			// and go on, or leave the rest to a retry.
+			if !s.fits(ctx, 2*rateWait) {
+				return r, fmt.Errorf("user %s: %w: %w", u.Key, ErrCatchingUp, err)
+			}
 			s.log.InfoContext(ctx, "catch-up paused by the per-user rate", "user", u.Key, "listed", cp.Listed)
 			if gax.Sleep(ctx, rateWait) != nil {
 				return r, fmt.Errorf("user %s: %w: %w", u.Key, ErrCatchingUp, err)
@@ -121,7 +128,7 @@ func (s *Syncer) chunk(ctx context.Context, svc *gmail.Service, u store.User, f 
 		cp.Listed += len(ids)
 		cp.Pages[i], cp.Done[i] = next, next == ""
 	}
-	t, err := s.announce(ctx, svc, u, changes, f, cp.Since, m)
+	t, err := s.announce(ctx, svc, u, changes, f, cp.Since, nil, m)
 	if err != nil {
 		return t.announced, cp, err
 	}

@@ -11,10 +11,6 @@ import (
 	"github.com/gmailwatch/gmailwatch/shared/gmailsync"
 )
 
-// standardUserRate is the per-user limit of projects created since 1 May
-// 2026, in units a minute: the floor of a catch-up is its units over it.
-const standardUserRate = 6000
-
 // TestLargeBacklogAfterExpiredHistory: 2,000 messages wait behind a history
 // 404. The catch-up runs in invocations that each end before it is done, as
 // a function's timeout ends them; every one continues the checkpoint the
@@ -77,7 +73,13 @@ func TestLargeBacklogAfterExpiredHistory(t *testing.T) {
 	if pages := int64(backlog/100 + 2); use.Calls["messages.list"] > pages+int64(invocations) {
 		t.Errorf("messages.list calls: got %d for %d pages in %d invocations: the catch-up started over", use.Calls["messages.list"], pages, invocations)
 	}
-	floor := time.Duration(float64(use.Units) / standardUserRate * float64(time.Minute))
+	// The floor: the units over the per-user rate (standard-2026, the
+	// sandbox's default: 6,000 a minute).
+	rate := e.sb.Gmail.Quota().UserUnitsPerMinute
+	if rate != 6000 {
+		t.Fatalf("the sandbox's per-user rate is %d, want standard-2026's 6,000", rate)
+	}
+	floor := time.Duration(float64(use.Units) / float64(rate) * float64(time.Minute))
 	t.Logf("%d messages caught up in %v over %d invocations; %d units, %d refused for the rate; floor %v at %d units/min",
-		backlog, took.Round(time.Millisecond), invocations, use.Units, use.RateLimited, floor.Round(time.Millisecond), standardUserRate)
+		backlog, took.Round(time.Millisecond), invocations, use.Units, use.RateLimited, floor.Round(time.Millisecond), rate)
 }

@@ -33,7 +33,16 @@
 //
 // What this costs is the floor for announcing at once under drop semantics:
 // one history read per push, one messages.get per message, one look after
-// the push's second. Duplicate and stale pushes cost no Gmail call.
+// the push's second. A duplicate, or a push older than one already seen,
+// costs no Gmail call; a push the cursor passed without one (a reconcile
+// read its change, or it came late) still gets its look.
+//
+// history.list may report as its historyId the newest record it shows
+// rather than the mailbox's current one, so the look reads the current id
+// from getProfile; records still hidden behind it are waited for as long
+// as the rechecks last, and then the call ends in ErrHistoryLag with the
+// cursor at the last record announced (an id Gmail issued) and the pending
+// id raised to the one Gmail reported, so Pub/Sub's redelivery reads again.
 package gmailsync
 
 import (
@@ -46,6 +55,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"golang.org/x/time/rate"
 	"google.golang.org/api/gmail/v1"
 
 	"github.com/gmailwatch/gmailwatch/shared/config"
@@ -88,7 +98,7 @@ type Settings struct {
 	Labels         []string      // watched labels for users whose record names none
 	LabelFilter    string        // include or exclude, likewise
 	LeaseTTL       time.Duration // how long a lease lasts unless its heartbeat renews it (every third of it)
-	GetConcurrency int           // messages.get calls in flight per sync
+	GetConcurrency int           // messages.get calls in flight per sync: under Gmail's per-user cap of 5, one left for other calls
 	MarkerTTL      time.Duration // how long an announced marker is kept
 	CatchUpChunk   int           // messages a catch-up lists and announces before its checkpoint moves
 	MaxTries       int           // tries of one Gmail call on 429/5xx
@@ -109,7 +119,7 @@ type Settings struct {
 func ReadSettings(r *config.Reader) Settings {
 	return Settings{
 		LeaseTTL:       r.Duration("SYNC_LEASE_TTL", 10*time.Second),
-		GetConcurrency: r.Int("SYNC_GET_CONCURRENCY", 10, 1, 100),
+		GetConcurrency: r.Int("SYNC_GET_CONCURRENCY", 4, 1, 100),
 		MarkerTTL:      r.Duration("MARKER_TTL", 14*24*time.Hour),
 		CatchUpChunk:   r.Int("CATCHUP_CHUNK", 100, 1, 500),
 		MaxTries:       r.Int("GMAIL_MAX_TRIES", 5, 1, 20),
@@ -267,7 +277,12 @@ func (s *Syncer) run(ctx context.Context, u store.User, pushID int64) (Result, e
 			return Result{}, fmt.Errorf("lease of %s: %w", key, err)
 		case u.Status != store.Active:
 			return s.skipped(key, Inactive, u), nil
-		case pushID > 0 && pushID <= u.Cursor:
+		case pushID > 0 && pushID <= u.Cursor && pushID <= u.PendingHistoryID && u.PendingHistoryID <= u.Cursor:
+			// Read past, and a push as new was seen before it, whose look
+			// after its second covers this one's (Gmail pushes in history
+			// order). A push the cursor passed without one (a reconcile
+			// read it, or it came late) still gets its look, and while
+			// history lags (pending ahead of the cursor) a redelivery reads.
 			return s.skipped(key, Stale, u), nil
 		}
 		now := s.now()
@@ -289,7 +304,7 @@ func (s *Syncer) run(ctx context.Context, u store.User, pushID int64) (Result, e
 			return Result{}, fmt.Errorf("lease of %s: %w", key, err)
 		}
 		if ok {
-			return s.holding(ctx, u, holder)
+			return s.holding(ctx, u, holder, pushID > 0)
 		}
 	}
 	return Result{}, fmt.Errorf("lease of %s: the record changed under %d claims", key, claimTries)
@@ -301,12 +316,14 @@ const claimTries = 20
 
 // holding syncs while the lease is held: a round per pending history id,
 // a short recheck when history lags behind a push, and a trailing look at
-// the mailbox once the second after the latest push has passed.
-func (s *Syncer) holding(ctx context.Context, u store.User, holder string) (res Result, err error) {
+// the mailbox once the second after the latest push has passed. pushed says
+// whether a push claimed the lease; a reconcile looks only after pushes
+// that arrive while it holds it.
+func (s *Syncer) holding(ctx context.Context, u store.User, holder string, pushed bool) (res Result, err error) {
 	l := s.keep(ctx, u, holder)
 	defer l.stop()
 	ctx = l.ctx
-	m := &meter{}
+	m := &meter{quota: s.gmail.Settings().Quota}
 	res = Result{Outcome: Synced, FromHistoryID: u.Cursor, ToHistoryID: u.Cursor}
 	defer func() {
 		res.Calls, res.Units = int(m.calls.Load()), int(m.units.Load())
@@ -317,30 +334,53 @@ func (s *Syncer) holding(ctx context.Context, u store.User, holder string) (res 
 	rechecks := 0
 	trailing := false     // this round is the look after a push's second
 	var trailed time.Time // the push that look was for: one look per push, whatever the clock does
+	var since time.Time   // pushes from then on get a look
+	if !pushed {
+		since = s.now()
+	}
+	var profiled int64       // the mailbox's history id as getProfile last told it
+	var profiledAt time.Time // when
+	// A push the cursor already passed owes only its look: no read before it.
+	passed := pushed && u.PendingHistoryID <= u.Cursor && u.CatchUp == nil
 	for {
 		target := u.PendingHistoryID
 		read := s.now()
 		final := rechecks >= s.set.Rechecks || !s.fits(ctx, s.set.RecheckDelay)
-		r, err := s.round(ctx, u, final, m)
-		res.Rounds++
-		res.Announced += r.announced
-		res.CaughtUp = res.CaughtUp || r.caughtUp
-		if err != nil {
-			return s.failed(ctx, u, l, res, err)
+		r := roundResult{historyID: u.Cursor, reported: u.Cursor}
+		if !passed {
+			r, err = s.round(ctx, u, m)
+			res.Rounds++
+			res.Announced += r.announced
+			res.CaughtUp = res.CaughtUp || r.caughtUp
+			if err != nil {
+				return s.failed(ctx, u, l, res, err)
+			}
 		}
+		passed = false
 		// Stalled: history does not show the push yet or, in the look after
-		// a push's second, the records up to the history id Gmail reports,
-		// whose own pushes may have been dropped.
-		if trailing {
-			target = max(target, r.reported)
+		// a push's second (this round, or one that began after it), the
+		// records up to the mailbox's history id, whose own pushes may have
+		// been dropped. history.list may report the newest record it shows
+		// rather than that id, so the look takes it from getProfile.
+		pushAt := u.LastNotificationAt
+		if at := pushAt.Add(s.set.TrailDelay); trailing || (!pushAt.IsZero() && !pushAt.Before(since) && !read.Before(at)) {
+			if r.complete() && profiledAt.Before(at) {
+				if profiled, err = s.current(ctx, u, m); err != nil {
+					return s.failed(ctx, u, l, res, err)
+				}
+				profiledAt = s.now()
+			}
+			target = max(target, r.reported, profiled)
 		}
 		// A refusal decided while records were hidden may be wrong (the
-		// message may have been archived by one of them): read again before
-		// the cursor passes it, as long as rechecks last.
-		// A message history shows that messages.get cannot find yet is
-		// read again, never passed.
-		held := (r.refused > 0 && !r.complete()) || r.missing > 0
-		wait := (r.historyID < target || held) && !final
+		// message may have been archived by one of them), and a message
+		// history shows that messages.get cannot find yet is not passed:
+		// read again, and once rechecks are spent end in ErrHistoryLag with
+		// the cursor before it.
+		if (r.refused > 0 && !r.complete()) || r.missing > 0 {
+			target = max(target, r.reported)
+		}
+		wait := r.historyID < target && !final
 		at := s.trailAt(u, read)
 		trail := !wait && !at.IsZero() && u.LastNotificationAt.After(trailed) && s.fits(ctx, at.Sub(s.now()))
 		next, more, err := s.advance(ctx, l, r.historyID, target, wait || trail)
@@ -386,11 +426,11 @@ func (s *Syncer) holding(ctx context.Context, u store.User, holder string) (res 
 		// The last read showed every record up to the history id Gmail
 		// reported: one getProfile (1 unit, against 2 for history.list)
 		// tells whether anything changed since.
-		changed, err := s.changedSince(ctx, u, r.reported, m)
-		if err != nil {
+		if profiled, err = s.current(ctx, u, m); err != nil {
 			return s.failed(ctx, u, l, res, err)
 		}
-		if changed {
+		profiledAt = s.now()
+		if profiled > r.reported {
 			continue
 		}
 		if u, _, err = s.advance(ctx, l, u.Cursor, u.PendingHistoryID, false); err != nil {
@@ -418,14 +458,13 @@ func (s *Syncer) trailAt(u store.User, read time.Time) time.Time {
 	return at
 }
 
-// changedSince reports whether the mailbox's history id moved past h.
-func (s *Syncer) changedSince(ctx context.Context, u store.User, h int64, m *meter) (bool, error) {
-	var now int64
-	err := s.gmail.Do(ctx, u, func(svc *gmail.Service) (err error) {
-		now, err = s.profileID(ctx, svc, u, m)
+// current returns the mailbox's history id (getProfile).
+func (s *Syncer) current(ctx context.Context, u store.User, m *meter) (h int64, err error) {
+	err = s.gmail.Do(ctx, u, func(svc *gmail.Service) (err error) {
+		h, err = s.profileID(ctx, svc, u, m)
 		return err
 	})
-	return now > h, err
+	return h, err
 }
 
 // fits reports whether d and a round's margin still fit in the call's
@@ -452,6 +491,7 @@ func (s *Syncer) advance(ctx context.Context, l *lease, historyID, target int64,
 			now := s.now()
 			more = false
 			u.Cursor = max(u.Cursor, historyID)
+			u.PendingHistoryID = max(u.PendingHistoryID, target) // what the holder found history lagging behind
 			u.LastSyncAt = now
 			u.Refusals, u.RefusedSince = 0, time.Time{} // the credentials worked
 			mine := u.Lease.Holder == l.holder
@@ -606,10 +646,24 @@ func newHolder() string {
 	return hex.EncodeToString(b)
 }
 
-// meter counts Gmail calls and their quota units; rounds fetch concurrently.
-type meter struct{ calls, units atomic.Int64 }
+// meter counts Gmail calls and their quota units, at the project's costs;
+// rounds fetch concurrently. While a catch-up runs, it paces the calls.
+type meter struct {
+	quota        gmailclient.QuotaProfile
+	calls, units atomic.Int64
+	pace         *rate.Limiter // nil: no pacing
+}
 
-func (m *meter) add(method string) {
+// add counts a call to method, after waiting for its units when paced. It
+// fails, counting nothing, when they cannot be had before ctx's deadline.
+func (m *meter) add(ctx context.Context, method string) error {
+	n := m.quota.Units(method)
+	if m.pace != nil {
+		if err := m.pace.WaitN(ctx, n); err != nil {
+			return fmt.Errorf("%s: %w: pacing to the per-user rate: %v", method, ErrCatchingUp, err)
+		}
+	}
 	m.calls.Add(1)
-	m.units.Add(int64(gmailclient.Units[method]))
+	m.units.Add(int64(n))
+	return nil
 }

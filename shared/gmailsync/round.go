@@ -37,18 +37,17 @@ func (r roundResult) complete() bool { return r.historyID >= r.reported }
 
 // round reads history from the user's cursor and announces what is new,
 // under the Gmail call policy of gmailclient (a 401 retried once with a
-// fresh token source). final says whether no recheck follows: a refusal
-// then stands even if records may be hidden.
-func (s *Syncer) round(ctx context.Context, u store.User, final bool, m *meter) (roundResult, error) {
+// fresh token source).
+func (s *Syncer) round(ctx context.Context, u store.User, m *meter) (roundResult, error) {
 	var r roundResult
 	err := s.gmail.Do(ctx, u, func(svc *gmail.Service) (err error) {
-		r, err = s.read(ctx, svc, u, final, m)
+		r, err = s.read(ctx, svc, u, m)
 		return err
 	})
 	return r, err
 }
 
-func (s *Syncer) read(ctx context.Context, svc *gmail.Service, u store.User, final bool, m *meter) (roundResult, error) {
+func (s *Syncer) read(ctx context.Context, svc *gmail.Service, u store.User, m *meter) (roundResult, error) {
 	f := s.filterOf(u)
 	if u.CatchUp != nil {
 		return s.catchUp(ctx, svc, u, f, m)
@@ -59,6 +58,15 @@ func (s *Syncer) read(ctx context.Context, svc *gmail.Service, u store.User, fin
 	}
 	if err != nil {
 		return roundResult{}, err
+	}
+	// Records that show no labels leave a message's arrival undecided:
+	// read it now, and announce from the same read.
+	have, err := s.fetch(ctx, svc, u, w.unlabelled(), m)
+	if err != nil {
+		return roundResult{}, err
+	}
+	for id, msg := range have {
+		w.relabel(id, msg.LabelIds)
 	}
 	changes, refused := w.changes(f, s.set.Types)
 	if refused > 0 && reported <= seen {
@@ -71,13 +79,14 @@ func (s *Syncer) read(ctx context.Context, svc *gmail.Service, u store.User, fin
 		reported = max(reported, seen)
 	}
 	r := roundResult{historyID: seen, reported: reported, refused: refused}
-	if refused > 0 && !r.complete() && !final {
+	if refused > 0 && !r.complete() {
 		// Held: publish only what precedes the refused arrival, so the
-		// events that follow it come after it once a read decides it.
+		// events that follow it come after it once a read decides it. The
+		// cursor stays at the record before it, an id Gmail issued.
 		changes = slices.DeleteFunc(changes, func(c change) bool { return c.historyID >= refused })
 		r.historyID = w.below(refused, u.Cursor)
 	}
-	t, err := s.announce(ctx, svc, u, changes, f, time.Time{}, m)
+	t, err := s.announce(ctx, svc, u, changes, f, time.Time{}, have, m)
 	r.announced, r.missing = t.announced, t.missing
 	if t.missing > 0 {
 		r.historyID = min(r.historyID, w.below(t.missing, u.Cursor))
@@ -181,7 +190,7 @@ type told struct {
 // caller keeps the cursor there. A message catch-up listed is kept only if
 // its labels say it is of the change's type and it was received at or after
 // since (zero: no bound).
-func (s *Syncer) announce(ctx context.Context, svc *gmail.Service, u store.User, changes []change, f filter, since time.Time, m *meter) (told, error) {
+func (s *Syncer) announce(ctx context.Context, svc *gmail.Service, u store.User, changes []change, f filter, since time.Time, have map[string]*gmail.Message, m *meter) (told, error) {
 	var t told
 	if len(changes) == 0 {
 		return t, nil
@@ -204,13 +213,16 @@ func (s *Syncer) announce(ctx context.Context, svc *gmail.Service, u store.User,
 	for i, c := range changes {
 		if done[ids[i]] || (c.typ == events.MessageReceived && done[c.msgID]) {
 			done[ids[i]] = true
-		} else if c.needsMessage() && !slices.Contains(fetch, c.msgID) {
+		} else if c.needsMessage() && have[c.msgID] == nil && !slices.Contains(fetch, c.msgID) {
 			fetch = append(fetch, c.msgID)
 		}
 	}
 	msgs, err := s.fetch(ctx, svc, u, fetch, m)
 	if err != nil {
 		return t, err
+	}
+	for id, msg := range have {
+		msgs[id] = msg
 	}
 	t.received = make(map[string]int64, len(msgs))
 	for id, msg := range msgs {
@@ -377,7 +389,9 @@ func messageEvent(msg *gmail.Message, content mailbody.Settings) events.Event {
 func (s *Syncer) retry(ctx context.Context, m *meter, method string, call func() error) error {
 	bo := gax.Backoff{Initial: s.set.BackoffBase, Max: s.set.BackoffMax, Multiplier: 2}
 	for try := 1; ; try++ {
-		m.add(method)
+		if err := m.add(ctx, method); err != nil {
+			return err
+		}
 		err := call()
 		if err == nil || !gmailclient.IsRetryable(err) || try >= s.set.MaxTries || ctx.Err() != nil {
 			return err

@@ -70,19 +70,22 @@ func TestNothingNewAfterThePushCostsOneProfileRead(t *testing.T) {
 	e.connect(email, nil, "")
 	d := e.deliver(email, "alone")
 	res := e.push(email, d.HistoryID)
-	// The floor under drop semantics: history.list for the push (2), the
-	// message (5), and a look after its second (getProfile, 1).
+	// The floor under drop semantics: history.list for the push, the
+	// message, and a look after its second (getProfile): 2 + 20 + 1 units
+	// under standard-2026.
+	cost := e.sb.Gmail.Quota().Units
+	floor := int64(cost["history.list"] + cost["messages.get"] + cost["getProfile"])
 	u := e.sb.Gmail.Usage(email)
-	if u.Units != 8 || u.Calls["history.list"] != 1 || u.Calls["messages.get"] != 1 || u.Calls["getProfile"] != 1 || res.Announced != 1 {
-		t.Errorf("usage %+v, result %+v: want 8 units (history.list, messages.get, getProfile)", u, res)
+	if floor != 23 || u.Units != floor || u.Calls["history.list"] != 1 || u.Calls["messages.get"] != 1 || u.Calls["getProfile"] != 1 || res.Announced != 1 || res.Units != int(floor) {
+		t.Errorf("usage %+v, result %+v: want %d units (history.list, messages.get, getProfile), counted alike", u, res, floor)
 	}
 	for _, h := range []uint64{d.HistoryID, d.HistoryID - 1} { // a duplicate, then an older push
 		if r := e.push(email, h); r.Outcome != gmailsync.Stale || r.Calls != 0 {
 			t.Errorf("push %d after the sync: %+v, want stale with no Gmail call", h, r)
 		}
 	}
-	if got := e.sb.Gmail.Usage(email).Units; got != 8 {
-		t.Errorf("units after duplicate and stale pushes: %d, want still 8", got)
+	if got := e.sb.Gmail.Usage(email).Units; got != floor {
+		t.Errorf("units after duplicate and stale pushes: %d, want still %d", got, floor)
 	}
 	wantExactlyOnce(t, e.events(1), d)
 }

@@ -44,6 +44,7 @@ const (
 type message struct {
 	id, threadID string
 	labels       []string // as its newest record shows them
+	known        bool     // labels were shown (or read with messages.get): a record may show none
 	deleted      bool     // deleted for good within the window
 	arrivedAt    int64    // its messageAdded record, 0 if before the window
 }
@@ -58,18 +59,18 @@ func (w *window) add(h *gmail.History) {
 				m.arrivedAt = int64(h.Id)
 				w.records = append(w.records, record{historyID: int64(h.Id), msg: m, kind: arrived})
 			}
-			m.labels = a.Message.LabelIds
+			m.show(a.Message)
 		}
 	}
 	for _, a := range h.LabelsAdded {
 		if m := w.message(a.Message); m != nil {
-			m.labels = a.Message.LabelIds
+			m.show(a.Message)
 			w.records = append(w.records, record{historyID: int64(h.Id), msg: m, kind: labelsAdded, labels: a.LabelIds})
 		}
 	}
 	for _, r := range h.LabelsRemoved {
 		if m := w.message(r.Message); m != nil {
-			m.labels = r.Message.LabelIds
+			m.show(r.Message)
 			w.records = append(w.records, record{historyID: int64(h.Id), msg: m, kind: labelsRemoved, labels: r.LabelIds})
 		}
 	}
@@ -78,6 +79,33 @@ func (w *window) add(h *gmail.History) {
 			m.deleted, m.labels = true, nil
 			w.records = append(w.records, record{historyID: int64(h.Id), msg: m, kind: deleted})
 		}
+	}
+}
+
+// show takes the labels a record shows for m. Gmail may leave labelIds out
+// of a record, and JSON drops an empty list alike: either way the labels
+// are unknown until messages.get reads them (relabel).
+func (m *message) show(g *gmail.Message) {
+	m.labels, m.known = g.LabelIds, g.LabelIds != nil
+}
+
+// unlabelled returns the messages that arrived within the window, are not
+// deleted, and whose labels no record showed.
+func (w *window) unlabelled() []string {
+	var ids []string
+	for _, r := range w.records {
+		if m := r.msg; r.kind == arrived && !m.deleted && !m.known {
+			ids = append(ids, m.id)
+		}
+	}
+	return ids
+}
+
+// relabel sets the labels of message id as messages.get read them, after
+// every record the window shows.
+func (w *window) relabel(id string, labels []string) {
+	if m := w.msgs[id]; m != nil {
+		m.labels, m.known = labels, true
 	}
 }
 
@@ -106,11 +134,11 @@ func (w *window) below(id, floor int64) int64 {
 
 // labelsAfter returns the labels of the message of records[i] once that
 // record applied: its newest labels with every later change undone, newest
-// first. It is nil for a message deleted for good: Gmail shows its labels
-// no more.
+// first. It is nil for a message deleted for good (Gmail shows its labels
+// no more) or whose labels are unknown.
 func (w *window) labelsAfter(i int) []string {
 	m := w.records[i].msg
-	if m.deleted {
+	if m.deleted || !m.known {
 		return nil
 	}
 	labels := slices.Clone(m.labels)
@@ -165,6 +193,15 @@ func (w *window) changes(f filter, on []string) (out []change, firstRefused int6
 		switch r.kind {
 		case arrived:
 			if m.deleted {
+				continue
+			}
+			if !m.known {
+				// messages.get could not read it (see relabel): announce
+				// stops before it as not yet readable.
+				if slices.Contains(on, events.MessageReceived) {
+					c.typ = events.MessageReceived
+					out = append(out, c)
+				}
 				continue
 			}
 			labels := w.labelsAfter(i)

@@ -80,7 +80,8 @@ func sensitiveKey(k string) bool {
 
 // tokenShapes match credentials wherever they appear in text: Google access
 // tokens, refresh tokens and authorization codes, bearer headers, JWTs,
-// webhook secrets, and query parameters that carry secrets.
+// webhook secrets, and query parameters that carry secrets (connect links
+// and their result codes included).
 var tokenShapes = regexp.MustCompile(
 	`ya29\.[\w.\-]+` +
 		`|1//[\w.\-]+` +
@@ -88,7 +89,7 @@ var tokenShapes = regexp.MustCompile(
 		`|(?i:bearer)\s+[\w.\-~+/=]+` +
 		`|eyJ[\w\-]+\.[\w\-]+\.[\w\-]*` +
 		`|whsec_[\w+/=]+` +
-		`|(?i:(code|state|token|refresh_token|access_token|code_verifier|client_secret)=)[^&\s"]+`)
+		`|(?i:(code|state|token|refresh_token|access_token|code_verifier|client_secret|link|result)=)[^&\s"]+`)
 
 // Scrub returns s with every token-shaped substring replaced by Redacted.
 func Scrub(s string) string {

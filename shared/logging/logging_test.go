@@ -101,3 +101,19 @@ func TestScrubKeepsOrdinaryText(t *testing.T) {
 		}
 	}
 }
+
+// A connect link and its result code are bearer values in a URL: whatever
+// line carries such a URL keeps the parameter's name and loses its value.
+func TestConnectLinksAndResultsAreScrubbed(t *testing.T) {
+	const link, result = "eyJhcHBSZWYiOiJjcm0ifQ.c2lnbmVk-link", "Y-T6zRHMwGKRKhq4Tn2QeWZygR5hCC1Ztl2JHHEU4cY"
+	var buf bytes.Buffer
+	logging.New(&buf, slog.LevelDebug).Info("GET /connect?link="+link+"&login_hint=a@b.c",
+		"url", "https://app.example.com/done?outcome=connected&result="+result, "err", errors.New(`Get "https://fn/connect?LINK=`+link+`": eof`))
+	out := buf.String()
+	if strings.Contains(out, link) || strings.Contains(out, result) {
+		t.Errorf("log line carries a link or result: %s", out)
+	}
+	if !strings.Contains(out, "link=[REDACTED]") || !strings.Contains(out, "result=[REDACTED]") || !strings.Contains(out, "outcome=connected") {
+		t.Errorf("scrub lost the parameters' names or harmless ones: %s", out)
+	}
+}

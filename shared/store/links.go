@@ -30,13 +30,15 @@ type Link struct {
 	Expires    time.Time `firestore:"expires"`
 	CreatedAt  time.Time `firestore:"createdAt"`
 	UsedAt     time.Time `firestore:"usedAt"`
-	ExpireAt   time.Time `firestore:"expireAt"` // for a Firestore TTL policy, after any use could matter
+	Browser    string    `firestore:"browser,omitempty"` // a hash of the cookie of the first browser that opened it`
+	ExpireAt   time.Time `firestore:"expireAt"`          // for a Firestore TTL policy, after any use could matter
 }
 
 // Link errors.
 var (
 	ErrLinkNotFound = errors.New("connect link not found")
 	ErrLinkUsed     = errors.New("connect link already used")
+	ErrLinkBound    = errors.New("connect link opened in another browser first")
 )
 
 // linkKeep is how long a link's document outlives the link, so that a use
@@ -85,7 +87,14 @@ func (s *Store) UseLink(ctx context.Context, l Link) error {
 		now := s.now()
 		switch {
 		case l.Signed && exists:
-			return ErrLinkUsed
+			var bound Link
+			if err := snap.DataTo(&bound); err != nil {
+				return err
+			}
+			if !bound.UsedAt.IsZero() {
+				return ErrLinkUsed
+			}
+			return tx.Update(ref, []firestore.Update{{Path: "usedAt", Value: now}})
 		case l.Signed:
 			l.CreatedAt, l.UsedAt, l.ExpireAt = now, now, l.Expires.Add(linkKeep)
 			return tx.Create(ref, l)
@@ -106,6 +115,48 @@ func (s *Store) UseLink(ctx context.Context, l Link) error {
 	}
 	if err != nil {
 		return fmt.Errorf("use connect link: %w", err)
+	}
+	return nil
+}
+
+// BindLink ties l to the browser that opens it first (browser: a hash of
+// that browser's cookie), once: a stored link must exist; a signed one is
+// recorded, unused, on its first open. Opened again from another browser,
+// it fails with ErrLinkBound, so a link copied from a log or a history does
+// nothing elsewhere.
+func (s *Store) BindLink(ctx context.Context, l Link, browser string) error {
+	ref := s.links().Doc(l.ID)
+	err := s.fs.RunTransaction(ctx, func(ctx context.Context, tx *firestore.Transaction) error {
+		snap, err := tx.Get(ref)
+		exists := err == nil && snap.Exists()
+		if err != nil && status.Code(err) != codes.NotFound {
+			return err
+		}
+		switch {
+		case !exists && l.Signed:
+			now := s.now()
+			l.CreatedAt, l.ExpireAt, l.Browser = now, l.Expires.Add(linkKeep), browser
+			return tx.Create(ref, l)
+		case !exists:
+			return ErrLinkNotFound
+		}
+		var stored Link
+		if err := snap.DataTo(&stored); err != nil {
+			return err
+		}
+		switch stored.Browser {
+		case browser:
+			return nil
+		case "":
+			return tx.Update(ref, []firestore.Update{{Path: "browser", Value: browser}})
+		}
+		return ErrLinkBound
+	})
+	if errors.Is(err, ErrLinkBound) || errors.Is(err, ErrLinkNotFound) {
+		return err
+	}
+	if err != nil {
+		return fmt.Errorf("bind connect link: %w", err)
 	}
 	return nil
 }

@@ -66,17 +66,17 @@ type User struct {
 	ReauthSince        time.Time `firestore:"reauthSince"`
 	UpdatedAt          time.Time `firestore:"updatedAt"`
 	Lease              Lease     `firestore:"lease"`
-	Delegated          bool      `firestore:"delegated"`         // watched through domain-wide delegation: no refresh token
-	MovedTo            string    `firestore:"movedTo,omitempty"` // a migrated legacy record: the key it moved to
-	Notice             *Notice   `firestore:"notice,omitempty"`  // the last connection's gmail.user.connected, until published
-	CatchUp            *CatchUp  `firestore:"catchUp,omitempty"` // a catch-up in progress, see CatchUp
-	Version            time.Time `firestore:"-"`                 // the record's update time as read, for Claim
-
-	// How a connection ended or may end (renew's leave and join, disconnect.ByUser, gmailsync.Refused).
-	LeftAt       time.Time `firestore:"leftAt,omitempty"`       // a delegated user the directory stopped listing: when it was disconnected
-	OptedOut     bool      `firestore:"optedOut,omitempty"`     // disconnected at the user's own request: the directory does not bring it back (consent does)
-	Refusals     int       `firestore:"refusals,omitempty"`     // invalid_grant answers since the last sync that worked (a delegated user's may pass)
-	RefusedSince time.Time `firestore:"refusedSince,omitempty"` // the first of them
+	Delegated          bool      `firestore:"delegated"`               // watched through domain-wide delegation: no refresh token
+	LeftAt             time.Time `firestore:"leftAt,omitempty"`        // a delegated user the directory stopped listing: when it was disconnected
+	Refusals           int       `firestore:"refusals,omitempty"`      // invalid_grant answers since the last sync that worked (a delegated user's may pass)
+	RefusedSince       time.Time `firestore:"refusedSince,omitempty"`  // the first of them
+	OptedOut           bool      `firestore:"optedOut,omitempty"`      // disconnected at the user's own request: the directory does not bring it back (consent does)
+	MovedTo            string    `firestore:"movedTo,omitempty"`       // a migrated legacy record: the key it moved to
+	Notice             *Notice   `firestore:"notice,omitempty"`        // the last connection's gmail.user.connected, until published
+	CatchUp            *CatchUp  `firestore:"catchUp,omitempty"`       // a catch-up in progress, see CatchUp
+	PendingResult      string    `firestore:"pendingResult,omitempty"` // the connect result (Result.ID) that confirms the latest consent, until redeemed
+	PendingUntil       time.Time `firestore:"pendingUntil,omitempty"`  // when that result lapses; only while one is owed
+	Version            time.Time `firestore:"-"`                       // the record's update time as read, for Claim
 }
 
 // Lease marks the one sync of a user in progress; it lapses at Until, so a
@@ -298,6 +298,8 @@ type Connection struct {
 	RenewAt         time.Time
 	SyncDueAt       time.Time // a new connection's first safety-net sync; zero: at once
 	Delegated       bool      // through domain-wide delegation, not consent
+	Result          string    // "" or the id of the connect result (ResultID) the application must redeem; see Pending
+	ResultExpires   time.Time // with Result: when it lapses
 	// ResumeAfter, for a delegated connection: a record the directory
 	// stopped listing (LeftAt) after this instant keeps its cursor, so the
 	// mail that arrived while it was out is still announced; zero: never.
@@ -315,6 +317,13 @@ type Connection struct {
 // the same transaction, so nothing that fails after can lose it; it replaces
 // a notice still owed for an earlier connection. It reports whether the
 // record was new.
+//
+// A Connection with a Result is held until the application redeems it
+// (Redeem): a new, disconnected or pending record becomes Pending, with no
+// AppRef and no notice; a connected one keeps its status and reference
+// (a move or a reconnect takes effect at redeem) and only gets the new
+// watch. Either way the record names the result, written in the same
+// transaction.
 func (s *Store) Connect(ctx context.Context, c Connection) (User, bool, error) {
 	key := c.Key
 	if key == "" {
@@ -332,12 +341,21 @@ func (s *Store) Connect(ctx context.Context, c Connection) (User, bool, error) {
 		if err != nil && !created {
 			return err
 		}
-		if !created && u.Status != Disconnected && u.AppRef != c.AppRef && !c.Move {
+		if !created && u.Connected() && u.AppRef != c.AppRef && !c.Move {
 			return fmt.Errorf("connect %s: %w", key, ErrOtherRef)
+		}
+		if c.Result != "" {
+			count(ctx, Ops{Writes: 1})
+			res := Result{User: key, AppRef: c.AppRef, Move: c.Move, Expires: c.ResultExpires, CreatedAt: now, ExpireAt: c.ResultExpires.Add(resultKeep)}
+			if err := tx.Create(s.results().Doc(c.Result), res); err != nil {
+				return err
+			}
+			out = s.held(u, created, c, key, now)
+			return tx.Set(ref, out)
 		}
 		resume := !created && u.Status == Disconnected && c.Delegated && u.Delegated && u.CatchUp == nil &&
 			!c.ResumeAfter.IsZero() && u.LeftAt.After(c.ResumeAfter)
-		if (created || u.Status == Disconnected) && !resume {
+		if (created || !u.Connected()) && !resume {
 			u = User{Cursor: c.HistoryID, ConnectedAt: now, SyncDueAt: c.SyncDueAt}
 			if u.SyncDueAt.IsZero() {
 				u.SyncDueAt = now
@@ -362,6 +380,22 @@ func (s *Store) Connect(ctx context.Context, c Connection) (User, bool, error) {
 		return tx.Set(ref, u)
 	})
 	return out, created, err
+}
+
+// held is u after a consent the application must still confirm (see Connect).
+func (s *Store) held(u User, created bool, c Connection, key string, now time.Time) User {
+	if created || !u.Connected() {
+		// A user's own disconnect stands until the application confirms
+		// the new consent: one never redeemed leaves it out of delegation.
+		u = User{Cursor: c.HistoryID, ConnectedAt: now, SyncDueAt: c.SyncDueAt, Status: Pending, Sub: c.Sub, OptedOut: u.OptedOut}
+	} else {
+		u.PendingHistoryID = max(u.PendingHistoryID, c.HistoryID)
+	}
+	u.Key, u.Email = key, strings.ToLower(c.Email)
+	u.Labels, u.LabelFilter = c.Labels, c.LabelFilter
+	u.WatchExpiration, u.RenewAt, u.LastRenewAt, u.UpdatedAt = c.WatchExpiration, c.RenewAt, now, now
+	u.PendingResult, u.PendingUntil = c.Result, c.ResultExpires
+	return u
 }
 
 // Marker records that an event was announced, under its event id (markers

@@ -98,7 +98,7 @@ func (s *Server) SendDraft(user, id string) (Delivered, error) {
 // newMessage adds a message to mb with the next history id; thread "" starts
 // a new one. Callers hold s.mu and write its messageAdded record.
 func (s *Server) newMessage(mb *mailbox, from, to, subject, body string, labels []string, thread string, now time.Time) *message {
-	m := &message{id: s.nextMessageID(), labels: uniq(labels), body: body, internalDate: now.UnixMilli()}
+	m := &message{id: s.nextMessageID(), labels: uniq(labels), body: body, internalDate: now.UnixMilli(), added: now}
 	m.threadID = m.id
 	if thread != "" {
 		m.threadID = thread

@@ -45,6 +45,31 @@ type Faults struct {
 	// than the mailbox's history id when the faults were set, as if the
 	// cursor had aged out of Gmail's retention window.
 	ExpireHistory bool `json:"expireHistory,omitempty"`
+
+	// IndexedHistoryID makes history.list answer with the newest record it
+	// shows (indexed) as its historyId, instead of the mailbox's current
+	// one: the lenient reading of the field, beside the strict default.
+	IndexedHistoryID bool `json:"indexedHistoryId,omitempty"`
+
+	// EmptyPages (0..1) of history.list pages that would hold records are
+	// answered empty with a nextPageToken that leads on to them, filtered
+	// or not; the page after an empty one is never empty by this fault.
+	EmptyPages float64 `json:"emptyPages,omitempty"`
+
+	// OmitLabelIDs (0..1) of history records show their messages without
+	// labelIds; which ones is fixed per record by Seed, so every read of a
+	// record shows it alike.
+	OmitLabelIDs float64 `json:"omitLabelIds,omitempty"`
+
+	// MessageDelay makes messages.get answer 404 for a message until this
+	// long after it reached the mailbox (the sandbox clock), while history
+	// and the notification show it at once.
+	MessageDelay Duration `json:"messageDelay,omitempty"`
+
+	// PushDelay publishes every notification this long after Gmail sends
+	// it (real time, as notification pacing); the per-user rate counts
+	// from the sending.
+	PushDelay Duration `json:"pushDelay,omitempty"`
 }
 
 // Duration is a time.Duration written in JSON as a Go duration string
@@ -79,6 +104,7 @@ func (f Faults) validate() *Error {
 	for name, r := range map[string]float64{
 		"errorRate": f.ErrorRate, "dropNotifications": f.DropNotifications,
 		"duplicateNotifications": f.DuplicateNotifications, "reorderNotifications": f.ReorderNotifications,
+		"emptyPages": f.EmptyPages, "omitLabelIds": f.OmitLabelIDs,
 	} {
 		if math.IsNaN(r) || r < 0 || r > 1 {
 			return invalidArgument("faults: %s %v is outside 0..1", name, r)
@@ -94,8 +120,8 @@ func (f Faults) validate() *Error {
 		methods = append(methods, m)
 	}
 	for _, m := range methods {
-		if _, ok := Methods[m]; !ok {
-			return invalidArgument("faults: unknown method %q (want one of %v)", m, slices.Sorted(maps.Keys(Methods)))
+		if _, ok := QuotaUnits[Standard2026][m]; !ok {
+			return invalidArgument("faults: unknown method %q (want one of %v)", m, slices.Sorted(maps.Keys(QuotaUnits[Standard2026])))
 		}
 	}
 	lat := []Duration{f.Latency}
@@ -109,6 +135,11 @@ func (f Faults) validate() *Error {
 	}
 	if f.HistoryDelay < 0 || time.Duration(f.HistoryDelay) > 24*time.Hour {
 		return invalidArgument("faults: historyDelay %v is outside 0..24h", time.Duration(f.HistoryDelay))
+	}
+	for name, d := range map[string]Duration{"messageDelay": f.MessageDelay, "pushDelay": f.PushDelay} {
+		if d < 0 || time.Duration(d) > time.Hour {
+			return invalidArgument("faults: %s %v is outside 0..1h", name, time.Duration(d))
+		}
 	}
 	if f.DuplicateCopies < 0 || f.DuplicateCopies > 10 {
 		return invalidArgument("faults: duplicateCopies %d is outside 0..10", f.DuplicateCopies)
@@ -218,6 +249,45 @@ func (fs *faultSet) injectedError(email, method string, strict bool) (e *Error) 
 
 func (fs *faultSet) historyDelay(email string) (d time.Duration) {
 	fs.with(email, func(a *active) { d = time.Duration(a.HistoryDelay) })
+	return d
+}
+
+// reading is how history.list reads for email: the historyId it reports
+// (indexed: the newest record shown), the share of pages answered empty
+// first, and whether a record shows its labels.
+type reading struct {
+	indexed   bool
+	emptyPage bool
+	omit      func(recordID uint64) bool
+}
+
+func (fs *faultSet) reading(email string) reading {
+	r := reading{omit: func(uint64) bool { return false }}
+	fs.with(email, func(a *active) {
+		r.indexed = a.IndexedHistoryID
+		r.emptyPage = a.EmptyPages > 0 && a.rng.Float64() < a.EmptyPages
+		if rate, seed := a.OmitLabelIDs, a.Seed; rate > 0 {
+			r.omit = func(id uint64) bool { return float64(mix(seed^id)>>11)/(1<<53) < rate }
+		}
+	})
+	return r
+}
+
+// mix is splitmix64's finalizer: a fixed pseudo-random value per input.
+func mix(x uint64) uint64 {
+	x += 0x9e3779b97f4a7c15
+	x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9
+	x = (x ^ (x >> 27)) * 0x94d049bb133111eb
+	return x ^ (x >> 31)
+}
+
+func (fs *faultSet) messageDelay(email string) (d time.Duration) {
+	fs.with(email, func(a *active) { d = time.Duration(a.MessageDelay) })
+	return d
+}
+
+func (fs *faultSet) pushDelay(email string) (d time.Duration) {
+	fs.with(email, func(a *active) { d = time.Duration(a.PushDelay) })
 	return d
 }
 

@@ -52,8 +52,9 @@ type message struct {
 	labels       []string
 	headers      []header
 	body         string
-	mime         []byte // as given to DeliverRaw; nil for a Delivery
-	internalDate int64  // ms since the epoch
+	mime         []byte    // as given to DeliverRaw; nil for a Delivery
+	internalDate int64     // ms since the epoch
+	added        time.Time // when it reached the mailbox
 	historyID    uint64
 }
 

@@ -123,9 +123,10 @@ func (s *Server) listHistory(c *call) (any, *Error) {
 	if e != nil {
 		return nil, e
 	}
-	after := start
+	after, servedEmpty := start, false
 	if tok := q.Get("pageToken"); tok != "" {
 		v, ok := decodePageToken(tok, "h")
+		v, servedEmpty = strings.CutSuffix(v, "!")
 		id, err := strconv.ParseUint(v, 10, 64)
 		if !ok || err != nil || id < start {
 			return nil, invalidArgument("Invalid pageToken")
@@ -135,6 +136,7 @@ func (s *Server) listHistory(c *call) (any, *Error) {
 	now := s.opts.Now()
 	delay := s.faults.historyDelay(c.email)
 	expiredBelow := s.faults.expiredBelow(c.email)
+	reading := s.faults.reading(c.email)
 
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -169,20 +171,13 @@ func (s *Server) listHistory(c *call) (any, *Error) {
 		}
 		return slices.Contains(r.labels, label) || slices.Contains(r.changed, label)
 	}
-	// Strict: the current history id, whether or not the records up to it
-	// are visible yet. Kind: the newest visible record's.
-	resp := &gmail.ListHistoryResponse{HistoryId: mb.historyID}
-	if !strict {
-		resp.HistoryId = mb.floor
-	}
-	scanned := 0
+	resp := &gmail.ListHistoryResponse{}
+	newest, scanned := mb.floor, 0
 	for _, r := range mb.history {
 		if !visible(r) {
 			break
 		}
-		if !strict {
-			resp.HistoryId = r.id
-		}
+		newest = r.id
 		if r.id <= after || (!strict && !matches(r)) {
 			continue
 		}
@@ -203,8 +198,33 @@ func (s *Server) listHistory(c *call) (any, *Error) {
 		}
 		scanned++
 		if matches(r) {
-			resp.History = append(resp.History, historyJSON(r, labelsOf(r)))
+			labels := labelsOf(r)
+			if reading.omit(r.id) {
+				labels = nil
+			}
+			resp.History = append(resp.History, historyJSON(r, labels))
 		}
+	}
+	// Strict: the current history id, whether or not the records up to it
+	// are visible yet: the reference gives historyId as "The ID of the
+	// mailbox's current history record"
+	// (developers.google.com/workspace/gmail/api/reference/rest/v1/users.history/list).
+	// Kind, or the indexedHistoryId fault: the newest record indexed, which
+	// is what clients observe when history.list answers only with the
+	// pushed id and no records (googleworkspace/python-samples#200).
+	resp.HistoryId = mb.historyID
+	if !strict || reading.indexed {
+		resp.HistoryId = newest
+	}
+	// The emptyPages fault: a page that would hold records answers none and
+	// a nextPageToken leading on to them, unfiltered too. Nothing in the
+	// reference promises a page holds any record ("nextPageToken: Page token
+	// to retrieve the next page of results in the list"), and Gmail does
+	// answer so (gauteh/lieer#22, #24: "no 'history' record returned, even
+	// though several pages were indicated").
+	if reading.emptyPage && !servedEmpty && len(resp.History) > 0 {
+		resp.History = nil
+		resp.NextPageToken = encodePageToken("h", strconv.FormatUint(after, 10)+"!")
 	}
 	return resp, nil
 }
@@ -247,10 +267,16 @@ func (s *Server) getMessage(c *call) (any, *Error) {
 	if !messageID.MatchString(c.id) {
 		return nil, invalidArgument("Invalid id value")
 	}
+	delay := s.faults.messageDelay(c.email)
+	now := s.opts.Now()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	m := s.mailboxes[c.email].messages[c.id]
-	if m == nil {
+	// The messageDelay fault: a message history and its push already show
+	// is not found for a while, as Gmail answers "Requested entity was not
+	// found." to a messages.get right after the push (byeokim/gmailpush#10,
+	// gone "adding a ~3 second delay").
+	if m == nil || (delay > 0 && now.Before(m.added.Add(delay))) {
 		return nil, errEntityNotFound
 	}
 	raw := m.raw()

@@ -64,6 +64,7 @@ type pusher struct {
 	log      *slog.Logger
 	wg       sync.WaitGroup
 
+	done       chan struct{} // closed by close: delayed notifications are forgotten
 	mu         sync.Mutex
 	closed     bool
 	publishers map[string]*pubsub.Publisher
@@ -71,7 +72,7 @@ type pusher struct {
 }
 
 func newPusher(client *pubsub.Client, interval time.Duration, coalesce bool, faults *faultSet, log *slog.Logger) *pusher {
-	return &pusher{client: client, interval: interval, coalesce: coalesce, faults: faults, log: log,
+	return &pusher{client: client, interval: interval, coalesce: coalesce, faults: faults, log: log, done: make(chan struct{}),
 		publishers: map[string]*pubsub.Publisher{}, users: map[string]*pushState{}}
 }
 
@@ -205,9 +206,23 @@ func (p *pusher) publishLocked(email string, batch []push) {
 		}
 		pubs[i] = pub
 	}
+	// The pushDelay fault: Pub/Sub hands the notification over late. The
+	// push guide promises no delivery time, and Pub/Sub's delivery is
+	// "at least once" with no bound on latency
+	// (docs.cloud.google.com/pubsub/docs/subscription-overview).
+	delay := p.faults.pushDelay(email)
 	p.wg.Add(1)
 	go func() {
 		defer p.wg.Done()
+		if delay > 0 {
+			t := time.NewTimer(delay)
+			defer t.Stop()
+			select {
+			case <-t.C:
+			case <-p.done:
+				return
+			}
+		}
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
 		for i, n := range batch {
@@ -232,6 +247,9 @@ func (p *pusher) publishLocked(email string, batch []push) {
 // close stops timers, waits for in-flight publishes and stops the publishers.
 func (p *pusher) close() {
 	p.mu.Lock()
+	if !p.closed {
+		close(p.done)
+	}
 	p.closed = true
 	for _, st := range p.users {
 		for _, t := range []*time.Timer{st.timer, st.heldTimer} {

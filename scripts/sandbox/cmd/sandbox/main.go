@@ -63,8 +63,9 @@ func run(args []string, log *slog.Logger) error {
 	fs.Var(&mailboxes, "mailbox", "create this Gmail mailbox and OAuth account (repeatable)")
 	fs.StringVar(&opts.Domain, "domain", "", "serve a Google Workspace tenant of this domain: Directory API, IAM Credentials, domain-wide delegation")
 	fs.StringVar(&opts.ServiceAccount, "service-account", "", "with -domain: the service account delegated to (default gmailwatch-mailboxes@PROJECT.iam.gserviceaccount.com)")
-	fs.IntVar(&opts.UserUnitsPerMinute, "user-units", 15000, "Gmail quota units per user per minute")
-	fs.IntVar(&opts.ProjectUnitsPerMinute, "project-units", 1200000, "Gmail quota units per project per minute")
+	quota := fs.String("quota", string(gmailapi.Standard2026), "Gmail's quota profile: standard-2026 (projects created since 1 May 2026) or legacy")
+	fs.IntVar(&opts.UserUnitsPerMinute, "user-units", 0, "Gmail quota units per user per minute (default: the -quota profile's)")
+	fs.IntVar(&opts.ProjectUnitsPerMinute, "project-units", 0, "Gmail quota units per project per minute (default: the -quota profile's)")
 	profile := fs.String("profile", "strict", "Gmail's harshness: strict, or kind (coalesced pushes, historical labels)")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -76,6 +77,7 @@ func run(args []string, log *slog.Logger) error {
 	default:
 		return fmt.Errorf("-profile %q: want strict or kind", *profile)
 	}
+	opts.GmailQuota = gmailapi.QuotaProfile(*quota)
 	if fs.NArg() > 0 {
 		return fmt.Errorf("unexpected arguments %q", fs.Args())
 	}

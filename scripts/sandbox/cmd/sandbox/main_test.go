@@ -37,6 +37,8 @@ func TestBadArguments(t *testing.T) {
 		{[]string{"-pubsub", "pubsub.googleapis.com:443"}, "loopback"},
 		{[]string{"-no-such-flag"}, "not defined"},
 		{[]string{"extra"}, "unexpected arguments"},
+		{[]string{"-quota", "standard-2025"}, "unknown Gmail quota profile"},
+		{[]string{"-user-units", "-5"}, "must not be negative"},
 	} {
 		err := run(tc.args, log)
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
@@ -57,7 +59,7 @@ func TestProgram(t *testing.T) {
 	}
 	cmd := exec.Command(bin, "-project", "local-project", "-client-id", "local-client", "-client-secret", "s3cret",
 		"-redirect-uri", "http://127.0.0.1:8081/oauth2/callback", "-secret", "consent-state-key=k3y",
-		"-mailbox", "alice@example.com", "-auto-approve")
+		"-mailbox", "alice@example.com", "-auto-approve", "-quota", "legacy", "-user-units", "9000")
 	cmd.Env = os.Environ()
 	stdout, _ := cmd.StdoutPipe()
 	var stderr strings.Builder
@@ -84,7 +86,8 @@ func TestProgram(t *testing.T) {
 		t.Fatalf("ready line %q: %v", lines.Text(), err)
 	}
 	if !strings.HasPrefix(got.URL, "http://127.0.0.1:") || !strings.HasPrefix(got.SecretManager, "127.0.0.1:") ||
-		got.Env["GMAIL_ENDPOINT"] != got.URL+"/" || got.Env["OAUTH_CLIENT_ID"] != "local-client" {
+		got.Env["GMAIL_ENDPOINT"] != got.URL+"/" || got.Env["OAUTH_CLIENT_ID"] != "local-client" ||
+		got.Env["GMAIL_QUOTA_PROFILE"] != "legacy" {
 		t.Fatalf("ready = %+v", got)
 	}
 
@@ -96,6 +99,15 @@ func TestProgram(t *testing.T) {
 	resp.Body.Close()
 	if !strings.Contains(string(body), `"alice@example.com"`) {
 		t.Fatalf("mailboxes = %s", body)
+	}
+	resp, err = http.Get(got.Admin + "quota/profile")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ = io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if !strings.Contains(string(body), `"profile":"legacy"`) || !strings.Contains(string(body), `"userUnitsPerMinute":9000`) {
+		t.Fatalf("quota profile = %s", body)
 	}
 	ctx := context.Background()
 	sm, err := secretmanager.NewClient(ctx, option.WithEndpoint(got.SecretManager), option.WithoutAuthentication(),
