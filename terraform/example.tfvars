@@ -29,6 +29,7 @@ alert_emails = ["oncall@example.com"]
 
 # Defaults, shown for reference:
 # gmail_scope        = "https://www.googleapis.com/auth/gmail.metadata"
+# gmail_quota_profile = "standard-2026" # legacy for projects that used the Gmail API before May 2026
 # gmail_labels       = ["INBOX"]
 # gmail_label_filter = "include"
 # event_types        = ["gmail.message.received"] # add gmail.message.sent, .labels_changed, .deleted for the whole mailbox

@@ -46,6 +46,7 @@ locals {
     GMAIL_TOPIC               = local.gmail_topic
     EVENTS_TOPIC              = local.names.events_topic
     GMAIL_SCOPE               = var.gmail_scope
+    GMAIL_QUOTA_PROFILE       = var.gmail_quota_profile
     GMAIL_LABELS              = join(",", var.gmail_labels)
     GMAIL_LABEL_FILTER        = var.gmail_label_filter
     EVENT_TYPES               = join(",", var.event_types)
@@ -117,6 +118,7 @@ locals {
         RENEW_EVERY            = var.renew_every
         RECONCILE_AFTER        = var.reconcile_after
         QUOTA_UNITS_PER_MINUTE = tostring(var.quota_units_per_minute)
+        RENEW_QUOTA_SHARE      = tostring(var.renew_quota_share)
         RUN_BUDGET             = var.run_budget
         REAUTH_STOP_AFTER      = var.reauth_stop_after
         CONNECT_MODE           = var.connect_mode

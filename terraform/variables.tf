@@ -339,8 +339,30 @@ variable "reconcile_after" {
   }
 }
 
+variable "gmail_quota_profile" {
+  description = "The project's Gmail quota table (GMAIL_QUOTA_PROFILE): standard-2026 for projects created on or after 1 May 2026 (and every project from 1 April 2027: 6,000 units per user a minute, messages.get 20 units), legacy for projects that used the Gmail API between November 2025 and April 2026 (15,000, messages.get 5). The console's Gmail API quota page shows which."
+  type        = string
+  default     = "standard-2026"
+
+  validation {
+    condition     = contains(["standard-2026", "legacy"], var.gmail_quota_profile)
+    error_message = "The gmail_quota_profile must be standard-2026 or legacy."
+  }
+}
+
+variable "renew_quota_share" {
+  description = "The part of quota_units_per_minute the renew function may spend (RENEW_QUOTA_SHARE); the rest is left to notify, whose syncs users wait for. A quarter of 1,200,000 renews 3,000 watches a minute."
+  type        = number
+  default     = 0.25
+
+  validation {
+    condition     = var.renew_quota_share >= 0.01 && var.renew_quota_share <= 1
+    error_message = "The renew_quota_share must be a number from 0.01 to 1."
+  }
+}
+
 variable "quota_units_per_minute" {
-  description = "Gmail API quota units per minute the renew function may spend (QUOTA_UNITS_PER_MINUTE); Gmail's default project limit is 1,200,000, raise this only with the quota."
+  description = "The project's Gmail API quota in units per minute (QUOTA_UNITS_PER_MINUTE), of which renew spends renew_quota_share; Gmail's default project limit is 1,200,000, raise this only with the quota."
   type        = number
   default     = 1200000
 

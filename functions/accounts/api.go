@@ -110,6 +110,7 @@ func (h *Handler) makeLink(w http.ResponseWriter, r *http.Request, req connectli
 	}
 	token, id := connectlink.NewToken()
 	l.ID, l.Reconnect, l.AppRef = id, reconnect, req.AppRef // a reconnect keeps the account's own reference, even none
+	l.Caller = caller(r)                                    // the only caller that may redeem its result
 	if err := h.users.CreateLink(r.Context(), l); err != nil {
 		h.internal(w, r, err)
 		return

@@ -19,14 +19,16 @@ var resultCode = regexp.MustCompile(`^[A-Za-z0-9_-]{43}$`)
 
 // Reasons a redeem is refused, in the error body.
 const (
-	reasonResultUnknown    = "result_unknown"
-	reasonResultRedeemed   = "result_redeemed"
-	reasonResultExpired    = "result_expired"
-	reasonResultSuperseded = "result_superseded"
+	reasonResultUnknown     = "result_unknown"
+	reasonResultRedeemed    = "result_redeemed"
+	reasonResultExpired     = "result_expired"
+	reasonResultSuperseded  = "result_superseded"
+	reasonResultOtherCaller = "result_other_caller"
 )
 
 // redeem confirms the connection a link's flow left pending, once, and
-// answers the account. A move takes effect here: the previous reference gets
+// answers the account; only the caller that asked for the link may (any
+// listed caller, for a link its backend signed). A move takes effect here: the previous reference gets
 // gmail.user.disconnected first. Then gmail.user.connected goes out, and a
 // sync announces the mail that arrived since the consent (the renew run's
 // safety net does, should it fail here).
@@ -43,6 +45,11 @@ func (h *Handler) redeem(w http.ResponseWriter, r *http.Request) {
 	id := store.ResultID(req.Result)
 	res, u, err := h.users.PeekResult(ctx, id)
 	if h.redeemRefused(w, r, err) {
+		return
+	}
+	if res.Caller != "" && res.Caller != caller(r) {
+		// Another backend allowed to call the API: the code is not its to redeem.
+		failWhy(w, http.StatusForbidden, reasonResultOtherCaller, "this result belongs to a link another caller asked for: only that caller may redeem it")
 		return
 	}
 	if u.Connected() && u.AppRef != res.AppRef {

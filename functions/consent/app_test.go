@@ -33,9 +33,9 @@ type backendAPI struct {
 // on the same project, callable by the application's backend.
 func (s *stack) accountsAPI(t *testing.T) backendAPI {
 	t.Helper()
-	const audience, caller = "https://accounts.example.com", "backend@app-project.iam.gserviceaccount.com"
+	const audience, caller = accountsAudience, "backend@app-project.iam.gserviceaccount.com"
 	env := s.env()
-	env["CONSENT_URL"], env["ACCOUNTS_URL"], env["ACCOUNTS_INVOKERS"] = s.url, audience, caller
+	env["CONSENT_URL"], env["ACCOUNTS_URL"], env["ACCOUNTS_INVOKERS"] = s.url, audience, caller+","+otherBackend
 	cfg, err := accounts.ReadConfig(config.FromMap(env))
 	if err != nil {
 		t.Fatal(err)
@@ -43,6 +43,15 @@ func (s *stack) accountsAPI(t *testing.T) backendAPI {
 	srv := httptest.NewServer(accounts.New(cfg, accounts.Deps{Users: s.users, Vault: s.vault, Events: s.publisher, HTTP: s.httpClient}, s.log))
 	t.Cleanup(srv.Close)
 	return backendAPI{srv.URL, &http.Client{Transport: bearer(s.Sandbox.Auth.IDToken(caller, audience))}}
+}
+
+// accountsAudience is the accounts API's URL as its callers know it;
+// otherBackend is a second caller it admits, another application's backend.
+const accountsAudience, otherBackend = "https://accounts.example.com", "other-backend@other-project.iam.gserviceaccount.com"
+
+// as returns api called by another caller.
+func (s *stack) as(api backendAPI, caller string) backendAPI {
+	return backendAPI{api.url, &http.Client{Transport: bearer(s.Sandbox.Auth.IDToken(caller, accountsAudience))}}
 }
 
 // bearer sends its ID token with every request.

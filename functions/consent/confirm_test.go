@@ -293,3 +293,29 @@ func TestConfirmOff(t *testing.T) {
 		}
 	}
 }
+
+// A result belongs to the caller that asked for its link: another backend
+// the API admits cannot redeem it (403, nothing changed), the one that
+// asked still can.
+func TestResultRedeemsOnlyForTheCallerThatAskedForTheLink(t *testing.T) {
+	s := newStack(t)
+	api := s.accountsAPI(t)
+	link, _ := url.Parse(askForLink(t, api, "/connect-links", map[string]any{"appRef": "crm-9",
+		"successUrl": s.app.URL + "/done", "errorUrl": s.app.URL + "/failed"}))
+	token := link.Query().Get("link")
+	s.seen.add(token)
+	c, cb, refused := s.followLink(t, token, alice)
+	if refused != nil {
+		t.Fatalf("/connect refused the link: status %d", refused.StatusCode)
+	}
+	code := s.back(t, cb, c).Query().Get("result")
+
+	before := s.snapshot(t)
+	if status, got := redeem(t, s.as(api, otherBackend), code); status != http.StatusForbidden || got.Error.Reason != "result_other_caller" {
+		t.Errorf("redeem by another backend: status %d %+v, want 403 result_other_caller", status, got.Error)
+	}
+	s.unchanged(t, before)
+	if status, got := redeem(t, api, code); status != http.StatusOK || got.AppRef != "crm-9" {
+		t.Errorf("redeem by the backend that asked: status %d %+v", status, got)
+	}
+}

@@ -362,7 +362,7 @@ func (h *Handler) finishConnect(ctx context.Context, tok *oauth2.Token, id ident
 		"This mailbox is already connected for another user of the application. Nothing was changed.", "connected under another reference", codeOtherRef}
 	if l != nil && h.cfg.Links.Confirm {
 		res.code = newNonce()
-		conn.Result, conn.ResultExpires = store.ResultID(res.code), h.now().Add(h.cfg.ResultTTL)
+		conn.Result, conn.ResultExpires, conn.ResultCaller = store.ResultID(res.code), h.now().Add(h.cfg.ResultTTL), l.Caller
 	}
 	if u, err := h.users.Get(ctx, key); err == nil && u.Connected() && u.AppRef != conn.AppRef && !conn.Move {
 		return "", pageData{}, otherRef

@@ -5,7 +5,7 @@
 //	go run ./scripts/admin list [-status active|reauth_required|disconnected]
 //	go run ./scripts/admin show USER_KEY
 //	go run ./scripts/admin find APP_REF
-//	go run ./scripts/admin reconnect-link USER_KEY
+//	go run ./scripts/admin reconnect-link -success-url URL -error-url URL USER_KEY
 //	go run ./scripts/admin disconnect USER_KEY
 //	go run ./scripts/admin resync USER_KEY
 //
@@ -19,6 +19,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -34,12 +35,13 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"golang.org/x/oauth2"
 	"google.golang.org/api/idtoken"
 
 	"github.com/gmailwatch/gmailwatch/shared/config"
 )
 
-const usage = `usage: go run ./scripts/admin list [-status S] | show USER_KEY | find APP_REF | reconnect-link USER_KEY | disconnect USER_KEY | resync USER_KEY`
+const usage = `usage: go run ./scripts/admin list [-status S] | show USER_KEY | find APP_REF | reconnect-link -success-url URL -error-url URL USER_KEY | disconnect USER_KEY | resync USER_KEY`
 
 var errUsage = errors.New(usage)
 
@@ -63,11 +65,16 @@ func run(ctx context.Context, args []string, lookup func(string) (string, bool),
 		return errUsage
 	}
 	cmd, rest := args[0], args[1:]
-	status := ""
-	if cmd == "list" {
-		fl := flag.NewFlagSet("list", flag.ContinueOnError)
+	var status, successURL, errorURL string
+	if cmd == "list" || cmd == "reconnect-link" {
+		fl := flag.NewFlagSet(cmd, flag.ContinueOnError)
 		fl.SetOutput(io.Discard)
-		fl.StringVar(&status, "status", "", "")
+		if cmd == "list" {
+			fl.StringVar(&status, "status", "", "")
+		} else {
+			fl.StringVar(&successURL, "success-url", "", "")
+			fl.StringVar(&errorURL, "error-url", "", "")
+		}
 		if err := fl.Parse(rest); err != nil {
 			return errUsage
 		}
@@ -114,7 +121,11 @@ func run(ctx context.Context, args []string, lookup func(string) (string, bool),
 		return fields(out, a)
 	case "reconnect-link":
 		var l struct{ URL, ExpiresAt string }
-		if err := c.do(ctx, "POST", "/accounts/"+rest[0]+"/reconnect-link", &l); err != nil {
+		body := map[string]string{}
+		if successURL != "" || errorURL != "" {
+			body = map[string]string{"successUrl": successURL, "errorUrl": errorURL}
+		}
+		if err := c.post(ctx, "/accounts/"+rest[0]+"/reconnect-link", body, &l); err != nil {
 			return err
 		}
 		fmt.Fprintf(out, "%s\n(expires %s; send it to the user of %s)\n", l.URL, l.ExpiresAt, rest[0])
@@ -165,21 +176,26 @@ func sandboxToken(ctx context.Context, sandboxURL, caller, audience string) (str
 }
 
 type client struct {
-	base, token string
-	http        *http.Client
+	base   string
+	tokens oauth2.TokenSource // the caller's ID token for base; nil: none (loopback)
+	http   *http.Client
 }
 
 // newClient returns a client of the API at base. Loopback http needs no
-// identity; anything else sends a Google ID token for base.
+// identity; anything else sends a Google ID token for base: token, or one
+// from Application Default Credentials.
 func newClient(ctx context.Context, base, token string) (*client, error) {
-	c := &client{base: base, token: token, http: &http.Client{Timeout: 60 * time.Second}}
+	c := &client{base: base, http: &http.Client{Timeout: 60 * time.Second}}
 	u, _ := url.Parse(base)
-	if token == "" && !config.IsLoopback(u.Hostname()) {
-		hc, err := idtoken.NewClient(ctx, base)
+	switch {
+	case token != "":
+		c.tokens = oauth2.StaticTokenSource(&oauth2.Token{AccessToken: token})
+	case !config.IsLoopback(u.Hostname()):
+		ts, err := idtoken.NewTokenSource(ctx, base)
 		if err != nil {
 			return nil, fmt.Errorf("ID token for %s (set ACCOUNTS_ID_TOKEN, or use a service account's credentials): %w", base, err)
 		}
-		c.http = hc
+		c.tokens = ts
 	}
 	return c, nil
 }
@@ -187,10 +203,22 @@ func newClient(ctx context.Context, base, token string) (*client, error) {
 // do sends a request and decodes the answer into out, or returns the
 // API's error message.
 func (c *client) do(ctx context.Context, method, path string, out any) error {
-	var body io.Reader
 	if method == "POST" {
-		body = strings.NewReader("{}")
+		return c.post(ctx, path, map[string]string{}, out)
 	}
+	return c.send(ctx, method, path, nil, out)
+}
+
+// post sends in as the JSON body of a POST.
+func (c *client) post(ctx context.Context, path string, in, out any) error {
+	b, err := json.Marshal(in)
+	if err != nil {
+		return err
+	}
+	return c.send(ctx, "POST", path, bytes.NewReader(b), out)
+}
+
+func (c *client) send(ctx context.Context, method, path string, body io.Reader, out any) error {
 	req, err := http.NewRequestWithContext(ctx, method, c.base+path, body)
 	if err != nil {
 		return err
@@ -198,11 +226,15 @@ func (c *client) do(ctx context.Context, method, path string, out any) error {
 	if body != nil {
 		req.Header.Set("Content-Type", "application/json")
 	}
-	if c.token != "" {
+	if c.tokens != nil {
+		tok, err := c.tokens.Token()
+		if err != nil {
+			return fmt.Errorf("ID token for %s: %w", c.base, err)
+		}
 		// Cloud Run's IAM check takes the first and strips its signature;
 		// the second reaches the API intact for its own check.
-		req.Header.Set("X-Serverless-Authorization", "Bearer "+c.token)
-		req.Header.Set("Authorization", "Bearer "+c.token)
+		req.Header.Set("X-Serverless-Authorization", "Bearer "+tok.AccessToken)
+		req.Header.Set("Authorization", "Bearer "+tok.AccessToken)
 	}
 	resp, err := c.http.Do(req)
 	if err != nil {

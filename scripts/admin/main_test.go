@@ -117,7 +117,7 @@ func TestAdmin(t *testing.T) {
 		{[]string{"show", aliceKey}, []string{"status:", "active", "user:", aliceKey, "watchExpiration:", "historyLag:"}},
 		{[]string{"find", "crm-7"}, []string{aliceKey, "crm-7"}},
 		{[]string{"resync", aliceKey}, []string{"resynced " + aliceKey, "0 announced"}},
-		{[]string{"reconnect-link", carolKey}, []string{"https://consent.example.com/connect?link="}},
+		{[]string{"reconnect-link", "-success-url", "https://app.example.com/back", "-error-url", "https://app.example.com/oops", carolKey}, []string{"https://consent.example.com/connect?link="}},
 		{[]string{"disconnect", aliceKey}, []string{"disconnected " + aliceKey}},
 		{[]string{"list"}, []string{"2 accounts: 0 active, 1 reauth_required, 1 disconnected"}},
 	}
@@ -211,7 +211,8 @@ func TestReconnectLinkRefusedInDelegationOnlyMode(t *testing.T) {
 	const audience, backend = "https://accounts.example.com", "backend@app.iam.gserviceaccount.com"
 	cfg, err := accounts.ReadConfig(config.FromMap(w.Env(map[string]string{
 		"CONSENT_URL": "https://consent.example.com", "RETURN_ORIGINS": "https://app.example.com", "CONNECT_MODE": "delegation",
-		"ACCOUNTS_URL": audience, "ACCOUNTS_INVOKERS": backend})))
+		"DELEGATION_SERVICE_ACCOUNT": "mailboxes@app.iam.gserviceaccount.com",
+		"ACCOUNTS_URL":               audience, "ACCOUNTS_INVOKERS": backend})))
 	if err != nil {
 		t.Fatal(err)
 	}

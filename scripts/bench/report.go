@@ -257,6 +257,10 @@ func (r *Report) Print(out io.Writer) {
 		}
 		fmt.Fprintf(out, "  floor: %d units per message (messages.get) + %d per episode (one history.list for its push, one getProfile after the push's second: Gmail drops pushes above one a second)\n",
 			q.Units(gmailclient.MethodMessagesGet), q.Units(gmailclient.MethodHistoryList)+q.Units(gmailclient.MethodGetProfile))
+		if b := w.System.Quota.Burst; b.FloorPerMessage > 0 {
+			fmt.Fprintf(out, "  per-user rate: %d units a minute, so at the bursts' floor (%.2f units) a user's mail is read at most %.0f messages a minute (units / per-user rate: %.1f ms a message)\n",
+				q.UserPerMinute(), b.FloorPerMessage, float64(q.UserPerMinute())/b.FloorPerMessage, 60_000*b.FloorPerMessage/float64(q.UserPerMinute()))
+		}
 	}
 	if w := r.Workload; w != nil && w.System.Latency != nil && w.Baseline.Latency != nil {
 		fmt.Fprintf(out, "\n2. Latency: sandbox accepting a message -> its event on the output topic (Pub/Sub publish time), ms; every push once\n")

@@ -149,8 +149,11 @@ func runDemo(ctx context.Context, st *stack.Stack, n int) error {
 	}
 	// The application's success page hands the result code to its backend,
 	// which redeems it: only then is the account active and announced.
-	resp, err = http.Post(st.AccountsURL+"/connect-results", "application/json",
+	req, _ = http.NewRequestWithContext(ctx, http.MethodPost, st.AccountsURL+"/connect-results",
 		strings.NewReader(`{"result":"`+back.Query().Get("result")+`"}`))
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Authorization", "Bearer "+st.BackendToken()) // the caller that asked for the link
+	resp, err = http.DefaultClient.Do(req)
 	if err != nil {
 		return fmt.Errorf("redeem: %w", err)
 	}

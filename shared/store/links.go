@@ -30,7 +30,8 @@ type Link struct {
 	Expires    time.Time `firestore:"expires"`
 	CreatedAt  time.Time `firestore:"createdAt"`
 	UsedAt     time.Time `firestore:"usedAt"`
-	Browser    string    `firestore:"browser,omitempty"` // a hash of the cookie of the first browser that opened it`
+	Browser    string    `firestore:"browser,omitempty"` // a hash of the cookie of the first browser that opened it
+	Caller     string    `firestore:"caller,omitempty"`  // the accounts API caller that asked for it; "" for a signed link
 	ExpireAt   time.Time `firestore:"expireAt"`          // for a Firestore TTL policy, after any use could matter
 }
 

@@ -36,6 +36,7 @@ type Result struct {
 	User       string    `firestore:"user"`
 	AppRef     string    `firestore:"appRef"`
 	Move       bool      `firestore:"move"`
+	Caller     string    `firestore:"caller,omitempty"` // the caller that asked for the link, the only one that may redeem; "": any
 	Expires    time.Time `firestore:"expires"`
 	CreatedAt  time.Time `firestore:"createdAt"`
 	RedeemedAt time.Time `firestore:"redeemedAt"`

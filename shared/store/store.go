@@ -300,6 +300,7 @@ type Connection struct {
 	Delegated       bool      // through domain-wide delegation, not consent
 	Result          string    // "" or the id of the connect result (ResultID) the application must redeem; see Pending
 	ResultExpires   time.Time // with Result: when it lapses
+	ResultCaller    string    // with Result: who may redeem it (Link.Caller)
 	// ResumeAfter, for a delegated connection: a record the directory
 	// stopped listing (LeftAt) after this instant keeps its cursor, so the
 	// mail that arrived while it was out is still announced; zero: never.
@@ -346,7 +347,7 @@ func (s *Store) Connect(ctx context.Context, c Connection) (User, bool, error) {
 		}
 		if c.Result != "" {
 			count(ctx, Ops{Writes: 1})
-			res := Result{User: key, AppRef: c.AppRef, Move: c.Move, Expires: c.ResultExpires, CreatedAt: now, ExpireAt: c.ResultExpires.Add(resultKeep)}
+			res := Result{User: key, AppRef: c.AppRef, Move: c.Move, Caller: c.ResultCaller, Expires: c.ResultExpires, CreatedAt: now, ExpireAt: c.ResultExpires.Add(resultKeep)}
 			if err := tx.Create(s.results().Doc(c.Result), res); err != nil {
 				return err
 			}
