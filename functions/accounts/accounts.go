@@ -110,7 +110,7 @@ func New(cfg Config, d Deps, log *slog.Logger) *Handler {
 	}
 	clients := gmailclient.NewFactory(cfg.OAuth, d.Vault)
 	if cfg.Delegation != nil {
-		clients.Delegate(cfg.Delegation, d.Users.DelegatedAddress)
+		clients.Delegate(cfg.Delegation)
 	}
 	h := &Handler{
 		cfg:        cfg,

@@ -51,7 +51,7 @@ func (h *Handler) issueToken(w http.ResponseWriter, r *http.Request) {
 	if req.ForceRefresh {
 		h.clients.Forget(u.Key)
 	}
-	tok, err := h.clients.Token(ctx, u.Key)
+	tok, err := h.clients.Token(ctx, u)
 	switch {
 	case gmailclient.IsInvalidGrant(err):
 		if _, err := h.syncer.MarkReauth(ctx, u.Key); err != nil {

@@ -102,13 +102,13 @@ func (h *Handler) confirm(w http.ResponseWriter, r *http.Request) {
 		h.render(w, pageError, http.StatusInternalServerError, pageData{Message: "Something failed on our side. Please start again in a minute."})
 		return
 	}
-	found, err := h.disconnect.Disconnect(ctx, c.Key)
+	found, delegated, err := h.disconnect.ByUser(ctx, c.Key)
 	if err != nil {
 		h.log.ErrorContext(ctx, "disconnect failed", "error", err)
 		h.render(w, pageError, http.StatusInternalServerError, pageData{Message: "Something failed on our side. Please start again in a minute."})
 		return
 	}
-	h.render(w, pageDisconnected, http.StatusOK, pageData{Email: c.Email, NotFound: !found})
+	h.render(w, pageDisconnected, http.StatusOK, pageData{Email: c.Email, NotFound: !found, Domain: delegated})
 }
 
 // originOf returns the scheme://host of a URL.

@@ -20,6 +20,7 @@ type pageData struct {
 	Message  string
 	Retry    string // "try again" link
 	NotFound bool   // disconnect of an address that was never connected
+	Domain   bool   // the disconnected mailbox was watched through the organization's domain-wide delegation
 	Token    string // confirmation form: its one-time token
 	Action   string // confirmation form: where it posts
 }
@@ -80,6 +81,7 @@ h1{font-size:1.4rem;font-weight:500}a{color:#1a73e8}
 {{define "disconnected"}}{{template "top" "Gmail disconnected"}}<main id="disconnected">
 <h1>Gmail disconnected</h1>
 {{if .NotFound}}<p>No mailbox was connected for <b id="email">{{.Email}}</b>; there was nothing to disconnect.</p>
+{{else if .Domain}}<p><b id="email">{{.Email}}</b> is no longer watched. Your organization set this application up for its whole domain; this mailbox now stays out of that, even while the organization's setup lists it. To have it watched again, connect it through the application.</p>
 {{else}}<p><b id="email">{{.Email}}</b> is no longer watched. Access was revoked and the stored token deleted.</p>
 {{end}}{{template "bottom"}}{{end}}
 `))

@@ -80,7 +80,7 @@ func wire(cfg Config, c *platform.Clients) *Handler {
 	users := store.New(c.Firestore(), nil)
 	mailboxes := gmailclient.NewFactory(cfg.Gmail, c.Vault())
 	if cfg.Delegation != nil {
-		mailboxes.Delegate(cfg.Delegation, users.DelegatedAddress)
+		mailboxes.Delegate(cfg.Delegation)
 	}
 	syncer := gmailsync.New(gmailsync.Deps{
 		Users:  users,

@@ -203,7 +203,7 @@ func TestEndToEnd(t *testing.T) {
 	if err != nil {
 		t.Fatalf("push subscription: %v", err)
 	}
-	svc, err := w.Mailboxes().ForUser(ctx, w.user.Key)
+	svc, err := w.Mailboxes().ForUser(ctx, w.user)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -105,8 +105,8 @@ func (r *run) inStep() error {
 	for key, m := range wanted {
 		// An active user whose address changed is joined again: the record
 		// takes the new address, which Gmail's pushes name.
-		if u, ok := known[key]; ok && u.Status == store.Active && u.Email == m.Email {
-			continue
+		if u, ok := known[key]; ok && (u.Status == store.Active && u.Email == m.Email || u.Status == store.Disconnected && u.OptedOut) {
+			continue // watched, or disconnected at the user's own request
 		}
 		if r.isRefused() {
 			break
@@ -151,13 +151,15 @@ func (r *run) isRefused() bool {
 // join watches a user of the domain under key and records it as delegated;
 // a user that was reauth_required keeps its cursor, so what arrived
 // meanwhile is still announced, and so does one back in the directory
-// within HistoryRetention of leaving it. A user connected by consent (with both
-// modes on) stays so: it is found by address, whatever its key.
+// within HistoryRetention of leaving it. A user connected by consent (with
+// both modes on) stays so, and one who disconnected itself
+// (store.User.OptedOut) stays out: either is found by address, whatever
+// its key.
 func (r *run) join(ctx context.Context, key string, m directory.Member) outcome {
 	email := m.Email
 	log := r.h.d.Logger.With("user", key)
-	if u, err := r.h.d.Users.ByEmail(ctx, email); err == nil && !u.Delegated && u.Status == store.Active {
-		return nothing
+	if u, err := r.h.d.Users.ByEmail(ctx, email); err == nil && (!u.Delegated && u.Status == store.Active || u.Status == store.Disconnected && u.OptedOut) {
+		return nothing // connected by consent, or disconnected at the user's own request
 	} else if err != nil && !errors.Is(err, store.ErrNotFound) {
 		log.ErrorContext(ctx, "domain user not read", "error", err)
 		return failed
@@ -232,7 +234,7 @@ func (r *run) leave(ctx context.Context, u store.User) outcome {
 			log.InfoContext(ctx, "last sync before leaving not done", "outcome", res.Outcome, "error", err)
 		}
 	}
-	if err := r.h.d.Gmail.Do(ctx, u.Key, func(svc *gmail.Service) error { return gmailclient.Stop(ctx, svc) }); err != nil {
+	if err := r.h.d.Gmail.Do(ctx, u, func(svc *gmail.Service) error { return gmailclient.Stop(ctx, svc) }); err != nil {
 		log.InfoContext(ctx, "watch left to lapse", "reason", err) // a suspended or deleted user's token is refused
 	}
 	ev := events.Event{

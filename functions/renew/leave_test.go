@@ -3,11 +3,13 @@ package renew
 import (
 	"context"
 	"errors"
+	"net/http"
 	"testing"
 	"time"
 
 	"github.com/gmailwatch/gmailwatch/scripts/sandbox/gmailapi"
 	"github.com/gmailwatch/gmailwatch/shared/directory"
+	"github.com/gmailwatch/gmailwatch/shared/disconnect"
 	"github.com/gmailwatch/gmailwatch/shared/events"
 	"github.com/gmailwatch/gmailwatch/shared/gmailclient"
 	"github.com/gmailwatch/gmailwatch/shared/gmailsync"
@@ -153,5 +155,90 @@ func TestTransientDelegatedRefusalIsRetried(t *testing.T) {
 	evs := e.pull(t, time.Second)
 	if len(evs) != 1 || evs[0].Type != events.UserReauth || evs[0].User != ann {
 		t.Fatalf("events: %+v, want one reauth_required for ann", evs)
+	}
+}
+
+// With both connect modes on, a delegated user who disconnects itself is
+// not watched again by the next run, though the directory still lists it;
+// a disconnect by the application (the accounts API) lasts only until the
+// next run, as the directory decides who is watched.
+func TestSelfDisconnectIsHonouredInBothModes(t *testing.T) {
+	e, _ := newDelegation(t, map[string]string{"CONNECT_MODE": "both"}, "ann@example.com", "bo@example.com")
+	key := putUserKey(t, e.World)
+	ann, bo := key("ann@example.com"), key("bo@example.com")
+	ctx := context.Background()
+	if rep := e.post(t); rep.Joined != 2 {
+		t.Fatalf("first run: %+v, want both joined", rep)
+	}
+	e.pull(t, time.Second)
+	d := disconnect.New(e.users, e.Vault, e.h.d.Gmail, e.h.d.Events, http.DefaultClient, e.Log)
+	found, delegated, err := d.ByUser(ctx, ann) // what the consent page's confirmed disconnect calls
+	if err != nil || !found || !delegated {
+		t.Fatalf("ann's own disconnect: found %v delegated %v, %v", found, delegated, err)
+	}
+	if _, err := d.Disconnect(ctx, bo); err != nil {
+		t.Fatal(err)
+	}
+	if evs := e.pull(t, time.Second); len(evs) != 2 {
+		t.Fatalf("events of the disconnects: %+v, want two", evs)
+	}
+	rep := e.post(t)
+	if rep.Joined != 1 {
+		t.Fatalf("run after the disconnects: %+v, want bo alone joined again", rep)
+	}
+	if u := e.user(t, ann); u.Status != store.Disconnected {
+		t.Errorf("ann, who disconnected herself, is %s again", u.Status)
+	}
+	if u := e.user(t, bo); u.Status != store.Active {
+		t.Errorf("bo is %s, want active again", u.Status)
+	}
+	if n := e.sb.Gmail.Usage("ann@example.com").Calls["watch"]; n != 1 {
+		t.Errorf("ann's mailbox had %d users.watch calls, want the first run's alone", n)
+	}
+	for _, ev := range e.pull(t, time.Second) {
+		if ev.User == ann {
+			t.Errorf("event for ann after her disconnect: %+v", ev)
+		}
+	}
+	if rep := e.post(t); rep.Joined != 0 {
+		t.Errorf("a later run joined %d, want none", rep.Joined)
+	}
+}
+
+// A delegated user renamed by the admin keeps its key: the next run
+// records the new address, and its mail is read and announced as that
+// address, with a token source made for it.
+func TestDelegatedRenameFollowsTheNewAddress(t *testing.T) {
+	e, must := newDelegation(t, nil, "ann@example.com", "bo@example.com")
+	key := putUserKey(t, e.World)
+	ann := key("ann@example.com")
+	ctx := context.Background()
+	if rep := e.post(t); rep.Joined != 2 {
+		t.Fatalf("first run: %+v", rep)
+	}
+	if _, err := e.h.d.Syncer.Sync(ctx, ann); err != nil { // the factory now holds a source for the old address
+		t.Fatal(err)
+	}
+	e.pull(t, time.Second)
+	must(e.sb.RenameMailbox("ann@example.com", "ann.lee@example.com"))
+	if rep := e.post(t); rep.Joined != 1 || rep.Left != 0 {
+		t.Fatalf("run after the rename: %+v, want ann joined again under the new address", rep)
+	}
+	if u := e.user(t, ann); u.Email != "ann.lee@example.com" || u.Status != store.Active {
+		t.Fatalf("ann after the rename: %+v", u)
+	}
+	d, err := e.sb.Deliver(gmailapi.Delivery{To: "ann.lee@example.com", Subject: "renamed", LabelIDs: []string{"INBOX"}})
+	must(err)
+	if res, err := e.h.d.Syncer.Sync(ctx, ann); err != nil || res.Announced != 1 {
+		t.Fatalf("sync after the rename: %+v, %v", res, err)
+	}
+	var got *events.Event
+	for _, ev := range e.pull(t, time.Second) {
+		if ev.MessageID == d.ID {
+			got = &ev
+		}
+	}
+	if got == nil || got.EmailAddress != "ann.lee@example.com" || got.User != ann {
+		t.Fatalf("event for the message: %+v, want it under ann's key at the new address", got)
 	}
 }

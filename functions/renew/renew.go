@@ -155,7 +155,7 @@ func wire(cfg Config, c *platform.Clients) *Handler {
 	d := Deps{Users: users, Gmail: mailboxes, Syncer: syncer, Events: c.Events(), Logger: log,
 		Pending: disconnect.New(users, c.Vault(), mailboxes, c.Events(), &http.Client{Timeout: 20 * time.Second}, log)}
 	if dl := cfg.Delegation; dl != nil {
-		mailboxes.Delegate(dl, users.DelegatedAddress)
+		mailboxes.Delegate(dl)
 		userKeys := vault.NewKeys(c.Vault(), cfg.UserKeyName, store.MinUserKeyBytes, nil)
 		d.Domain = &Domain{Directory: directory.New(cfg.Directory, func(ctx context.Context) (oauth2.TokenSource, error) {
 			return dl.TokenSource(ctx, cfg.Directory.Admin, cfg.Directory.Scope())

@@ -237,7 +237,7 @@ func TestReconcileAnnouncesEveryDroppedNotificationOnce(t *testing.T) {
 	u := e.connect(t, email, nil)
 	quiet := e.user(t, e.connect(t, "quiet@example.com", nil).Key) // no mail, not due: must not be touched
 	// A live watch, as consent leaves it, whose every notification is dropped.
-	svc, err := e.gmail.ForUser(ctx, u.Key)
+	svc, err := e.gmail.ForUser(ctx, u)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -461,7 +461,7 @@ func TestStopsWatchesOfUsersLongInReauth(t *testing.T) {
 	}
 	// A user whose token still works (marked for another reason) has a live watch Gmail can stop.
 	live := e.connect(t, "live@example.com", nil)
-	svc, err := e.gmail.ForUser(ctx, live.Key)
+	svc, err := e.gmail.ForUser(ctx, live)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -302,7 +302,7 @@ func (r *run) remaining(ctx context.Context) (int64, error) {
 func (r *run) renew(ctx context.Context, u store.User) outcome {
 	log := r.h.d.Logger.With("user", u.Key)
 	var expires time.Time
-	err := r.h.d.Gmail.Do(ctx, u.Key, func(svc *gmail.Service) (err error) {
+	err := r.h.d.Gmail.Do(ctx, u, func(svc *gmail.Service) (err error) {
 		_, expires, err = r.h.set.Watch.Watch(ctx, svc)
 		return err
 	})
@@ -413,7 +413,7 @@ func (r *run) stopDue(u store.User) bool {
 // retryable failure leaves it for the next run.
 func (r *run) stopWatch(ctx context.Context, u store.User) outcome {
 	log := r.h.d.Logger.With("user", u.Key)
-	err := r.h.d.Gmail.Do(ctx, u.Key, func(svc *gmail.Service) error { return gmailclient.Stop(ctx, svc) })
+	err := r.h.d.Gmail.Do(ctx, u, func(svc *gmail.Service) error { return gmailclient.Stop(ctx, svc) })
 	switch {
 	case err == nil:
 		log.InfoContext(ctx, "watch stopped", "reauthSince", u.ReauthSince)

@@ -178,7 +178,7 @@ func connect(t *testing.T, w *testenv.World, email string) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	svc, err := w.Mailboxes().ForUser(ctx, u.Key)
+	svc, err := w.Mailboxes().ForUser(ctx, u)
 	if err != nil {
 		t.Fatal(err)
 	}

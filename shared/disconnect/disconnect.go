@@ -51,54 +51,71 @@ func New(users *store.Store, tokens *vault.Vault, clients *gmailclient.Factory, 
 // when no user record exists: then only a stray token, if any, is revoked
 // and deleted, and nothing is published.
 func (d *Disconnecter) Disconnect(ctx context.Context, key string) (found bool, err error) {
+	_, found, err = d.disconnect(ctx, key, false)
+	return found, err
+}
+
+// ByUser is Disconnect at the user's own request (the confirmed disconnect
+// of the consent page). The record remembers it (store.User.OptedOut): with
+// both connect modes on, the renew run does not watch the mailbox again
+// through domain-wide delegation, whatever the directory lists; connecting
+// again by consent clears it. delegated tells whether the mailbox was
+// watched through delegation.
+func (d *Disconnecter) ByUser(ctx context.Context, key string) (found, delegated bool, err error) {
+	u, found, err := d.disconnect(ctx, key, true)
+	return found, u.Delegated, err
+}
+
+func (d *Disconnecter) disconnect(ctx context.Context, key string, byUser bool) (store.User, bool, error) {
 	ctx = context.WithValue(ctx, oauth2.HTTPClient, d.http)
 	silent := false // a pending record was never announced: nothing is published for it
 	u, err := d.users.Update(ctx, key, func(u *store.User) error {
-		if u.Status == store.Disconnected {
+		if u.Status == store.Disconnected && (u.OptedOut || !byUser) {
 			return store.ErrNoChange
 		}
 		silent = u.Status == store.Pending
 		u.Status, u.PendingResult, u.PendingUntil = store.Disconnected, "", time.Time{}
+		u.OptedOut = u.OptedOut || byUser
 		return nil
 	})
-	found = err == nil
+	found := err == nil
 	if err != nil && !errors.Is(err, store.ErrNotFound) {
-		return false, fmt.Errorf("disconnect %s: %w", key, err)
+		return u, false, fmt.Errorf("disconnect %s: %w", key, err)
 	}
 	if _, err := notice.Publish(ctx, d.users, d.events, u); err != nil {
-		return found, fmt.Errorf("disconnect %s: %w", key, err)
+		return u, found, fmt.Errorf("disconnect %s: %w", key, err)
 	}
 	token, err := d.tokens.RefreshToken(ctx, key)
 	switch {
 	case errors.Is(err, vault.ErrNotFound):
 	case err != nil:
-		return found, fmt.Errorf("disconnect %s: %w", key, err)
+		return u, found, fmt.Errorf("disconnect %s: %w", key, err)
 	default:
 		d.stopWatch(ctx, key, token)
 		if err := d.Revoke(ctx, token); err != nil {
-			return found, fmt.Errorf("disconnect %s: %w", key, err)
+			return u, found, fmt.Errorf("disconnect %s: %w", key, err)
 		}
 	}
 	if err := d.tokens.DeleteRefreshToken(ctx, key); err != nil {
-		return found, fmt.Errorf("disconnect %s: %w", key, err)
+		return u, found, fmt.Errorf("disconnect %s: %w", key, err)
 	}
 	if !found {
 		d.log.InfoContext(ctx, "disconnect of unknown user", "user", key)
-		return false, nil
+		return u, false, nil
 	}
 	if err := d.users.DeleteMarkers(ctx, key); err != nil {
-		return true, fmt.Errorf("disconnect %s: %w", key, err)
+		return u, true, fmt.Errorf("disconnect %s: %w", key, err)
 	}
 	if silent {
 		d.log.InfoContext(ctx, "pending user disconnected", "user", key)
-		return true, nil
+		return u, true, nil
 	}
 	ev := d.Event(u)
 	if err := d.events.Publish(ctx, ev); err != nil {
-		return true, fmt.Errorf("disconnect %s: %w", key, err)
+		return u, true, fmt.Errorf("disconnect %s: %w", key, err)
 	}
 	d.log.InfoContext(ctx, "user disconnected", "user", key, "eventId", ev.ID)
-	return true, nil
+	return u, true, nil
 }
 
 // Event is the gmail.user.disconnected event that ends u's connection under

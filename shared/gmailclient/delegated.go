@@ -191,16 +191,11 @@ func (d delegatedSource) Token() (*oauth2.Token, error) {
 	return nil, re
 }
 
-// DelegatedUsers tells which users act through delegation; for them it
-// returns the address to act as. The store's record says it.
-type DelegatedUsers func(ctx context.Context, userKey string) (email string, delegated bool, err error)
-
-// Delegate makes the factory act for delegated users through d, telling
-// them apart with users.
-func (f *Factory) Delegate(d *Delegation, users DelegatedUsers) {
+// Delegate makes the factory act for delegated users through d.
+func (f *Factory) Delegate(d *Delegation) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	f.delegation, f.delegated = d, users
+	f.delegation = d
 }
 
 // ForAddress returns a Gmail client acting, through delegation, for email,
@@ -215,17 +210,4 @@ func (f *Factory) ForAddress(ctx context.Context, email string) (*gmail.Service,
 		return nil, err
 	}
 	return f.settings.Service(ctx, ts)
-}
-
-// delegatedSourceFor returns the token source of a delegated user, or nil
-// when the user is not one (or delegation mode is off).
-func (f *Factory) delegatedSourceFor(ctx context.Context, userKey string) (oauth2.TokenSource, error) {
-	if f.delegation == nil {
-		return nil, nil
-	}
-	email, ok, err := f.delegated(ctx, userKey)
-	if err != nil || !ok {
-		return nil, err
-	}
-	return f.delegation.TokenSource(ctx, email, f.settings.Scope)
 }

@@ -36,7 +36,7 @@ func delegationSandbox(t *testing.T) (*sandbox.Sandbox, *gmailclient.Factory) {
 		t.Fatal(err)
 	}
 	f := gmailclient.NewFactory(settings, nil)
-	f.Delegate(d, func(context.Context, string) (string, bool, error) { return "", false, errors.New("not used") })
+	f.Delegate(d)
 	return sb, f
 }
 

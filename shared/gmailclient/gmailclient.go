@@ -25,6 +25,7 @@ import (
 	"google.golang.org/api/option"
 
 	"github.com/gmailwatch/gmailwatch/shared/config"
+	"github.com/gmailwatch/gmailwatch/shared/store"
 	"github.com/gmailwatch/gmailwatch/shared/vault"
 )
 
@@ -99,15 +100,22 @@ type Factory struct {
 
 	mu         sync.Mutex
 	oauth      *oauth2.Config
-	sources    map[string]oauth2.TokenSource
-	delegation *Delegation    // nil: consent only
-	delegated  DelegatedUsers // with delegation
+	sources    map[string]source // by user key
+	delegation *Delegation       // nil: consent only
+}
+
+// source is a user's cached token source and whom it acts as: a delegated
+// user's is good only for the address it was made for.
+type source struct {
+	ts        oauth2.TokenSource
+	delegated bool
+	email     string // a delegated user's address, lower-cased
 }
 
 // NewFactory returns a Factory reading the client secret and refresh tokens
 // from secrets.
 func NewFactory(s Settings, secrets *vault.Vault) *Factory {
-	return &Factory{settings: s, secrets: secrets, sources: map[string]oauth2.TokenSource{}}
+	return &Factory{settings: s, secrets: secrets, sources: map[string]source{}}
 }
 
 // Settings returns the factory's settings.
@@ -128,10 +136,12 @@ func (f *Factory) OAuth(ctx context.Context) (*oauth2.Config, error) {
 	return f.oauth, nil
 }
 
-// ForUser returns a Gmail client acting for the user. The token source
-// outlives ctx: it is cached for later calls in this instance.
-func (f *Factory) ForUser(ctx context.Context, userKey string) (*gmail.Service, error) {
-	ts, err := f.source(ctx, userKey)
+// ForUser returns a Gmail client acting for the user u records: through
+// domain-wide delegation as u.Email for a delegated user, else with the
+// refresh token its consent left in Secret Manager. The token source
+// outlives ctx: it is cached for later calls in this instance (source).
+func (f *Factory) ForUser(ctx context.Context, u store.User) (*gmail.Service, error) {
+	ts, err := f.source(ctx, u)
 	if err != nil {
 		return nil, err
 	}
@@ -143,48 +153,60 @@ func (f *Factory) ForUser(ctx context.Context, userKey string) (*gmail.Service, 
 // given one (Token) can use it for minutes.
 const MinTokenLife = 5 * time.Minute
 
-// Token returns a live access token acting for the user, from the same
-// cached source the Gmail clients use: the refresh token is exchanged only
-// when the cached access token has less than MinTokenLife left.
-func (f *Factory) Token(ctx context.Context, userKey string) (*oauth2.Token, error) {
-	ts, err := f.source(ctx, userKey)
+// Token returns a live access token acting for the user u records, from
+// the same cached source the Gmail clients use: the refresh token is
+// exchanged only when the cached access token has less than MinTokenLife
+// left.
+func (f *Factory) Token(ctx context.Context, u store.User) (*oauth2.Token, error) {
+	ts, err := f.source(ctx, u)
 	if err != nil {
 		return nil, err
 	}
 	tok, err := ts.Token()
 	if err != nil {
-		return nil, fmt.Errorf("access token of %s: %w", userKey, err)
+		return nil, fmt.Errorf("access token of %s: %w", u.Key, err)
 	}
 	return tok, nil
 }
 
-// source returns the user's cached token source, making it on a miss.
-func (f *Factory) source(ctx context.Context, userKey string) (oauth2.TokenSource, error) {
-	f.mu.Lock()
-	ts := f.sources[userKey]
-	f.mu.Unlock()
-	if ts != nil {
-		return ts, nil
+// source returns the user's cached token source, making it on a miss. It
+// is cached per user and, for a delegated user, per address, so a record
+// whose address changed gets a source acting as the new one and the old
+// one is dropped.
+func (f *Factory) source(ctx context.Context, u store.User) (oauth2.TokenSource, error) {
+	want := source{delegated: u.Delegated}
+	if u.Delegated {
+		want.email = strings.ToLower(strings.TrimSpace(u.Email))
 	}
-	ts, err := f.newSource(ctx, userKey)
+	f.mu.Lock()
+	c := f.sources[u.Key]
+	f.mu.Unlock()
+	if c.ts != nil && c.delegated == want.delegated && c.email == want.email {
+		return c.ts, nil
+	}
+	ts, err := f.newSource(ctx, u.Key, want)
 	if err != nil {
 		return nil, err
 	}
+	want.ts = ts
 	f.mu.Lock()
-	f.sources[userKey] = ts
+	f.sources[u.Key] = want
 	f.mu.Unlock()
 	return ts, nil
 }
 
 // newSource returns the user's token source: delegated, or from the
 // refresh token the user's consent left in Secret Manager.
-func (f *Factory) newSource(ctx context.Context, userKey string) (oauth2.TokenSource, error) {
-	ts, err := f.delegatedSourceFor(ctx, userKey)
-	if err != nil || ts != nil {
-		if err != nil {
-			err = fmt.Errorf("delegated user %s: %w", userKey, err)
+func (f *Factory) newSource(ctx context.Context, userKey string, want source) (oauth2.TokenSource, error) {
+	if want.delegated {
+		if f.delegation == nil {
+			return nil, fmt.Errorf("delegated user %s: delegation mode is off", userKey)
 		}
-		return ts, err
+		ts, err := f.delegation.TokenSource(ctx, want.email, f.settings.Scope)
+		if err != nil {
+			return nil, fmt.Errorf("delegated user %s: %w", userKey, err)
+		}
+		return ts, nil
 	}
 	conf, err := f.OAuth(ctx)
 	if err != nil {
@@ -207,12 +229,14 @@ func (f *Factory) Forget(userKey string) {
 	f.mu.Unlock()
 }
 
-// Do runs fn with a Gmail client acting for the user. A 401 means the cached
-// access token was revoked: the token source is dropped and fn tried once
-// more with a fresh one, so a dead refresh token shows as invalid_grant.
-func (f *Factory) Do(ctx context.Context, userKey string, fn func(*gmail.Service) error) error {
+// Do runs fn with a Gmail client acting for the user u records (ForUser).
+// A 401 means the cached access token was revoked: the token source is
+// dropped and fn tried once more with a fresh one, so a dead refresh token
+// shows as invalid_grant.
+func (f *Factory) Do(ctx context.Context, u store.User, fn func(*gmail.Service) error) error {
+	userKey := u.Key
 	for try := 0; ; try++ {
-		svc, err := f.ForUser(ctx, userKey)
+		svc, err := f.ForUser(ctx, u)
 		if err != nil {
 			return fmt.Errorf("gmail client of %s: %w", userKey, err)
 		}

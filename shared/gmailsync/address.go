@@ -53,7 +53,7 @@ func (s *Syncer) CheckAddress(ctx context.Context, key string) (int, error) {
 		return 0, err
 	}
 	m := &meter{}
-	err = s.gmail.Do(ctx, u.Key, func(svc *gmail.Service) error {
+	err = s.gmail.Do(ctx, u, func(svc *gmail.Service) error {
 		_, err := s.profileID(ctx, svc, u, m)
 		return err
 	})

@@ -460,7 +460,7 @@ func (s *Syncer) trailAt(u store.User, read time.Time) time.Time {
 
 // current returns the mailbox's history id (getProfile).
 func (s *Syncer) current(ctx context.Context, u store.User, m *meter) (h int64, err error) {
-	err = s.gmail.Do(ctx, u.Key, func(svc *gmail.Service) (err error) {
+	err = s.gmail.Do(ctx, u, func(svc *gmail.Service) (err error) {
 		h, err = s.profileID(ctx, svc, u, m)
 		return err
 	})

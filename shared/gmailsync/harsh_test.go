@@ -46,7 +46,7 @@ func (e *env) until(email string, historyID uint64, d time.Duration) gmailsync.R
 // history delay has passed for it).
 func (e *env) indexed(email string, d gmailapi.Delivered) {
 	e.t.Helper()
-	svc, err := e.Mailboxes().ForUser(context.Background(), store.Key(email))
+	svc, err := e.Mailboxes().ForUser(context.Background(), store.User{Key: store.Key(email)})
 	if err != nil {
 		e.t.Fatal(err)
 	}

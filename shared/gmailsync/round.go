@@ -40,7 +40,7 @@ func (r roundResult) complete() bool { return r.historyID >= r.reported }
 // fresh token source).
 func (s *Syncer) round(ctx context.Context, u store.User, m *meter) (roundResult, error) {
 	var r roundResult
-	err := s.gmail.Do(ctx, u.Key, func(svc *gmail.Service) (err error) {
+	err := s.gmail.Do(ctx, u, func(svc *gmail.Service) (err error) {
 		r, err = s.read(ctx, svc, u, m)
 		return err
 	})

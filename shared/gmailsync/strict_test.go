@@ -27,7 +27,7 @@ import (
 // Gmail topic, so the per-user rate drops them as Gmail does.
 func (e *env) watch(email string) {
 	e.t.Helper()
-	svc, err := e.Mailboxes().ForUser(context.Background(), store.Key(email))
+	svc, err := e.Mailboxes().ForUser(context.Background(), store.User{Key: store.Key(email)})
 	if err != nil {
 		e.t.Fatal(err)
 	}

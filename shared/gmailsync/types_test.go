@@ -281,7 +281,7 @@ func TestWatchOfEveryTypePushesChangesOutsideTheWatchedLabels(t *testing.T) {
 		e := newEnv(t, withTypes(tc.types...))
 		email := fmt.Sprintf("watch%d@example.com", len(tc.types))
 		e.connect(email, nil, "")
-		svc, err := e.Mailboxes().ForUser(context.Background(), store.Key(email))
+		svc, err := e.Mailboxes().ForUser(context.Background(), store.User{Key: store.Key(email)})
 		if err != nil {
 			t.Fatal(err)
 		}

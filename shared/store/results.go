@@ -139,6 +139,7 @@ func (s *Store) Redeem(ctx context.Context, id string) (before, after User, err 
 		}
 		u.Status, u.AppRef, u.ActiveSince, u.ReauthSince = Active, res.AppRef, at, time.Time{}
 		u.PendingResult, u.PendingUntil, u.SyncDueAt, u.UpdatedAt = "", time.Time{}, now, now
+		u.OptedOut = false // connected by consent again, and confirmed
 		u.Notice = &Notice{At: at, HistoryID: max(u.Cursor, u.PendingHistoryID)}
 		after = u
 		if err := tx.Set(uref, u); err != nil {

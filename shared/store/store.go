@@ -70,6 +70,7 @@ type User struct {
 	LeftAt             time.Time `firestore:"leftAt,omitempty"`        // a delegated user the directory stopped listing: when it was disconnected
 	Refusals           int       `firestore:"refusals,omitempty"`      // invalid_grant answers since the last sync that worked (a delegated user's may pass)
 	RefusedSince       time.Time `firestore:"refusedSince,omitempty"`  // the first of them
+	OptedOut           bool      `firestore:"optedOut,omitempty"`      // disconnected at the user's own request: the directory does not bring it back (consent does)
 	MovedTo            string    `firestore:"movedTo,omitempty"`       // a migrated legacy record: the key it moved to
 	Notice             *Notice   `firestore:"notice,omitempty"`        // the last connection's gmail.user.connected, until published
 	CatchUp            *CatchUp  `firestore:"catchUp,omitempty"`       // a catch-up in progress, see CatchUp
@@ -385,7 +386,9 @@ func (s *Store) Connect(ctx context.Context, c Connection) (User, bool, error) {
 // held is u after a consent the application must still confirm (see Connect).
 func (s *Store) held(u User, created bool, c Connection, key string, now time.Time) User {
 	if created || !u.Connected() {
-		u = User{Cursor: c.HistoryID, ConnectedAt: now, SyncDueAt: c.SyncDueAt, Status: Pending, Sub: c.Sub}
+		// A user's own disconnect stands until the application confirms
+		// the new consent: one never redeemed leaves it out of delegation.
+		u = User{Cursor: c.HistoryID, ConnectedAt: now, SyncDueAt: c.SyncDueAt, Status: Pending, Sub: c.Sub, OptedOut: u.OptedOut}
 	} else {
 		u.PendingHistoryID = max(u.PendingHistoryID, c.HistoryID)
 	}
