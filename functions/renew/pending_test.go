@@ -107,7 +107,7 @@ func TestLapsedResultOfALegacyAccountKeepsItsConnection(t *testing.T) {
 	if legacy.Sub != "" {
 		t.Fatalf("legacy record = %+v, want no account id", legacy)
 	}
-	svc, err := e.gmail.ForUser(ctx, legacy.Key)
+	svc, err := e.gmail.ForUser(ctx, legacy)
 	if err != nil {
 		t.Fatal(err)
 	}
