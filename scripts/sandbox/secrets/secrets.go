@@ -49,6 +49,7 @@ type Server struct {
 	mu      sync.Mutex
 	now     func() time.Time
 	secrets map[string]*secret // by resource name projects/P/secrets/S
+	access  map[string]int     // AccessSecretVersion calls answered, by secret name
 }
 
 type secret struct {
@@ -88,7 +89,7 @@ func (w *writeRate) admit(now time.Time, perSecond, perMinute int, what string) 
 
 // New returns an empty Secret Manager.
 func New() *Server {
-	return &Server{now: time.Now, secrets: map[string]*secret{}}
+	return &Server{now: time.Now, secrets: map[string]*secret{}, access: map[string]int{}}
 }
 
 // SetClock sets the clock the write-rate limits are measured by.
@@ -96,6 +97,14 @@ func (s *Server) SetClock(now func() time.Time) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.now = now
+}
+
+// Accesses returns how many times the secret projects/P/secrets/S was
+// read (AccessSecretVersion answered with its data).
+func (s *Server) Accesses(name string) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.access[name]
 }
 
 // Register adds the service to g.
@@ -231,6 +240,7 @@ func (s *Server) AccessSecretVersion(_ context.Context, req *secretmanagerpb.Acc
 		return nil, status.Errorf(codes.FailedPrecondition, "Secret Version [%s] is in %s state.", v.meta.Name, v.meta.State)
 	}
 	crc := v.crc
+	s.access[versionName.FindStringSubmatch(req.GetName())[1]]++
 	return &secretmanagerpb.AccessSecretVersionResponse{
 		Name:    v.meta.Name,
 		Payload: &secretmanagerpb.SecretPayload{Data: slices.Clone(v.data), DataCrc32C: &crc},
