@@ -395,16 +395,41 @@ variable "reauth_stop_after" {
 }
 
 variable "function_settings" {
-  description = "Per-function memory, timeout (seconds) and instance limits. Event-triggered functions may run at most 540 s, HTTP ones 3600 s."
+  description = "Per-function memory, timeout (seconds), instance limit, vCPU (cpu, null: the memory size's share) and requests one instance serves at once (concurrency). Event-triggered functions may run at most 540 s, HTTP ones 3600 s; a concurrency above 1 needs cpu of at least 1."
   type = map(object({
     memory        = string
     timeout       = number
     max_instances = number
+    cpu           = optional(string)
+    concurrency   = optional(number, 1)
   }))
+  # Sized for 100,000 mailboxes at 50 messages per user per day, a daytime
+  # peak of 3x the average: 5M messages a day, 58 a second on average, 174
+  # at the peak.
+  #
+  # notify holds each push for the look after the push's second
+  # (TRAIL_DELAY 1.2 s, about 1.3 s in all), waiting, not computing: at the
+  # peak about 230 syncs are in flight. One request per instance made that
+  # 230 instances, each billed for its waits; 80 per instance on 1 vCPU is
+  # 3 instances at the peak. CPU is not the limit: a message costs notify
+  # about 4 ms of CPU (scripts/bench throughput: 4.4 CPU s for 1,207
+  # messages), so 1 vCPU serves some 250 messages a second, and 80 syncs in
+  # flight stay under 50 MiB resident (peak RSS 43 MiB in the same run), so
+  # 512M leaves room for the per-user token cache (a few hundred bytes per
+  # user seen). Cloud Run's recommended concurrency for 1 vCPU is 80 (its
+  # default, "80 times the number of vCPUs"). max_instances 40 serves 40 x
+  # 80 / 1.3 s = about 2,400 messages a second, 14x the 100k peak and
+  # above 1M users' (1,740 a second): past it Gmail's per-project quota
+  # (1,200,000 units a minute, 20 units per messages.get in standard-2026)
+  # caps a deployment at about 800 messages a second anyway.
+  #
+  # consent and accounts answer people and admin tools, a request at a time
+  # is plenty; renew is one run an hour; webhook delivers one event per
+  # request and keeps its own sizing.
   default = {
     consent  = { memory = "256M", timeout = 60, max_instances = 10 }
     accounts = { memory = "256M", timeout = 300, max_instances = 10 }
-    notify   = { memory = "256M", timeout = 300, max_instances = 100 }
+    notify   = { memory = "512M", timeout = 300, max_instances = 40, cpu = "1", concurrency = 80 }
     renew    = { memory = "512M", timeout = 540, max_instances = 1 }
     webhook  = { memory = "256M", timeout = 120, max_instances = 50 }
   }
@@ -420,6 +445,16 @@ variable "function_settings" {
       s.timeout >= 1 && s.timeout <= (contains(["notify", "webhook"], name) ? 540 : 3600) && s.max_instances >= 1 && can(regex("^[0-9]+(M|Mi|G|Gi)$", s.memory))
     ])
     error_message = "Each function needs memory like 256M, max_instances >= 1 and a timeout of 1-540 s (notify, webhook) or 1-3600 s (consent, accounts, renew)."
+  }
+
+  validation {
+    condition = alltrue([
+      for name, s in var.function_settings :
+      s.concurrency >= 1 && s.concurrency <= 1000 && floor(s.concurrency) == s.concurrency &&
+      (s.cpu == null || can(regex("^([0-9]+|0?\\.[0-9]+)$", s.cpu))) &&
+      (s.concurrency == 1 || (s.cpu != null && try(tonumber(s.cpu) >= 1, false)))
+    ])
+    error_message = "Each function's concurrency must be a whole number from 1 to 1000, its cpu null or a number such as \"1\" or \"0.5\", and a concurrency above 1 needs a cpu of at least \"1\"."
   }
 }
 

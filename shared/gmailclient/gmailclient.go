@@ -80,9 +80,23 @@ func (s Settings) OAuthConfig(clientSecret, redirectURL string, scopes ...string
 	}
 }
 
+// gmailTransport carries every user's Gmail calls of the process: one
+// connection pool, sized for an instance serving many requests at once
+// (http.DefaultTransport keeps only 2 idle connections per host, so 80
+// syncs in flight over HTTP/1.1 would keep dialling).
+var gmailTransport = func() *http.Transport {
+	t := http.DefaultTransport.(*http.Transport).Clone()
+	t.MaxIdleConnsPerHost = 100
+	return t
+}()
+
 // Service returns a Gmail client using ts, at the configured endpoint.
 func (s Settings) Service(ctx context.Context, ts oauth2.TokenSource) (*gmail.Service, error) {
-	opts := []option.ClientOption{option.WithHTTPClient(oauth2.NewClient(ctx, ts))}
+	client := &http.Client{Transport: &oauth2.Transport{Source: ts, Base: gmailTransport}}
+	if _, ok := ctx.Value(oauth2.HTTPClient).(*http.Client); ok {
+		client = oauth2.NewClient(ctx, ts) // the caller's own client, as x/oauth2 lets it choose
+	}
+	opts := []option.ClientOption{option.WithHTTPClient(client)}
 	if s.GmailEndpoint != "" {
 		opts = append(opts, option.WithEndpoint(s.GmailEndpoint))
 	}
