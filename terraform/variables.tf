@@ -410,18 +410,18 @@ variable "function_settings" {
   # notify holds each push for the look after the push's second
   # (TRAIL_DELAY 1.2 s, about 1.3 s in all), waiting, not computing: at the
   # peak about 230 syncs are in flight. One request per instance made that
-  # 230 instances, each billed for its waits; 80 per instance on 1 vCPU is
-  # 3 instances at the peak. CPU is not the limit: a message costs notify
-  # about 4 ms of CPU (scripts/bench throughput: 4.4 CPU s for 1,207
-  # messages), so 1 vCPU serves some 250 messages a second, and 80 syncs in
-  # flight stay under 50 MiB resident (peak RSS 43 MiB in the same run), so
-  # 512M leaves room for the per-user token cache (a few hundred bytes per
-  # user seen). Cloud Run's recommended concurrency for 1 vCPU is 80 (its
-  # default, "80 times the number of vCPUs"). max_instances 40 serves 40 x
-  # 80 / 1.3 s = about 2,400 messages a second, 14x the 100k peak and
-  # above 1M users' (1,740 a second): past it Gmail's per-project quota
-  # (1,200,000 units a minute, 20 units per messages.get in standard-2026)
-  # caps a deployment at about 800 messages a second anyway.
+  # 230 instances, each billed for its waits. Measured on one notify process
+  # (README, "Benchmarks": go run ./scripts/bench -only throughput
+  # -concurrency N): 80 syncs in flight gave 58.9 messages a second, which
+  # is 80 / 1.3 s, the slots and not the CPU being the limit; 250 gave 140
+  # a second with 4.5 CPU seconds for 3,019 messages (1.5 ms each, a fifth
+  # of a vCPU) and a peak RSS of 78 MiB, its p99 (3 s) the local Firestore
+  # emulator's. So 250 a request per instance on 1 vCPU (the least Cloud
+  # Run allows above one request) and 512M: 2 instances at the 100k peak.
+  # max_instances 20 serves about 2,800 messages a second, above what
+  # Gmail's per-project quota lets one deployment fetch (1,200,000 units a
+  # minute at 23 units a message alone in standard-2026: about 870 a
+  # second, 650 after renew's quarter, the peak of some 375,000 users).
   #
   # consent and accounts answer people and admin tools, a request at a time
   # is plenty; renew is one run an hour; webhook delivers one event per
@@ -429,7 +429,7 @@ variable "function_settings" {
   default = {
     consent  = { memory = "256M", timeout = 60, max_instances = 10 }
     accounts = { memory = "256M", timeout = 300, max_instances = 10 }
-    notify   = { memory = "512M", timeout = 300, max_instances = 40, cpu = "1", concurrency = 80 }
+    notify   = { memory = "512M", timeout = 300, max_instances = 20, cpu = "1", concurrency = 250 }
     renew    = { memory = "512M", timeout = 540, max_instances = 1 }
     webhook  = { memory = "256M", timeout = 120, max_instances = 50 }
   }
