@@ -52,6 +52,7 @@ type Server struct {
 	access  map[string]int     // AccessSecretVersion calls answered, by secret name
 
 	projectWrites     map[string]*writeRate // write requests, by project name
+	writeCount        map[string]int        // write requests admitted, by project name
 	projectWriteLimit int                   // a minute per project; 0: none
 }
 
@@ -100,7 +101,7 @@ func (w *writeRate) admit(now time.Time, perSecond, perMinute int, what string) 
 // New returns an empty Secret Manager.
 func New() *Server {
 	return &Server{now: time.Now, secrets: map[string]*secret{}, access: map[string]int{},
-		projectWrites: map[string]*writeRate{}, projectWriteLimit: ProjectWritesPerMinute}
+		projectWrites: map[string]*writeRate{}, writeCount: map[string]int{}, projectWriteLimit: ProjectWritesPerMinute}
 }
 
 // SetClock sets the clock the write-rate limits are measured by.
@@ -129,16 +130,32 @@ type unmeteredKey struct{}
 // admitWrite counts a write request of the project that name (a resource
 // name under projects/P) belongs to against its quota; s.mu must be held.
 func (s *Server) admitWrite(ctx context.Context, name string) error {
-	if s.projectWriteLimit <= 0 || ctx.Value(unmeteredKey{}) != nil {
+	if ctx.Value(unmeteredKey{}) != nil {
 		return nil
 	}
 	project, _, _ := strings.Cut(strings.TrimPrefix(name, "projects/"), "/")
+	if s.projectWriteLimit <= 0 {
+		s.writeCount[project]++
+		return nil
+	}
 	w := s.projectWrites[project]
 	if w == nil {
 		w = &writeRate{}
 		s.projectWrites[project] = w
 	}
-	return w.admit(s.now(), s.projectWriteLimit, s.projectWriteLimit, "write requests of project "+project)
+	if err := w.admit(s.now(), s.projectWriteLimit, s.projectWriteLimit, "write requests of project "+project); err != nil {
+		return err
+	}
+	s.writeCount[project]++
+	return nil
+}
+
+// Writes returns the write requests project (its id) made and had
+// admitted, the sandbox's own seeding aside.
+func (s *Server) Writes(project string) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.writeCount[project]
 }
 
 // Accesses returns how many times the secret projects/P/secrets/S was
