@@ -416,8 +416,11 @@ variable "function_settings" {
   # is 80 / 1.3 s, the slots and not the CPU being the limit; 250 gave 140
   # a second with 4.5 CPU seconds for 3,019 messages (1.5 ms each, a fifth
   # of a vCPU) and a peak RSS of 78 MiB, its p99 (3 s) the local Firestore
-  # emulator's. So 250 a request per instance on 1 vCPU (the least Cloud
-  # Run allows above one request) and 512M: 2 instances at the 100k peak.
+  # emulator's. So 250 requests per instance on 1 vCPU (the least Cloud
+  # Run allows above one request) and 512M, which also holds the token
+  # cache (one token source per user the instance has seen, estimated, not
+  # measured, at 1-2 KB each: some 200 MiB once an instance has seen all
+  # 100k): 2 instances at the 100k peak.
   # max_instances 20 serves about 2,800 messages a second, above what
   # Gmail's per-project quota lets one deployment fetch (1,200,000 units a
   # minute at 23 units a message alone in standard-2026: about 870 a
