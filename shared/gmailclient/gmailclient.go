@@ -147,9 +147,9 @@ func NewFactory(s Settings, secrets *vault.Vault) *Factory {
 	return f
 }
 
-// onceOK returns make's first successful result to every later call, and
-// runs one make at a time until one succeeds.
-func onceOK[T any](make func(context.Context) (T, error)) func(context.Context) (T, error) {
+// onceOK returns build's first successful result to every later call, and
+// runs one build at a time until one succeeds.
+func onceOK[T any](build func(context.Context) (T, error)) func(context.Context) (T, error) {
 	var mu sync.Mutex
 	var done bool
 	var v T
@@ -159,7 +159,7 @@ func onceOK[T any](make func(context.Context) (T, error)) func(context.Context) 
 		if done {
 			return v, nil
 		}
-		got, err := make(ctx)
+		got, err := build(ctx)
 		if err != nil {
 			return got, err
 		}
