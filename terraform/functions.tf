@@ -112,12 +112,16 @@ resource "google_cloudfunctions2_function" "function" {
   }
 
   service_config {
-    available_memory      = var.function_settings[each.key].memory
-    timeout_seconds       = var.function_settings[each.key].timeout
-    max_instance_count    = var.function_settings[each.key].max_instances
-    min_instance_count    = 0
-    service_account_email = google_service_account.function[each.key].email
-    ingress_settings      = each.value.ingress
+    available_memory   = var.function_settings[each.key].memory
+    timeout_seconds    = var.function_settings[each.key].timeout
+    max_instance_count = var.function_settings[each.key].max_instances
+    # Null CPU is the memory size's share; more than one request at a time
+    # needs a whole vCPU (Cloud Run's CPU limits page).
+    available_cpu                    = var.function_settings[each.key].cpu
+    max_instance_request_concurrency = var.function_settings[each.key].concurrency
+    min_instance_count               = 0
+    service_account_email            = google_service_account.function[each.key].email
+    ingress_settings                 = each.value.ingress
     # An empty value is an unset setting (shared/config): left out.
     environment_variables = { for k, v in merge(local.common_env, each.value.env) : k => v if v != "" }
 

@@ -395,16 +395,44 @@ variable "reauth_stop_after" {
 }
 
 variable "function_settings" {
-  description = "Per-function memory, timeout (seconds) and instance limits. Event-triggered functions may run at most 540 s, HTTP ones 3600 s."
+  description = "Per-function memory, timeout (seconds), instance limit, vCPU (cpu, null: the memory size's share) and requests one instance serves at once (concurrency). Event-triggered functions may run at most 540 s, HTTP ones 3600 s; a concurrency above 1 needs cpu of at least 1."
   type = map(object({
     memory        = string
     timeout       = number
     max_instances = number
+    cpu           = optional(string)
+    concurrency   = optional(number, 1)
   }))
+  # Sized for 100,000 mailboxes at 50 messages per user per day, a daytime
+  # peak of 3x the average: 5M messages a day, 58 a second on average, 174
+  # at the peak.
+  #
+  # notify holds each push for the look after the push's second
+  # (TRAIL_DELAY 1.2 s, about 1.3 s in all), waiting, not computing: at the
+  # peak about 230 syncs are in flight. One request per instance made that
+  # 230 instances, each billed for its waits. Measured on one notify process
+  # (README, "Benchmarks": go run ./scripts/bench -only throughput
+  # -concurrency N): 80 syncs in flight gave 58.9 messages a second, which
+  # is 80 / 1.3 s, the slots and not the CPU being the limit; 250 gave 140
+  # a second with 4.5 CPU seconds for 3,019 messages (1.5 ms each, a fifth
+  # of a vCPU) and a peak RSS of 78 MiB, its p99 (3 s) the local Firestore
+  # emulator's. So 250 requests per instance on 1 vCPU (the least Cloud
+  # Run allows above one request) and 512M, which also holds the token
+  # cache (one token source per user the instance has seen, estimated, not
+  # measured, at 1-2 KB each: some 200 MiB once an instance has seen all
+  # 100k): 2 instances at the 100k peak.
+  # max_instances 20 serves about 2,800 messages a second, above what
+  # Gmail's per-project quota lets one deployment fetch (1,200,000 units a
+  # minute at 23 units a message alone in standard-2026: about 870 a
+  # second, 650 after renew's quarter, the peak of some 375,000 users).
+  #
+  # consent and accounts answer people and admin tools, a request at a time
+  # is plenty; renew is one run an hour; webhook delivers one event per
+  # request and keeps its own sizing.
   default = {
     consent  = { memory = "256M", timeout = 60, max_instances = 10 }
     accounts = { memory = "256M", timeout = 300, max_instances = 10 }
-    notify   = { memory = "256M", timeout = 300, max_instances = 100 }
+    notify   = { memory = "512M", timeout = 300, max_instances = 20, cpu = "1", concurrency = 250 }
     renew    = { memory = "512M", timeout = 540, max_instances = 1 }
     webhook  = { memory = "256M", timeout = 120, max_instances = 50 }
   }
@@ -420,6 +448,16 @@ variable "function_settings" {
       s.timeout >= 1 && s.timeout <= (contains(["notify", "webhook"], name) ? 540 : 3600) && s.max_instances >= 1 && can(regex("^[0-9]+(M|Mi|G|Gi)$", s.memory))
     ])
     error_message = "Each function needs memory like 256M, max_instances >= 1 and a timeout of 1-540 s (notify, webhook) or 1-3600 s (consent, accounts, renew)."
+  }
+
+  validation {
+    condition = alltrue([
+      for name, s in var.function_settings :
+      s.concurrency >= 1 && s.concurrency <= 1000 && floor(s.concurrency) == s.concurrency &&
+      (s.cpu == null || can(regex("^([0-9]+|0?\\.[0-9]+)$", s.cpu))) &&
+      (s.concurrency == 1 || (s.cpu != null && try(tonumber(s.cpu) >= 1, false)))
+    ])
+    error_message = "Each function's concurrency must be a whole number from 1 to 1000, its cpu null or a number such as \"1\" or \"0.5\", and a concurrency above 1 needs a cpu of at least \"1\"."
   }
 }
 

@@ -35,7 +35,9 @@ import (
 )
 
 // Sections, in the order they run.
-var Sections = []string{"quota", "latency", "throughput", "coldstart", "renewal"}
+// capacity computes from the quota, throughput and renewal figures, so
+// asking for it runs those too.
+var Sections = []string{"quota", "latency", "throughput", "coldstart", "renewal", "capacity"}
 
 // Config sizes a run. Defaults returns the one the README's figures come from.
 type Config struct {
@@ -131,6 +133,13 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	if cfg.Progress == nil {
 		cfg.Progress = io.Discard
 	}
+	if cfg.runs("capacity") {
+		for _, need := range []string{"quota", "throughput", "renewal"} {
+			if !cfg.runs(need) {
+				cfg.Sections = append(cfg.Sections, need)
+			}
+		}
+	}
 	dir, err := filepath.Abs(cfg.Dir)
 	if err != nil {
 		return nil, err
@@ -169,6 +178,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		{"throughput", b.throughput},
 		{"coldstart", b.coldStart},
 		{"renewal", b.renewal},
+		{"capacity", b.capacity},
 	}
 	for _, s := range steps {
 		if !cfg.runs(s.section) && (s.section != "quota" || !cfg.runs("latency")) {

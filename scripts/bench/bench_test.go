@@ -178,6 +178,10 @@ func TestBench(t *testing.T) {
 		{"network calls before a first request", callsBefore, 0},
 		{"configured notify dials after its first request", isolated["notify configured"].CallsAfter > 0, true},
 		{"targets evaluated", len(rep.Targets) > 10, true},
+		{"throughput users' tokens read once each, in the warm-up", fmt.Sprint(tp.WarmUpSecretAccesses, tp.WarmUpTokenRefreshes, tp.SecretAccesses, tp.TokenRefreshes), "4 4 0 0"},
+		{"capacity limits", len(rep.Capacity.Limits), 8},
+		{"capacity first reached", rep.Capacity.First, rep.Capacity.Limits[0].Resource},
+		{"capacity: Secret Manager writes per first connect and reconnect", fmt.Sprint(rep.Capacity.Inputs[6].Value, rep.Capacity.Inputs[7].Value), "2 3"},
 	} {
 		if !reflect.DeepEqual(c.got, c.want) {
 			t.Errorf("%s = %v, want %v", c.what, c.got, c.want)
@@ -191,7 +195,7 @@ func TestBench(t *testing.T) {
 
 	var table bytes.Buffer
 	rep.Print(&table)
-	for _, want := range []string{"1. Quota", "2. Latency", "3. Throughput", "4. Renewal", "5. Cold start", "Targets"} {
+	for _, want := range []string{"1. Quota", "2. Latency", "3. Throughput", "4. Renewal", "5. Cold start", "6. Capacity", "Targets"} {
 		if !strings.Contains(table.String(), want) {
 			t.Errorf("printed report lacks %q:\n%s", want, table.String())
 		}

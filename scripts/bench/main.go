@@ -19,12 +19,18 @@
 //     bottleneck, against the quota-allowed rate, and Gmail's 429s;
 //   - coldstart: process start to first answer of each function binary, the
 //     binaries' sizes, and whether any network call precedes the first request.
+//   - capacity: from the quota, throughput and renewal figures of the same
+//     run (which it runs), the mailboxes per deployment at which each limit
+//     is reached: notify instances, the renew run, Firestore index writes,
+//     Secret Manager accesses and writes, Gmail's per-user, per-project and
+//     daily units.
 //
 // It prints a table and writes the same figures as JSON (bench.json):
 //
 //	go run ./scripts/bench                                  # everything, 10,000 renewal users
 //	go run ./scripts/bench -only quota,latency -latency 100ms
 //	go run ./scripts/bench -only renewal -users 2000 -renew-quota 120000
+//	go run ./scripts/bench -only capacity -users 2000 -renew-quota 1200000 -concurrency 250
 //
 // `go run ./scripts/bench -print bench.json` prints the tables of a report
 // again. Exit status: 0 when every target was met, 1 when one was missed, 2 when the

@@ -23,6 +23,7 @@ type Report struct {
 	Throughput  *Throughput `json:"throughput,omitempty"`
 	ColdStart   *ColdStart  `json:"coldStart,omitempty"`
 	Renewal     *Renewal    `json:"renewal,omitempty"`
+	Capacity    *Capacity   `json:"capacity,omitempty"`
 	Targets     []Target    `json:"targets"`
 	// Load is the machine's one-minute load average as each section began:
 	// the figures are only as quiet as the machine was.
@@ -356,6 +357,9 @@ func (r *Report) Print(out io.Writer) {
 		row("  users", "seeded in s", "renewed", "run s", "watches/s", "allowed/s", "achieved/allowed", "watch calls", "429s")
 		row(fmt.Sprintf("  %d of %d", n.Users, n.UsersWanted), f1(n.SeedSeconds), n.Renewed, f1(n.Seconds), f2(n.PerSecond), f2(n.AllowedPerSecond), f2(n.Ratio), n.WatchCalls, n.RateLimited)
 		tw.Flush()
+	}
+	if c := r.Capacity; c != nil {
+		printCapacity(out, row, func() { tw.Flush() }, c)
 	}
 	fmt.Fprintln(out, "\nTargets")
 	for _, t := range r.Targets {

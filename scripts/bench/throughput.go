@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"github.com/gmailwatch/gmailwatch/scripts/sandbox/gmailapi"
+	"github.com/gmailwatch/gmailwatch/shared/store"
+	"github.com/gmailwatch/gmailwatch/shared/vault"
 )
 
 // Throughput is what one notify instance sustained.
@@ -37,7 +39,25 @@ type Throughput struct {
 	// notify, which makes two transactions, a read and a batch write per
 	// message.
 	FirestoreCapacity float64 `json:"firestoreTransactionsPerSecond"`
-	FirstError        string  `json:"firstError,omitempty"`
+	// SecretAccesses and TokenRefreshes are the users' refresh-token reads
+	// from Secret Manager and exchanges at the token endpoint: in the
+	// warm-up, the instance's first push of each user, and in the timed
+	// run after it.
+	WarmUpSecretAccesses int    `json:"warmUpSecretAccesses"`
+	WarmUpTokenRefreshes int    `json:"warmUpTokenRefreshes"`
+	SecretAccesses       int    `json:"secretAccesses"`
+	TokenRefreshes       int    `json:"tokenRefreshes"`
+	FirstError           string `json:"firstError,omitempty"`
+}
+
+// tokenCounts sums the users' Secret Manager reads of their refresh tokens
+// and the sandbox's refresh-token grants for them.
+func (b *bench) tokenCounts(users []string) (accesses, refreshes int) {
+	for _, u := range users {
+		accesses += b.sb.Secrets.Accesses("projects/" + b.st.Project + "/secrets/" + vault.RefreshPrefix + store.Key(u))
+		refreshes += b.sb.Auth.Refreshes(u)
+	}
+	return accesses, refreshes
 }
 
 // throughput restarts notify (so its peak RSS is this run's), then keeps
@@ -71,9 +91,11 @@ func (b *bench) throughput(ctx context.Context) error {
 		return err
 	}
 	b.progress("throughput: warm-up, one push per user")
+	a0, r0 := b.tokenCounts(users)
 	if _, _, err := b.load(ctx, url, users, 1, time.Time{}); err != nil {
 		return fmt.Errorf("warm-up: %w", err)
 	}
+	a1, r1 := b.tokenCounts(users)
 	b.sb.Gmail.ResetUsage()
 	cpu0 := cpuSeconds(pid)
 	b.progress("throughput: %d concurrent pushes for %v", n, b.cfg.Duration)
@@ -90,13 +112,15 @@ func (b *bench) throughput(ctx context.Context) error {
 	}()
 	res, ds, err := b.load(ctx, url, users, 0, start.Add(b.cfg.Duration))
 	elapsed := time.Since(start)
+	a2, r2 := b.tokenCounts(users)
 	stopProbe()
 	<-probed
 	if err != nil {
 		return err
 	}
 	t := &Throughput{Concurrency: n, Seconds: round2(elapsed.Seconds()), Messages: res.ok.Load(), Failed: res.failed.Load(),
-		Request: distOf(res.latency), CPUSeconds: round2(cpuSeconds(pid) - cpu0), FirestoreUnderLoad: distOf(fsLat), FirestoreCapacity: capacity}
+		Request: distOf(res.latency), CPUSeconds: round2(cpuSeconds(pid) - cpu0), FirestoreUnderLoad: distOf(fsLat), FirestoreCapacity: capacity,
+		WarmUpSecretAccesses: a1 - a0, WarmUpTokenRefreshes: r1 - r0, SecretAccesses: a2 - a1, TokenRefreshes: r2 - r1}
 	t.MessagesPerSecond = round2(float64(t.Messages) / elapsed.Seconds())
 	if e := res.firstErr.Load(); e != nil {
 		t.FirstError = e.(string)

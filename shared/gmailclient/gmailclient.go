@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"golang.org/x/oauth2"
+	"golang.org/x/sync/singleflight"
 	"google.golang.org/api/gmail/v1"
 	"google.golang.org/api/googleapi"
 	"google.golang.org/api/option"
@@ -79,9 +80,23 @@ func (s Settings) OAuthConfig(clientSecret, redirectURL string, scopes ...string
 	}
 }
 
+// gmailTransport carries every user's Gmail calls of the process: one
+// connection pool, sized for an instance serving many requests at once
+// (http.DefaultTransport keeps only 2 idle connections per host, so 80
+// syncs in flight over HTTP/1.1 would keep dialling).
+var gmailTransport = func() *http.Transport {
+	t := http.DefaultTransport.(*http.Transport).Clone()
+	t.MaxIdleConnsPerHost = 100
+	return t
+}()
+
 // Service returns a Gmail client using ts, at the configured endpoint.
 func (s Settings) Service(ctx context.Context, ts oauth2.TokenSource) (*gmail.Service, error) {
-	opts := []option.ClientOption{option.WithHTTPClient(oauth2.NewClient(ctx, ts))}
+	client := &http.Client{Transport: &oauth2.Transport{Source: ts, Base: gmailTransport}}
+	if _, ok := ctx.Value(oauth2.HTTPClient).(*http.Client); ok {
+		client = oauth2.NewClient(ctx, ts) // the caller's own client, as x/oauth2 lets it choose
+	}
+	opts := []option.ClientOption{option.WithHTTPClient(client)}
 	if s.GmailEndpoint != "" {
 		opts = append(opts, option.WithEndpoint(s.GmailEndpoint))
 	}
@@ -93,13 +108,19 @@ func (s Settings) Service(ctx context.Context, ts oauth2.TokenSource) (*gmail.Se
 }
 
 // Factory hands out per-user Gmail clients, caching each user's token source
-// so access tokens are refreshed only when they expire.
+// so access tokens are refreshed only when they expire. It is safe for
+// concurrent use, as one instance serving many requests at once uses it:
+// concurrent misses for one user share one Secret Manager read (making),
+// the client secret is read once, and neither read holds the lock cache
+// hits take.
 type Factory struct {
 	settings Settings
 	secrets  *vault.Vault
 
+	oauth  func(context.Context) (*oauth2.Config, error)
+	making singleflight.Group // by user key: one source made at a time
+
 	mu         sync.Mutex
-	oauth      *oauth2.Config
 	sources    map[string]source // by user key
 	delegation *Delegation       // nil: consent only
 }
@@ -115,26 +136,43 @@ type source struct {
 // NewFactory returns a Factory reading the client secret and refresh tokens
 // from secrets.
 func NewFactory(s Settings, secrets *vault.Vault) *Factory {
-	return &Factory{settings: s, secrets: secrets, sources: map[string]source{}}
+	f := &Factory{settings: s, secrets: secrets, sources: map[string]source{}}
+	f.oauth = onceOK(func(ctx context.Context) (*oauth2.Config, error) {
+		secret, err := f.secrets.Access(ctx, f.settings.ClientSecretName)
+		if err != nil {
+			return nil, fmt.Errorf("oauth client secret: %w", err)
+		}
+		return f.settings.OAuthConfig(strings.TrimSpace(string(secret)), ""), nil
+	})
+	return f
+}
+
+// onceOK returns build's first successful result to every later call, and
+// runs one build at a time until one succeeds.
+func onceOK[T any](build func(context.Context) (T, error)) func(context.Context) (T, error) {
+	var mu sync.Mutex
+	var done bool
+	var v T
+	return func(ctx context.Context) (T, error) {
+		mu.Lock()
+		defer mu.Unlock()
+		if done {
+			return v, nil
+		}
+		got, err := build(ctx)
+		if err != nil {
+			return got, err
+		}
+		v, done = got, true
+		return v, nil
+	}
 }
 
 // Settings returns the factory's settings.
 func (f *Factory) Settings() Settings { return f.settings }
 
 // OAuth returns the OAuth configuration, reading the client secret once.
-func (f *Factory) OAuth(ctx context.Context) (*oauth2.Config, error) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	if f.oauth != nil {
-		return f.oauth, nil
-	}
-	secret, err := f.secrets.Access(ctx, f.settings.ClientSecretName)
-	if err != nil {
-		return nil, fmt.Errorf("oauth client secret: %w", err)
-	}
-	f.oauth = f.settings.OAuthConfig(strings.TrimSpace(string(secret)), "")
-	return f.oauth, nil
-}
+func (f *Factory) OAuth(ctx context.Context) (*oauth2.Config, error) { return f.oauth(ctx) }
 
 // ForUser returns a Gmail client acting for the user u records: through
 // domain-wide delegation as u.Email for a delegated user, else with the
@@ -178,21 +216,40 @@ func (f *Factory) source(ctx context.Context, u store.User) (oauth2.TokenSource,
 	if u.Delegated {
 		want.email = strings.ToLower(strings.TrimSpace(u.Email))
 	}
-	f.mu.Lock()
-	c := f.sources[u.Key]
-	f.mu.Unlock()
-	if c.ts != nil && c.delegated == want.delegated && c.email == want.email {
-		return c.ts, nil
+	if ts := f.cached(u.Key, want); ts != nil {
+		return ts, nil
 	}
-	ts, err := f.newSource(ctx, u.Key, want)
+	// Concurrent misses for one user (pushes of one mailbox on one
+	// instance) wait for the first one's source rather than each reading
+	// Secret Manager and refreshing a token of its own.
+	ts, err, _ := f.making.Do(u.Key+"\x00"+want.email, func() (any, error) {
+		if ts := f.cached(u.Key, want); ts != nil {
+			return ts, nil
+		}
+		ts, err := f.newSource(ctx, u.Key, want)
+		if err != nil {
+			return nil, err
+		}
+		want.ts = ts
+		f.mu.Lock()
+		f.sources[u.Key] = want
+		f.mu.Unlock()
+		return ts, nil
+	})
 	if err != nil {
 		return nil, err
 	}
-	want.ts = ts
+	return ts.(oauth2.TokenSource), nil
+}
+
+// cached returns the user's cached source if it acts as want says, else nil.
+func (f *Factory) cached(userKey string, want source) oauth2.TokenSource {
 	f.mu.Lock()
-	f.sources[u.Key] = want
-	f.mu.Unlock()
-	return ts, nil
+	defer f.mu.Unlock()
+	if c := f.sources[userKey]; c.ts != nil && c.delegated == want.delegated && c.email == want.email {
+		return c.ts
+	}
+	return nil
 }
 
 // newSource returns the user's token source: delegated, or from the

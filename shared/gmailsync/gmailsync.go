@@ -24,9 +24,11 @@
 // unit) when its last read showed every record up to the history id Gmail
 // reported, a history read otherwise or when that id moved. It does so
 // inside the same invocation: the wait is a second or two of a notify
-// function that may run for minutes, the lease already keeps other syncs of
-// the user out, and a push arriving meanwhile only raises the pending id the
-// holder reads next. Deferring the look instead (a delayed Pub/Sub message,
+// function that may run for minutes, and it holds one of the many requests
+// an instance serves at once (Terraform's function_settings concurrency),
+// not the instance; the lease already keeps other syncs of the user out, and
+// a push arriving meanwhile only raises the pending id the holder reads
+// next. Deferring the look instead (a delayed Pub/Sub message,
 // a Cloud Task) would add infrastructure and a second lease round trip for
 // the same read, and leave the message to the safety net whenever the
 // deferral itself failed.

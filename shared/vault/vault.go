@@ -97,7 +97,7 @@ func (v *Vault) PutRefreshToken(ctx context.Context, userKey, token string) erro
 			Replication: &secretmanagerpb.Replication{Replication: &secretmanagerpb.Replication_Automatic_{Automatic: &secretmanagerpb.Replication_Automatic{}}},
 			Labels:      map[string]string{"kind": "gmail-refresh-token"},
 		},
-	})
+	}, rateRetry)
 	if err != nil && status.Code(err) != codes.AlreadyExists {
 		return classify("create secret "+id, err)
 	}
@@ -106,11 +106,11 @@ func (v *Vault) PutRefreshToken(ctx context.Context, userKey, token string) erro
 	added, err := v.client.AddSecretVersion(ctx, &secretmanagerpb.AddSecretVersionRequest{
 		Parent:  v.secretName(id),
 		Payload: &secretmanagerpb.SecretPayload{Data: data, DataCrc32C: &sum},
-	}, writeRateRetry)
+	}, rateRetry)
 	if err != nil {
 		return classify("add version to "+id, err)
 	}
-	it := v.client.ListSecretVersions(ctx, &secretmanagerpb.ListSecretVersionsRequest{Parent: v.secretName(id)})
+	it := v.client.ListSecretVersions(ctx, &secretmanagerpb.ListSecretVersionsRequest{Parent: v.secretName(id)}, rateRetry)
 	for {
 		ver, err := it.Next()
 		if errors.Is(err, iterator.Done) {
@@ -122,7 +122,7 @@ func (v *Vault) PutRefreshToken(ctx context.Context, userKey, token string) erro
 		if ver.GetName() == added.GetName() || ver.GetState() == secretmanagerpb.SecretVersion_DESTROYED {
 			continue
 		}
-		_, err = v.client.DestroySecretVersion(ctx, &secretmanagerpb.DestroySecretVersionRequest{Name: ver.GetName()})
+		_, err = v.client.DestroySecretVersion(ctx, &secretmanagerpb.DestroySecretVersionRequest{Name: ver.GetName()}, rateRetry)
 		if err != nil && status.Code(err) != codes.NotFound && status.Code(err) != codes.FailedPrecondition {
 			return classify("destroy old version of "+id, err)
 		}
@@ -133,23 +133,27 @@ func (v *Vault) PutRefreshToken(ctx context.Context, userKey, token string) erro
 // secret that does not exist is not an error.
 func (v *Vault) DeleteRefreshToken(ctx context.Context, userKey string) error {
 	id := RefreshPrefix + userKey
-	err := v.client.DeleteSecret(ctx, &secretmanagerpb.DeleteSecretRequest{Name: v.secretName(id)})
+	err := v.client.DeleteSecret(ctx, &secretmanagerpb.DeleteSecretRequest{Name: v.secretName(id)}, rateRetry)
 	if err != nil && status.Code(err) != codes.NotFound {
 		return classify("delete secret "+id, err)
 	}
 	return nil
 }
 
-// classify wraps a Secret Manager error with its operation; NotFound and an
-// inaccessible (destroyed or disabled) version both read as ErrNotFound.
-// writeRateRetry waits out Secret Manager's per-secret write rate (2 a
-// second, 120 a minute for AddSecretVersion), which it answers with
-// RESOURCE_EXHAUSTED: a user who reconnects in quick succession still gets
-// the newest token stored.
-var writeRateRetry = gax.WithRetry(func() gax.Retryer {
+// rateRetry waits out Secret Manager's rate quotas, which it answers with
+// RESOURCE_EXHAUSTED: per secret, AddSecretVersion 2 a second and 120 a
+// minute, so a user who reconnects in quick succession still gets the
+// newest token stored; per project, 600 write and 600 read requests a
+// minute (its quotas page), so connects above that rate wait for the next
+// minute's quota, up to the caller's deadline, instead of failing the
+// user's consent. The backoff is jittered (gax), so refused writes do not
+// all come back at once.
+var rateRetry = gax.WithRetry(func() gax.Retryer {
 	return gax.OnCodes([]codes.Code{codes.ResourceExhausted}, gax.Backoff{Initial: 500 * time.Millisecond, Max: 8 * time.Second, Multiplier: 2})
 })
 
+// classify wraps a Secret Manager error with its operation; NotFound and an
+// inaccessible (destroyed or disabled) version both read as ErrNotFound.
 func classify(op string, err error) error {
 	switch status.Code(err) {
 	case codes.NotFound, codes.FailedPrecondition:

@@ -3,11 +3,16 @@ package vault_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net"
 	"strings"
+	"sync"
 	"testing"
+	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	"github.com/gmailwatch/gmailwatch/scripts/sandbox/secrets"
 	"github.com/gmailwatch/gmailwatch/shared/vault"
@@ -88,5 +93,73 @@ func TestPlaintextOnlyOnLoopback(t *testing.T) {
 		if _, err := vault.New(context.Background(), "p", ep); err == nil {
 			t.Errorf("New(%q) accepted a non-loopback plaintext endpoint", ep)
 		}
+	}
+}
+
+// Connects faster than Secret Manager's project write quota wait for the
+// quota and are all stored, rather than failing the user's consent. The
+// sandbox's clock runs a minute every 0.6 s, so the quota refills quickly.
+func TestConnectsAboveTheWriteRateWait(t *testing.T) {
+	v, srv := start(t)
+	const limit = 10
+	srv.SetProjectWriteLimit(limit)
+	var mu sync.Mutex
+	now := time.Now()
+	srv.SetClock(func() time.Time { mu.Lock(); defer mu.Unlock(); return now })
+	ticking, stop := context.WithCancel(context.Background())
+	defer stop()
+	go func() {
+		tick := time.NewTicker(50 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			select {
+			case <-ticking.Done():
+				return
+			case <-tick.C:
+				mu.Lock()
+				now = now.Add(5 * time.Second)
+				mu.Unlock()
+			}
+		}
+	}()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	const users = 12 // a create and an add each: 24 writes, over two minutes' quota
+	errs := make(chan error, users)
+	var wg sync.WaitGroup
+	for i := range users {
+		wg.Go(func() { errs <- v.PutRefreshToken(ctx, fmt.Sprintf("user%02d", i), fmt.Sprintf("token-%02d", i)) })
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Fatalf("connect above the write rate: %v", err)
+		}
+	}
+	for i := range users {
+		if got, err := v.RefreshToken(ctx, fmt.Sprintf("user%02d", i)); err != nil || got != fmt.Sprintf("token-%02d", i) {
+			t.Errorf("user%02d: token %q, %v", i, got, err)
+		}
+	}
+}
+
+// With no time left to wait, a refused write fails with Secret Manager's
+// quota error, and no version is added.
+func TestWriteRateRefusalWithoutTime(t *testing.T) {
+	v, srv := start(t)
+	srv.SetProjectWriteLimit(2)
+	ctx := context.Background()
+	if err := v.PutRefreshToken(ctx, "first", "token-1"); err != nil { // a create and an add: the minute's quota
+		t.Fatal(err)
+	}
+	short, cancel := context.WithTimeout(ctx, time.Second)
+	defer cancel()
+	err := v.PutRefreshToken(short, "second", "token-2")
+	if code := status.Code(err); code != codes.ResourceExhausted && code != codes.DeadlineExceeded && !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("write over the quota: %v, want RESOURCE_EXHAUSTED or the deadline", err)
+	}
+	if _, ok := srv.Secret("projects/proj/secrets/" + vault.RefreshPrefix + "second"); ok {
+		t.Error("a refused connect created its secret")
 	}
 }

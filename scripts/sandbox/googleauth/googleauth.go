@@ -72,6 +72,7 @@ type Server struct {
 	refresh   map[string]*grant
 	access    map[string]*accessToken
 	consented map[[2]string][]string // {client, email} -> scopes granted so far
+	refreshes map[string]int         // refresh-token grants answered, by account
 	swept     time.Time
 
 	delegation *Delegation // the JWT-bearer grant's checks; nil: the grant is refused
@@ -158,6 +159,14 @@ func (s *Server) AddClient(id string, c Client) {
 	defer s.mu.Unlock()
 	c.RedirectURIs = slices.Clone(c.RedirectURIs)
 	s.clients[id] = c
+}
+
+// Refreshes returns how many access tokens email's refresh tokens were
+// exchanged for.
+func (s *Server) Refreshes(email string) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.refreshes[strings.ToLower(email)]
 }
 
 // AddAccount lets email sign in. Addresses are compared case-insensitively.

@@ -204,6 +204,10 @@ func (s *Server) refreshAccess(clientID string, form url.Values) (*tokenResponse
 			}
 		}
 	}
+	if s.refreshes == nil {
+		s.refreshes = map[string]int{}
+	}
+	s.refreshes[g.email]++
 	return s.issue(g, scopes, ""), nil
 }
 

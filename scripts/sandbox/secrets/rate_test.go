@@ -2,6 +2,8 @@ package secrets_test
 
 import (
 	"context"
+	"fmt"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -9,6 +11,8 @@ import (
 	"cloud.google.com/go/secretmanager/apiv1/secretmanagerpb"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+
+	"github.com/gmailwatch/gmailwatch/scripts/sandbox/secrets"
 )
 
 // Secret Manager's quotas page: AddSecretVersion is limited to 2 requests per
@@ -68,5 +72,42 @@ func TestPerSecretWriteRate(t *testing.T) {
 	}
 	if _, err := c.EnableSecretVersion(ctx, &secretmanagerpb.EnableSecretVersionRequest{Name: v}); status.Code(err) != codes.ResourceExhausted {
 		t.Fatalf("second state change within a second: got %v, want RESOURCE_EXHAUSTED", err)
+	}
+}
+
+// Secret Manager's quotas page: 600 write requests a minute per project,
+// whatever the secret. The sandbox's own seeding (Unmetered) is outside it.
+func TestProjectWriteQuota(t *testing.T) {
+	ctx := context.Background()
+	srv, c := start(t)
+	var mu sync.Mutex
+	now := time.Date(2026, 3, 1, 9, 0, 0, 0, time.UTC)
+	srv.SetClock(func() time.Time { mu.Lock(); defer mu.Unlock(); return now })
+	createErr := func(ctx context.Context, id string) error {
+		_, err := c.CreateSecret(ctx, &secretmanagerpb.CreateSecretRequest{Parent: project, SecretId: id, Secret: automatic()})
+		return err
+	}
+	for i := range secrets.ProjectWritesPerMinute {
+		if err := createErr(ctx, fmt.Sprintf("gmail-refresh-q%03d", i)); err != nil {
+			t.Fatalf("write %d of the minute: %v", i+1, err)
+		}
+	}
+	if err := createErr(ctx, "gmail-refresh-over"); status.Code(err) != codes.ResourceExhausted {
+		t.Fatalf("write 601 within a minute: got %v, want RESOURCE_EXHAUSTED", err)
+	}
+	if _, ok := srv.Secret(project + "/secrets/gmail-refresh-over"); ok {
+		t.Error("the refused create made its secret")
+	}
+	if got := srv.Writes(strings.TrimPrefix(project, "projects/")); got != secrets.ProjectWritesPerMinute {
+		t.Errorf("Writes = %d, want the %d admitted", got, secrets.ProjectWritesPerMinute)
+	}
+	if _, err := srv.CreateSecret(secrets.Unmetered(ctx), &secretmanagerpb.CreateSecretRequest{Parent: project, SecretId: "seeded", Secret: automatic()}); err != nil {
+		t.Errorf("unmetered seeding refused: %v", err)
+	}
+	mu.Lock()
+	now = now.Add(time.Minute)
+	mu.Unlock()
+	if err := createErr(ctx, "gmail-refresh-over"); err != nil {
+		t.Errorf("a minute later: %v", err)
 	}
 }

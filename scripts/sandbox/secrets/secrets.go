@@ -49,7 +49,19 @@ type Server struct {
 	mu      sync.Mutex
 	now     func() time.Time
 	secrets map[string]*secret // by resource name projects/P/secrets/S
+	access  map[string]int     // AccessSecretVersion calls answered, by secret name
+
+	projectWrites     map[string]*writeRate // write requests, by project name
+	writeCount        map[string]int        // write requests admitted, by project name
+	projectWriteLimit int                   // a minute per project; 0: none
 }
+
+// ProjectWritesPerMinute is Secret Manager's quota on write requests (any
+// call that creates, changes or deletes a secret or a version): 600 a
+// minute per project (Secret Manager quotas and limits,
+// https://cloud.google.com/secret-manager/quotas, "Quotas on the rate of
+// requests").
+const ProjectWritesPerMinute = 600
 
 type secret struct {
 	meta     *secretmanagerpb.Secret
@@ -88,7 +100,8 @@ func (w *writeRate) admit(now time.Time, perSecond, perMinute int, what string) 
 
 // New returns an empty Secret Manager.
 func New() *Server {
-	return &Server{now: time.Now, secrets: map[string]*secret{}}
+	return &Server{now: time.Now, secrets: map[string]*secret{}, access: map[string]int{},
+		projectWrites: map[string]*writeRate{}, writeCount: map[string]int{}, projectWriteLimit: ProjectWritesPerMinute}
 }
 
 // SetClock sets the clock the write-rate limits are measured by.
@@ -96,6 +109,61 @@ func (s *Server) SetClock(now func() time.Time) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.now = now
+}
+
+// SetProjectWriteLimit sets the write requests a project may make a minute
+// (ProjectWritesPerMinute unless set; 0 lifts the quota).
+func (s *Server) SetProjectWriteLimit(perMinute int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.projectWriteLimit = perMinute
+}
+
+// Unmetered marks ctx's calls as the sandbox's own seeding, outside the
+// project's write quota (Sandbox.PutSecret); only in-process callers can.
+func Unmetered(ctx context.Context) context.Context {
+	return context.WithValue(ctx, unmeteredKey{}, true)
+}
+
+type unmeteredKey struct{}
+
+// admitWrite counts a write request of the project that name (a resource
+// name under projects/P) belongs to against its quota; s.mu must be held.
+func (s *Server) admitWrite(ctx context.Context, name string) error {
+	if ctx.Value(unmeteredKey{}) != nil {
+		return nil
+	}
+	project, _, _ := strings.Cut(strings.TrimPrefix(name, "projects/"), "/")
+	if s.projectWriteLimit <= 0 {
+		s.writeCount[project]++
+		return nil
+	}
+	w := s.projectWrites[project]
+	if w == nil {
+		w = &writeRate{}
+		s.projectWrites[project] = w
+	}
+	if err := w.admit(s.now(), s.projectWriteLimit, s.projectWriteLimit, "write requests of project "+project); err != nil {
+		return err
+	}
+	s.writeCount[project]++
+	return nil
+}
+
+// Writes returns the write requests project (its id) made and had
+// admitted, the sandbox's own seeding aside.
+func (s *Server) Writes(project string) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.writeCount[project]
+}
+
+// Accesses returns how many times the secret projects/P/secrets/S was
+// read (AccessSecretVersion answered with its data).
+func (s *Server) Accesses(name string) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.access[name]
 }
 
 // Register adds the service to g.
@@ -120,7 +188,7 @@ func (s *Server) Secret(name string) ([]Version, bool) {
 }
 
 // CreateSecret creates a secret with no versions.
-func (s *Server) CreateSecret(_ context.Context, req *secretmanagerpb.CreateSecretRequest) (*secretmanagerpb.Secret, error) {
+func (s *Server) CreateSecret(ctx context.Context, req *secretmanagerpb.CreateSecretRequest) (*secretmanagerpb.Secret, error) {
 	if !projectName.MatchString(req.GetParent()) {
 		return nil, status.Errorf(codes.InvalidArgument, "invalid parent %q: want projects/PROJECT", req.GetParent())
 	}
@@ -133,6 +201,9 @@ func (s *Server) CreateSecret(_ context.Context, req *secretmanagerpb.CreateSecr
 	name := req.GetParent() + "/secrets/" + req.GetSecretId()
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if err := s.admitWrite(ctx, name); err != nil {
+		return nil, err
+	}
 	if _, ok := s.secrets[name]; ok {
 		return nil, status.Errorf(codes.AlreadyExists, "Secret [%s] already exists.", name)
 	}
@@ -156,9 +227,12 @@ func (s *Server) GetSecret(_ context.Context, req *secretmanagerpb.GetSecretRequ
 }
 
 // DeleteSecret deletes a secret and all its versions.
-func (s *Server) DeleteSecret(_ context.Context, req *secretmanagerpb.DeleteSecretRequest) (*emptypb.Empty, error) {
+func (s *Server) DeleteSecret(ctx context.Context, req *secretmanagerpb.DeleteSecretRequest) (*emptypb.Empty, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if err := s.admitWrite(ctx, req.GetName()); err != nil {
+		return nil, err
+	}
 	if _, err := s.lookup(req.GetName()); err != nil {
 		return nil, err
 	}
@@ -167,7 +241,7 @@ func (s *Server) DeleteSecret(_ context.Context, req *secretmanagerpb.DeleteSecr
 }
 
 // AddSecretVersion stores a new ENABLED version, numbered after the last one.
-func (s *Server) AddSecretVersion(_ context.Context, req *secretmanagerpb.AddSecretVersionRequest) (*secretmanagerpb.SecretVersion, error) {
+func (s *Server) AddSecretVersion(ctx context.Context, req *secretmanagerpb.AddSecretVersionRequest) (*secretmanagerpb.SecretVersion, error) {
 	data := req.GetPayload().GetData()
 	switch {
 	case req.GetPayload() == nil:
@@ -189,6 +263,9 @@ func (s *Server) AddSecretVersion(_ context.Context, req *secretmanagerpb.AddSec
 		return nil, err
 	}
 	if err := sec.writes.admit(s.now(), 2, 120, "AddSecretVersion on secret "+req.GetParent()); err != nil {
+		return nil, err
+	}
+	if err := s.admitWrite(ctx, req.GetParent()); err != nil {
 		return nil, err
 	}
 	now := timestamppb.Now()
@@ -231,6 +308,7 @@ func (s *Server) AccessSecretVersion(_ context.Context, req *secretmanagerpb.Acc
 		return nil, status.Errorf(codes.FailedPrecondition, "Secret Version [%s] is in %s state.", v.meta.Name, v.meta.State)
 	}
 	crc := v.crc
+	s.access[versionName.FindStringSubmatch(req.GetName())[1]]++
 	return &secretmanagerpb.AccessSecretVersionResponse{
 		Name:    v.meta.Name,
 		Payload: &secretmanagerpb.SecretPayload{Data: slices.Clone(v.data), DataCrc32C: &crc},
@@ -238,18 +316,18 @@ func (s *Server) AccessSecretVersion(_ context.Context, req *secretmanagerpb.Acc
 }
 
 // DisableSecretVersion makes a version inaccessible, keeping its data.
-func (s *Server) DisableSecretVersion(_ context.Context, req *secretmanagerpb.DisableSecretVersionRequest) (*secretmanagerpb.SecretVersion, error) {
-	return s.transition(req.GetName(), secretmanagerpb.SecretVersion_DISABLED)
+func (s *Server) DisableSecretVersion(ctx context.Context, req *secretmanagerpb.DisableSecretVersionRequest) (*secretmanagerpb.SecretVersion, error) {
+	return s.transition(ctx, req.GetName(), secretmanagerpb.SecretVersion_DISABLED)
 }
 
 // EnableSecretVersion makes a disabled version accessible again.
-func (s *Server) EnableSecretVersion(_ context.Context, req *secretmanagerpb.EnableSecretVersionRequest) (*secretmanagerpb.SecretVersion, error) {
-	return s.transition(req.GetName(), secretmanagerpb.SecretVersion_ENABLED)
+func (s *Server) EnableSecretVersion(ctx context.Context, req *secretmanagerpb.EnableSecretVersionRequest) (*secretmanagerpb.SecretVersion, error) {
+	return s.transition(ctx, req.GetName(), secretmanagerpb.SecretVersion_ENABLED)
 }
 
 // DestroySecretVersion discards a version's data for good.
-func (s *Server) DestroySecretVersion(_ context.Context, req *secretmanagerpb.DestroySecretVersionRequest) (*secretmanagerpb.SecretVersion, error) {
-	return s.transition(req.GetName(), secretmanagerpb.SecretVersion_DESTROYED)
+func (s *Server) DestroySecretVersion(ctx context.Context, req *secretmanagerpb.DestroySecretVersionRequest) (*secretmanagerpb.SecretVersion, error) {
+	return s.transition(ctx, req.GetName(), secretmanagerpb.SecretVersion_DESTROYED)
 }
 
 // ListSecretVersions lists a secret's versions, newest first, without data.
@@ -302,7 +380,7 @@ func (s *Server) ListSecretVersions(_ context.Context, req *secretmanagerpb.List
 }
 
 // transition moves a version to state, refusing to leave DESTROYED.
-func (s *Server) transition(name string, to secretmanagerpb.SecretVersion_State) (*secretmanagerpb.SecretVersion, error) {
+func (s *Server) transition(ctx context.Context, name string, to secretmanagerpb.SecretVersion_State) (*secretmanagerpb.SecretVersion, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	v, err := s.version(name, false)
@@ -313,6 +391,9 @@ func (s *Server) transition(name string, to secretmanagerpb.SecretVersion_State)
 		return nil, status.Errorf(codes.FailedPrecondition, "Secret Version [%s] is in DESTROYED state.", v.meta.Name)
 	}
 	if err := v.writes.admit(s.now(), 1, 60, "changing the state of "+v.meta.Name); err != nil {
+		return nil, err
+	}
+	if err := s.admitWrite(ctx, name); err != nil {
 		return nil, err
 	}
 	now := timestamppb.Now()
