@@ -163,7 +163,9 @@ locals {
         # Secret Manager (secrets.tf), not in the function's environment.
         WEBHOOK_ENDPOINTS = jsonencode([for name, e in local.webhook_endpoints : {
           name            = name, subscription = e.subscription, urlSecret = e.url_secret, secret = e.signing_secret,
-          deadLetterTopic = e.dead_letter_topic, ratePerSecond = e.rate_per_second, enabled = e.enabled
+          deadLetterTopic = e.dead_letter_topic, enabled = e.enabled, eventTypes = e.event_types, appRef = e.app_ref == null ? "" : e.app_ref,
+          # Each instance limits itself, so the endpoint's rate holds with every instance running.
+          ratePerSecond = e.rate_per_second / var.function_settings["webhook"].max_instances
         }])
         WEBHOOK_TIMEOUT      = var.webhook_timeout
         WEBHOOK_RETRY_WINDOW = var.webhook_retry_window

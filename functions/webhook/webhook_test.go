@@ -463,7 +463,7 @@ func TestReadConfig(t *testing.T) {
 				if err != nil {
 					t.Fatalf("ReadConfig = %v, want nil", err)
 				}
-				want := Config{ProjectID: "p", URL: tc.env["WEBHOOK_URL"], SecretName: "webhook-signing-secret", Timeout: 15 * time.Second,
+				want := Config{Name: "default", ProjectID: "p", URL: tc.env["WEBHOOK_URL"], SecretName: "webhook-signing-secret", Timeout: 15 * time.Second,
 					RetryWindow: 24 * time.Hour, CallBudget: 40 * time.Second, DeadLetterTopic: "webhook-dead-letter",
 					EventsTopic: "projects/p/topics/gmail-events"}
 				if cfg != want {
