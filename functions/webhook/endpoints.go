@@ -51,6 +51,20 @@ var perEndpoint = []string{"WEBHOOK_URL", "WEBHOOK_URL_SECRET_NAME", "WEBHOOK_SE
 func ReadEndpoints(lookup platform.Lookup) (Endpoints, error) {
 	raw, ok := lookup("WEBHOOK_ENDPOINTS")
 	if !ok || strings.TrimSpace(raw) == "" {
+		if !setAny(lookup, perEndpoint) {
+			// Neither way is set: report it with the shared settings' problems.
+			_, err := ReadConfig(func(k string) (string, bool) {
+				if k == "WEBHOOK_URL" || k == "DEAD_LETTER_TOPIC" {
+					return "https://unset.invalid", true
+				}
+				return lookup(k)
+			})
+			const none = "WEBHOOK_ENDPOINTS: missing (or WEBHOOK_URL or WEBHOOK_URL_SECRET_NAME, for a single endpoint)"
+			if err == nil {
+				return Endpoints{}, errors.New("configuration: " + none)
+			}
+			return Endpoints{}, fmt.Errorf("%w; %s", err, none)
+		}
 		c, err := ReadConfig(lookup)
 		if err != nil {
 			return Endpoints{}, err
@@ -58,7 +72,7 @@ func ReadEndpoints(lookup platform.Lookup) (Endpoints, error) {
 		return Endpoints{List: []Config{c}}, nil
 	}
 	for _, k := range perEndpoint {
-		if _, set := lookup(k); set {
+		if setAny(lookup, []string{k}) {
 			return Endpoints{}, fmt.Errorf("configuration: %s is set with WEBHOOK_ENDPOINTS, which sets it per endpoint", k)
 		}
 	}
@@ -103,6 +117,15 @@ func ReadEndpoints(lookup platform.Lookup) (Endpoints, error) {
 		e.List = append(e.List, c)
 	}
 	return e, nil
+}
+
+func setAny(lookup platform.Lookup, keys []string) bool {
+	for _, k := range keys {
+		if v, ok := lookup(k); ok && v != "" {
+			return true
+		}
+	}
+	return false
 }
 
 // maxPush bounds a push body: Pub/Sub messages are at most 10 MB, base64

@@ -359,3 +359,10 @@ func TestRateLimit(t *testing.T) {
 		t.Errorf("ten requests within %s at 5 per second (burst 5), want at least about 1s", span)
 	}
 }
+
+func TestReadEndpointsNeitherWay(t *testing.T) {
+	_, err := ReadEndpoints(config.FromMap(map[string]string{}))
+	if err == nil || !strings.Contains(err.Error(), "PROJECT_ID: missing") || !strings.Contains(err.Error(), "WEBHOOK_ENDPOINTS: missing") {
+		t.Fatalf("ReadEndpoints with nothing set = %v, want PROJECT_ID and WEBHOOK_ENDPOINTS missing", err)
+	}
+}
