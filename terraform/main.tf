@@ -167,8 +167,9 @@ locals {
           # Each instance limits itself, so the endpoint's rate holds with every instance running.
           ratePerSecond = e.rate_per_second / var.function_settings["webhook"].max_instances
         }])
-        WEBHOOK_TIMEOUT      = var.webhook_timeout
-        WEBHOOK_RETRY_WINDOW = var.webhook_retry_window
+        WEBHOOK_TIMEOUT        = var.webhook_timeout
+        WEBHOOK_RETRY_WINDOW   = var.webhook_retry_window
+        ENDPOINT_DISABLE_AFTER = var.endpoint_disable_after
       }
     }
   } : {})

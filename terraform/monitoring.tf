@@ -34,6 +34,14 @@ locals {
       ])
       doc = "The webhook could not deliver events; they wait in the dead-letter subscription for replay."
     }
+    endpoint_disabled = {
+      title = "Webhook endpoint disabled"
+      filter = join(" AND ", [
+        local.service_filter,
+        "jsonPayload.message=\"webhook endpoint disabled\"",
+      ])
+      doc = "A webhook endpoint failed for endpoint_disable_after and was disabled: its events wait in its subscription (7 days) and its dead letters. Fix the receiver, then POST /endpoints/NAME/enable on the accounts API and replay its dead letters (scripts/replay -endpoint NAME)."
+    }
     function_errors = {
       title  = "gmailwatch function errors"
       filter = "${local.service_filter} AND severity>=ERROR AND NOT jsonPayload.message=\"domain-wide delegation refused\""

@@ -325,6 +325,17 @@ variable "webhook_endpoint_urls" {
   }
 }
 
+variable "endpoint_disable_after" {
+  description = "A webhook endpoint failing every delivery this long is disabled (ENDPOINT_DISABLE_AFTER, Go duration; 0s never): it gets nothing more, its events wait in its subscription, and gmail.endpoint.disabled is published, until POST /endpoints/NAME/enable on the accounts API."
+  type        = string
+  default     = "120h"
+
+  validation {
+    condition     = can(regex("^([0-9]+(ms|s|m|h))+$", var.endpoint_disable_after))
+    error_message = "The endpoint_disable_after must be a Go duration such as 120h."
+  }
+}
+
 variable "webhook_timeout" {
   description = "Time the webhook function waits for one delivery (Go duration)."
   type        = string

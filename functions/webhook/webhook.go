@@ -34,6 +34,7 @@ import (
 	"golang.org/x/time/rate"
 
 	"github.com/gmailwatch/gmailwatch/shared/config"
+	"github.com/gmailwatch/gmailwatch/shared/endpointhealth"
 	"github.com/gmailwatch/gmailwatch/shared/events"
 	"github.com/gmailwatch/gmailwatch/shared/logging"
 	"github.com/gmailwatch/gmailwatch/shared/platform"
@@ -78,6 +79,7 @@ type Config struct {
 	DeadLetterTopic string        // DEAD_LETTER_TOPIC: topic id
 	SecretEndpoint  string        // SECRETMANAGER_ENDPOINT: loopback, local runs only
 	EventsTopic     string        // projects/PROJECT_ID/topics/EVENTS_TOPIC: the trigger's topic
+	DisableAfter    time.Duration // ENDPOINT_DISABLE_AFTER: failing this long disables the endpoint; 0 never
 }
 
 // Cloud returns the settings every function shares; EventsTopic is the
@@ -109,6 +111,7 @@ func ReadConfig(lookup platform.Lookup) (Config, error) {
 		DeadLetterTopic: r.String("DEAD_LETTER_TOPIC", config.Required),
 		SecretEndpoint:  p.SecretEndpoint,
 		EventsTopic:     "projects/" + p.ProjectID + "/topics/" + p.EventsTopic,
+		DisableAfter:    r.Duration("ENDPOINT_DISABLE_AFTER", endpointhealth.DefaultDisableAfter),
 	}
 	if err := r.Err(); err != nil {
 		return Config{}, err
@@ -138,12 +141,18 @@ type Handler struct {
 	now        func() time.Time
 	backoff    time.Duration
 
-	limit *rate.Limiter // nil: no limit
+	limit    *rate.Limiter // nil: no limit
+	health   HealthBook    // nil: health is not recorded
+	announce *pubsub.Publisher
 
 	mu          sync.Mutex
 	keys        *webhooksig.Keyring
 	keysAt      time.Time
 	pausedUntil time.Time // the receiver's Retry-After, past the call budget
+	disabled    bool      // as the health document said at checkedAt
+	checkedAt   time.Time
+	succeededAt time.Time // last success written
+	failing     bool      // the last outcome written was a failure
 }
 
 // New returns a Handler; cfg must come from ReadConfig (or be as valid).
@@ -226,9 +235,11 @@ func withSecretURL(ctx context.Context, c Config, secrets SecretSource) (Config,
 // wire builds the router over the deployed clients.
 func wire(e Endpoints, c *platform.Clients) *Router {
 	log := logging.New(os.Stdout, slog.LevelInfo)
+	book := endpointhealth.New(c.Firestore(), nil)
 	hs := make([]*Handler, len(e.List))
 	for i, cfg := range e.List {
 		hs[i] = New(cfg, c.Vault(), c.Publisher(cfg.DeadLetterTopic), log)
+		hs[i].WithHealth(book, c.Publisher(topicID(cfg.EventsTopic)))
 	}
 	return NewRouter(e.List[0].ProjectID, hs, log)
 }
@@ -285,6 +296,9 @@ func (h *Handler) Handle(ctx context.Context, ce event.Event) error {
 		// keeps the event and redelivers it with backoff.
 		return fmt.Errorf("endpoint %s is disabled", h.cfg.Name)
 	}
+	if h.autoDisabled(ctx) {
+		return fmt.Errorf("endpoint %s was disabled after failing for %s: POST /endpoints/%s/enable resumes it", h.cfg.Name, h.cfg.DisableAfter, h.cfg.Name)
+	}
 	if until := h.paused(); !until.IsZero() {
 		// The receiver asked for a pause longer than one call: leave the
 		// event with Pub/Sub, unposted, until then (or its retry window ends).
@@ -296,6 +310,9 @@ func (h *Handler) Handle(ctx context.Context, ce event.Event) error {
 	}
 
 	last, attempts := h.deliver(ctx, ev.ID, msg.Data)
+	if attempts > 0 {
+		h.record(ctx, last, published)
+	}
 	switch class(last) {
 	case delivered:
 		log.InfoContext(ctx, "webhook delivered", "status", last.status, "attempts", attempts)
