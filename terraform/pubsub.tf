@@ -82,6 +82,9 @@ resource "google_pubsub_subscription" "webhook" {
   ack_deadline_seconds       = min(var.function_settings["webhook"].timeout, 600)
   message_retention_duration = "604800s"
   enable_message_ordering    = true # one user's events delivered in history order
+  # Kept after delivery too, for the retention above, so scripts/replay
+  # -endpoint NAME -since T can seek the subscription back and redeliver.
+  retain_acked_messages = true
 
   # Redeliveries of a failed or refused (429, 503) push wait 10 s, doubling
   # to 600 s; the function's own attempts within one push come first.
