@@ -90,3 +90,25 @@ func TestAutoDisableAndEnable(t *testing.T) {
 		t.Errorf("Enable of an unknown endpoint = %v, want ErrNotFound", err)
 	}
 }
+
+// TestDisabledEndpointDeadLettersAfterTheRetryWindow: an event a disabled
+// endpoint holds back past the retry window goes to its dead-letter topic,
+// not to expiry in the subscription.
+func TestDisabledEndpointDeadLettersAfterTheRetryWindow(t *testing.T) {
+	rv := newReceiver(t, status(http.StatusNoContent))
+	hs := newHarness(t, rv.URL, staticSecrets{testSecretName: testSecret}, func(c *Config) { c.Disabled = true })
+	ev, body := testEvent(50)
+	if err := hs.h.Handle(context.Background(), pushEvent(t, body, ev.Attributes(), time.Now())); err == nil {
+		t.Fatal("Handle on a disabled endpoint = nil, want the event left with Pub/Sub")
+	}
+	if err := hs.h.Handle(context.Background(), pushEvent(t, body, ev.Attributes(), time.Now().Add(-25*time.Hour))); err != nil {
+		t.Fatalf("Handle of an event past the retry window = %v, want it dead-lettered", err)
+	}
+	dl := hs.deadLetters(t, 1, 5*time.Second)
+	if len(dl) != 1 || dl[0].Attributes["reason"] != ReasonDisabled || dl[0].Attributes["id"] != ev.ID {
+		t.Fatalf("dead letters = %v, want the event with reason %s", dl, ReasonDisabled)
+	}
+	if n := len(rv.got()); n != 0 {
+		t.Errorf("a disabled endpoint's receiver got %d requests", n)
+	}
+}

@@ -52,6 +52,7 @@ const (
 	ReasonRejected  = "rejected"  // another 4xx: the request will never be accepted as is
 	ReasonExpired   = "expired"   // retryable failures until the retry window passed
 	ReasonMalformed = "malformed" // not an event: delivering it cannot succeed
+	ReasonDisabled  = "disabled"  // the endpoint stayed disabled for the whole retry window
 )
 
 const (
@@ -291,13 +292,16 @@ func (h *Handler) Handle(ctx context.Context, ce event.Event) error {
 		log.DebugContext(ctx, "webhook: event outside the endpoint's filter acknowledged")
 		return nil
 	}
-	if h.cfg.Disabled {
-		// Nothing is delivered, dead-lettered or acknowledged: Pub/Sub
-		// keeps the event and redelivers it with backoff.
-		return fmt.Errorf("endpoint %s is disabled", h.cfg.Name)
-	}
-	if h.autoDisabled(ctx) {
-		return fmt.Errorf("endpoint %s was disabled after failing for %s: POST /endpoints/%s/enable resumes it", h.cfg.Name, h.cfg.DisableAfter, h.cfg.Name)
+	if h.cfg.Disabled || h.autoDisabled(ctx) {
+		// Nothing is delivered or acknowledged: Pub/Sub keeps the event and
+		// redelivers it with backoff, until the retry window ends; then it
+		// goes to the dead-letter topic (kept 31 days, replayable) rather
+		// than expire from the subscription (7 days).
+		err := fmt.Errorf("endpoint %s is disabled (in Terraform, or after failing for %s: POST /endpoints/%s/enable resumes it)", h.cfg.Name, h.cfg.DisableAfter, h.cfg.Name)
+		if h.now().Sub(published) >= h.cfg.RetryWindow {
+			return h.deadLetterMessage(ctx, msg.Data, msg.Attributes, published, ReasonDisabled, attempt{err: err}, 0)
+		}
+		return err
 	}
 	if until := h.paused(); !until.IsZero() {
 		// The receiver asked for a pause longer than one call: leave the
