@@ -366,3 +366,53 @@ func TestReadEndpointsNeitherWay(t *testing.T) {
 		t.Fatalf("ReadEndpoints with nothing set = %v, want PROJECT_ID and WEBHOOK_ENDPOINTS missing", err)
 	}
 }
+
+// TestRouterRefusesWhatNoEndpointTakes: a push from a subscription no
+// endpoint is fed by is refused (503: Pub/Sub keeps it), a request that is
+// not a push is answered and ignored, and neither reaches a receiver.
+func TestRouterRefusesWhatNoEndpointTakes(t *testing.T) {
+	rv := newReceiver(t, status(http.StatusNoContent))
+	hs := newHarness(t, rv.URL, staticSecrets{testSecretName: testSecret}, func(c *Config) { c.Subscription = "webhook-crm" })
+	srv := httptest.NewServer(NewRouter("p", []*Handler{hs.h, New(Config{Name: "audit", Subscription: "webhook-audit"}, staticSecrets{}, nil, hs.Log)}, hs.Log))
+	t.Cleanup(srv.Close)
+	ev, body := testEvent(60)
+	push := func(sub string) string {
+		b, _ := json.Marshal(map[string]any{"message": map[string]any{"data": body, "attributes": ev.Attributes(), "messageId": "1",
+			"publishTime": time.Now().Format(time.RFC3339Nano)}, "subscription": sub})
+		return string(b)
+	}
+	for _, tc := range []struct {
+		name, method, path, body string
+		want                     int
+	}{
+		{"unknown subscription", http.MethodPost, "/projects/p/topics/gmail-events", push("projects/p/subscriptions/webhook-other"), http.StatusServiceUnavailable},
+		{"another project's subscription", http.MethodPost, "/projects/p/topics/gmail-events", push("projects/q/subscriptions/webhook-crm"), http.StatusServiceUnavailable},
+		{"not JSON", http.MethodPost, "/projects/p/topics/gmail-events", "hello", http.StatusNoContent},
+		{"no topic in the path", http.MethodPost, "/", push("projects/p/subscriptions/webhook-crm"), http.StatusNoContent},
+		{"GET", http.MethodGet, "/projects/p/topics/gmail-events", "", http.StatusMethodNotAllowed},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			req, _ := http.NewRequest(tc.method, srv.URL+tc.path, strings.NewReader(tc.body))
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			if resp.StatusCode != tc.want {
+				t.Errorf("status %d, want %d", resp.StatusCode, tc.want)
+			}
+		})
+	}
+	if n := len(rv.got()); n != 0 {
+		t.Fatalf("receiver got %d requests from refused pushes", n)
+	}
+	// The same push from crm's subscription is delivered.
+	resp, err := http.Post(srv.URL+"/projects/p/topics/gmail-events", "application/json", strings.NewReader(push("projects/p/subscriptions/webhook-crm")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusNoContent || len(rv.got()) != 1 {
+		t.Errorf("crm's push: status %d, receiver got %d requests; want 204 and 1", resp.StatusCode, len(rv.got()))
+	}
+}
