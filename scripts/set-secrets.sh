@@ -20,7 +20,10 @@
 # Env:   OAUTH_CLIENT_SECRET_NAME, STATE_KEY_SECRET_NAME, WEBHOOK_SECRET_NAME,
 #        CONNECT_LINK_KEY_SECRET_NAME, USER_KEY_SECRET_NAME (default
 #        oauth-client-secret, consent-state-key, webhook-signing-secret,
-#        connect-link-key, user-key-secret)
+#        connect-link-key, user-key-secret);
+#        WEBHOOK_ENDPOINT_SECRET_NAMES: the signing secrets of the other webhook
+#        endpoints (space-separated; terraform output set_secrets_command
+#        lists them), each treated as the webhook signing secret is
 set -euo pipefail
 
 rotate=0
@@ -33,7 +36,7 @@ while (($#)); do
 	--drop-old | --drop-old-webhook-secret) drop=1 ;;
 	--if-missing) if_missing=1 ;;
 	--project) project="${2:?--project needs a value}"; shift ;;
-	-h | --help) sed -n '2,25p' "$0"; exit 0 ;;
+	-h | --help) sed -n '2,28p' "$0"; exit 0 ;;
 	*) echo "set-secrets: unknown argument $1" >&2; exit 2 ;;
 	esac
 	shift
@@ -53,6 +56,13 @@ state_name="${STATE_KEY_SECRET_NAME:-consent-state-key}"
 webhook_name="${WEBHOOK_SECRET_NAME:-webhook-signing-secret}"
 link_name="${CONNECT_LINK_KEY_SECRET_NAME:-connect-link-key}"
 userkey_name="${USER_KEY_SECRET_NAME:-user-key-secret}"
+read -r -a endpoint_names <<<"${WEBHOOK_ENDPOINT_SECRET_NAMES:-}"
+for name in ${endpoint_names[@]+"${endpoint_names[@]}"}; do
+	if [[ ! "$name" =~ ^[A-Za-z0-9_-]{1,255}$ ]]; then
+		echo "set-secrets: WEBHOOK_ENDPOINT_SECRET_NAMES: $name is not a secret id" >&2
+		exit 2
+	fi
+done
 
 # add NAME: adds standard input as a new version of secret NAME.
 add() {
@@ -101,7 +111,7 @@ dropped() {
 }
 
 if ((drop)); then
-	for name in "$state_name" "$link_name" "$userkey_name" "$webhook_name"; do
+	for name in "$state_name" "$link_name" "$userkey_name" "$webhook_name" ${endpoint_names[@]+"${endpoint_names[@]}"}; do
 		dropped "$name"
 	done
 	exit 0
@@ -134,6 +144,14 @@ if ((webhook_new || rotate)); then
 	echo "set-secrets: give your webhook receiver the signing secret (with --rotate, the first key of the value):" >&2
 	echo "  gcloud secrets versions access latest --secret=$webhook_name --project=$project" >&2
 fi
+for name in ${endpoint_names[@]+"${endpoint_names[@]}"}; do
+	new=0
+	has_version "$name" || new=1
+	generated "$name" whsec_
+	if ((new || rotate)); then
+		echo "set-secrets: give that endpoint's receiver its signing secret: gcloud secrets versions access latest --secret=$name --project=$project" >&2
+	fi
+done
 if ((rotate)); then
 	echo "set-secrets: backends that sign connect links read their new key (the first of the value) with:" >&2
 	echo "  gcloud secrets versions access latest --secret=$link_name --project=$project" >&2

@@ -23,8 +23,9 @@ resource "google_service_account" "builder" {
 }
 
 # --- Firestore: no finer IAM than the project exists.
+# The webhook records each endpoint's delivery health there.
 resource "google_project_iam_member" "datastore_user" {
-  for_each = toset(["consent", "accounts", "notify", "renew"])
+  for_each = toset(concat(["consent", "accounts", "notify", "renew"], local.webhook_enabled ? ["webhook"] : []))
 
   project = var.project_id
   role    = "roles/datastore.user"
@@ -50,11 +51,16 @@ resource "google_secret_manager_secret_iam_member" "state_key_accessor" {
 }
 
 resource "google_secret_manager_secret_iam_member" "webhook_accessor" {
-  count = local.webhook_enabled ? 1 : 0
+  for_each = local.webhook_endpoints
 
-  secret_id = google_secret_manager_secret.webhook.secret_id
+  secret_id = each.key == "default" ? google_secret_manager_secret.webhook.secret_id : google_secret_manager_secret.webhook_endpoint[each.key].secret_id
   role      = "roles/secretmanager.secretAccessor"
   member    = google_service_account.function["webhook"].member
+}
+
+moved {
+  from = google_secret_manager_secret_iam_member.webhook_accessor[0]
+  to   = google_secret_manager_secret_iam_member.webhook_accessor["default"]
 }
 
 # --- Per-user refresh-token secrets, created at consent time: every grant is
@@ -113,20 +119,28 @@ resource "google_project_iam_member" "refresh_token_accessor" {
 }
 
 # --- Pub/Sub: publish on the one topic each function writes to.
+# The webhook publishes gmail.endpoint.disabled only.
 resource "google_pubsub_topic_iam_member" "events_publisher" {
-  for_each = toset(["consent", "accounts", "notify", "renew"])
+  for_each = toset(concat(["consent", "accounts", "notify", "renew"], local.webhook_enabled ? ["webhook"] : []))
 
   topic  = google_pubsub_topic.events.name
   role   = "roles/pubsub.publisher"
   member = google_service_account.function[each.key].member
 }
 
+# The webhook publishes to each endpoint's dead-letter topic and to the
+# events topic (gmail.endpoint.disabled).
 resource "google_pubsub_topic_iam_member" "dead_letter_publisher" {
-  count = local.webhook_enabled ? 1 : 0
+  for_each = local.webhook_endpoints
 
-  topic  = google_pubsub_topic.dead_letter.name
+  topic  = each.key == "default" ? google_pubsub_topic.dead_letter.name : google_pubsub_topic.webhook_dead_letter[each.key].name
   role   = "roles/pubsub.publisher"
   member = google_service_account.function["webhook"].member
+}
+
+moved {
+  from = google_pubsub_topic_iam_member.dead_letter_publisher[0]
+  to   = google_pubsub_topic_iam_member.dead_letter_publisher["default"]
 }
 
 # --- Invocation. Event-triggered functions are invoked by their own account

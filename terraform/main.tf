@@ -39,7 +39,26 @@ locals {
 
   # webhook_url is sensitive (it may carry a token), but whether it is set is
   # not, and for_each refuses sensitive values.
-  webhook_enabled = nonsensitive(var.webhook_url != "")
+  legacy_webhook = nonsensitive(var.webhook_url != "")
+
+  # Every endpoint with the names of its subscription, secrets and
+  # dead-letter topic; "default" (webhook_url) keeps the names the single
+  # webhook had. The filter selects its event types and appRef (Pub/Sub
+  # filter syntax: attributes.KEY = "VALUE", OR within parentheses).
+  webhook_endpoints = {
+    for name, e in merge(local.legacy_webhook ? { default = { event_types = [], app_ref = null, rate_per_second = 0, enabled = true } } : {}, var.webhook_endpoints) :
+    name => merge(e, {
+      subscription      = name == "default" ? "${var.name_prefix}webhook" : "${var.name_prefix}webhook-${name}"
+      url_secret        = name == "default" ? local.names.webhook_url_secret : "${var.name_prefix}webhook-${name}-url"
+      signing_secret    = name == "default" ? local.names.webhook_secret : "${var.name_prefix}webhook-${name}-signing-secret"
+      dead_letter_topic = name == "default" ? local.names.dead_letter_topic : "${var.name_prefix}webhook-${name}-dead-letter"
+      filter = join(" AND ", compact([
+        length(e.event_types) == 0 ? "" : "(${join(" OR ", [for t in e.event_types : "attributes.type = \"${t}\""])})",
+        e.app_ref == null ? "" : "attributes.appRef = \"${e.app_ref}\"",
+      ]))
+    })
+  }
+  webhook_enabled = length(local.webhook_endpoints) > 0
 
   common_env = {
     PROJECT_ID                = var.project_id
@@ -140,13 +159,17 @@ locals {
       ingress       = "ALLOW_INTERNAL_ONLY"
       trigger_topic = null
       env = {
-        # The URL, which may carry the receiver's token, is in Secret Manager
-        # (secrets.tf), not in the function's environment.
-        WEBHOOK_URL_SECRET_NAME = local.names.webhook_url_secret
-        WEBHOOK_SECRET_NAME     = local.names.webhook_secret
-        WEBHOOK_TIMEOUT         = var.webhook_timeout
-        WEBHOOK_RETRY_WINDOW    = var.webhook_retry_window
-        DEAD_LETTER_TOPIC       = local.names.dead_letter_topic
+        # Each endpoint's URL, which may carry the receiver's token, is in
+        # Secret Manager (secrets.tf), not in the function's environment.
+        WEBHOOK_ENDPOINTS = jsonencode([for name, e in local.webhook_endpoints : {
+          name            = name, subscription = e.subscription, urlSecret = e.url_secret, secret = e.signing_secret,
+          deadLetterTopic = e.dead_letter_topic, enabled = e.enabled, eventTypes = e.event_types, appRef = e.app_ref == null ? "" : e.app_ref,
+          # Each instance limits itself, so the endpoint's rate holds with every instance running.
+          ratePerSecond = e.rate_per_second / var.function_settings["webhook"].max_instances
+        }])
+        WEBHOOK_TIMEOUT        = var.webhook_timeout
+        WEBHOOK_RETRY_WINDOW   = var.webhook_retry_window
+        ENDPOINT_DISABLE_AFTER = var.endpoint_disable_after
       }
     }
   } : {})

@@ -34,6 +34,14 @@ locals {
       ])
       doc = "The webhook could not deliver events; they wait in the dead-letter subscription for replay."
     }
+    endpoint_disabled = {
+      title = "Webhook endpoint disabled"
+      filter = join(" AND ", [
+        local.service_filter,
+        "jsonPayload.message=\"webhook endpoint disabled\"",
+      ])
+      doc = "A webhook endpoint failed for endpoint_disable_after and was disabled: its events wait in its subscription (7 days) and its dead letters. Fix the receiver, then POST /endpoints/NAME/enable on the accounts API and replay its dead letters (scripts/replay -endpoint NAME)."
+    }
     function_errors = {
       title  = "gmailwatch function errors"
       filter = "${local.service_filter} AND severity>=ERROR AND NOT jsonPayload.message=\"domain-wide delegation refused\""
@@ -128,15 +136,15 @@ locals {
       threshold    = 0
       doc          = "Events the webhook could not deliver wait in the dead-letter subscription: fix the receiver, then replay them (scripts/replay)."
     }
-    }, local.webhook_enabled ? {
-    webhook_backlog = {
-      title        = "Webhook deliveries delayed"
-      subscription = "\"${google_pubsub_subscription.webhook[0].name}\""
+    }, {
+    for name, e in local.webhook_endpoints : (name == "default" ? "webhook_backlog" : "webhook_backlog_${name}") => {
+      title        = name == "default" ? "Webhook deliveries delayed" : "Webhook deliveries to ${name} delayed"
+      subscription = "\"${google_pubsub_subscription.webhook[name].name}\""
       metric       = "pubsub.googleapis.com/subscription/oldest_unacked_message_age"
       threshold    = 1800
-      doc          = "An event has waited more than 30 minutes for delivery to the webhook URL: the receiver is down or refusing it. The webhook keeps retrying until webhook_retry_window, then dead-letters."
+      doc          = "An event has waited more than 30 minutes for delivery to the webhook endpoint ${name}: the receiver is down, refusing it or rate-limiting, or the endpoint is disabled (GET /endpoints/${name} on the accounts API). The webhook keeps retrying until webhook_retry_window, then dead-letters; a disabled endpoint keeps its events until POST /endpoints/${name}/enable."
     }
-  } : {})
+  })
 }
 
 resource "google_monitoring_alert_policy" "backlog" {

@@ -62,5 +62,14 @@ output "function_uris" {
 
 output "set_secrets_command" {
   description = "Command that adds the secret values to this deployment's secrets (run it from the repository root)."
-  value       = "OAUTH_CLIENT_SECRET_NAME=${google_secret_manager_secret.oauth_client.secret_id} STATE_KEY_SECRET_NAME=${local.kept_secrets.state_key} WEBHOOK_SECRET_NAME=${google_secret_manager_secret.webhook.secret_id} CONNECT_LINK_KEY_SECRET_NAME=${local.kept_secrets.connect_link_key} USER_KEY_SECRET_NAME=${local.kept_secrets.user_key} scripts/set-secrets.sh --project ${var.project_id}"
+  value       = "OAUTH_CLIENT_SECRET_NAME=${google_secret_manager_secret.oauth_client.secret_id} STATE_KEY_SECRET_NAME=${local.kept_secrets.state_key} WEBHOOK_SECRET_NAME=${google_secret_manager_secret.webhook.secret_id} CONNECT_LINK_KEY_SECRET_NAME=${local.kept_secrets.connect_link_key} USER_KEY_SECRET_NAME=${local.kept_secrets.user_key} WEBHOOK_ENDPOINT_SECRET_NAMES='${join(" ", [for name, e in local.webhook_endpoints : e.signing_secret if name != "default"])}' scripts/set-secrets.sh --project ${var.project_id}"
+}
+
+output "webhook_endpoints" {
+  description = "Each webhook endpoint's subscription, signing secret (its whsec_ keys are added by scripts/set-secrets.sh --webhook-endpoint NAME) and dead-letter subscription (scripts/replay -endpoint NAME)."
+  value = { for name, e in local.webhook_endpoints : name => {
+    subscription             = google_pubsub_subscription.webhook[name].id
+    signing_secret           = e.signing_secret
+    dead_letter_subscription = name == "default" ? google_pubsub_subscription.dead_letter.id : google_pubsub_subscription.webhook_dead_letter[name].id
+  } }
 }

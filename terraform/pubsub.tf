@@ -54,26 +54,40 @@ resource "google_pubsub_subscription" "dead_letter" {
   }
 }
 
-# Events reach the webhook function through this push subscription. It keeps
-# an undelivered event for 7 days and redelivers with backoff, so the
-# function's retry window (webhook_retry_window, at least 24 h) always ends in
-# delivery or the dead-letter topic, never in the event expiring unrecorded.
+# Events reach the webhook function through one push subscription per
+# endpoint (webhook_endpoints). Each keeps its undelivered events for 7 days
+# and redelivers with backoff, so the function's retry window
+# (webhook_retry_window, at least 24 h) always ends in delivery or the
+# endpoint's dead-letter topic, never in the event expiring unrecorded; one
+# endpoint's outage leaves the others' subscriptions untouched. The filter
+# keeps only the endpoint's event types and appRef: Pub/Sub acknowledges the
+# rest for it. A filter cannot change in place (Pub/Sub filtering
+# documentation: "The filter is an immutable property of a subscription"), so
+# the provider replaces the subscription, dropping its backlog; no IAM is
+# bound on these subscriptions, so a replacement loses no grant either
+# (terraform-google-modules/terraform-google-pubsub#173).
 # The push is authenticated with the webhook account's OIDC token; the path
-# names the topic, from which the functions framework builds the CloudEvent.
-# It goes to the service's run.app URL: Cloud Run counts Pub/Sub pushes as
-# internal traffic only there, so on the cloudfunctions.net URL an
-# internal-only function refuses them (Cloud Run ingress documentation). The
-# token's audience is that URL too, set explicitly as for the scheduler.
+# names the topic, as the functions framework expects. It goes to the
+# service's run.app URL: Cloud Run counts Pub/Sub pushes as internal traffic
+# only there, so on the cloudfunctions.net URL an internal-only function
+# refuses them (Cloud Run ingress documentation). The token's audience is
+# that URL too, set explicitly as for the scheduler.
 resource "google_pubsub_subscription" "webhook" {
-  count = local.webhook_enabled ? 1 : 0
+  for_each = local.webhook_endpoints
 
-  name  = "${var.name_prefix}webhook"
-  topic = google_pubsub_topic.events.name
+  name   = each.value.subscription
+  topic  = google_pubsub_topic.events.name
+  filter = each.value.filter
 
   ack_deadline_seconds       = min(var.function_settings["webhook"].timeout, 600)
   message_retention_duration = "604800s"
   enable_message_ordering    = true # one user's events delivered in history order
+  # Kept after delivery too, for the retention above, so scripts/replay
+  # -endpoint NAME -since T can seek the subscription back and redeliver.
+  retain_acked_messages = true
 
+  # Redeliveries of a failed or refused (429, 503) push wait 10 s, doubling
+  # to 600 s; the function's own attempts within one push come first.
   retry_policy {
     minimum_backoff = "10s"
     maximum_backoff = "600s"
@@ -95,4 +109,34 @@ resource "google_pubsub_subscription" "webhook" {
     google_cloud_run_v2_service_iam_member.webhook_pusher,
     google_service_account_iam_member.pubsub_agent_token_creator,
   ]
+}
+
+# Each endpoint but "default" (which keeps the shared dead-letter topic
+# above) has a dead-letter topic of its own, with a subscription keeping its
+# dead letters for replay (scripts/replay -endpoint).
+resource "google_pubsub_topic" "webhook_dead_letter" {
+  for_each = { for name, e in local.webhook_endpoints : name => e if name != "default" }
+
+  name       = each.value.dead_letter_topic
+  depends_on = [google_project_service.enabled]
+}
+
+resource "google_pubsub_subscription" "webhook_dead_letter" {
+  for_each = google_pubsub_topic.webhook_dead_letter
+
+  name  = each.value.name
+  topic = each.value.id
+
+  ack_deadline_seconds       = 60
+  message_retention_duration = "2678400s"
+
+  expiration_policy {
+    ttl = ""
+  }
+}
+
+# The single webhook became the endpoint "default".
+moved {
+  from = google_pubsub_subscription.webhook[0]
+  to   = google_pubsub_subscription.webhook["default"]
 }

@@ -267,6 +267,75 @@ variable "webhook_url" {
   }
 }
 
+# Endpoints are data: each entry gets a filtered push subscription, its own
+# signing secret, URL secret and dead-letter topic (pubsub.tf, secrets.tf).
+# One webhook function serves them all: it reads the push envelope itself
+# (an HTTP entry point) and picks the endpoint by the push's subscription,
+# which the functions framework's CloudEvent conversion would drop. One
+# deployment means one build and one set of instances; endpoints stay apart
+# through their subscriptions (each its own backlog, ordering and backoff)
+# and per-endpoint rate limits in the function. The old webhook_url and
+# webhook_secret_name keep working: they are the endpoint "default", under
+# the names they had (moved blocks in pubsub.tf carry the resources over).
+variable "webhook_endpoints" {
+  description = "Webhook endpoints by name (lowercase letters, digits, -): event_types (empty: every type), app_ref (deliver only that appRef's events), rate_per_second (0: unlimited) and enabled. Their URLs are in webhook_endpoint_urls. Pub/Sub cannot change a subscription's filter: changing event_types or app_ref replaces the subscription and drops its undelivered events, so add a new entry, let the old one drain, then remove it."
+  type = map(object({
+    event_types     = optional(list(string), [])
+    app_ref         = optional(string)
+    rate_per_second = optional(number, 0)
+    enabled         = optional(bool, true)
+  }))
+  default = {}
+
+  validation {
+    condition     = alltrue([for name, _ in var.webhook_endpoints : can(regex("^[a-z][a-z0-9-]{0,19}$", name)) && name != "default"])
+    error_message = "Each webhook_endpoints name must be 1-20 lowercase letters, digits or - starting with a letter, and not default (the name of webhook_url's endpoint)."
+  }
+  validation {
+    condition = alltrue(flatten([for e in values(var.webhook_endpoints) : [for t in e.event_types : contains([
+      "gmail.message.received", "gmail.message.sent", "gmail.message.labels_changed", "gmail.message.deleted",
+      "gmail.user.connected", "gmail.user.disconnected", "gmail.user.reauth_required", "gmail.endpoint.disabled",
+    ], t)]]))
+    error_message = "Each webhook_endpoints event type must be a gmail.message.* or gmail.user.* event type the functions publish."
+  }
+  validation {
+    condition     = alltrue([for e in values(var.webhook_endpoints) : e.rate_per_second >= 0 && (e.app_ref == null || can(regex("^[^\"\\\\]{1,100}$", e.app_ref)))])
+    error_message = "Each webhook_endpoints rate_per_second must be >= 0 and app_ref, when set, 1-100 characters without quotes or backslashes."
+  }
+  # Pub/Sub refuses filters over 256 bytes.
+  validation {
+    condition     = alltrue([for e in values(var.webhook_endpoints) : length(join(" OR ", [for t in e.event_types : "attributes.type = \"${t}\""])) + (e.app_ref == null ? 0 : length(e.app_ref) + 30) <= 250])
+    error_message = "A webhook_endpoints filter (its event_types and app_ref) is longer than the 256 bytes Pub/Sub allows: list fewer types."
+  }
+}
+
+variable "webhook_endpoint_urls" {
+  description = "HTTPS URL of each webhook_endpoints entry, by name. Sensitive, since a path may carry the receiver's token."
+  type        = map(string)
+  default     = {}
+  sensitive   = true
+
+  validation {
+    condition     = alltrue([for u in values(var.webhook_endpoint_urls) : can(regex("^https://[^/?#@\\s]+(/[^?#\\s]*)?$", u))])
+    error_message = "Each webhook_endpoint_urls entry must be an https:// URL without user:password@, query string or fragment."
+  }
+  validation {
+    condition     = nonsensitive(length(setsubtract(keys(var.webhook_endpoint_urls), keys(var.webhook_endpoints))) == 0 && length(setsubtract(keys(var.webhook_endpoints), keys(var.webhook_endpoint_urls))) == 0)
+    error_message = "The webhook_endpoint_urls must have exactly one URL for each webhook_endpoints entry."
+  }
+}
+
+variable "endpoint_disable_after" {
+  description = "A webhook endpoint failing every delivery this long is disabled (ENDPOINT_DISABLE_AFTER, Go duration; 0s never): it gets nothing more, its events wait in its subscription, and gmail.endpoint.disabled is published, until POST /endpoints/NAME/enable on the accounts API."
+  type        = string
+  default     = "120h"
+
+  validation {
+    condition     = can(regex("^([0-9]+(ms|s|m|h))+$", var.endpoint_disable_after))
+    error_message = "The endpoint_disable_after must be a Go duration such as 120h."
+  }
+}
+
 variable "webhook_timeout" {
   description = "Time the webhook function waits for one delivery (Go duration)."
   type        = string

@@ -12,6 +12,8 @@
 //	POST /accounts/{user}/disconnect       stop, revoke, delete, mark disconnected
 //	POST /accounts/{user}/resync           read the account's history now
 //	POST /accounts/{user}/access-token     a live Gmail access token, for the app to act on the mail
+//	GET  /endpoints[/{name}]               webhook endpoints' health (endpoints.go)
+//	POST /endpoints/{name}/enable          resume a webhook endpoint disabled after failing
 //
 // Bad input gets 400 with every problem named, and changes nothing. In
 // delegation-only mode (CONNECT_MODE=delegation) no account connects by
@@ -30,6 +32,7 @@ import (
 	"github.com/gmailwatch/gmailwatch/shared/config"
 	"github.com/gmailwatch/gmailwatch/shared/connectlink"
 	"github.com/gmailwatch/gmailwatch/shared/disconnect"
+	"github.com/gmailwatch/gmailwatch/shared/endpointhealth"
 	"github.com/gmailwatch/gmailwatch/shared/events"
 	"github.com/gmailwatch/gmailwatch/shared/gmailclient"
 	"github.com/gmailwatch/gmailwatch/shared/gmailsync"
@@ -93,6 +96,7 @@ type Handler struct {
 	now        func() time.Time
 	mux        *http.ServeMux
 	guard      *guard
+	endpoints  *endpointhealth.Book // nil: no webhook endpoints
 }
 
 // Deps are what a Handler works with.
@@ -101,6 +105,8 @@ type Deps struct {
 	Vault  *vault.Vault
 	Events *events.Publisher
 	HTTP   *http.Client // for Google's token, revoke and Gmail endpoints; nil: a client with a timeout
+	// Endpoints is the webhook endpoints' health; nil answers 404 on /endpoints.
+	Endpoints *endpointhealth.Book
 }
 
 // New returns a Handler; cfg must come from ReadConfig (or be as valid).
@@ -123,6 +129,7 @@ func New(cfg Config, d Deps, log *slog.Logger) *Handler {
 		now:        d.Users.Now,
 		mux:        http.NewServeMux(),
 		guard:      newGuard(cfg.Callers, log),
+		endpoints:  d.Endpoints,
 	}
 	h.mux.HandleFunc("POST /connect-links", h.createLink)
 	h.mux.HandleFunc("POST /connect-results", h.redeem)
@@ -132,6 +139,9 @@ func New(cfg Config, d Deps, log *slog.Logger) *Handler {
 	h.mux.HandleFunc("POST /accounts/{user}/disconnect", h.disconnectUser)
 	h.mux.HandleFunc("POST /accounts/{user}/resync", h.resync)
 	h.mux.HandleFunc("POST /accounts/{user}/access-token", h.issueToken)
+	h.mux.HandleFunc("GET /endpoints", h.listEndpoints)
+	h.mux.HandleFunc("GET /endpoints/{name}", h.getEndpoint)
+	h.mux.HandleFunc("POST /endpoints/{name}/enable", h.enableEndpoint)
 	h.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		fail(w, http.StatusNotFound, "no such route: see the accounts API in README.md")
 	})
@@ -157,5 +167,6 @@ func unavailable(w http.ResponseWriter, _ error) {
 
 // wire builds the handler over the deployed clients.
 func wire(cfg Config, c *platform.Clients) *Handler {
-	return New(cfg, Deps{Users: store.New(c.Firestore(), nil), Vault: c.Vault(), Events: c.Events()}, logging.New(os.Stdout, slog.LevelInfo))
+	return New(cfg, Deps{Users: store.New(c.Firestore(), nil), Vault: c.Vault(), Events: c.Events(), Endpoints: endpointhealth.New(c.Firestore(), nil)},
+		logging.New(os.Stdout, slog.LevelInfo))
 }

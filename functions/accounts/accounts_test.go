@@ -18,6 +18,7 @@ import (
 	"github.com/gmailwatch/gmailwatch/scripts/testenv"
 	"github.com/gmailwatch/gmailwatch/shared/config"
 	"github.com/gmailwatch/gmailwatch/shared/connectlink"
+	"github.com/gmailwatch/gmailwatch/shared/endpointhealth"
 	"github.com/gmailwatch/gmailwatch/shared/gmailclient"
 	"github.com/gmailwatch/gmailwatch/shared/store"
 	"github.com/gmailwatch/gmailwatch/shared/vault"
@@ -62,7 +63,7 @@ func newWorldEnv(t *testing.T, extra map[string]string) *world {
 	if err != nil {
 		t.Fatalf("ReadConfig: %v", err)
 	}
-	srv := httptest.NewServer(accounts.New(cfg, accounts.Deps{Users: w.Store, Vault: w.Vault, Events: w.Publisher}, w.Log))
+	srv := httptest.NewServer(accounts.New(cfg, accounts.Deps{Users: w.Store, Vault: w.Vault, Events: w.Publisher, Endpoints: endpointhealth.New(w.Firestore, nil)}, w.Log))
 	t.Cleanup(srv.Close)
 	w.url, w.token = srv.URL, w.sb.Auth.IDToken(backend, accountsURL)
 	return w

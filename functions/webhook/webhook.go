@@ -1,5 +1,6 @@
-// Package webhook is the Webhook function: triggered by every message on the
-// output events topic, it POSTs the event to the application's URL, signed per
+// Package webhook is the Webhook function: pushed every message of the output
+// events topic once per endpoint (one filtered push subscription each), it
+// POSTs the event to that endpoint's URL, signed per
 // Standard Webhooks with the same webhook-id on every attempt. It retries
 // briefly within one invocation and then returns an error so the platform
 // redelivers with backoff; an event the endpoint rejects, or still
@@ -16,6 +17,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"math/rand/v2"
 	"net/http"
 	"net/url"
@@ -29,8 +31,10 @@ import (
 	"github.com/GoogleCloudPlatform/functions-framework-go/functions"
 	"github.com/cloudevents/sdk-go/v2/event"
 	"github.com/googleapis/gax-go/v2"
+	"golang.org/x/time/rate"
 
 	"github.com/gmailwatch/gmailwatch/shared/config"
+	"github.com/gmailwatch/gmailwatch/shared/endpointhealth"
 	"github.com/gmailwatch/gmailwatch/shared/events"
 	"github.com/gmailwatch/gmailwatch/shared/logging"
 	"github.com/gmailwatch/gmailwatch/shared/platform"
@@ -38,7 +42,9 @@ import (
 	"github.com/gmailwatch/gmailwatch/shared/webhooksig"
 )
 
-func init() { functions.CloudEvent("Webhook", platform.CloudEvent(production)) }
+// An HTTP entry point rather than a CloudEvent one: the framework's CloudEvent
+// conversion of a push drops its subscription, which names the endpoint.
+func init() { functions.HTTP("Webhook", platform.HTTP(production, failStart)) }
 
 // Dead-letter reasons, in the "reason" attribute.
 const (
@@ -46,6 +52,7 @@ const (
 	ReasonRejected  = "rejected"  // another 4xx: the request will never be accepted as is
 	ReasonExpired   = "expired"   // retryable failures until the retry window passed
 	ReasonMalformed = "malformed" // not an event: delivering it cannot succeed
+	ReasonDisabled  = "disabled"  // the endpoint stayed disabled for the whole retry window
 )
 
 const (
@@ -55,8 +62,14 @@ const (
 	maxBackoff      = 30 * time.Second
 )
 
-// Config is the function's settings.
+// Config is the settings of one endpoint.
 type Config struct {
+	Name            string  // the endpoint's name; "default" for the single webhook's settings
+	Subscription    string  // the push subscription id feeding it; empty only when it is the sole endpoint
+	RatePerSecond   float64 // requests per second at most from one instance; 0 means no limit
+	Disabled        bool    // deliver nothing and acknowledge nothing: Pub/Sub keeps the events
+	EventTypes      string  // comma-separated types delivered; empty: every type
+	AppRef          string  // deliver only events with this appRef; empty: every event
 	ProjectID       string
 	URL             string        // WEBHOOK_URL: https, or http on loopback; deployed, read from URLSecretName
 	URLSecretName   string        // WEBHOOK_URL_SECRET_NAME: Secret Manager id holding the URL (it may carry a token)
@@ -67,6 +80,7 @@ type Config struct {
 	DeadLetterTopic string        // DEAD_LETTER_TOPIC: topic id
 	SecretEndpoint  string        // SECRETMANAGER_ENDPOINT: loopback, local runs only
 	EventsTopic     string        // projects/PROJECT_ID/topics/EVENTS_TOPIC: the trigger's topic
+	DisableAfter    time.Duration // ENDPOINT_DISABLE_AFTER: failing this long disables the endpoint; 0 never
 }
 
 // Cloud returns the settings every function shares; EventsTopic is the
@@ -87,6 +101,7 @@ func ReadConfig(lookup platform.Lookup) (Config, error) {
 		r.Problem("WEBHOOK_URL_SECRET_NAME", "missing (or WEBHOOK_URL, for local runs)")
 	}
 	c := Config{
+		Name:            "default",
 		ProjectID:       p.ProjectID,
 		URL:             hook,
 		URLSecretName:   urlSecret,
@@ -97,6 +112,7 @@ func ReadConfig(lookup platform.Lookup) (Config, error) {
 		DeadLetterTopic: r.String("DEAD_LETTER_TOPIC", config.Required),
 		SecretEndpoint:  p.SecretEndpoint,
 		EventsTopic:     "projects/" + p.ProjectID + "/topics/" + p.EventsTopic,
+		DisableAfter:    r.Duration("ENDPOINT_DISABLE_AFTER", endpointhealth.DefaultDisableAfter),
 	}
 	if err := r.Err(); err != nil {
 		return Config{}, err
@@ -115,7 +131,7 @@ type SecretSource interface {
 	Access(ctx context.Context, id string) ([]byte, error)
 }
 
-// Handler delivers events to one URL.
+// Handler delivers events to one endpoint's URL.
 type Handler struct {
 	cfg        Config
 	endpoint   string // host of the URL, safe to log (the path or query may carry a token)
@@ -126,15 +142,29 @@ type Handler struct {
 	now        func() time.Time
 	backoff    time.Duration
 
-	mu     sync.Mutex
-	keys   *webhooksig.Keyring
-	keysAt time.Time
+	limit    *rate.Limiter // nil: no limit
+	health   HealthBook    // nil: health is not recorded
+	announce *pubsub.Publisher
+
+	mu          sync.Mutex
+	keys        *webhooksig.Keyring
+	keysAt      time.Time
+	pausedUntil time.Time // the receiver's Retry-After, past the call budget
+	disabled    bool      // as the health document said at checkedAt
+	checkedAt   time.Time
+	succeededAt time.Time // last success written
+	failing     bool      // the last outcome written was a failure
 }
 
 // New returns a Handler; cfg must come from ReadConfig (or be as valid).
 func New(cfg Config, secrets SecretSource, deadLetter *pubsub.Publisher, log *slog.Logger) *Handler {
 	u, _ := url.Parse(cfg.URL)
+	var limit *rate.Limiter
+	if cfg.RatePerSecond > 0 {
+		limit = rate.NewLimiter(rate.Limit(cfg.RatePerSecond), max(1, int(math.Ceil(cfg.RatePerSecond))))
+	}
 	return &Handler{
+		limit:      limit,
 		cfg:        cfg,
 		endpoint:   u.Host,
 		secrets:    secrets,
@@ -151,25 +181,41 @@ func New(cfg Config, secrets SecretSource, deadLetter *pubsub.Publisher, log *sl
 	}
 }
 
-// production is the deployed handler, built from the environment at the first event.
+// production is the deployed router, built from the environment at the first push.
 var production = platform.Production("webhook", readDeployed, wire)
 
-// readDeployed reads the settings and, when the URL is kept in Secret
-// Manager, the URL, once per instance: deployed, WEBHOOK_URL is not an
-// environment variable, which anyone who may view the function can read.
-func readDeployed(lookup platform.Lookup) (Config, error) {
-	c, err := ReadConfig(lookup)
-	if err != nil || c.URLSecretName == "" {
-		return c, err
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	v, err := vault.New(ctx, c.ProjectID, c.SecretEndpoint)
+// failStart answers a push while the function cannot start: Pub/Sub
+// redelivers later.
+func failStart(w http.ResponseWriter, _ error) {
+	http.Error(w, "webhook cannot start", http.StatusServiceUnavailable)
+}
+
+// readDeployed reads every endpoint's settings and, for those whose URL is
+// kept in Secret Manager, the URL, once per instance: deployed, a URL is not
+// an environment variable, which anyone who may view the function can read.
+func readDeployed(lookup platform.Lookup) (Endpoints, error) {
+	e, err := ReadEndpoints(lookup)
 	if err != nil {
-		return Config{}, err
+		return Endpoints{}, err
 	}
-	defer v.Close()
-	return withSecretURL(ctx, c, v)
+	var v *vault.Vault
+	for i, c := range e.List {
+		if c.URLSecretName == "" {
+			continue
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		if v == nil {
+			if v, err = vault.New(ctx, c.ProjectID, c.SecretEndpoint); err != nil {
+				return Endpoints{}, err
+			}
+			defer v.Close()
+		}
+		if e.List[i], err = withSecretURL(ctx, c, v); err != nil {
+			return Endpoints{}, fmt.Errorf("endpoint %s: %w", c.Name, err)
+		}
+	}
+	return e, nil
 }
 
 // withSecretURL sets c.URL from the secret c.URLSecretName, checked as
@@ -187,9 +233,16 @@ func withSecretURL(ctx context.Context, c Config, secrets SecretSource) (Config,
 	return c, nil
 }
 
-// wire builds the handler over the deployed clients.
-func wire(cfg Config, c *platform.Clients) *Handler {
-	return New(cfg, c.Vault(), c.Publisher(cfg.DeadLetterTopic), logging.New(os.Stdout, slog.LevelInfo))
+// wire builds the router over the deployed clients.
+func wire(e Endpoints, c *platform.Clients) *Router {
+	log := logging.New(os.Stdout, slog.LevelInfo)
+	book := endpointhealth.New(c.Firestore(), nil)
+	hs := make([]*Handler, len(e.List))
+	for i, cfg := range e.List {
+		hs[i] = New(cfg, c.Vault(), c.Publisher(cfg.DeadLetterTopic), log)
+		hs[i].WithHealth(book, c.Publisher(topicID(cfg.EventsTopic)))
+	}
+	return NewRouter(e.List[0].ProjectID, hs, log)
 }
 
 // pushData is the data of a Pub/Sub CloudEvent (MessagePublishedData).
@@ -231,9 +284,39 @@ func (h *Handler) Handle(ctx context.Context, ce event.Event) error {
 	if err != nil {
 		return h.deadLetterMessage(ctx, msg.Data, msg.Attributes, published, ReasonMalformed, attempt{err: err}, 0)
 	}
-	log := h.log.With("eventId", ev.ID, "type", ev.Type, "user", ev.User, "endpoint", h.endpoint)
+	log := h.log.With("eventId", ev.ID, "type", ev.Type, "user", ev.User, "endpoint", h.cfg.Name, "host", h.endpoint)
+	if !h.wants(ev) {
+		// The subscription's filter (terraform/pubsub.tf) keeps these away;
+		// where no filter is applied (the Pub/Sub emulator ignores them),
+		// the endpoint still gets only what it asked for.
+		log.DebugContext(ctx, "webhook: event outside the endpoint's filter acknowledged")
+		return nil
+	}
+	if h.cfg.Disabled || h.autoDisabled(ctx) {
+		// Nothing is delivered or acknowledged: Pub/Sub keeps the event and
+		// redelivers it with backoff, until the retry window ends; then it
+		// goes to the dead-letter topic (kept 31 days, replayable) rather
+		// than expire from the subscription (7 days).
+		err := fmt.Errorf("endpoint %s is disabled (in Terraform, or after failing for %s: POST /endpoints/%s/enable resumes it)", h.cfg.Name, h.cfg.DisableAfter, h.cfg.Name)
+		if h.now().Sub(published) >= h.cfg.RetryWindow {
+			return h.deadLetterMessage(ctx, msg.Data, msg.Attributes, published, ReasonDisabled, attempt{err: err}, 0)
+		}
+		return err
+	}
+	if until := h.paused(); !until.IsZero() {
+		// The receiver asked for a pause longer than one call: leave the
+		// event with Pub/Sub, unposted, until then (or its retry window ends).
+		err := fmt.Errorf("endpoint %s asked to wait until %s (Retry-After)", h.cfg.Name, until.UTC().Format(time.RFC3339))
+		if h.now().Sub(published) >= h.cfg.RetryWindow {
+			return h.deadLetterMessage(ctx, msg.Data, msg.Attributes, published, ReasonExpired, attempt{err: err}, 0)
+		}
+		return err
+	}
 
 	last, attempts := h.deliver(ctx, ev.ID, msg.Data)
+	if attempts > 0 {
+		h.record(ctx, last, published)
+	}
 	switch class(last) {
 	case delivered:
 		log.InfoContext(ctx, "webhook delivered", "status", last.status, "attempts", attempts)
@@ -251,6 +334,9 @@ func (h *Handler) Handle(ctx context.Context, ce event.Event) error {
 	}
 	if last.status >= 300 && last.status < 400 {
 		log.WarnContext(ctx, "webhook endpoint redirects; update WEBHOOK_URL", "status", last.status, "location", last.location)
+	}
+	if last.retryAfter > 0 {
+		h.pauseFor(last.retryAfter)
 	}
 	log.WarnContext(ctx, "webhook delivery failed, will retry", "status", last.status, "attempts", attempts, "result", last.String())
 	return fmt.Errorf("deliver event %s: %s", ev.ID, last)
@@ -302,6 +388,17 @@ func (h *Handler) deliver(ctx context.Context, id string, body []byte) (attempt,
 		end = d
 	}
 	for n := 1; ; n++ {
+		if h.limit != nil {
+			// Wait for the rate limit's token, or give the event back to
+			// Pub/Sub when it would come after the call budget.
+			r := h.limit.ReserveN(h.now(), 1)
+			if d := r.DelayFrom(h.now()); d > 0 {
+				if h.now().Add(d+h.cfg.Timeout).After(end) || gax.Sleep(ctx, d) != nil {
+					r.Cancel()
+					return attempt{err: errors.New("rate limit: no token within the call budget")}, n - 1
+				}
+			}
+		}
 		a := h.post(ctx, id, body)
 		if class(a) != retryable {
 			return a, n
@@ -310,6 +407,42 @@ func (h *Handler) deliver(ctx context.Context, id string, body []byte) (attempt,
 		if h.now().Add(wait+h.cfg.Timeout).After(end) || gax.Sleep(ctx, wait) != nil {
 			return a, n
 		}
+	}
+}
+
+// wants reports whether ev passes the endpoint's filter, the same as its
+// subscription's: its type among EventTypes, its appRef AppRef.
+func (h *Handler) wants(ev events.Event) bool {
+	if h.cfg.AppRef != "" && ev.AppRef != h.cfg.AppRef {
+		return false
+	}
+	if h.cfg.EventTypes == "" {
+		return true
+	}
+	for _, t := range strings.Split(h.cfg.EventTypes, ",") {
+		if t == ev.Type {
+			return true
+		}
+	}
+	return false
+}
+
+// paused returns until when the receiver asked not to be called, or zero.
+func (h *Handler) paused() time.Time {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.now().Before(h.pausedUntil) {
+		return h.pausedUntil
+	}
+	return time.Time{}
+}
+
+// pauseFor records a Retry-After the call budget could not wait out.
+func (h *Handler) pauseFor(d time.Duration) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if until := h.now().Add(d); until.After(h.pausedUntil) {
+		h.pausedUntil = until
 	}
 }
 

@@ -463,9 +463,9 @@ func TestReadConfig(t *testing.T) {
 				if err != nil {
 					t.Fatalf("ReadConfig = %v, want nil", err)
 				}
-				want := Config{ProjectID: "p", URL: tc.env["WEBHOOK_URL"], SecretName: "webhook-signing-secret", Timeout: 15 * time.Second,
+				want := Config{Name: "default", ProjectID: "p", URL: tc.env["WEBHOOK_URL"], SecretName: "webhook-signing-secret", Timeout: 15 * time.Second,
 					RetryWindow: 24 * time.Hour, CallBudget: 40 * time.Second, DeadLetterTopic: "webhook-dead-letter",
-					EventsTopic: "projects/p/topics/gmail-events"}
+					EventsTopic: "projects/p/topics/gmail-events", DisableAfter: 5 * 24 * time.Hour}
 				if cfg != want {
 					t.Errorf("ReadConfig = %+v, want %+v", cfg, want)
 				}

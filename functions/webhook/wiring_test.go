@@ -101,8 +101,8 @@ func TestURLFromSecret(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if cfg.URL != "https://app.example.com/hooks/"+token {
-		t.Errorf("URL = %q, want the secret's value, trimmed", cfg.URL)
+	if cfg.List[0].URL != "https://app.example.com/hooks/"+token {
+		t.Errorf("URL = %q, want the secret's value, trimmed", cfg.List[0].URL)
 	}
 
 	for _, tc := range []struct {

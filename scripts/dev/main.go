@@ -87,12 +87,13 @@ func describe(st *stack.Stack) error {
   disconnect URL   %s
   accounts API     %s  (connect links, account status: see README, "Embedding in an application")
   sandbox admin    %s/admin/  (mailboxes, messages, faults, quota: see scripts/sandbox/README.md)
-  webhook receiver %s
+  webhook receiver %s  (endpoint app: every event)
+  second receiver  %s  (endpoint other-app: appRef other-app only)
   renew now        curl -X POST %s/
   logs             %s
   settings         .local/env  (for operator commands: set -a; . .local/env; go run ./scripts/admin list)
   emulators        FIRESTORE_EMULATOR_HOST=%s PUBSUB_EMULATOR_HOST=%s
-`, st.Project, st.ConsentURL, st.DisconnectURL, st.AccountsURL, st.SandboxURL, st.ReceiverURL, st.FunctionURLs["renew"], st.Logs, st.FirestoreHost, st.PubSubHost)
+`, st.Project, st.ConsentURL, st.DisconnectURL, st.AccountsURL, st.SandboxURL, st.ReceiverURL, st.OtherReceiverURL, st.FunctionURLs["renew"], st.Logs, st.FirestoreHost, st.PubSubHost)
 	b, err := json.MarshalIndent(st, "", "  ")
 	if err != nil {
 		return err
@@ -167,6 +168,7 @@ func runDemo(ctx context.Context, st *stack.Stack, n int) error {
 		user, account.User, account.Status, account.AppRef)
 
 	want := map[string]string{}
+	var ids []string
 	for i := 1; i <= n; i++ {
 		var got struct{ ID string }
 		msg := map[string]any{"to": user, "from": "sender@example.net", "subject": fmt.Sprintf("Demo message %d", i), "body": "Hello from the sandbox.", "labelIds": []string{"INBOX", "UNREAD"}}
@@ -174,6 +176,7 @@ func runDemo(ctx context.Context, st *stack.Stack, n int) error {
 			return err
 		}
 		want[got.ID] = msg["subject"].(string)
+		ids = append(ids, got.ID)
 		fmt.Printf("demo: delivered %s %q\n", got.ID, msg["subject"])
 	}
 
@@ -202,6 +205,49 @@ func runDemo(ctx context.Context, st *stack.Stack, n int) error {
 	if len(want) > 0 {
 		return fmt.Errorf("%d of %d events never arrived", len(want), n)
 	}
+	if st.OtherReceiverURL != "" {
+		return demoEndpoints(ctx, st, ids)
+	}
+	return nil
+}
+
+// demoEndpoints waits for the webhook endpoint "app" (every event) to have
+// delivered the demo's messages, and shows that "other-app", whose filter
+// takes only users connected under stack.OtherAppRef, got none of them.
+func demoEndpoints(ctx context.Context, st *stack.Stack, ids []string) error {
+	received := func(name string) map[string]bool {
+		data, _ := os.ReadFile(filepath.Join(st.Logs, name+".log"))
+		got := map[string]bool{}
+		for _, line := range strings.Split(string(data), "\n") {
+			var e events.Event
+			if json.Unmarshal([]byte(line), &e) == nil && e.MessageID != "" {
+				got[e.MessageID] = true
+			}
+		}
+		return got
+	}
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(200 * time.Millisecond) {
+		got, missing := received("receiver"), 0
+		for _, id := range ids {
+			if !got[id] {
+				missing++
+			}
+		}
+		if missing == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("webhook endpoint app: %d of %d messages never delivered (%s)", missing, len(ids), filepath.Join(st.Logs, "receiver.log"))
+		}
+	}
+	fmt.Printf("demo: webhook endpoint app (every event) received all %d messages at %s\n", len(ids), st.ReceiverURL)
+	other := received("receiver-other")
+	for _, id := range ids {
+		if other[id] {
+			return fmt.Errorf("webhook endpoint %s received message %s, which its appRef filter excludes", stack.OtherEndpoint, id)
+		}
+	}
+	fmt.Printf("demo: webhook endpoint %s (appRef %s only) received none of them at %s\n", stack.OtherEndpoint, stack.OtherAppRef, st.OtherReceiverURL)
 	return nil
 }
 

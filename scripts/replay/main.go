@@ -12,6 +12,21 @@
 // It stops after -max events, when a pull waited -idle without a message, or
 // when only messages it left come back. PUBSUB_EMULATOR_HOST points it at the
 // emulator.
+//
+// With several webhook endpoints, a replay through the events topic would
+// deliver again to every endpoint whose filter takes the event. -endpoint
+// NAME replays to that endpoint only (endpoint.go):
+//
+//	go run ./scripts/replay -project P -endpoint crm [-prefix gmailwatch-]
+//	go run ./scripts/replay -project P -endpoint crm -since 2026-12-07T10:00:00Z
+//
+// The first POSTs the endpoint's dead letters straight to its URL (read from
+// its URL secret, or -url on loopback), signed with its current signing
+// secret, in the order pulled, stopping at the first that is not accepted.
+// The second seeks the endpoint's subscription back to -since, so the
+// webhook function delivers everything published since then to it again
+// (terraform/pubsub.tf keeps acknowledged messages for that).
+// SECRETMANAGER_ENDPOINT points it at the sandbox's Secret Manager.
 package main
 
 import (
@@ -52,8 +67,13 @@ func run(ctx context.Context, args []string, lookup func(string) (string, bool),
 	reason := fs.String("reason", "", "replay only dead letters with this reason (gone, rejected, expired)")
 	limit := fs.Int("max", 0, "stop after replaying this many events (0: all)")
 	idle := fs.Duration("idle", 10*time.Second, "stop when a pull waited this long without a message")
+	var ep endpointFlags
+	ep.register(fs, env)
 	if err := fs.Parse(args); err != nil {
 		return err
+	}
+	if ep.name != "" {
+		return runEndpoint(ctx, *project, *subscription, *reason, *limit, *idle, ep, stdout)
 	}
 	var problems []error
 	for _, f := range []struct{ name, value string }{{"-project", *project}, {"-subscription", *subscription}, {"-topic", *topic}} {
@@ -77,7 +97,9 @@ func run(ctx context.Context, args []string, lookup func(string) (string, bool),
 	defer pub.Stop()
 
 	r := &replayer{
-		pub:  pub,
+		send: func(ctx context.Context, ev events.Event, m *pubsubpb.PubsubMessage) error {
+			return republish(ctx, pub, ev, m)
+		},
 		subs: client.SubscriptionAdminClient,
 		sub:  "projects/" + *project + "/subscriptions/" + *subscription,
 		out:  stdout,
@@ -89,7 +111,7 @@ func run(ctx context.Context, args []string, lookup func(string) (string, bool),
 }
 
 type replayer struct {
-	pub  *pubsub.Publisher
+	send func(context.Context, events.Event, *pubsubpb.PubsubMessage) error // the event is replayed once it returns nil
 	subs *pubsubapi.SubscriptionAdminClient
 	sub  string // full subscription name
 	out  io.Writer
@@ -129,7 +151,7 @@ func (r *replayer) replay(ctx context.Context, reason string, limit int, idle ti
 				left++
 				giveBack = append(giveBack, rm.GetAckId())
 			case failure == nil:
-				if failure = r.republish(ctx, ev, m); failure != nil {
+				if failure = r.send(ctx, ev, m); failure != nil {
 					giveBack = append(giveBack, rm.GetAckId())
 					continue
 				}
@@ -155,10 +177,10 @@ func (r *replayer) replay(ctx context.Context, reason string, limit int, idle ti
 }
 
 // republish publishes the event's original body with its original attributes.
-func (r *replayer) republish(ctx context.Context, ev events.Event, m *pubsubpb.PubsubMessage) error {
+func republish(ctx context.Context, pub *pubsub.Publisher, ev events.Event, m *pubsubpb.PubsubMessage) error {
 	attrs := ev.Attributes()
 	attrs["replayed"] = "true"
-	if _, err := r.pub.Publish(ctx, &pubsub.Message{Data: m.GetData(), Attributes: attrs}).Get(ctx); err != nil {
+	if _, err := pub.Publish(ctx, &pubsub.Message{Data: m.GetData(), Attributes: attrs}).Get(ctx); err != nil {
 		return fmt.Errorf("republish %s (it stays dead-lettered): %w", ev.ID, err)
 	}
 	return nil

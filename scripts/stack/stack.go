@@ -13,6 +13,7 @@ import (
 	"crypto/rand"
 	"encoding/base64"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"hash/crc32"
@@ -48,6 +49,12 @@ const (
 	DeadLetterTopic = "gmail-events-dead-letter"
 	EventsPull      = "local-events" // a pull subscription for watching events
 	DeadLetterPull  = "gmail-events-dead-letter-replay"
+
+	// The second webhook endpoint: only users connected under OtherAppRef.
+	OtherEndpoint        = "other-app"
+	OtherAppRef          = "other-app"
+	OtherSecret          = "webhook-other-app-signing-secret"
+	OtherDeadLetterTopic = "webhook-other-app-dead-letter"
 )
 
 // AppOrigin is the application's origin in local runs: connect links may
@@ -68,18 +75,21 @@ type Options struct {
 
 // Stack is a running local system.
 type Stack struct {
-	Project       string            `json:"project"`
-	FirestoreHost string            `json:"firestoreEmulator"`
-	PubSubHost    string            `json:"pubsubEmulator"`
-	SandboxURL    string            `json:"sandboxURL"`
-	SecretManager string            `json:"secretManager"`
-	ConsentURL    string            `json:"consentURL"`
-	AccountsURL   string            `json:"accountsURL"`
-	DisconnectURL string            `json:"disconnectURL"`
-	ReceiverURL   string            `json:"webhookReceiverURL,omitempty"`
-	FunctionURLs  map[string]string `json:"functions"`
-	Logs          string            `json:"logs"`
-	ClientID      string            `json:"oauthClientId"`
+	Project       string `json:"project"`
+	FirestoreHost string `json:"firestoreEmulator"`
+	PubSubHost    string `json:"pubsubEmulator"`
+	SandboxURL    string `json:"sandboxURL"`
+	SecretManager string `json:"secretManager"`
+	ConsentURL    string `json:"consentURL"`
+	AccountsURL   string `json:"accountsURL"`
+	DisconnectURL string `json:"disconnectURL"`
+	ReceiverURL   string `json:"webhookReceiverURL,omitempty"`
+	// OtherReceiverURL is the second webhook endpoint's receiver, which
+	// takes only the events of users connected under OtherAppRef.
+	OtherReceiverURL string            `json:"otherWebhookReceiverURL,omitempty"`
+	FunctionURLs     map[string]string `json:"functions"`
+	Logs             string            `json:"logs"`
+	ClientID         string            `json:"oauthClientId"`
 
 	Sandbox *sandbox.Sandbox `json:"-"`
 	// NotifyRelay pushes Gmail's notifications to notify; nil with EmulatorPush.
@@ -126,7 +136,7 @@ func Start(ctx context.Context, opts Options) (st *Stack, err error) {
 		return st, err
 	}
 	ports := map[string]int{}
-	for _, name := range append(Functions, "receiver") {
+	for _, name := range append(Functions, "receiver", "receiver-other") {
 		if ports[name], err = FreePort(); err != nil {
 			return st, err
 		}
@@ -139,6 +149,7 @@ func Start(ctx context.Context, opts Options) (st *Stack, err error) {
 	st.AccountsURL = st.FunctionURLs["accounts"]
 
 	clientSecret, stateKey, linkKey, webhookSecret := random(24), random(64), random(64), "whsec_"+base64.StdEncoding.EncodeToString([]byte(random(24)))
+	otherSecret := "whsec_" + base64.StdEncoding.EncodeToString([]byte(random(24)))
 	st.ClientID = "local-" + random(6) + ".apps.googleusercontent.com"
 	so := opts.Sandbox
 	so.ClientID, so.ClientSecret = st.ClientID, clientSecret
@@ -154,10 +165,14 @@ func Start(ctx context.Context, opts Options) (st *Stack, err error) {
 		"connect-link-key":       linkKey,
 		"user-key-secret":        random(64),
 		"webhook-signing-secret": webhookSecret,
+		OtherSecret:              otherSecret,
 	}); err != nil {
 		return st, err
 	}
-	if err := st.createTopics(ctx, opts.NoWebhook, opts.EmulatorPush); err != nil {
+	// Two webhook endpoints, unless a caller points the single webhook
+	// elsewhere (WEBHOOK_URL, as scripts/soak does).
+	two := !opts.NoWebhook && opts.Env["WEBHOOK_URL"] == ""
+	if err := st.createTopics(ctx, opts.NoWebhook, opts.EmulatorPush, two); err != nil {
 		return st, err
 	}
 
@@ -187,8 +202,16 @@ func Start(ctx context.Context, opts Options) (st *Stack, err error) {
 		"OPEN_ENROLLMENT=true",
 		"GMAIL_TOPIC=projects/" + st.Project + "/topics/" + GmailTopic,
 		"EVENTS_TOPIC=" + EventsTopic,
-		"DEAD_LETTER_TOPIC=" + DeadLetterTopic,
-		"WEBHOOK_URL=" + st.FunctionURLs["receiver"] + "/webhook",
+	}
+	if two {
+		endpoints, _ := json.Marshal([]map[string]any{
+			{"name": "app", "subscription": "webhook", "url": st.FunctionURLs["receiver"] + "/webhook", "secret": "webhook-signing-secret", "deadLetterTopic": DeadLetterTopic},
+			{"name": OtherEndpoint, "subscription": "webhook-" + OtherEndpoint, "url": st.FunctionURLs["receiver-other"] + "/webhook", "secret": OtherSecret,
+				"deadLetterTopic": OtherDeadLetterTopic, "appRef": OtherAppRef},
+		})
+		st.env = append(st.env, "WEBHOOK_ENDPOINTS="+string(endpoints))
+	} else {
+		st.env = append(st.env, "DEAD_LETTER_TOPIC="+DeadLetterTopic, "WEBHOOK_URL="+st.FunctionURLs["receiver"]+"/webhook")
 	}
 	if so.Domain != "" { // delegation mode: IAM Credentials, Directory, metadata server
 		sbEnv := st.Sandbox.Env()
@@ -209,11 +232,22 @@ func Start(ctx context.Context, opts Options) (st *Stack, err error) {
 			return st, err
 		}
 		st.ReceiverURL = st.FunctionURLs["receiver"] + "/webhook"
-		if err := st.startReceiver(ctx); err != nil {
+		if err := st.startReceiver(ctx, "receiver", "webhook-secret"); err != nil {
 			return st, err
 		}
 	} else {
 		delete(st.FunctionURLs, "receiver")
+	}
+	if two {
+		if err := os.WriteFile(filepath.Join(opts.Dir, "webhook-other-secret"), []byte(otherSecret), 0o600); err != nil {
+			return st, err
+		}
+		st.OtherReceiverURL = st.FunctionURLs["receiver-other"] + "/webhook"
+		if err := st.startReceiver(ctx, "receiver-other", "webhook-other-secret"); err != nil {
+			return st, err
+		}
+	} else {
+		delete(st.FunctionURLs, "receiver-other")
 	}
 	for _, name := range Functions {
 		if name == "webhook" && opts.NoWebhook {
@@ -294,10 +328,14 @@ func (st *Stack) NotifyPushURL() string {
 	return st.FunctionURLs["notify"] + "/projects/" + st.Project + "/topics/" + GmailTopic
 }
 
-func (st *Stack) createTopics(ctx context.Context, noWebhook, emulatorPush bool) error {
+func (st *Stack) createTopics(ctx context.Context, noWebhook, emulatorPush, two bool) error {
 	topic := func(id string) string { return "projects/" + st.Project + "/topics/" + id }
 	sub := func(id string) string { return "projects/" + st.Project + "/subscriptions/" + id }
-	for _, id := range []string{GmailTopic, EventsTopic, DeadLetterTopic} {
+	ids := []string{GmailTopic, EventsTopic, DeadLetterTopic}
+	if two {
+		ids = append(ids, OtherDeadLetterTopic)
+	}
+	for _, id := range ids {
 		if _, err := st.pubsub.TopicAdminClient.CreateTopic(ctx, &pubsubpb.Topic{Name: topic(id)}); err != nil {
 			return fmt.Errorf("create topic %s: %w", id, err)
 		}
@@ -316,6 +354,14 @@ func (st *Stack) createTopics(ctx context.Context, noWebhook, emulatorPush bool)
 		subs = append(subs, &pubsubpb.Subscription{Name: sub("webhook"), Topic: topic(EventsTopic), AckDeadlineSeconds: 60, EnableMessageOrdering: true,
 			PushConfig: &pubsubpb.PushConfig{PushEndpoint: st.FunctionURLs["webhook"] + "/projects/" + st.Project + "/topics/" + EventsTopic}})
 	}
+	if two {
+		// Filtered as terraform/pubsub.tf filters it; the emulator ignores
+		// filters, so the webhook function applies the endpoint's own.
+		subs = append(subs, &pubsubpb.Subscription{Name: sub("webhook-" + OtherEndpoint), Topic: topic(EventsTopic), AckDeadlineSeconds: 60, EnableMessageOrdering: true,
+			Filter:     `attributes.appRef = "` + OtherAppRef + `"`,
+			PushConfig: &pubsubpb.PushConfig{PushEndpoint: st.FunctionURLs["webhook"] + "/projects/" + st.Project + "/topics/" + EventsTopic}},
+			&pubsubpb.Subscription{Name: sub(OtherDeadLetterTopic), Topic: topic(OtherDeadLetterTopic), AckDeadlineSeconds: 30})
+	}
 	for _, s := range subs {
 		if _, err := st.pubsub.SubscriptionAdminClient.CreateSubscription(ctx, s); err != nil {
 			return fmt.Errorf("create subscription %s: %w", s.Name, err)
@@ -330,10 +376,10 @@ func (st *Stack) startFunction(ctx context.Context, name string) error {
 	return st.startProcessEnv(ctx, name, st.FunctionURLs[name], env, filepath.Join(st.dir, "bin", "serve"))
 }
 
-func (st *Stack) startReceiver(ctx context.Context) error {
-	url := st.FunctionURLs["receiver"]
-	return st.startProcessEnv(ctx, "receiver", url, nil, filepath.Join(st.dir, "bin", "receiver"),
-		"-addr", strings.TrimPrefix(url, "http://"), "-secret-file", filepath.Join(st.dir, "webhook-secret"))
+func (st *Stack) startReceiver(ctx context.Context, name, secretFile string) error {
+	url := st.FunctionURLs[name]
+	return st.startProcessEnv(ctx, name, url, nil, filepath.Join(st.dir, "bin", "receiver"),
+		"-addr", strings.TrimPrefix(url, "http://"), "-secret-file", filepath.Join(st.dir, secretFile))
 }
 
 func (st *Stack) startProcessEnv(ctx context.Context, name, url string, env []string, bin string, args ...string) error {
@@ -362,8 +408,11 @@ func (st *Stack) Restart(ctx context.Context, name string) error {
 		return fmt.Errorf("no process %q", name)
 	}
 	p.kill()
-	if name == "receiver" {
-		return st.startReceiver(ctx)
+	switch name {
+	case "receiver":
+		return st.startReceiver(ctx, name, "webhook-secret")
+	case "receiver-other":
+		return st.startReceiver(ctx, name, "webhook-other-secret")
 	}
 	return st.startFunction(ctx, name)
 }

@@ -23,7 +23,7 @@ var readers = map[string]func(func(string) (string, bool)) error{
 	"accounts": func(l func(string) (string, bool)) error { _, err := accounts.ReadConfig(l); return err },
 	"notify":   func(l func(string) (string, bool)) error { _, err := notify.ReadConfig(l); return err },
 	"renew":    func(l func(string) (string, bool)) error { _, err := renew.ReadConfig(l); return err },
-	"webhook":  func(l func(string) (string, bool)) error { _, err := webhook.ReadConfig(l); return err },
+	"webhook":  func(l func(string) (string, bool)) error { _, err := webhook.ReadEndpoints(l); return err },
 }
 
 // reads is what a function's code reads from its environment.
