@@ -61,8 +61,8 @@ import (
 	"github.com/gmailwatch/gmailwatch/shared/config"
 	"github.com/gmailwatch/gmailwatch/shared/events"
 	"github.com/gmailwatch/gmailwatch/shared/gmailclient"
+	"github.com/gmailwatch/gmailwatch/shared/lifecycle"
 	"github.com/gmailwatch/gmailwatch/shared/mailbody"
-	"github.com/gmailwatch/gmailwatch/shared/notice"
 	"github.com/gmailwatch/gmailwatch/shared/store"
 	"github.com/googleapis/gax-go/v2"
 )
@@ -171,6 +171,7 @@ type Syncer struct {
 	users  *store.Store
 	gmail  *gmailclient.Factory
 	events *events.Publisher
+	life   *lifecycle.Lifecycle
 	log    *slog.Logger
 	now    func() time.Time
 	set    Settings
@@ -184,7 +185,8 @@ func New(deps Deps, settings Settings) *Syncer {
 	if deps.Logger == nil {
 		deps.Logger = slog.New(slog.DiscardHandler)
 	}
-	return &Syncer{users: deps.Users, gmail: deps.Gmail, events: deps.Events, log: deps.Logger, now: deps.Now, set: settings.withDefaults()}
+	return &Syncer{users: deps.Users, gmail: deps.Gmail, events: deps.Events,
+		life: lifecycle.New(deps.Users, deps.Events, deps.Now), log: deps.Logger, now: deps.Now, set: settings.withDefaults()}
 }
 
 // Result tells what a push or sync did. With an error, Outcome is Synced (the
@@ -567,49 +569,19 @@ func (s *Syncer) failed(ctx context.Context, u store.User, l *lease, res Result,
 }
 
 // MarkReauth moves an active user to reauth_required and publishes
-// gmail.user.reauth_required; it reports whether this call made the change.
-// The event is published before the change is stored, with an id fixed by the
-// user's activation (the connection that made it active), so a retry after a
-// failure repeats the same id and a lost event is impossible, while a
-// refusal after the user reconnected is a new event. A connected event the
-// record still owes goes out first.
+// gmail.user.reauth_required (lifecycle.Lifecycle.MarkReauth, which says
+// in what order); it reports whether this call made the change.
 func (s *Syncer) MarkReauth(ctx context.Context, userKey string) (bool, error) {
-	u, err := s.users.Get(ctx, userKey)
+	changed, ev, err := s.life.MarkReauth(ctx, userKey)
 	if err != nil {
 		return false, err
 	}
-	if u.Status != store.Active {
+	if ev.ID == "" {
 		return false, nil
-	}
-	if _, err := notice.Publish(ctx, s.users, s.events, u); err != nil {
-		return false, fmt.Errorf("reauth of %s: %w", userKey, err)
-	}
-	epoch := fmt.Sprint(u.Activation().UnixMicro())
-	ev := events.Event{
-		Type: events.UserReauth, ID: events.ID(events.UserReauth, userKey, epoch),
-		Time: s.now().UTC().Format(time.RFC3339Nano), User: userKey, AppRef: u.AppRef, EmailAddress: u.Email,
-	}
-	if !u.Delegated { // a delegated user comes back when the admin grants the delegation again, not by consent
-		ev.Reconnect = events.ReconnectPath(userKey)
-	}
-	if err := s.events.Publish(ctx, ev); err != nil {
-		return false, fmt.Errorf("reauth of %s: %w", userKey, err)
-	}
-	var changed bool
-	_, err = s.users.Update(ctx, userKey, func(v *store.User) error {
-		changed = false
-		if v.Status != store.Active || fmt.Sprint(v.Activation().UnixMicro()) != epoch {
-			return store.ErrNoChange
-		}
-		v.Status, v.ReauthSince, changed = store.ReauthRequired, s.now(), true
-		return nil
-	})
-	if err != nil {
-		return false, fmt.Errorf("reauth of %s: %w", userKey, err)
 	}
 	s.gmail.Forget(userKey)
 	switch {
-	case changed && u.Delegated: // the admin is told once, by the renew run's delegation alert
+	case changed && ev.Reconnect == "": // delegated: the admin is told once, by the renew run's delegation alert
 		s.log.WarnContext(ctx, "delegated user refused", "user", userKey, "eventId", ev.ID)
 	case changed:
 		s.log.WarnContext(ctx, "user must consent again", "user", userKey, "eventId", ev.ID)

@@ -73,6 +73,7 @@ type User struct {
 	OptedOut           bool      `firestore:"optedOut,omitempty"`      // disconnected at the user's own request: the directory does not bring it back (consent does)
 	MovedTo            string    `firestore:"movedTo,omitempty"`       // a migrated legacy record: the key it moved to
 	Notice             *Notice   `firestore:"notice,omitempty"`        // the last connection's gmail.user.connected, until published
+	Farewell           time.Time `firestore:"farewell,omitempty"`      // the disconnected event's time, while it is owed (lifecycle.Disconnect)
 	CatchUp            *CatchUp  `firestore:"catchUp,omitempty"`       // a catch-up in progress, see CatchUp
 	PendingResult      string    `firestore:"pendingResult,omitempty"` // the connect result (Result.ID) that confirms the latest consent, until redeemed
 	PendingUntil       time.Time `firestore:"pendingUntil,omitempty"`  // when that result lapses; only while one is owed
