@@ -1,48 +1,34 @@
 // Package gmailsync turns "the mailbox changed up to history id N" into
-// events, each announced exactly once and in history order: one
-// gmail.message.received per new message, and, when EVENT_TYPES switches
-// them on, gmail.message.sent, .labels_changed and .deleted. It takes the
-// user's lease, lists Gmail history from the user's cursor, reads it once
-// into typed changes (window.go), fetches the metadata of received and sent
-// messages (label changes and deletions need none), publishes the events,
-// writes announced markers keyed by event id and only then advances the
-// cursor, which never moves backwards. The notify
-// function calls OnPush for every Gmail push; the renew function calls Sync
-// to reconcile users whose pushes were dropped or whose sync stalled. No
-// sync runs a transaction on the user's record: a push that finds the lease
-// held records itself with one write (see run), so duplicates never queue
-// behind a sync; the holder's claim, heartbeat and cursor moves are
-// compare-and-sets (store.Claim, store.Update), so a process that dies
-// mid-write leaves no lock behind; and the heartbeat keeps a short lease
-// for as long as the holder works (see lease).
+// events: one gmail.message.received per new message and, when EVENT_TYPES
+// switches them on, gmail.message.sent, .labels_changed and .deleted.
 //
-// Gmail sends at most one notification a second per user and drops, rather
-// than merges, the ones above that rate, so a message that lands within the
-// second after a push may never be pushed. The sync that a push starts
-// therefore keeps the lease and looks at the mailbox once more when that
-// second has passed (TrailDelay after the latest push): a getProfile (1
-// unit) when its last read showed every record up to the history id Gmail
-// reported, a history read otherwise or when that id moved. It does so
-// inside the same invocation: the wait is a second or two of a notify
-// function that may run for minutes, the lease already keeps other syncs of
-// the user out, and a push arriving meanwhile only raises the pending id the
-// holder reads next. Deferring the look instead (a delayed Pub/Sub message,
-// a Cloud Task) would add infrastructure and a second lease round trip for
-// the same read, and leave the message to the safety net whenever the
-// deferral itself failed.
+// It guarantees, per user:
+//   - each event is announced exactly once (an announced marker keyed by the
+//     event id is written before the cursor moves) and in history order;
+//   - the cursor never moves backwards, and only past what was announced;
+//   - one sync at a time (a lease, kept alive while the holder works and
+//     short enough that a holder that dies blocks nobody for long); a push
+//     that finds it held only raises the pending id the holder reads next,
+//     with one write, so pushes never queue behind a sync and nothing locks
+//     the record;
+//   - a message that lands within the second after a push, whose own push
+//     Gmail may drop, is still seen: the sync looks once more TrailDelay
+//     after the latest push;
+//   - history that lags what Gmail reported ends in ErrHistoryLag with the
+//     pending id raised, so Pub/Sub's redelivery reads again;
+//   - a refused grant makes the user reauth_required, once (Refused,
+//     MarkReauth; the event is shared/lifecycle's).
 //
-// What this costs is the floor for announcing at once under drop semantics:
-// one history read per push, one messages.get per message, one look after
-// the push's second. A duplicate, or a push older than one already seen,
-// costs no Gmail call; a push the cursor passed without one (a reconcile
-// read its change, or it came late) still gets its look.
+// Use: build one Syncer with New (the store, the Gmail client factory, the
+// events publisher, a clock) and share it; it is safe for concurrent use.
+// The notify function calls OnPush for every Gmail push; the renew function
+// calls Sync for users due for the safety-net reconcile; the accounts API
+// calls Sync for a resync and MarkReauth when Google refuses a token. A
+// returned error is worth a retry (Pub/Sub's redelivery, the next run);
+// Result says what was done and what it cost.
 //
-// history.list may report as its historyId the newest record it shows
-// rather than the mailbox's current one, so the look reads the current id
-// from getProfile; records still hidden behind it are waited for as long
-// as the rechecks last, and then the call ends in ErrHistoryLag with the
-// cursor at the last record announced (an id Gmail issued) and the pending
-// id raised to the one Gmail reported, so Pub/Sub's redelivery reads again.
+// Why it works this way (drop semantics, the trailing look, history lag):
+// docs/sync-design.md.
 package gmailsync
 
 import (
