@@ -32,8 +32,9 @@ func TestWatchLabelFilters(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			// A short interval lets every delivery go out on its own.
-			e := newEnv(t, gmailapi.Options{PushInterval: 10 * time.Millisecond})
+			// A short interval, passed on the clock, lets every delivery go out on its own.
+			clk := &clock{t: time.Now()}
+			e := newEnv(t, gmailapi.Options{Now: clk.Now, AfterFunc: clk.AfterFunc, PushInterval: 10 * time.Millisecond})
 			svc := e.mailbox(t, "filter@example.com")
 			topic, ch := e.topic(t, "gmail")
 			req := tc.req
@@ -54,7 +55,7 @@ func TestWatchLabelFilters(t *testing.T) {
 				if tc.want[i] {
 					want = append(want, d.HistoryID)
 				}
-				time.Sleep(30 * time.Millisecond)
+				clk.Advance(30 * time.Millisecond)
 			}
 			got := receive(t, ch, len(want), time.Second)
 			var gotIDs []uint64
