@@ -319,21 +319,16 @@ func (s *Syncer) holding(ctx context.Context, u store.User, holder string, pushe
 			err = fmt.Errorf("%w: %w", context.Cause(ctx), err)
 		}
 	}()
-	rechecks := 0
-	trailing := false     // this round is the look after a push's second
-	var trailed time.Time // the push that look was for: one look per push, whatever the clock does
-	var since time.Time   // pushes from then on get a look
+	lk := &looks{}
 	if !pushed {
-		since = s.now()
+		lk.since = s.now()
 	}
-	var profiled int64       // the mailbox's history id as getProfile last told it
-	var profiledAt time.Time // when
 	// A push the cursor already passed owes only its look: no read before it.
 	passed := pushed && u.PendingHistoryID <= u.Cursor && u.CatchUp == nil
 	for {
 		target := u.PendingHistoryID
 		read := s.now()
-		final := rechecks >= s.set.Rechecks || !s.fits(ctx, s.set.RecheckDelay)
+		final := lk.rechecks >= s.set.Rechecks || !s.fits(ctx, s.set.RecheckDelay)
 		r := roundResult{historyID: u.Cursor, reported: u.Cursor}
 		if !passed {
 			r, err = s.round(ctx, u, m)
@@ -345,32 +340,12 @@ func (s *Syncer) holding(ctx context.Context, u store.User, holder string, pushe
 			}
 		}
 		passed = false
-		// Stalled: history does not show the push yet or, in the look after
-		// a push's second (this round, or one that began after it), the
-		// records up to the mailbox's history id, whose own pushes may have
-		// been dropped. history.list may report the newest record it shows
-		// rather than that id, so the look takes it from getProfile.
-		pushAt := u.LastNotificationAt
-		if at := pushAt.Add(s.set.TrailDelay); trailing || (!pushAt.IsZero() && !pushAt.Before(since) && !read.Before(at)) {
-			if r.complete() && profiledAt.Before(at) {
-				if profiled, err = s.current(ctx, u, m); err != nil {
-					return s.failed(ctx, u, l, res, err)
-				}
-				profiledAt = s.now()
-			}
-			target = max(target, r.reported, profiled)
-		}
-		// A refusal decided while records were hidden may be wrong (the
-		// message may have been archived by one of them), and a message
-		// history shows that messages.get cannot find yet is not passed:
-		// read again, and once rechecks are spent end in ErrHistoryLag with
-		// the cursor before it.
-		if (r.refused > 0 && !r.complete()) || r.missing > 0 {
-			target = max(target, r.reported)
+		if target, err = s.stalledAt(ctx, u, m, r, read, target, lk); err != nil {
+			return s.failed(ctx, u, l, res, err)
 		}
 		wait := r.historyID < target && !final
 		at := s.trailAt(u, read)
-		trail := !wait && !at.IsZero() && u.LastNotificationAt.After(trailed) && s.fits(ctx, at.Sub(s.now()))
+		trail := !wait && !at.IsZero() && u.LastNotificationAt.After(lk.trailed) && s.fits(ctx, at.Sub(s.now()))
 		next, more, err := s.advance(ctx, l, r.historyID, target, wait || trail)
 		if err != nil {
 			_ = s.release(ctx, l)
@@ -387,14 +362,14 @@ func (s *Syncer) holding(ctx context.Context, u store.User, holder string, pushe
 			return res, nil
 		}
 		if u.PendingHistoryID > target {
-			trailing = false
+			lk.trailing = false
 			continue // a later push is pending: read for it now
 		}
 		pause := s.set.RecheckDelay
 		if wait {
-			rechecks++
+			lk.rechecks++
 		} else {
-			pause, trailing, trailed = at.Sub(s.now()), true, u.LastNotificationAt
+			pause, lk.trailing, lk.trailed = at.Sub(s.now()), true, u.LastNotificationAt
 		}
 		if err := gax.Sleep(ctx, pause); err != nil {
 			_ = s.release(ctx, l)
@@ -414,11 +389,10 @@ func (s *Syncer) holding(ctx context.Context, u store.User, holder string, pushe
 		// The last read showed every record up to the history id Gmail
 		// reported: one getProfile (1 unit, against 2 for history.list)
 		// tells whether anything changed since.
-		if profiled, err = s.current(ctx, u, m); err != nil {
+		if err := s.profile(ctx, u, m, lk); err != nil {
 			return s.failed(ctx, u, l, res, err)
 		}
-		profiledAt = s.now()
-		if profiled > r.reported {
+		if lk.profiled > r.reported {
 			continue
 		}
 		if u, _, err = s.advance(ctx, l, u.Cursor, u.PendingHistoryID, false); err != nil {
@@ -428,6 +402,54 @@ func (s *Syncer) holding(ctx context.Context, u store.User, holder string, pushe
 		res.ToHistoryID, res.Pending = u.Cursor, pendingOf(u)
 		return res, nil
 	}
+}
+
+// looks is what a holding sync carries from round to round.
+type looks struct {
+	rechecks   int       // history rereads spent on a stalled read
+	trailing   bool      // this round is the look after a push's second
+	trailed    time.Time // the push that look was for: one look per push, whatever the clock does
+	since      time.Time // pushes from then on get a look
+	profiled   int64     // the mailbox's history id as getProfile last told it
+	profiledAt time.Time // when
+}
+
+// stalledAt returns the history id the round r (begun at read, for
+// target) must have reached for u's sync not to be stalled: history does
+// not show the push yet or, in the look after a push's second (this round,
+// or one that began after it), the records up to the mailbox's history id,
+// whose own pushes may have been dropped. history.list may report the
+// newest record it shows rather than that id, so the look takes it from
+// getProfile.
+func (s *Syncer) stalledAt(ctx context.Context, u store.User, m *meter, r roundResult, read time.Time, target int64, lk *looks) (int64, error) {
+	pushAt := u.LastNotificationAt
+	if at := pushAt.Add(s.set.TrailDelay); lk.trailing || (!pushAt.IsZero() && !pushAt.Before(lk.since) && !read.Before(at)) {
+		if r.complete() && lk.profiledAt.Before(at) {
+			if err := s.profile(ctx, u, m, lk); err != nil {
+				return target, err
+			}
+		}
+		target = max(target, r.reported, lk.profiled)
+	}
+	// A refusal decided while records were hidden may be wrong (the
+	// message may have been archived by one of them), and a message
+	// history shows that messages.get cannot find yet is not passed:
+	// read again, and once rechecks are spent end in ErrHistoryLag with
+	// the cursor before it.
+	if (r.refused > 0 && !r.complete()) || r.missing > 0 {
+		target = max(target, r.reported)
+	}
+	return target, nil
+}
+
+// profile asks getProfile for the mailbox's history id, and remembers when.
+func (s *Syncer) profile(ctx context.Context, u store.User, m *meter, lk *looks) error {
+	h, err := s.current(ctx, u, m)
+	if err != nil {
+		return err
+	}
+	lk.profiled, lk.profiledAt = h, s.now()
+	return nil
 }
 
 // trailAt is when the sync should look at the mailbox again after the
