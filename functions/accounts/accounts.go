@@ -36,6 +36,7 @@ import (
 	"github.com/gmailwatch/gmailwatch/shared/events"
 	"github.com/gmailwatch/gmailwatch/shared/gmailclient"
 	"github.com/gmailwatch/gmailwatch/shared/gmailsync"
+	"github.com/gmailwatch/gmailwatch/shared/lifecycle"
 	"github.com/gmailwatch/gmailwatch/shared/logging"
 	"github.com/gmailwatch/gmailwatch/shared/mailbody"
 	"github.com/gmailwatch/gmailwatch/shared/platform"
@@ -90,7 +91,7 @@ type Handler struct {
 	users      *store.Store
 	clients    *gmailclient.Factory
 	disconnect *disconnect.Disconnecter
-	events     *events.Publisher
+	life       *lifecycle.Lifecycle
 	syncer     *gmailsync.Syncer
 	log        *slog.Logger
 	now        func() time.Time
@@ -123,7 +124,7 @@ func New(cfg Config, d Deps, log *slog.Logger) *Handler {
 		users:      d.Users,
 		clients:    clients,
 		disconnect: disconnect.New(d.Users, d.Vault, clients, d.Events, d.HTTP, log),
-		events:     d.Events,
+		life:       lifecycle.New(d.Users, d.Events, nil),
 		syncer:     gmailsync.New(gmailsync.Deps{Users: d.Users, Gmail: clients, Events: d.Events, Logger: log, Now: d.Users.Now}, cfg.Sync),
 		log:        log,
 		now:        d.Users.Now,

@@ -5,7 +5,6 @@ import (
 	"net/http"
 	"regexp"
 
-	"github.com/gmailwatch/gmailwatch/shared/notice"
 	"github.com/gmailwatch/gmailwatch/shared/store"
 )
 
@@ -55,11 +54,7 @@ func (h *Handler) redeem(w http.ResponseWriter, r *http.Request) {
 	if u.Connected() && u.AppRef != res.AppRef {
 		// The move ends the connection under the previous reference, which
 		// hears of it before anything is published under the new one.
-		if _, err := notice.Publish(ctx, h.users, h.events, u); err != nil {
-			h.internal(w, r, err)
-			return
-		}
-		if err := h.events.Publish(ctx, h.disconnect.Event(u)); err != nil {
+		if err := h.life.Moved(ctx, u); err != nil {
 			h.internal(w, r, err)
 			return
 		}
@@ -68,7 +63,7 @@ func (h *Handler) redeem(w http.ResponseWriter, r *http.Request) {
 	if h.redeemRefused(w, r, err) {
 		return
 	}
-	eventID, err := notice.Publish(ctx, h.users, h.events, u)
+	eventID, err := h.life.Announce(ctx, u)
 	if err != nil {
 		h.log.ErrorContext(ctx, "connected event not published; the record owes it", "user", u.Key, "error", err)
 	}

@@ -28,6 +28,7 @@ import (
 	"github.com/gmailwatch/gmailwatch/shared/disconnect"
 	"github.com/gmailwatch/gmailwatch/shared/events"
 	"github.com/gmailwatch/gmailwatch/shared/gmailclient"
+	"github.com/gmailwatch/gmailwatch/shared/lifecycle"
 	"github.com/gmailwatch/gmailwatch/shared/logging"
 	"github.com/gmailwatch/gmailwatch/shared/platform"
 	"github.com/gmailwatch/gmailwatch/shared/store"
@@ -121,7 +122,7 @@ type Handler struct {
 	users      *store.Store
 	tokens     *vault.Vault
 	clients    *gmailclient.Factory
-	events     *events.Publisher
+	life       *lifecycle.Lifecycle
 	disconnect *disconnect.Disconnecter
 	http       *http.Client
 	log        *slog.Logger
@@ -148,7 +149,7 @@ func New(cfg Config, d Deps, log *slog.Logger) *Handler {
 		users:      d.Users,
 		tokens:     d.Vault,
 		clients:    clients,
-		events:     d.Events,
+		life:       lifecycle.New(d.Users, d.Events, nil),
 		disconnect: disconnect.New(d.Users, d.Vault, clients, d.Events, d.HTTP, log),
 		http:       d.HTTP,
 		log:        log,

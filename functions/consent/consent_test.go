@@ -28,7 +28,7 @@ import (
 	"github.com/gmailwatch/gmailwatch/shared/events"
 	"github.com/gmailwatch/gmailwatch/shared/gmailclient"
 	"github.com/gmailwatch/gmailwatch/shared/gmailsync"
-	"github.com/gmailwatch/gmailwatch/shared/notice"
+	"github.com/gmailwatch/gmailwatch/shared/lifecycle"
 	"github.com/gmailwatch/gmailwatch/shared/store"
 )
 
@@ -683,7 +683,7 @@ func TestConnectedEventOwedAfterAFailedPublish(t *testing.T) {
 	if w, _ := s.gmail.Watch(alice); !w.Active {
 		t.Error("alice's mailbox is not watched")
 	}
-	want := notice.Event(u)
+	want := lifecycle.Connected(u)
 	if !s.logs.Contains(`"message":"connected event not published"`) || !s.logs.Contains(want.ID) {
 		t.Errorf("the failed publish of %s is not logged:\n%s", want.ID, s.logs)
 	}
@@ -734,8 +734,8 @@ func TestDisconnectPublishesTheOwedConnectedEventFirst(t *testing.T) {
 		t.Fatalf("disconnect: status %d:\n%s", status, body)
 	}
 	got := s.awaitEvents(t, 2)
-	if got[0].Type != events.UserConnected || got[0].ID != notice.Event(u).ID || got[1].Type != events.UserDisconnect || got[1].User != u.Key {
-		t.Errorf("events = %+v, want alice's owed connected event %s, then her disconnected one", got, notice.Event(u).ID)
+	if got[0].Type != events.UserConnected || got[0].ID != lifecycle.Connected(u).ID || got[1].Type != events.UserDisconnect || got[1].User != u.Key {
+		t.Errorf("events = %+v, want alice's owed connected event %s, then her disconnected one", got, lifecycle.Connected(u).ID)
 	}
 	if after, _ := s.users.Get(ctx, u.Key); after.Notice != nil || after.Status != store.Disconnected {
 		t.Errorf("alice after disconnecting: %+v, want disconnected, owing nothing", after)

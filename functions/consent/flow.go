@@ -14,7 +14,6 @@ import (
 	"golang.org/x/oauth2"
 
 	"github.com/gmailwatch/gmailwatch/shared/connectlink"
-	"github.com/gmailwatch/gmailwatch/shared/notice"
 	"github.com/gmailwatch/gmailwatch/shared/store"
 )
 
@@ -401,7 +400,7 @@ func (h *Handler) finishConnect(ctx context.Context, tok *oauth2.Token, id ident
 		}
 		return "", pageData{}, fmt.Errorf("connect %s: %w", key, err)
 	}
-	eventID, err := notice.Publish(ctx, h.users, h.events, u)
+	eventID, err := h.life.Announce(ctx, u)
 	if err != nil {
 		// The user is connected and watched; the record owes the event
 		// until the next renew run publishes it, with the same id.

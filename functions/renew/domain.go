@@ -12,10 +12,8 @@ import (
 	"google.golang.org/api/googleapi"
 
 	"github.com/gmailwatch/gmailwatch/shared/directory"
-	"github.com/gmailwatch/gmailwatch/shared/events"
 	"github.com/gmailwatch/gmailwatch/shared/gmailclient"
 	"github.com/gmailwatch/gmailwatch/shared/gmailsync"
-	"github.com/gmailwatch/gmailwatch/shared/notice"
 	"github.com/gmailwatch/gmailwatch/shared/store"
 )
 
@@ -93,7 +91,7 @@ func (r *run) inStep() error {
 		r.h.d.Logger.ErrorContext(r.work, "directory lists no mailbox; watched users left as they are", "watched", watched)
 	} else {
 		for key, u := range known {
-			if _, ok := wanted[key]; !ok && u.Status != store.Disconnected {
+			if _, ok := wanted[key]; !ok && (u.Status != store.Disconnected || !u.Farewell.IsZero()) {
 				if !r.mayStart(r.h.quota.Units(gmailclient.MethodStop)) {
 					r.stopped = true
 					return nil
@@ -202,7 +200,7 @@ func (r *run) join(ctx context.Context, key string, m directory.Member) outcome 
 		log.ErrorContext(ctx, "domain user watched but not recorded", "error", err)
 		return failed
 	}
-	id, err := notice.Publish(ctx, r.h.d.Users, r.h.d.Events, u)
+	id, err := r.h.life().Announce(ctx, u)
 	if err != nil { // the record owes it: a later run publishes it (announce)
 		log.ErrorContext(ctx, "connected event not published", "error", err)
 		return failed
@@ -220,8 +218,9 @@ const HistoryRetention = 7 * 24 * time.Hour
 // suspended, moved out of the org unit or group), after a last sync, so
 // the mail that arrived before it left is announced (a deleted or
 // suspended user's token is refused, and then there is nothing to read).
-// The event goes out before the status changes, with an id fixed by the
-// connection, so a failure is finished by the next run with the same id.
+// The status is written first, with the disconnected event it owes
+// (lifecycle.Disconnect), then the event is published: a failure is
+// finished by the next run, which lists the record while it owes one.
 func (r *run) leave(ctx context.Context, u store.User) outcome {
 	log := r.h.d.Logger.With("user", u.Key)
 	if u.Status == store.Active {
@@ -234,24 +233,14 @@ func (r *run) leave(ctx context.Context, u store.User) outcome {
 			log.InfoContext(ctx, "last sync before leaving not done", "outcome", res.Outcome, "error", err)
 		}
 	}
-	if err := r.h.d.Gmail.Do(ctx, u, func(svc *gmail.Service) error { return gmailclient.Stop(ctx, svc) }); err != nil {
-		log.InfoContext(ctx, "watch left to lapse", "reason", err) // a suspended or deleted user's token is refused
-	}
-	ev := events.Event{
-		Type: events.UserDisconnect, ID: events.ID(events.UserDisconnect, u.Key, fmt.Sprint(u.ConnectedAt.UnixMicro())),
-		Time: r.h.d.Now().UTC().Format(time.RFC3339Nano), User: u.Key, EmailAddress: u.Email,
+	if u.Status != store.Disconnected {
+		if err := r.h.d.Gmail.Do(ctx, u, func(svc *gmail.Service) error { return gmailclient.Stop(ctx, svc) }); err != nil {
+			log.InfoContext(ctx, "watch left to lapse", "reason", err) // a suspended or deleted user's token is refused
+		}
 	}
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), recordTimeout)
 	defer cancel()
-	if _, err := notice.Publish(ctx, r.h.d.Users, r.h.d.Events, u); err != nil { // the connection's own event comes first
-		log.ErrorContext(ctx, "connected event not published", "error", err)
-		return failed
-	}
-	if err := r.h.d.Events.Publish(ctx, ev); err != nil {
-		log.ErrorContext(ctx, "disconnected event not published", "eventId", ev.ID, "error", err)
-		return failed
-	}
-	_, err := r.h.d.Users.Update(ctx, u.Key, func(v *store.User) error {
+	v, err := r.h.life().Disconnect(ctx, u.Key, func(v *store.User) error {
 		if v.Status == store.Disconnected || !v.ConnectedAt.Equal(u.ConnectedAt) {
 			return store.ErrNoChange // already done, or connected again meanwhile
 		}
@@ -259,14 +248,22 @@ func (r *run) leave(ctx context.Context, u store.User) outcome {
 		return nil
 	})
 	r.h.d.Gmail.Forget(u.Key)
-	if err == nil {
+	if err == nil && v.Status == store.Disconnected {
 		err = r.h.d.Users.DeleteMarkers(ctx, u.Key)
 	}
 	if err != nil {
 		log.ErrorContext(ctx, "domain user not disconnected", "error", err)
 		return failed
 	}
-	log.InfoContext(ctx, "domain user disconnected", "eventId", ev.ID)
+	if v.Status != store.Disconnected {
+		return nothing // connected again meanwhile
+	}
+	id, err := r.h.life().Farewell(ctx, v)
+	if err != nil { // the record owes it: the next run publishes it
+		log.ErrorContext(ctx, "disconnected event not published", "error", err)
+		return failed
+	}
+	log.InfoContext(ctx, "domain user disconnected", "eventId", id)
 	return left
 }
 

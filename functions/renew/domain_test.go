@@ -20,7 +20,7 @@ import (
 	"github.com/gmailwatch/gmailwatch/shared/events"
 	"github.com/gmailwatch/gmailwatch/shared/gmailclient"
 	"github.com/gmailwatch/gmailwatch/shared/gmailsync"
-	"github.com/gmailwatch/gmailwatch/shared/notice"
+	"github.com/gmailwatch/gmailwatch/shared/lifecycle"
 	"github.com/gmailwatch/gmailwatch/shared/platform"
 	"github.com/gmailwatch/gmailwatch/shared/store"
 )
@@ -305,7 +305,7 @@ func TestDelegatedConnectedEventSurvivesAFailedPublish(t *testing.T) {
 		if u.Status != store.Active || !u.Delegated || u.Notice == nil {
 			t.Fatalf("user %s after the failed publish: %+v, want active, delegated, owing its connected event", key, u)
 		}
-		owed[key] = notice.Event(u).ID
+		owed[key] = lifecycle.Connected(u).ID
 		if !logged(e.logs, `"message":"connected event not published"`, owed[key]) {
 			t.Errorf("the failed publish of %s's event %s is not logged", key, owed[key])
 		}

@@ -28,6 +28,7 @@ import (
 	"github.com/gmailwatch/gmailwatch/shared/events"
 	"github.com/gmailwatch/gmailwatch/shared/gmailclient"
 	"github.com/gmailwatch/gmailwatch/shared/gmailsync"
+	"github.com/gmailwatch/gmailwatch/shared/lifecycle"
 	"github.com/gmailwatch/gmailwatch/shared/logging"
 	"github.com/gmailwatch/gmailwatch/shared/mailbody"
 	"github.com/gmailwatch/gmailwatch/shared/platform"
@@ -125,6 +126,9 @@ type Handler struct {
 	quota   gmailclient.QuotaProfile // what each call costs
 	limiter *quotaLimiter
 }
+
+// life publishes users' lifecycle events through the handler's store and publisher.
+func (h *Handler) life() *lifecycle.Lifecycle { return lifecycle.New(h.d.Users, h.d.Events, h.d.Now) }
 
 // New returns a Handler.
 func New(d Deps, s Settings) *Handler {

@@ -27,7 +27,7 @@ import (
 	"github.com/gmailwatch/gmailwatch/shared/events"
 	"github.com/gmailwatch/gmailwatch/shared/gmailclient"
 	"github.com/gmailwatch/gmailwatch/shared/gmailsync"
-	"github.com/gmailwatch/gmailwatch/shared/notice"
+	"github.com/gmailwatch/gmailwatch/shared/lifecycle"
 	"github.com/gmailwatch/gmailwatch/shared/store"
 )
 
@@ -407,8 +407,8 @@ func TestOwedConnectedEventsGoOutOnceAndInOrder(t *testing.T) {
 	first := e.post(t)
 	evs := e.pull(t, 1500*time.Millisecond)
 	if first.Announced != 0 || first.ReauthRequired != 1 || len(evs) != 2 ||
-		evs[0].Type != events.UserConnected || evs[0].ID != notice.Event(rev).ID || evs[1].Type != events.UserReauth || evs[1].User != rev.Key {
-		t.Fatalf("first run %+v published %+v; want rev's owed connected event %s, then its reauth_required one", first, evs, notice.Event(rev).ID)
+		evs[0].Type != events.UserConnected || evs[0].ID != lifecycle.Connected(rev).ID || evs[1].Type != events.UserReauth || evs[1].User != rev.Key {
+		t.Fatalf("first run %+v published %+v; want rev's owed connected event %s, then its reauth_required one", first, evs, lifecycle.Connected(rev).ID)
 	}
 	if u := e.user(t, ann.Key); u.Notice == nil {
 		t.Error("a young notice was cleared without being published")
@@ -418,7 +418,7 @@ func TestOwedConnectedEventsGoOutOnceAndInOrder(t *testing.T) {
 	e.h.d.Now = func() time.Time { return now().Add(noticeGrace + time.Minute) }
 	second := e.post(t)
 	evs = e.pull(t, 1500*time.Millisecond)
-	want := notice.Event(ann)
+	want := lifecycle.Connected(ann)
 	if second.Announced != 1 || len(evs) != 1 || evs[0].Type != events.UserConnected || evs[0].ID != want.ID ||
 		evs[0].Time != want.Time || evs[0].HistoryID != want.HistoryID || evs[0].EmailAddress != "ann@example.com" {
 		t.Fatalf("second run %+v published %+v; want ann's owed event %+v alone", second, evs, want)

@@ -12,7 +12,7 @@ import (
 
 	"github.com/gmailwatch/gmailwatch/shared/gmailclient"
 	"github.com/gmailwatch/gmailwatch/shared/gmailsync"
-	"github.com/gmailwatch/gmailwatch/shared/notice"
+	"github.com/gmailwatch/gmailwatch/shared/lifecycle"
 	"github.com/gmailwatch/gmailwatch/shared/store"
 )
 
@@ -250,10 +250,10 @@ func (r *run) announce(ctx context.Context, u store.User) outcome {
 			log.ErrorContext(ctx, "owed connected event not dropped", "error", err)
 			return failed
 		}
-		log.InfoContext(ctx, "owed connected event dropped", "status", u.Status, "eventId", notice.Event(u).ID)
+		log.InfoContext(ctx, "owed connected event dropped", "status", u.Status, "eventId", lifecycle.Connected(u).ID)
 		return nothing
 	}
-	id, err := notice.Publish(ctx, r.h.d.Users, r.h.d.Events, u)
+	id, err := r.h.life().Announce(ctx, u)
 	if err != nil {
 		log.ErrorContext(ctx, "connected event not published", "error", err)
 		return failed

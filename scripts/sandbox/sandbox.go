@@ -52,6 +52,7 @@ type Options struct {
 	ProjectUnitsPerMinute  int                   // Gmail quota per project; default the profile's (1,200,000)
 	GmailProfile           gmailapi.Profile      // gmailapi.Strict (the default) or gmailapi.Kind
 	Now                    func() time.Time
+	AfterFunc              func(d time.Duration, f func()) (stop func() bool) // timers of Now's clock; see gmailapi.Options
 	Logger                 *slog.Logger
 }
 
@@ -117,7 +118,7 @@ func Start(ctx context.Context, opts Options) (*Sandbox, error) {
 	s.Auth = googleauth.New(googleauth.Options{Clients: clients, Now: opts.Now})
 	s.Auth.SetBehavior(googleauth.Behavior{AutoApprove: opts.AutoApprove})
 	s.Gmail = gmailapi.New(gmailapi.Options{
-		Auth: s.Auth, PubSub: s.pubsub, Now: opts.Now, Logger: opts.Logger,
+		Auth: s.Auth, PubSub: s.pubsub, Now: opts.Now, AfterFunc: opts.AfterFunc, Logger: opts.Logger,
 		Quota: opts.GmailQuota, UserUnitsPerMinute: opts.UserUnitsPerMinute, ProjectUnitsPerMinute: opts.ProjectUnitsPerMinute,
 		Profile: opts.GmailProfile,
 	})

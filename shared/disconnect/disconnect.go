@@ -20,7 +20,7 @@ import (
 
 	"github.com/gmailwatch/gmailwatch/shared/events"
 	"github.com/gmailwatch/gmailwatch/shared/gmailclient"
-	"github.com/gmailwatch/gmailwatch/shared/notice"
+	"github.com/gmailwatch/gmailwatch/shared/lifecycle"
 	"github.com/gmailwatch/gmailwatch/shared/store"
 	"github.com/gmailwatch/gmailwatch/shared/vault"
 )
@@ -30,7 +30,7 @@ type Disconnecter struct {
 	users   *store.Store
 	tokens  *vault.Vault
 	clients *gmailclient.Factory
-	events  *events.Publisher
+	life    *lifecycle.Lifecycle
 	http    *http.Client
 	log     *slog.Logger
 }
@@ -38,16 +38,17 @@ type Disconnecter struct {
 // New returns a Disconnecter; client carries the calls to Google's token,
 // revoke and Gmail endpoints.
 func New(users *store.Store, tokens *vault.Vault, clients *gmailclient.Factory, pub *events.Publisher, client *http.Client, log *slog.Logger) *Disconnecter {
-	return &Disconnecter{users: users, tokens: tokens, clients: clients, events: pub, http: client, log: log}
+	return &Disconnecter{users: users, tokens: tokens, clients: clients, life: lifecycle.New(users, pub, nil), http: client, log: log}
 }
 
 // Disconnect marks the user with key disconnected, stops the watch, revokes
 // and deletes the refresh token, deletes the announced-message markers and
-// publishes gmail.user.disconnected. The status is written first, so from
-// then on notify and renew leave the user alone whatever happens next; a
-// failed call can be repeated and finishes the remaining steps, publishing
-// the same event id. A connected event the record still owes is published
-// right after the status, ahead of the disconnected one. found is false
+// publishes gmail.user.disconnected. The status is written first, with the
+// event the record then owes (lifecycle.Disconnect), so from then on notify
+// and renew leave the user alone whatever happens next; a failed call can
+// be repeated and finishes the remaining steps, publishing the same event.
+// A connected event the record still owes is published right after the
+// status, ahead of the disconnected one. found is false
 // when no user record exists: then only a stray token, if any, is revoked
 // and deleted, and nothing is published.
 func (d *Disconnecter) Disconnect(ctx context.Context, key string) (found bool, err error) {
@@ -68,12 +69,10 @@ func (d *Disconnecter) ByUser(ctx context.Context, key string) (found, delegated
 
 func (d *Disconnecter) disconnect(ctx context.Context, key string, byUser bool) (store.User, bool, error) {
 	ctx = context.WithValue(ctx, oauth2.HTTPClient, d.http)
-	silent := false // a pending record was never announced: nothing is published for it
-	u, err := d.users.Update(ctx, key, func(u *store.User) error {
+	u, err := d.life.Disconnect(ctx, key, func(u *store.User) error {
 		if u.Status == store.Disconnected && (u.OptedOut || !byUser) {
 			return store.ErrNoChange
 		}
-		silent = u.Status == store.Pending
 		u.Status, u.PendingResult, u.PendingUntil = store.Disconnected, "", time.Time{}
 		u.OptedOut = u.OptedOut || byUser
 		return nil
@@ -82,9 +81,10 @@ func (d *Disconnecter) disconnect(ctx context.Context, key string, byUser bool) 
 	if err != nil && !errors.Is(err, store.ErrNotFound) {
 		return u, false, fmt.Errorf("disconnect %s: %w", key, err)
 	}
-	if _, err := notice.Publish(ctx, d.users, d.events, u); err != nil {
+	if _, err := d.life.Announce(ctx, u); err != nil {
 		return u, found, fmt.Errorf("disconnect %s: %w", key, err)
 	}
+	u.Notice = nil
 	token, err := d.tokens.RefreshToken(ctx, key)
 	switch {
 	case errors.Is(err, vault.ErrNotFound):
@@ -106,26 +106,16 @@ func (d *Disconnecter) disconnect(ctx context.Context, key string, byUser bool) 
 	if err := d.users.DeleteMarkers(ctx, key); err != nil {
 		return u, true, fmt.Errorf("disconnect %s: %w", key, err)
 	}
-	if silent {
-		d.log.InfoContext(ctx, "pending user disconnected", "user", key)
-		return u, true, nil
-	}
-	ev := d.Event(u)
-	if err := d.events.Publish(ctx, ev); err != nil {
+	id, err := d.life.Farewell(ctx, u)
+	switch {
+	case err != nil:
 		return u, true, fmt.Errorf("disconnect %s: %w", key, err)
+	case id == "": // a pending record was never announced, and a repeat finds the event out
+		d.log.InfoContext(ctx, "user disconnected, nothing owed", "user", key)
+	default:
+		d.log.InfoContext(ctx, "user disconnected", "user", key, "eventId", id)
 	}
-	d.log.InfoContext(ctx, "user disconnected", "user", key, "eventId", ev.ID)
 	return u, true, nil
-}
-
-// Event is the gmail.user.disconnected event that ends u's connection under
-// its AppRef: its id is keyed by the connection (ConnectedAt), so every
-// try of one ending is the same event.
-func (d *Disconnecter) Event(u store.User) events.Event {
-	return events.Event{
-		Type: events.UserDisconnect, ID: events.ID(events.UserDisconnect, u.Key, fmt.Sprint(u.ConnectedAt.UnixMicro())),
-		Time: d.users.Now().UTC().Format(time.RFC3339Nano), User: u.Key, AppRef: u.AppRef, EmailAddress: u.Email,
-	}
 }
 
 // Abandon ends a consent whose result lapsed unredeemed (u, as a renew run

@@ -1,50 +1,35 @@
 // Package gmailsync turns "the mailbox changed up to history id N" into
-// events, each announced exactly once and in history order: one
-// gmail.message.received per new message, and, when EVENT_TYPES switches
-// them on, gmail.message.sent, .labels_changed and .deleted. It takes the
-// user's lease, lists Gmail history from the user's cursor, reads it once
-// into typed changes (window.go), fetches the metadata of received and sent
-// messages (label changes and deletions need none), publishes the events,
-// writes announced markers keyed by event id and only then advances the
-// cursor, which never moves backwards. The notify
-// function calls OnPush for every Gmail push; the renew function calls Sync
-// to reconcile users whose pushes were dropped or whose sync stalled. No
-// sync runs a transaction on the user's record: a push that finds the lease
-// held records itself with one write (see run), so duplicates never queue
-// behind a sync; the holder's claim, heartbeat and cursor moves are
-// compare-and-sets (store.Claim, store.Update), so a process that dies
-// mid-write leaves no lock behind; and the heartbeat keeps a short lease
-// for as long as the holder works (see lease).
+// events: one gmail.message.received per new message and, when EVENT_TYPES
+// switches them on, gmail.message.sent, .labels_changed and .deleted.
 //
-// Gmail sends at most one notification a second per user and drops, rather
-// than merges, the ones above that rate, so a message that lands within the
-// second after a push may never be pushed. The sync that a push starts
-// therefore keeps the lease and looks at the mailbox once more when that
-// second has passed (TrailDelay after the latest push): a getProfile (1
-// unit) when its last read showed every record up to the history id Gmail
-// reported, a history read otherwise or when that id moved. It does so
-// inside the same invocation: the wait is a second or two of a notify
-// function that may run for minutes, and it holds one of the many requests
-// an instance serves at once (Terraform's function_settings concurrency),
-// not the instance; the lease already keeps other syncs of the user out, and
-// a push arriving meanwhile only raises the pending id the holder reads
-// next. Deferring the look instead (a delayed Pub/Sub message,
-// a Cloud Task) would add infrastructure and a second lease round trip for
-// the same read, and leave the message to the safety net whenever the
-// deferral itself failed.
+// It guarantees, per user:
+//   - each event is announced exactly once (an announced marker keyed by the
+//     event id is written before the cursor moves) and in history order;
+//   - the cursor never moves backwards, and only past what was announced;
+//   - one sync at a time (a lease, kept alive while the holder works and
+//     short enough that a holder that dies blocks nobody for long); a push
+//     that finds it held only raises the pending id the holder reads next,
+//     with one write, so pushes never queue behind a sync and nothing locks
+//     the record;
+//   - a message that lands within the second after a push, whose own push
+//     Gmail may drop, is still seen: the sync looks once more TrailDelay
+//     after the latest push, in the same invocation (it holds one of the
+//     requests an instance serves at once, not the instance);
+//   - history that lags what Gmail reported ends in ErrHistoryLag with the
+//     pending id raised, so Pub/Sub's redelivery reads again;
+//   - a refused grant makes the user reauth_required, once (Refused,
+//     MarkReauth; the event is shared/lifecycle's).
 //
-// What this costs is the floor for announcing at once under drop semantics:
-// one history read per push, one messages.get per message, one look after
-// the push's second. A duplicate, or a push older than one already seen,
-// costs no Gmail call; a push the cursor passed without one (a reconcile
-// read its change, or it came late) still gets its look.
+// Use: build one Syncer with New (the store, the Gmail client factory, the
+// events publisher, a clock) and share it; it is safe for concurrent use.
+// The notify function calls OnPush for every Gmail push; the renew function
+// calls Sync for users due for the safety-net reconcile; the accounts API
+// calls Sync for a resync and MarkReauth when Google refuses a token. A
+// returned error is worth a retry (Pub/Sub's redelivery, the next run);
+// Result says what was done and what it cost.
 //
-// history.list may report as its historyId the newest record it shows
-// rather than the mailbox's current one, so the look reads the current id
-// from getProfile; records still hidden behind it are waited for as long
-// as the rechecks last, and then the call ends in ErrHistoryLag with the
-// cursor at the last record announced (an id Gmail issued) and the pending
-// id raised to the one Gmail reported, so Pub/Sub's redelivery reads again.
+// Why it works this way (drop semantics, the trailing look, history lag):
+// docs/sync-design.md.
 package gmailsync
 
 import (
@@ -63,8 +48,8 @@ import (
 	"github.com/gmailwatch/gmailwatch/shared/config"
 	"github.com/gmailwatch/gmailwatch/shared/events"
 	"github.com/gmailwatch/gmailwatch/shared/gmailclient"
+	"github.com/gmailwatch/gmailwatch/shared/lifecycle"
 	"github.com/gmailwatch/gmailwatch/shared/mailbody"
-	"github.com/gmailwatch/gmailwatch/shared/notice"
 	"github.com/gmailwatch/gmailwatch/shared/store"
 	"github.com/googleapis/gax-go/v2"
 )
@@ -173,6 +158,7 @@ type Syncer struct {
 	users  *store.Store
 	gmail  *gmailclient.Factory
 	events *events.Publisher
+	life   *lifecycle.Lifecycle
 	log    *slog.Logger
 	now    func() time.Time
 	set    Settings
@@ -186,7 +172,8 @@ func New(deps Deps, settings Settings) *Syncer {
 	if deps.Logger == nil {
 		deps.Logger = slog.New(slog.DiscardHandler)
 	}
-	return &Syncer{users: deps.Users, gmail: deps.Gmail, events: deps.Events, log: deps.Logger, now: deps.Now, set: settings.withDefaults()}
+	return &Syncer{users: deps.Users, gmail: deps.Gmail, events: deps.Events,
+		life: lifecycle.New(deps.Users, deps.Events, deps.Now), log: deps.Logger, now: deps.Now, set: settings.withDefaults()}
 }
 
 // Result tells what a push or sync did. With an error, Outcome is Synced (the
@@ -333,21 +320,16 @@ func (s *Syncer) holding(ctx context.Context, u store.User, holder string, pushe
 			err = fmt.Errorf("%w: %w", context.Cause(ctx), err)
 		}
 	}()
-	rechecks := 0
-	trailing := false     // this round is the look after a push's second
-	var trailed time.Time // the push that look was for: one look per push, whatever the clock does
-	var since time.Time   // pushes from then on get a look
+	lk := &looks{}
 	if !pushed {
-		since = s.now()
+		lk.since = s.now()
 	}
-	var profiled int64       // the mailbox's history id as getProfile last told it
-	var profiledAt time.Time // when
 	// A push the cursor already passed owes only its look: no read before it.
 	passed := pushed && u.PendingHistoryID <= u.Cursor && u.CatchUp == nil
 	for {
 		target := u.PendingHistoryID
 		read := s.now()
-		final := rechecks >= s.set.Rechecks || !s.fits(ctx, s.set.RecheckDelay)
+		final := lk.rechecks >= s.set.Rechecks || !s.fits(ctx, s.set.RecheckDelay)
 		r := roundResult{historyID: u.Cursor, reported: u.Cursor}
 		if !passed {
 			r, err = s.round(ctx, u, m)
@@ -359,32 +341,12 @@ func (s *Syncer) holding(ctx context.Context, u store.User, holder string, pushe
 			}
 		}
 		passed = false
-		// Stalled: history does not show the push yet or, in the look after
-		// a push's second (this round, or one that began after it), the
-		// records up to the mailbox's history id, whose own pushes may have
-		// been dropped. history.list may report the newest record it shows
-		// rather than that id, so the look takes it from getProfile.
-		pushAt := u.LastNotificationAt
-		if at := pushAt.Add(s.set.TrailDelay); trailing || (!pushAt.IsZero() && !pushAt.Before(since) && !read.Before(at)) {
-			if r.complete() && profiledAt.Before(at) {
-				if profiled, err = s.current(ctx, u, m); err != nil {
-					return s.failed(ctx, u, l, res, err)
-				}
-				profiledAt = s.now()
-			}
-			target = max(target, r.reported, profiled)
-		}
-		// A refusal decided while records were hidden may be wrong (the
-		// message may have been archived by one of them), and a message
-		// history shows that messages.get cannot find yet is not passed:
-		// read again, and once rechecks are spent end in ErrHistoryLag with
-		// the cursor before it.
-		if (r.refused > 0 && !r.complete()) || r.missing > 0 {
-			target = max(target, r.reported)
+		if target, err = s.stalledAt(ctx, u, m, r, read, target, lk); err != nil {
+			return s.failed(ctx, u, l, res, err)
 		}
 		wait := r.historyID < target && !final
 		at := s.trailAt(u, read)
-		trail := !wait && !at.IsZero() && u.LastNotificationAt.After(trailed) && s.fits(ctx, at.Sub(s.now()))
+		trail := !wait && !at.IsZero() && u.LastNotificationAt.After(lk.trailed) && s.fits(ctx, at.Sub(s.now()))
 		next, more, err := s.advance(ctx, l, r.historyID, target, wait || trail)
 		if err != nil {
 			_ = s.release(ctx, l)
@@ -401,14 +363,14 @@ func (s *Syncer) holding(ctx context.Context, u store.User, holder string, pushe
 			return res, nil
 		}
 		if u.PendingHistoryID > target {
-			trailing = false
+			lk.trailing = false
 			continue // a later push is pending: read for it now
 		}
 		pause := s.set.RecheckDelay
 		if wait {
-			rechecks++
+			lk.rechecks++
 		} else {
-			pause, trailing, trailed = at.Sub(s.now()), true, u.LastNotificationAt
+			pause, lk.trailing, lk.trailed = at.Sub(s.now()), true, u.LastNotificationAt
 		}
 		if err := gax.Sleep(ctx, pause); err != nil {
 			_ = s.release(ctx, l)
@@ -428,11 +390,10 @@ func (s *Syncer) holding(ctx context.Context, u store.User, holder string, pushe
 		// The last read showed every record up to the history id Gmail
 		// reported: one getProfile (1 unit, against 2 for history.list)
 		// tells whether anything changed since.
-		if profiled, err = s.current(ctx, u, m); err != nil {
+		if err := s.profile(ctx, u, m, lk); err != nil {
 			return s.failed(ctx, u, l, res, err)
 		}
-		profiledAt = s.now()
-		if profiled > r.reported {
+		if lk.profiled > r.reported {
 			continue
 		}
 		if u, _, err = s.advance(ctx, l, u.Cursor, u.PendingHistoryID, false); err != nil {
@@ -442,6 +403,54 @@ func (s *Syncer) holding(ctx context.Context, u store.User, holder string, pushe
 		res.ToHistoryID, res.Pending = u.Cursor, pendingOf(u)
 		return res, nil
 	}
+}
+
+// looks is what a holding sync carries from round to round.
+type looks struct {
+	rechecks   int       // history rereads spent on a stalled read
+	trailing   bool      // this round is the look after a push's second
+	trailed    time.Time // the push that look was for: one look per push, whatever the clock does
+	since      time.Time // pushes from then on get a look
+	profiled   int64     // the mailbox's history id as getProfile last told it
+	profiledAt time.Time // when
+}
+
+// stalledAt returns the history id the round r (begun at read, for
+// target) must have reached for u's sync not to be stalled: history does
+// not show the push yet or, in the look after a push's second (this round,
+// or one that began after it), the records up to the mailbox's history id,
+// whose own pushes may have been dropped. history.list may report the
+// newest record it shows rather than that id, so the look takes it from
+// getProfile.
+func (s *Syncer) stalledAt(ctx context.Context, u store.User, m *meter, r roundResult, read time.Time, target int64, lk *looks) (int64, error) {
+	pushAt := u.LastNotificationAt
+	if at := pushAt.Add(s.set.TrailDelay); lk.trailing || (!pushAt.IsZero() && !pushAt.Before(lk.since) && !read.Before(at)) {
+		if r.complete() && lk.profiledAt.Before(at) {
+			if err := s.profile(ctx, u, m, lk); err != nil {
+				return target, err
+			}
+		}
+		target = max(target, r.reported, lk.profiled)
+	}
+	// A refusal decided while records were hidden may be wrong (the
+	// message may have been archived by one of them), and a message
+	// history shows that messages.get cannot find yet is not passed:
+	// read again, and once rechecks are spent end in ErrHistoryLag with
+	// the cursor before it.
+	if (r.refused > 0 && !r.complete()) || r.missing > 0 {
+		target = max(target, r.reported)
+	}
+	return target, nil
+}
+
+// profile asks getProfile for the mailbox's history id, and remembers when.
+func (s *Syncer) profile(ctx context.Context, u store.User, m *meter, lk *looks) error {
+	h, err := s.current(ctx, u, m)
+	if err != nil {
+		return err
+	}
+	lk.profiled, lk.profiledAt = h, s.now()
+	return nil
 }
 
 // trailAt is when the sync should look at the mailbox again after the
@@ -569,49 +578,19 @@ func (s *Syncer) failed(ctx context.Context, u store.User, l *lease, res Result,
 }
 
 // MarkReauth moves an active user to reauth_required and publishes
-// gmail.user.reauth_required; it reports whether this call made the change.
-// The event is published before the change is stored, with an id fixed by the
-// user's activation (the connection that made it active), so a retry after a
-// failure repeats the same id and a lost event is impossible, while a
-// refusal after the user reconnected is a new event. A connected event the
-// record still owes goes out first.
+// gmail.user.reauth_required (lifecycle.Lifecycle.MarkReauth, which says
+// in what order); it reports whether this call made the change.
 func (s *Syncer) MarkReauth(ctx context.Context, userKey string) (bool, error) {
-	u, err := s.users.Get(ctx, userKey)
+	changed, ev, err := s.life.MarkReauth(ctx, userKey)
 	if err != nil {
 		return false, err
 	}
-	if u.Status != store.Active {
+	if ev.ID == "" {
 		return false, nil
-	}
-	if _, err := notice.Publish(ctx, s.users, s.events, u); err != nil {
-		return false, fmt.Errorf("reauth of %s: %w", userKey, err)
-	}
-	epoch := fmt.Sprint(u.Activation().UnixMicro())
-	ev := events.Event{
-		Type: events.UserReauth, ID: events.ID(events.UserReauth, userKey, epoch),
-		Time: s.now().UTC().Format(time.RFC3339Nano), User: userKey, AppRef: u.AppRef, EmailAddress: u.Email,
-	}
-	if !u.Delegated { // a delegated user comes back when the admin grants the delegation again, not by consent
-		ev.Reconnect = events.ReconnectPath(userKey)
-	}
-	if err := s.events.Publish(ctx, ev); err != nil {
-		return false, fmt.Errorf("reauth of %s: %w", userKey, err)
-	}
-	var changed bool
-	_, err = s.users.Update(ctx, userKey, func(v *store.User) error {
-		changed = false
-		if v.Status != store.Active || fmt.Sprint(v.Activation().UnixMicro()) != epoch {
-			return store.ErrNoChange
-		}
-		v.Status, v.ReauthSince, changed = store.ReauthRequired, s.now(), true
-		return nil
-	})
-	if err != nil {
-		return false, fmt.Errorf("reauth of %s: %w", userKey, err)
 	}
 	s.gmail.Forget(userKey)
 	switch {
-	case changed && u.Delegated: // the admin is told once, by the renew run's delegation alert
+	case changed && ev.Reconnect == "": // delegated: the admin is told once, by the renew run's delegation alert
 		s.log.WarnContext(ctx, "delegated user refused", "user", userKey, "eventId", ev.ID)
 	case changed:
 		s.log.WarnContext(ctx, "user must consent again", "user", userKey, "eventId", ev.ID)

@@ -2,10 +2,11 @@
 // connected Gmail user (status, history cursor, watch, lease) under users/,
 // and per-message "announced" markers under users/{key}/messages/ that keep
 // retries and catch-up from announcing a message twice. A change that depends
-// on the record happens in a transaction or, on the push path, as a single
-// write the server applies atomically (a field transform, or a precondition
-// on the version read), so pushes never wait on the record's lock; the
-// cursor only moves forward.
+// on the user's record is one write conditioned on the version read (Update,
+// Claim: a compare-and-set, tried again on the new version) or a field
+// transform the server applies (RaisePending), never a transaction, so no
+// writer waits on the record's lock; the cursor only moves forward. Connect,
+// Redeem, the link changes and MoveUser run in transactions.
 package store
 
 import (
@@ -40,7 +41,7 @@ var ErrNotFound = errors.New("user not found")
 // reference, and the connection did not ask to move it.
 var ErrOtherRef = errors.New("mailbox connected under another reference")
 
-// ErrNoChange, returned by an Update function, ends the transaction without a write.
+// ErrNoChange, returned by an Update function, ends the Update without a write.
 var ErrNoChange = errors.New("no change")
 
 // User is the record of one connected mailbox. History ids are Gmail's
@@ -73,6 +74,7 @@ type User struct {
 	OptedOut           bool      `firestore:"optedOut,omitempty"`      // disconnected at the user's own request: the directory does not bring it back (consent does)
 	MovedTo            string    `firestore:"movedTo,omitempty"`       // a migrated legacy record: the key it moved to
 	Notice             *Notice   `firestore:"notice,omitempty"`        // the last connection's gmail.user.connected, until published
+	Farewell           time.Time `firestore:"farewell,omitempty"`      // the disconnected event's time, while it is owed (lifecycle.Disconnect)
 	CatchUp            *CatchUp  `firestore:"catchUp,omitempty"`       // a catch-up in progress, see CatchUp
 	PendingResult      string    `firestore:"pendingResult,omitempty"` // the connect result (Result.ID) that confirms the latest consent, until redeemed
 	PendingUntil       time.Time `firestore:"pendingUntil,omitempty"`  // when that result lapses; only while one is owed
@@ -159,7 +161,7 @@ func decode(key string, snap *firestore.DocumentSnapshot, err error) (User, erro
 // RaisePending records a push of historyID that arrived at `at` with one
 // write and no transaction: the server raises pendingHistoryId to the
 // maximum of its value and historyID (a field transform), so pushes never
-// wait on each other nor on a sync's transaction. The write only tells the
+// wait on each other nor on a sync's writes. The write only tells the
 // lease holder what to read next: the caller reads the record again to learn
 // whether a holder is still there to see it.
 func (s *Store) RaisePending(ctx context.Context, key string, historyID int64, at time.Time) error {

@@ -14,7 +14,8 @@
 // failure signals are alerted on (checked by matching each alert's filter
 // against what the service emits), expiring documents have TTL policies,
 // the webhook URL is sensitive, names carry name_prefix, project_number is
-// checked, and data is recoverable. Each rule also runs on hand-made plans in
+// checked, data is recoverable, and event_types accepts exactly the types
+// shared/events.MessageTypes lists. Each rule also runs on hand-made plans in
 // testdata, one that must pass and one that must fail, so no rule can pass
 // vacuously. Without TF_PLAN_JSON the real-plan checks skip.
 //

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -159,10 +160,17 @@ func wantAPIError(t *testing.T, what string, err error, code int, reason string)
 	}
 }
 
-// clock is a settable time source.
+// clock is a settable time source whose timers (AfterFunc) fire when
+// Advance reaches them.
 type clock struct {
-	mu sync.Mutex
-	t  time.Time
+	mu     sync.Mutex
+	t      time.Time
+	timers []*clockTimer
+}
+
+type clockTimer struct {
+	at time.Time
+	f  func()
 }
 
 func (c *clock) Now() time.Time {
@@ -171,8 +179,43 @@ func (c *clock) Now() time.Time {
 	return c.t
 }
 
-func (c *clock) Advance(d time.Duration) {
+// AfterFunc is gmailapi.Options.AfterFunc on this clock.
+func (c *clock) AfterFunc(d time.Duration, f func()) func() bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if d <= 0 {
+		go f()
+		return func() bool { return false }
+	}
+	tm := &clockTimer{at: c.t.Add(d), f: f}
+	c.timers = append(c.timers, tm)
+	return func() bool {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		i := slices.Index(c.timers, tm)
+		if i >= 0 {
+			c.timers = slices.Delete(c.timers, i, i+1)
+		}
+		return i >= 0
+	}
+}
+
+// Advance moves the clock on by d and runs the timers now due, in order,
+// outside the clock's lock.
+func (c *clock) Advance(d time.Duration) {
+	c.mu.Lock()
 	c.t = c.t.Add(d)
+	var due []*clockTimer
+	c.timers = slices.DeleteFunc(c.timers, func(tm *clockTimer) bool {
+		if tm.at.After(c.t) {
+			return false
+		}
+		due = append(due, tm)
+		return true
+	})
+	c.mu.Unlock()
+	slices.SortStableFunc(due, func(a, b *clockTimer) int { return a.at.Compare(b.at) })
+	for _, tm := range due {
+		tm.f()
+	}
 }

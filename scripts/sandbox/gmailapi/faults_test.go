@@ -201,7 +201,8 @@ func countOf64(xs []uint64, v uint64) int {
 func TestDelayedHistoryVisibility(t *testing.T) {
 	t.Parallel()
 	// The kind profile: historyId stays at the newest visible record (strict_test.go has the strict reading).
-	e := newEnv(t, gmailapi.Options{PushInterval: 10 * time.Millisecond, Profile: gmailapi.Kind})
+	clk := &clock{t: time.Now()}
+	e := newEnv(t, gmailapi.Options{Now: clk.Now, AfterFunc: clk.AfterFunc, PushInterval: 10 * time.Millisecond, Profile: gmailapi.Kind})
 	svc := e.mailbox(t, "race@example.com")
 	topic, ch := e.topic(t, "gmail")
 	if _, err := svc.Users.Watch("me", &gmail.WatchRequest{TopicName: topic}).Do(); err != nil {
@@ -212,7 +213,6 @@ func TestDelayedHistoryVisibility(t *testing.T) {
 		t.Fatal(err)
 	}
 	d := e.deliver(t, gmailapi.Delivery{To: "race@example.com"})
-	delivered := time.Now()
 	n := receive(t, ch, 1, 2*time.Second)
 	if n[0].HistoryID != d.HistoryID {
 		t.Fatalf("push = %+v, want history %d", n[0], d.HistoryID)
@@ -225,7 +225,7 @@ func TestDelayedHistoryVisibility(t *testing.T) {
 	if _, err := svc.Users.Messages.Get("me", d.ID).Format("metadata").Do(); err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(time.Until(delivered.Add(3200 * time.Millisecond)))
+	clk.Advance(3200 * time.Millisecond)
 	r, err = svc.Users.History.List("me").StartHistoryId(start).Do()
 	if err != nil || len(r.History) != 1 || r.HistoryId != d.HistoryID {
 		t.Fatalf("history after the delay = %+v, %v; want the message at %d", r, err, d.HistoryID)

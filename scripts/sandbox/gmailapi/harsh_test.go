@@ -68,7 +68,8 @@ func TestEmptyPagesOnUnfilteredHistory(t *testing.T) {
 
 func TestHistoryIDReadings(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t, gmailapi.Options{})
+	clk := &clock{t: time.Now()}
+	e := newEnv(t, gmailapi.Options{Now: clk.Now, AfterFunc: clk.AfterFunc})
 	const user = "reading@example.com"
 	svc := e.mailbox(t, user)
 	start, _ := e.gmail.HistoryID(user)
@@ -77,7 +78,7 @@ func TestHistoryIDReadings(t *testing.T) {
 	if err := e.gmail.SetFaults(user, gmailapi.Faults{HistoryDelay: gmailapi.Duration(500 * time.Millisecond)}); err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(600 * time.Millisecond)
+	clk.Advance(600 * time.Millisecond)
 	hidden := e.deliver(t, gmailapi.Delivery{To: user})
 	for _, tc := range []struct {
 		name    string

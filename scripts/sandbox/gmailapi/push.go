@@ -44,9 +44,9 @@ type pushState struct {
 	last      time.Time   // when the last notification went out
 	pending   uint64      // history id waiting for the interval to pass
 	topic     string      // the watch's topic for pending
-	timer     *time.Timer // fires when pending may go out
+	timer     func() bool // stops the flush that sends pending when it may go out; nil: none
 	held      []push      // held back by the reorder fault
-	heldTimer *time.Timer
+	heldTimer func() bool
 	stats     PushStats
 }
 
@@ -62,6 +62,8 @@ type pusher struct {
 	coalesce bool
 	faults   *faultSet
 	log      *slog.Logger
+	now      func() time.Time                                   // the sandbox's clock (Options.Now)
+	after    func(d time.Duration, f func()) (stop func() bool) // and its timers (Options.AfterFunc)
 	wg       sync.WaitGroup
 
 	done       chan struct{} // closed by close: delayed notifications are forgotten
@@ -71,8 +73,9 @@ type pusher struct {
 	users      map[string]*pushState
 }
 
-func newPusher(client *pubsub.Client, interval time.Duration, coalesce bool, faults *faultSet, log *slog.Logger) *pusher {
-	return &pusher{client: client, interval: interval, coalesce: coalesce, faults: faults, log: log, done: make(chan struct{}),
+func newPusher(client *pubsub.Client, interval time.Duration, coalesce bool, faults *faultSet, log *slog.Logger,
+	now func() time.Time, after func(time.Duration, func()) func() bool) *pusher {
+	return &pusher{client: client, interval: interval, coalesce: coalesce, faults: faults, log: log, now: now, after: after, done: make(chan struct{}),
 		publishers: map[string]*pubsub.Publisher{}, users: map[string]*pushState{}}
 }
 
@@ -116,14 +119,14 @@ func (p *pusher) notify(email, topic string, historyID uint64) {
 		st.stats.Coalesced++
 		return
 	}
-	wait := time.Until(st.last.Add(p.interval))
+	wait := st.last.Add(p.interval).Sub(p.now())
 	if wait > 0 && !p.coalesce {
 		st.stats.RateDropped++
 		return
 	}
 	if wait > 0 {
 		st.pending = historyID
-		st.timer = time.AfterFunc(wait, func() { p.flush(email) })
+		st.timer = p.after(wait, func() { p.flush(email) })
 		return
 	}
 	p.sendLocked(email, st, push{topic: topic, historyID: historyID})
@@ -147,16 +150,16 @@ func (p *pusher) cancel(email string) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	st := p.state(email)
-	for _, t := range []*time.Timer{st.timer, st.heldTimer} {
-		if t != nil {
-			t.Stop()
+	for _, stop := range []func() bool{st.timer, st.heldTimer} {
+		if stop != nil {
+			stop()
 		}
 	}
 	st.timer, st.heldTimer, st.pending, st.held = nil, nil, 0, nil
 }
 
 func (p *pusher) sendLocked(email string, st *pushState, n push) {
-	st.last = time.Now()
+	st.last = p.now()
 	drop, copies, hold := p.faults.pushFate(email)
 	if drop {
 		st.stats.Dropped++
@@ -168,14 +171,14 @@ func (p *pusher) sendLocked(email string, st *pushState, n push) {
 		st.stats.Reordered++
 		st.held = append(st.held, n)
 		if st.heldTimer == nil {
-			st.heldTimer = time.AfterFunc(3*p.interval, func() { p.releaseHeld(email) })
+			st.heldTimer = p.after(3*p.interval, func() { p.releaseHeld(email) })
 		}
 		return
 	}
 	batch := append([]push{n}, st.held...)
 	st.held = nil
 	if st.heldTimer != nil {
-		st.heldTimer.Stop()
+		st.heldTimer()
 		st.heldTimer = nil
 	}
 	p.publishLocked(email, batch)
@@ -215,10 +218,10 @@ func (p *pusher) publishLocked(email string, batch []push) {
 	go func() {
 		defer p.wg.Done()
 		if delay > 0 {
-			t := time.NewTimer(delay)
-			defer t.Stop()
+			due := make(chan struct{})
+			defer p.after(delay, func() { close(due) })()
 			select {
-			case <-t.C:
+			case <-due:
 			case <-p.done:
 				return
 			}
@@ -252,9 +255,9 @@ func (p *pusher) close() {
 	}
 	p.closed = true
 	for _, st := range p.users {
-		for _, t := range []*time.Timer{st.timer, st.heldTimer} {
-			if t != nil {
-				t.Stop()
+		for _, stop := range []func() bool{st.timer, st.heldTimer} {
+			if stop != nil {
+				stop()
 			}
 		}
 	}

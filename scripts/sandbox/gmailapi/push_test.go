@@ -32,8 +32,9 @@ func TestWatchLabelFilters(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			// A short interval lets every delivery go out on its own.
-			e := newEnv(t, gmailapi.Options{PushInterval: 10 * time.Millisecond})
+			// A short interval, passed on the clock, lets every delivery go out on its own.
+			clk := &clock{t: time.Now()}
+			e := newEnv(t, gmailapi.Options{Now: clk.Now, AfterFunc: clk.AfterFunc, PushInterval: 10 * time.Millisecond})
 			svc := e.mailbox(t, "filter@example.com")
 			topic, ch := e.topic(t, "gmail")
 			req := tc.req
@@ -54,7 +55,7 @@ func TestWatchLabelFilters(t *testing.T) {
 				if tc.want[i] {
 					want = append(want, d.HistoryID)
 				}
-				time.Sleep(30 * time.Millisecond)
+				clk.Advance(30 * time.Millisecond)
 			}
 			got := receive(t, ch, len(want), time.Second)
 			var gotIDs []uint64
@@ -153,5 +154,43 @@ func TestWatchExpires(t *testing.T) {
 	}
 	if st, _ := e.gmail.Watch("exp@example.com"); st.Active || st.TopicName != topic {
 		t.Fatalf("expired watch state = %+v", st)
+	}
+}
+
+// The push limiter runs on the sandbox's clock: with an interval of an hour
+// that the test's clock passes at once, the strict profile drops a change
+// within the hour and notifies the next one after it, and the kind profile
+// sends the coalesced change when the hour is up.
+func TestPushLimiterRunsOnTheSandboxClock(t *testing.T) {
+	t.Parallel()
+	for _, profile := range []gmailapi.Profile{gmailapi.Strict, gmailapi.Kind} {
+		t.Run(string(profile), func(t *testing.T) {
+			t.Parallel()
+			clk := &clock{t: time.Now()}
+			e := newEnv(t, gmailapi.Options{Now: clk.Now, AfterFunc: clk.AfterFunc, PushInterval: time.Hour, Profile: profile})
+			const user = "clocked@example.com"
+			svc := e.mailbox(t, user)
+			topic, ch := e.topic(t, "gmail")
+			if _, err := svc.Users.Watch("me", &gmail.WatchRequest{TopicName: topic}).Do(); err != nil {
+				t.Fatal(err)
+			}
+			first := e.deliver(t, gmailapi.Delivery{To: user})
+			if got := receive(t, ch, 1, time.Second); len(got) != 1 || got[0].HistoryID != first.HistoryID {
+				t.Fatalf("first change: %+v, want one notification of %d", got, first.HistoryID)
+			}
+			within := e.deliver(t, gmailapi.Delivery{To: user})
+			st, _ := e.gmail.Watch(user)
+			if dropped := st.Notifications.RateDropped == 1; dropped != (profile == gmailapi.Strict) {
+				t.Fatalf("a change within the interval: %+v, want it dropped by the strict profile only", st.Notifications)
+			}
+			clk.Advance(time.Hour)
+			want := within.HistoryID // the kind profile's coalesced change goes out now
+			if profile == gmailapi.Strict {
+				want = e.deliver(t, gmailapi.Delivery{To: user}).HistoryID
+			}
+			if got := receive(t, ch, 1, time.Second); len(got) != 1 || got[0].HistoryID != want {
+				t.Fatalf("after the interval: %+v, want one notification of %d", got, want)
+			}
+		})
 	}
 }

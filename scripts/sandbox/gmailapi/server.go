@@ -45,7 +45,11 @@ type Options struct {
 	MaxConcurrent         int            // calls in flight per user before 429; default 5
 	Seed                  uint64         // seeds history and message ids; 0 picks one at random
 	Now                   func() time.Time
-	Logger                *slog.Logger
+	// AfterFunc runs f once Now has advanced by d (the push limiter's and
+	// the push faults' delays); stop cancels it and reports whether it did.
+	// Default time.AfterFunc; set it with Now when Now is a test's clock.
+	AfterFunc func(d time.Duration, f func()) (stop func() bool)
+	Logger    *slog.Logger
 }
 
 // Profile chooses how harsh the sandbox is where Google's documentation
@@ -97,6 +101,9 @@ func New(opts Options) *Server {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
+	if opts.AfterFunc == nil {
+		opts.AfterFunc = func(d time.Duration, f func()) func() bool { return time.AfterFunc(d, f).Stop }
+	}
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
@@ -114,7 +121,7 @@ func New(opts Options) *Server {
 		lastMessageID: 0x190000000000000 + rng.Uint64N(1<<48),
 		mailboxes:     map[string]*mailbox{},
 	}
-	s.pushes = newPusher(opts.PubSub, opts.PushInterval, opts.Profile == Kind, s.faults, opts.Logger)
+	s.pushes = newPusher(opts.PubSub, opts.PushInterval, opts.Profile == Kind, s.faults, opts.Logger, opts.Now, opts.AfterFunc)
 	return s
 }
 

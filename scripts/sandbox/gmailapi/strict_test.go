@@ -46,7 +46,8 @@ func TestStrictDropsNotificationsAboveTheRate(t *testing.T) {
 
 func TestStrictHistoryIDIsCurrentWhileRecordsAreHidden(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t, gmailapi.Options{})
+	clk := &clock{t: time.Now()}
+	e := newEnv(t, gmailapi.Options{Now: clk.Now, AfterFunc: clk.AfterFunc})
 	svc := e.mailbox(t, "hidden@example.com")
 	start, _ := e.gmail.HistoryID("hidden@example.com")
 	if err := e.gmail.SetFaults("hidden@example.com", gmailapi.Faults{HistoryDelay: gmailapi.Duration(time.Second)}); err != nil {
@@ -57,7 +58,7 @@ func TestStrictHistoryIDIsCurrentWhileRecordsAreHidden(t *testing.T) {
 	if err != nil || len(r.History) != 0 || r.HistoryId != d.HistoryID {
 		t.Fatalf("history while hidden = %+v, %v; want no records and the current id %d", r, err, d.HistoryID)
 	}
-	time.Sleep(1200 * time.Millisecond)
+	clk.Advance(1200 * time.Millisecond)
 	r, err = svc.Users.History.List("me").StartHistoryId(start).Do()
 	if err != nil || len(r.History) != 1 || r.History[0].Id != d.HistoryID {
 		t.Fatalf("history once visible = %+v, %v; want the record %d", r, err, d.HistoryID)
