@@ -66,13 +66,13 @@ func newEnv(t *testing.T, o envOptions) *env {
 	// so that runs under a time budget measure the function, not that.
 	now := time.Now()
 	for _, field := range []string{store.RenewDue, store.SyncDue} {
-		_, err1 := w.Store.Due(ctx, field, now, store.Position{}, 1)
-		_, err2 := w.Store.CountDue(ctx, field, now)
+		_, err1 := w.Store.Due(ctx, 0, field, now, store.Position{}, 1)
+		_, err2 := w.Store.CountDue(ctx, store.AllShards(), field, now)
 		if err := errors.Join(err1, err2); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if _, err := w.Store.ReauthWatches(ctx, now, store.Position{}, 1); err != nil {
+	if _, err := w.Store.ReauthWatches(ctx, 0, now, store.Position{}, 1); err != nil {
 		t.Fatal(err)
 	}
 	factory := gmailclient.NewFactory(cfg.Gmail, w.Vault)
