@@ -74,6 +74,8 @@ type Settings struct {
 	ReauthStopAfter time.Duration             // REAUTH_STOP_AFTER: then a reauth_required user's watch is stopped
 	Concurrency     int                       // RENEW_CONCURRENCY: users worked on at once
 	PageSize        int                       // users read per query
+	FanoutTopic     string                    // RENEW_FANOUT_TOPIC: "" runs every shard in the scheduled invocation
+	Fanout          int                       // RENEW_FANOUT: with a topic, how many ranges of shards the scheduled run hands out
 }
 
 // ReadSettings reads the run's own settings from r. The function's timeout
@@ -88,6 +90,8 @@ func ReadSettings(r *config.Reader) Settings {
 		ReauthStopAfter: r.Duration("REAUTH_STOP_AFTER", 24*time.Hour),
 		Concurrency:     r.Int("RENEW_CONCURRENCY", 32, 1, 1000),
 		PageSize:        r.Int("RENEW_PAGE_SIZE", 300, 1, 1000),
+		FanoutTopic:     r.String("RENEW_FANOUT_TOPIC", ""),
+		Fanout:          r.Int("RENEW_FANOUT", store.ShardCount, 1, store.ShardCount),
 	}
 }
 
@@ -97,7 +101,16 @@ func ReadSettings(r *config.Reader) Settings {
 // default share is a quarter: 300,000 units a minute at Gmail's 1,200,000,
 // 3,000 watches a minute, so that 100,000 users renew in about half an hour
 // of the day while notify keeps three quarters for arrivals.
-func (s Settings) budget() int { return max(int(float64(s.UnitsPerMinute)*s.QuotaShare), 1) }
+//
+// Fanned out, the runs of one pass work at once on separate instances, each
+// with its own limiter: each gets its range's part of the share.
+func (s Settings) budget() int {
+	share := float64(s.UnitsPerMinute) * s.QuotaShare
+	if s.FanoutTopic != "" {
+		share /= float64(len(store.Split(s.Fanout)))
+	}
+	return max(int(share), 1)
+}
 
 // Deps are what a Handler works with.
 type Deps struct {
@@ -109,6 +122,7 @@ type Deps struct {
 	Now     func() time.Time // the clock due times are compared with; nil: time.Now
 	Domain  *Domain          // delegation mode: keeps the watched users in step with the directory; nil in consent mode
 	Pending Abandoner        // withdraws connections whose result lapsed unredeemed; nil: none are
+	Fanout  Fanout           // with Settings.FanoutTopic: where the scheduled run hands out shards
 }
 
 // Abandoner withdraws a connection its application never confirmed
@@ -118,7 +132,7 @@ type Abandoner interface {
 }
 
 // Handler runs renewals. Its quota limiter is shared by every run in the
-// instance (the function runs on one instance at most).
+// instance.
 type Handler struct {
 	d       Deps
 	set     Settings
@@ -154,6 +168,9 @@ func wire(cfg Config, c *platform.Clients) *Handler {
 	syncer := gmailsync.New(gmailsync.Deps{Users: users, Gmail: mailboxes, Events: c.Events(), Logger: log}, cfg.Sync)
 	d := Deps{Users: users, Gmail: mailboxes, Syncer: syncer, Events: c.Events(), Logger: log,
 		Pending: disconnect.New(users, c.Vault(), mailboxes, c.Events(), &http.Client{Timeout: 20 * time.Second}, log)}
+	if cfg.Run.FanoutTopic != "" {
+		d.Fanout = PublishFanout(c.Publisher(cfg.Run.FanoutTopic))
+	}
 	if dl := cfg.Delegation; dl != nil {
 		mailboxes.Delegate(dl)
 		userKeys := vault.NewKeys(c.Vault(), cfg.UserKeyName, store.MinUserKeyBytes, nil)
@@ -170,14 +187,34 @@ func wire(cfg Config, c *platform.Clients) *Handler {
 	return New(d, cfg.Run)
 }
 
-// ServeHTTP runs once per POST, whatever the body, and answers the report.
+// ServeHTTP answers a POST: a Pub/Sub push of a fan-out message runs over
+// its shards; any other (the scheduler's) fans out, or, without a fan-out
+// topic, runs over every shard. It answers the report.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if r.Method != http.MethodPost {
 		w.Header().Set("Allow", http.MethodPost)
 		writeJSON(w, http.StatusMethodNotAllowed, map[string]string{"error": "use POST to start a run"})
 		return
 	}
-	rep := h.Run(platform.TraceRequest(r.Context(), h.set.ProjectID, r))
+	ctx := platform.TraceRequest(r.Context(), h.set.ProjectID, r)
+	shards, pushed, err := shardsOf(r)
+	switch {
+	case err != nil: // nothing run; Pub/Sub retries, then dead-letters it
+		h.d.Logger.ErrorContext(ctx, "renew request refused", "error", err)
+		writeJSON(w, http.StatusBadRequest, map[string]string{"error": err.Error()})
+		return
+	case !pushed && h.d.Fanout != nil:
+		rep := h.fanOut(ctx)
+		status := http.StatusOK
+		if rep.Error != "" {
+			status = http.StatusInternalServerError
+		}
+		writeJSON(w, status, rep)
+		return
+	case !pushed:
+		shards = store.AllShards()
+	}
+	rep := h.RunShards(ctx, shards)
 	status := http.StatusOK
 	if rep.Error != "" {
 		status = http.StatusInternalServerError // Cloud Scheduler retries
