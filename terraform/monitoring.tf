@@ -18,15 +18,6 @@ locals {
       ])
       doc = "A Gmail watch could not be renewed and will expire (Gmail then stops notifying). Check the renew function's logs for the user key and the Gmail error."
     }
-    renew_left_work = {
-      title = "Renew run ended with work left"
-      filter = join(" AND ", [
-        "resource.type=\"cloud_run_revision\"",
-        "resource.labels.service_name=\"${local.services["renew"]}\"",
-        "jsonPayload.message=\"renew run left work\"",
-      ])
-      doc = "A renew run's time budget ended with renewals or reconciles of its shards still due (jsonPayload.remaining, jsonPayload.shards): watches may lapse before the next run. Raise renew_fanout (up to 16, with the renew function's max_instances), renew_quota_share or run_budget."
-    }
     reauth_required = {
       title = "Gmail user needs reauthorization"
       filter = join(" AND ", [

@@ -135,11 +135,6 @@ func (h *Handler) RunShards(ctx context.Context, shards store.Shards) Report {
 	remaining, cerr := r.remaining(ctx)
 	rep.Remaining = remaining
 	rep.DurationMS, rep.Firestore = time.Since(start).Milliseconds(), ops()
-	if rep.Stopped && rep.Remaining > 0 {
-		// Counted by a log-match alert: the pass needs more instances
-		// (RENEW_FANOUT), quota or budget.
-		h.d.Logger.WarnContext(ctx, LeftWorkLog, "remaining", rep.Remaining, "shards", shards)
-	}
 	if err = errors.Join(err, cerr); err != nil {
 		rep.Error = err.Error()
 		h.d.Logger.ErrorContext(ctx, "renew run failed", "report", rep, "error", err)
@@ -148,10 +143,6 @@ func (h *Handler) RunShards(ctx context.Context, shards store.Shards) Report {
 	h.d.Logger.InfoContext(ctx, "renew run", "report", rep)
 	return rep
 }
-
-// LeftWorkLog is logged by a run whose budget ended with renewals or
-// reconciles of its shards still due; an alert matches it.
-const LeftWorkLog = "renew run left work"
 
 // finishGrace is how long work in flight may go on after the budget, before
 // it is cancelled: with the default budget of 8 minutes a run ends within
