@@ -248,7 +248,7 @@ resource "google_pubsub_topic_iam_member" "renew_fanout_publisher" {
 
 # Pub/Sub's agent signs the fan-out pushes' OIDC tokens as the scheduler.
 resource "google_service_account_iam_member" "pubsub_agent_scheduler_token" {
-  service_account_id = google_service_account.scheduler.name
+  service_account_id = "projects/${var.project_id}/serviceAccounts/${google_service_account.scheduler.email}"
   role               = "roles/iam.serviceAccountTokenCreator"
   member             = local.service_agents.pubsub
 }
