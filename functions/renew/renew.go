@@ -4,7 +4,10 @@
 // owed after a failed publish, renews Gmail watches before they expire, and
 // reconciles mailboxes whose pushes were dropped or whose sync stalled, with
 // the same sync (and lease) as the notify function; it also withdraws the
-// connections whose result code the application did not redeem in time. It pages through due
+// connections whose result code the application did not redeem in time. The
+// users are split into shards (store.ShardOf): deployed, the scheduled run
+// hands ranges of them out through a Pub/Sub topic and each range runs in
+// its own invocation (fanout.go). A run pages through its shards' due
 // users with bounded concurrency, paces Gmail calls to a project-wide quota
 // rate that backs off on 429, and stops taking work before its time budget
 // ends, leaving the rest for the next run. The run's counts go to one log
