@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -27,10 +28,11 @@ type Renewal struct {
 	PerSecond        float64         `json:"watchesPerSecond"`
 	Ratio            float64         `json:"achievedOverAllowed"`
 	WatchCalls       int64           `json:"watchCalls"`
-	RateLimited      int64           `json:"rateLimited"` // Gmail's 429s during the run
-	Run              json.RawMessage `json:"run"`         // the function's report (one shard range's, the slowest, when fanned out)
-	ShardRuns        int             `json:"shardRuns"`   // shard ranges run at once (1: the scheduled run)
-	Remaining        int64           `json:"remaining"`   // renewals and reconciles still due when the runs ended
+	RateLimited      int64           `json:"rateLimited"`      // Gmail's 429s during the run
+	Run              json.RawMessage `json:"run"`              // the function's report (one shard range's, the slowest, when fanned out)
+	ShardRuns        int             `json:"shardRuns"`        // shard ranges run at once (1: the scheduled run)
+	Remaining        int64           `json:"remaining"`        // renewals and reconciles still due when the runs ended
+	Errors           []string        `json:"errors,omitempty"` // runs that answered an error; their reports still count
 }
 
 // renewal seeds the users (sandbox mailbox and token, secret, Firestore
@@ -81,34 +83,31 @@ func (b *bench) renewal(ctx context.Context) error {
 	ranges := store.Split(b.cfg.RenewShards)
 	outs := make([]string, len(ranges))
 	began := time.Now()
-	var runs errgroup.Group
+	errs := make([]error, len(ranges))
+	var runs sync.WaitGroup
 	for i, s := range ranges {
-		runs.Go(func() error {
-			var err error
+		runs.Go(func() {
 			if len(ranges) == 1 {
-				outs[i], err = b.st.Renew(ctx)
+				outs[i], errs[i] = b.st.Renew(ctx)
 			} else {
-				outs[i], err = b.st.RenewShards(ctx, s.From, s.To)
+				outs[i], errs[i] = b.st.RenewShards(ctx, s.From, s.To)
 			}
-			if err != nil {
-				return fmt.Errorf("renew run over shards %d..%d: %w: %s", s.From, s.To, err, outs[i])
-			}
-			return nil
 		})
 	}
-	if err := runs.Wait(); err != nil {
-		return err
-	}
+	runs.Wait()
 	wall := time.Since(began)
 	var slowest int64
-	for _, out := range outs {
+	for i, out := range outs {
 		var rep struct {
 			Renewed    int   `json:"renewed"`
 			Remaining  int64 `json:"remaining"`
 			DurationMS int64 `json:"duration_ms"`
 		}
 		if err := json.Unmarshal([]byte(out), &rep); err != nil {
-			return fmt.Errorf("renew report %q: %w", out, err)
+			return fmt.Errorf("renew run over shards %v: %w; report %q: %w", ranges[i], errs[i], out, err)
+		}
+		if errs[i] != nil { // a report with an error: what it did still counts
+			r.Errors = append(r.Errors, fmt.Sprintf("shards %d..%d: %v", ranges[i].From, ranges[i].To, errs[i]))
 		}
 		r.Renewed += rep.Renewed
 		r.Remaining += rep.Remaining

@@ -358,6 +358,9 @@ func (r *Report) Print(out io.Writer) {
 		row("  users", "seeded in s", "renewed", "left", "run s", "watches/s", "allowed/s", "achieved/allowed", "watch calls", "429s")
 		row(fmt.Sprintf("  %d of %d", n.Users, n.UsersWanted), f1(n.SeedSeconds), n.Renewed, n.Remaining, f1(n.Seconds), f2(n.PerSecond), f2(n.AllowedPerSecond), f2(n.Ratio), n.WatchCalls, n.RateLimited)
 		tw.Flush()
+		for _, e := range n.Errors {
+			fmt.Fprintf(out, "  run error: %s\n", e)
+		}
 	}
 	fmt.Fprintln(out, "\nTargets")
 	for _, t := range r.Targets {
