@@ -126,7 +126,7 @@ resource "google_pubsub_subscription" "renew_fanout" {
   }
 
   push_config {
-    push_endpoint = google_cloudfunctions2_function.function["renew"].service_config[0].uri
+    push_endpoint = "${google_cloudfunctions2_function.function["renew"].service_config[0].uri}/shards" # functions/renew ShardsPath
     oidc_token {
       service_account_email = google_service_account.scheduler.email
       audience              = google_cloudfunctions2_function.function["renew"].service_config[0].uri

@@ -76,34 +76,35 @@ type pushEnvelope struct {
 	Message *struct {
 		Data []byte `json:"data"`
 	} `json:"message"`
-	Subscription string `json:"subscription"`
 }
 
 // maxBody bounds what a request may send: a push of a shard range is a
 // few hundred bytes.
 const maxBody = 64 << 10
 
-// shardsOf reads which shards a request asks for: a Pub/Sub push of a
-// fan-out message names them; any other body (Cloud Scheduler's is empty)
-// is a scheduled run, answered with ok false.
-func shardsOf(r *http.Request) (store.Shards, bool, error) {
+// ShardsPath is where the fan-out subscription pushes its messages; a POST
+// to any other path is a scheduled run, whose body is never read.
+const ShardsPath = "/shards"
+
+// shardsOf reads which shards a Pub/Sub push of a fan-out message names.
+func shardsOf(r *http.Request) (store.Shards, error) {
 	body, err := io.ReadAll(io.LimitReader(r.Body, maxBody+1))
 	if err != nil {
-		return store.Shards{}, false, fmt.Errorf("read body: %w", err)
+		return store.Shards{}, fmt.Errorf("read body: %w", err)
 	}
 	if len(body) > maxBody {
-		return store.Shards{}, false, fmt.Errorf("body over %d bytes", maxBody)
+		return store.Shards{}, fmt.Errorf("body over %d bytes", maxBody)
 	}
 	var env pushEnvelope
-	if json.Unmarshal(body, &env) != nil || env.Message == nil || env.Subscription == "" {
-		return store.Shards{}, false, nil
+	if err := json.Unmarshal(body, &env); err != nil || env.Message == nil {
+		return store.Shards{}, fmt.Errorf("not a Pub/Sub push of a fan-out message")
 	}
 	var s store.Shards
 	if err := json.Unmarshal(env.Message.Data, &s); err != nil {
-		return store.Shards{}, true, fmt.Errorf("fan-out message: %w", err)
+		return store.Shards{}, fmt.Errorf("fan-out message: %w", err)
 	}
 	if !s.Valid() {
-		return store.Shards{}, true, fmt.Errorf("fan-out message names shards %d..%d, not a range of 0..%d", s.From, s.To, store.ShardCount)
+		return store.Shards{}, fmt.Errorf("fan-out message names shards %d..%d, not a range of 0..%d", s.From, s.To, store.ShardCount)
 	}
-	return s, true, nil
+	return s, nil
 }

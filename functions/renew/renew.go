@@ -200,13 +200,16 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	ctx := platform.TraceRequest(r.Context(), h.set.ProjectID, r)
-	shards, pushed, err := shardsOf(r)
-	switch {
-	case err != nil: // nothing run; Pub/Sub retries, then dead-letters it
-		h.d.Logger.ErrorContext(ctx, "renew request refused", "error", err)
-		writeJSON(w, http.StatusBadRequest, map[string]string{"error": err.Error()})
-		return
-	case !pushed && h.d.Fanout != nil:
+	shards, pushed := store.AllShards(), r.URL.Path == ShardsPath
+	if pushed {
+		var err error
+		if shards, err = shardsOf(r); err != nil { // nothing run; Pub/Sub retries it until it lapses
+			h.d.Logger.ErrorContext(ctx, "renew request refused", "error", err)
+			writeJSON(w, http.StatusBadRequest, map[string]string{"error": err.Error()})
+			return
+		}
+	}
+	if !pushed && h.d.Fanout != nil {
 		rep := h.fanOut(ctx)
 		status := http.StatusOK
 		if rep.Error != "" {
@@ -214,8 +217,6 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		writeJSON(w, status, rep)
 		return
-	case !pushed:
-		shards = store.AllShards()
 	}
 	rep := h.RunShards(ctx, shards)
 	status := http.StatusOK

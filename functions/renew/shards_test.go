@@ -22,11 +22,11 @@ import (
 
 // postBody posts body to the handler as Cloud Scheduler or a Pub/Sub push
 // would, and decodes the answer into out.
-func postBody(t *testing.T, h http.Handler, body string, out any) int {
+func postBody(t *testing.T, h http.Handler, path, body string, out any) int {
 	t.Helper()
 	srv := httptest.NewServer(h)
 	defer srv.Close()
-	resp, err := http.Post(srv.URL+"/", "application/json", strings.NewReader(body))
+	resp, err := http.Post(srv.URL+path, "application/json", strings.NewReader(body))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -72,7 +72,7 @@ func TestScheduledRunFansOutAndTheShardRunsRenewEveryone(t *testing.T) {
 	}
 
 	var fan FanoutReport
-	if code := postBody(t, e.h, "", &fan); code != http.StatusOK || fan.Error != "" || len(fan.Published) != fanout {
+	if code := postBody(t, e.h, "/", "", &fan); code != http.StatusOK || fan.Error != "" || len(fan.Published) != fanout {
 		t.Fatalf("scheduled run: %d %+v, want %d ranges published", code, fan, fanout)
 	}
 	if n, _ := e.users.CountDue(context.Background(), store.AllShards(), store.RenewDue, time.Now()); n != users {
@@ -99,7 +99,7 @@ func TestScheduledRunFansOutAndTheShardRunsRenewEveryone(t *testing.T) {
 	covered := map[int]bool{}
 	for _, data := range msgs {
 		var rep Report
-		if code := postBody(t, e.h, push(data), &rep); code != http.StatusOK || rep.Error != "" {
+		if code := postBody(t, e.h, ShardsPath, push(data), &rep); code != http.StatusOK || rep.Error != "" {
 			t.Fatalf("shard run %s: %d %+v", data, code, rep)
 		}
 		for s := rep.Shards.From; s < rep.Shards.To; s++ {
@@ -131,10 +131,11 @@ func TestScheduledRunFansOutAndTheShardRunsRenewEveryone(t *testing.T) {
 func TestBadFanoutMessagesAreRefused(t *testing.T) {
 	e := newEnv(t, envOptions{})
 	u := e.connect(t, "bad-push@example.com", func(u *store.User) { u.RenewAt = time.Now().Add(-time.Minute) })
-	for _, data := range []string{`{"from": 5, "to": 3}`, `{"from": 0, "to": 17}`, `{"from": -1, "to": 2}`, `not json`} {
+	for _, body := range []string{push([]byte(`{"from": 5, "to": 3}`)), push([]byte(`{"from": 0, "to": 17}`)), push([]byte(`{"from": -1, "to": 2}`)),
+		push([]byte(`not json`)), `{"ignored": true}`, ``, strings.Repeat("x", maxBody+1)} {
 		var out map[string]string
-		if code := postBody(t, e.h, push([]byte(data)), &out); code != http.StatusBadRequest || out["error"] == "" {
-			t.Errorf("push of %s: %d %v, want 400 with an error", data, code, out)
+		if code := postBody(t, e.h, ShardsPath, body, &out); code != http.StatusBadRequest || out["error"] == "" {
+			t.Errorf("push of %.40q: %d %v, want 400 with an error", body, code, out)
 		}
 	}
 	if got := e.user(t, u.Key); !got.LastRenewAt.Equal(u.LastRenewAt) {

@@ -382,7 +382,7 @@ func (st *Stack) PID(name string) int {
 }
 
 // Renew runs the renew function once, as Cloud Scheduler does, and returns its report.
-func (st *Stack) Renew(ctx context.Context) (string, error) { return st.postRenew(ctx, nil) }
+func (st *Stack) Renew(ctx context.Context) (string, error) { return st.postRenew(ctx, "/", nil) }
 
 // RenewShards runs the renew function over a range of shards, as the
 // fan-out topic's push subscription does, and returns its report.
@@ -392,11 +392,11 @@ func (st *Stack) RenewShards(ctx context.Context, from, to int) (string, error) 
 		"message":      map[string]any{"data": base64.StdEncoding.EncodeToString(data), "messageId": fmt.Sprintf("shards-%d-%d", from, to)},
 		"subscription": "projects/local/subscriptions/renew-fanout",
 	})
-	return st.postRenew(ctx, bytes.NewReader(body))
+	return st.postRenew(ctx, "/shards", bytes.NewReader(body))
 }
 
-func (st *Stack) postRenew(ctx context.Context, in io.Reader) (string, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, st.FunctionURLs["renew"]+"/", in)
+func (st *Stack) postRenew(ctx context.Context, path string, in io.Reader) (string, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, st.FunctionURLs["renew"]+path, in)
 	if err != nil {
 		return "", err
 	}
