@@ -236,7 +236,7 @@ resource "google_monitoring_alert_policy" "renew_work_left" {
   }
 
   documentation {
-    content   = "A renew run ended with renewals or reconciles still due (report.remaining). One such run is made up by the next; if it repeats, raise run_budget, quota_units_per_minute or the renew function's timeout, or run renew more often."
+    content   = "A renew run ended with renewals or reconciles of its shards still due (report.remaining, report.shards). One such run is made up by the next; if it repeats, raise renew_fanout (with the renew function's max_instances), run_budget, quota_units_per_minute or the renew function's timeout, or run renew more often."
     mime_type = "text/markdown"
   }
 

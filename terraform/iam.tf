@@ -252,3 +252,17 @@ resource "google_storage_bucket_iam_member" "builder_source_reader" {
   role   = "roles/storage.objectViewer"
   member = google_service_account.builder.member
 }
+
+# renew publishes the fan-out messages of its scheduled run.
+resource "google_pubsub_topic_iam_member" "renew_fanout_publisher" {
+  topic  = google_pubsub_topic.renew_fanout.name
+  role   = "roles/pubsub.publisher"
+  member = google_service_account.function["renew"].member
+}
+
+# Pub/Sub's agent signs the fan-out pushes' OIDC tokens as the scheduler.
+resource "google_service_account_iam_member" "pubsub_agent_scheduler_token" {
+  service_account_id = "projects/${var.project_id}/serviceAccounts/${google_service_account.scheduler.email}"
+  role               = "roles/iam.serviceAccountTokenCreator"
+  member             = local.service_agents.pubsub
+}

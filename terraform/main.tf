@@ -138,6 +138,8 @@ locals {
         RECONCILE_AFTER        = var.reconcile_after
         QUOTA_UNITS_PER_MINUTE = tostring(var.quota_units_per_minute)
         RENEW_QUOTA_SHARE      = tostring(var.renew_quota_share)
+        RENEW_FANOUT_TOPIC     = google_pubsub_topic.renew_fanout.name
+        RENEW_FANOUT           = tostring(var.renew_fanout)
         RUN_BUDGET             = var.run_budget
         REAUTH_STOP_AFTER      = var.reauth_stop_after
         CONNECT_MODE           = var.connect_mode

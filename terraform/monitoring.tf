@@ -129,6 +129,13 @@ locals {
       threshold    = 600
       doc          = "A Gmail notification has waited more than 10 minutes for the notify function: notify keeps failing (see its logs) or cannot be invoked. Renew's reconciliation catches up on missed mail within the hour once notify works again."
     }
+    renew_fanout_backlog = {
+      title        = "Renew shard runs not taken"
+      subscription = "\"${google_pubsub_subscription.renew_fanout.name}\""
+      metric       = "pubsub.googleapis.com/subscription/oldest_unacked_message_age"
+      threshold    = 1200
+      doc          = "A renew fan-out message (a range of the users' shards) has waited more than 20 minutes: its renew run keeps failing (see its logs) or cannot be invoked (max_instances, IAM). Those shards' watches are not renewed until it runs; the message lapses after an hour and the next scheduled run hands the shards out again."
+    }
     dead_letter_backlog = {
       title        = "Dead-lettered events waiting"
       subscription = "\"${google_pubsub_subscription.dead_letter.name}\""

@@ -140,3 +140,52 @@ moved {
   from = google_pubsub_subscription.webhook[0]
   to   = google_pubsub_subscription.webhook["default"]
 }
+
+# The scheduled renew run fans out through this topic: one message per range
+# of the users' shards (functions/renew/fanout.go says why Pub/Sub), each
+# pushed back to the renew function, which walks only those shards. The push
+# is authenticated with the scheduler account's OIDC token, which may invoke
+# renew already, to the run.app URL (internal traffic there, as for the
+# webhook). A message is worth nothing after the next scheduled run: it is
+# kept an hour, redelivered with backoff meanwhile if its run failed.
+resource "google_pubsub_topic" "renew_fanout" {
+  name       = "${var.name_prefix}renew-fanout"
+  depends_on = [google_project_service.enabled]
+}
+
+resource "google_pubsub_subscription" "renew_fanout" {
+  name  = "${var.name_prefix}renew-fanout"
+  topic = google_pubsub_topic.renew_fanout.name
+
+  ack_deadline_seconds       = min(var.function_settings["renew"].timeout, 600)
+  message_retention_duration = "3600s"
+
+  retry_policy {
+    minimum_backoff = "30s"
+    maximum_backoff = "600s"
+  }
+
+  expiration_policy {
+    ttl = ""
+  }
+
+  push_config {
+    push_endpoint = "${google_cloudfunctions2_function.function["renew"].service_config[0].uri}/shards" # functions/renew ShardsPath
+    oidc_token {
+      service_account_email = google_service_account.scheduler.email
+      audience              = google_cloudfunctions2_function.function["renew"].service_config[0].uri
+    }
+  }
+
+  lifecycle {
+    precondition {
+      condition     = var.function_settings["renew"].max_instances > var.renew_fanout
+      error_message = "function_settings.renew.max_instances must be above renew_fanout: each shard range runs on its own instance, beside the scheduled run."
+    }
+  }
+
+  depends_on = [
+    google_cloud_run_v2_service_iam_member.scheduler_invoker,
+    google_service_account_iam_member.pubsub_agent_scheduler_token,
+  ]
+}

@@ -27,6 +27,6 @@ resource "google_cloud_scheduler_job" "renew" {
   # fails with FAILED_PRECONDITION.
   depends_on = [
     google_cloud_run_v2_service_iam_member.scheduler_invoker,
-    google_firestore_index.users_by_watch_expiration,
+    google_firestore_index.strays_by_at,
   ]
 }

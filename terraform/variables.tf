@@ -419,6 +419,17 @@ variable "gmail_quota_profile" {
   }
 }
 
+variable "renew_fanout" {
+  description = "How many ranges of the users' 16 shards each scheduled renew run hands out through the fan-out topic (RENEW_FANOUT), each run by its own renew invocation with that part of renew_quota_share. One invocation works through ~45,000 users in its 8-minute budget (32 at once, ~1.3 s each under Gmail's latency), so 16 take 1M users' hourly renewals and reconciles when the quota allows. Keep function_settings.renew.max_instances above it."
+  type        = number
+  default     = 16
+
+  validation {
+    condition     = var.renew_fanout >= 1 && var.renew_fanout <= 16 && floor(var.renew_fanout) == var.renew_fanout
+    error_message = "The renew_fanout must be a whole number from 1 to 16 (the number of shards)."
+  }
+}
+
 variable "renew_quota_share" {
   description = "The part of quota_units_per_minute the renew function may spend (RENEW_QUOTA_SHARE); the rest is left to notify, whose syncs users wait for. A quarter of 1,200,000 renews 3,000 watches a minute."
   type        = number
@@ -502,7 +513,7 @@ variable "function_settings" {
     consent  = { memory = "256M", timeout = 60, max_instances = 10 }
     accounts = { memory = "256M", timeout = 300, max_instances = 10 }
     notify   = { memory = "512M", timeout = 300, max_instances = 20, cpu = "1", concurrency = 250 }
-    renew    = { memory = "512M", timeout = 540, max_instances = 1 }
+    renew    = { memory = "512M", timeout = 540, max_instances = 17 } # renew_fanout shard runs and the scheduled one
     webhook  = { memory = "256M", timeout = 120, max_instances = 50 }
   }
 

@@ -4,7 +4,10 @@
 // owed after a failed publish, renews Gmail watches before they expire, and
 // reconciles mailboxes whose pushes were dropped or whose sync stalled, with
 // the same sync (and lease) as the notify function; it also withdraws the
-// connections whose result code the application did not redeem in time. It pages through due
+// connections whose result code the application did not redeem in time. The
+// users are split into shards (store.ShardOf): deployed, the scheduled run
+// hands ranges of them out through a Pub/Sub topic and each range runs in
+// its own invocation (fanout.go). A run pages through its shards' due
 // users with bounded concurrency, paces Gmail calls to a project-wide quota
 // rate that backs off on 429, and stops taking work before its time budget
 // ends, leaving the rest for the next run. The run's counts go to one log
@@ -75,6 +78,8 @@ type Settings struct {
 	ReauthStopAfter time.Duration             // REAUTH_STOP_AFTER: then a reauth_required user's watch is stopped
 	Concurrency     int                       // RENEW_CONCURRENCY: users worked on at once
 	PageSize        int                       // users read per query
+	FanoutTopic     string                    // RENEW_FANOUT_TOPIC: "" runs every shard in the scheduled invocation
+	Fanout          int                       // RENEW_FANOUT: with a topic, how many ranges of shards the scheduled run hands out
 }
 
 // ReadSettings reads the run's own settings from r. The function's timeout
@@ -89,6 +94,8 @@ func ReadSettings(r *config.Reader) Settings {
 		ReauthStopAfter: r.Duration("REAUTH_STOP_AFTER", 24*time.Hour),
 		Concurrency:     r.Int("RENEW_CONCURRENCY", 32, 1, 1000),
 		PageSize:        r.Int("RENEW_PAGE_SIZE", 300, 1, 1000),
+		FanoutTopic:     r.String("RENEW_FANOUT_TOPIC", ""),
+		Fanout:          r.Int("RENEW_FANOUT", store.ShardCount, 1, store.ShardCount),
 	}
 }
 
@@ -98,7 +105,16 @@ func ReadSettings(r *config.Reader) Settings {
 // default share is a quarter: 300,000 units a minute at Gmail's 1,200,000,
 // 3,000 watches a minute, so that 100,000 users renew in about half an hour
 // of the day while notify keeps three quarters for arrivals.
-func (s Settings) budget() int { return max(int(float64(s.UnitsPerMinute)*s.QuotaShare), 1) }
+//
+// Fanned out, the runs of one pass work at once on separate instances, each
+// with its own limiter: each gets its range's part of the share.
+func (s Settings) budget() int {
+	share := float64(s.UnitsPerMinute) * s.QuotaShare
+	if s.FanoutTopic != "" {
+		share /= float64(len(store.Split(s.Fanout)))
+	}
+	return max(int(share), 1)
+}
 
 // Deps are what a Handler works with.
 type Deps struct {
@@ -110,6 +126,7 @@ type Deps struct {
 	Now     func() time.Time // the clock due times are compared with; nil: time.Now
 	Domain  *Domain          // delegation mode: keeps the watched users in step with the directory; nil in consent mode
 	Pending Abandoner        // withdraws connections whose result lapsed unredeemed; nil: none are
+	Fanout  Fanout           // with Settings.FanoutTopic: where the scheduled run hands out shards
 }
 
 // Abandoner withdraws a connection its application never confirmed
@@ -119,7 +136,7 @@ type Abandoner interface {
 }
 
 // Handler runs renewals. Its quota limiter is shared by every run in the
-// instance (the function runs on one instance at most).
+// instance.
 type Handler struct {
 	d       Deps
 	set     Settings
@@ -158,6 +175,9 @@ func wire(cfg Config, c *platform.Clients) *Handler {
 	syncer := gmailsync.New(gmailsync.Deps{Users: users, Gmail: mailboxes, Events: c.Events(), Logger: log}, cfg.Sync)
 	d := Deps{Users: users, Gmail: mailboxes, Syncer: syncer, Events: c.Events(), Logger: log,
 		Pending: disconnect.New(users, c.Vault(), mailboxes, c.Events(), &http.Client{Timeout: 20 * time.Second}, log)}
+	if cfg.Run.FanoutTopic != "" {
+		d.Fanout = PublishFanout(c.Publisher(cfg.Run.FanoutTopic))
+	}
 	if dl := cfg.Delegation; dl != nil {
 		mailboxes.Delegate(dl)
 		userKeys := vault.NewKeys(c.Vault(), cfg.UserKeyName, store.MinUserKeyBytes, nil)
@@ -174,14 +194,35 @@ func wire(cfg Config, c *platform.Clients) *Handler {
 	return New(d, cfg.Run)
 }
 
-// ServeHTTP runs once per POST, whatever the body, and answers the report.
+// ServeHTTP answers a POST: a Pub/Sub push of a fan-out message runs over
+// its shards; any other (the scheduler's) fans out, or, without a fan-out
+// topic, runs over every shard. It answers the report.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if r.Method != http.MethodPost {
 		w.Header().Set("Allow", http.MethodPost)
 		writeJSON(w, http.StatusMethodNotAllowed, map[string]string{"error": "use POST to start a run"})
 		return
 	}
-	rep := h.Run(platform.TraceRequest(r.Context(), h.set.ProjectID, r))
+	ctx := platform.TraceRequest(r.Context(), h.set.ProjectID, r)
+	shards, pushed := store.AllShards(), r.URL.Path == ShardsPath
+	if pushed {
+		var err error
+		if shards, err = shardsOf(r); err != nil { // nothing run; Pub/Sub retries it until it lapses
+			h.d.Logger.ErrorContext(ctx, "renew request refused", "error", err)
+			writeJSON(w, http.StatusBadRequest, map[string]string{"error": err.Error()})
+			return
+		}
+	}
+	if !pushed && h.d.Fanout != nil {
+		rep := h.fanOut(ctx)
+		status := http.StatusOK
+		if rep.Error != "" {
+			status = http.StatusInternalServerError
+		}
+		writeJSON(w, status, rep)
+		return
+	}
+	rep := h.RunShards(ctx, shards)
 	status := http.StatusOK
 	if rep.Error != "" {
 		status = http.StatusInternalServerError // Cloud Scheduler retries

@@ -67,13 +67,13 @@ func newEnv(t *testing.T, o envOptions) *env {
 	// so that runs under a time budget measure the function, not that.
 	now := time.Now()
 	for _, field := range []string{store.RenewDue, store.SyncDue} {
-		_, err1 := w.Store.Due(ctx, field, now, store.Position{}, 1)
-		_, err2 := w.Store.CountDue(ctx, field, now)
+		_, err1 := w.Store.Due(ctx, 0, field, now, store.Position{}, 1)
+		_, err2 := w.Store.CountDue(ctx, store.AllShards(), field, now)
 		if err := errors.Join(err1, err2); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if _, err := w.Store.ReauthWatches(ctx, now, store.Position{}, 1); err != nil {
+	if _, err := w.Store.ReauthWatches(ctx, 0, now, store.Position{}, 1); err != nil {
 		t.Fatal(err)
 	}
 	factory := gmailclient.NewFactory(cfg.Gmail, w.Vault)
@@ -634,6 +634,9 @@ func TestRunOver2000UsersKeepsToQuotaAndBudget(t *testing.T) {
 	t.Logf("first run: %+v", first)
 	if !first.Stopped || first.Renewed == 0 || first.Renewed >= n || first.Failed != 0 || first.Remaining != int64(n-first.Renewed) {
 		t.Errorf("first run %+v: want it stopped by its budget partway, with the rest remaining", countsOf(first))
+	}
+	if !logged(e.logs, `"message":"renew run"`, fmt.Sprintf(`"remaining":%d`, first.Remaining)) {
+		t.Errorf("the stopped run did not log its remaining count, which the renew_work_left alert matches")
 	}
 
 	e.h.set.RunBudget = 2 * time.Minute

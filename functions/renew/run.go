@@ -3,6 +3,7 @@ package renew
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"sync"
 	"time"
@@ -18,25 +19,26 @@ import (
 
 // Report is what one run did, logged and answered as JSON.
 type Report struct {
-	Renewed           int       `json:"renewed"`                      // watches renewed
-	Reconciled        int       `json:"reconciled"`                   // mailboxes synced by the safety net
-	Skipped           int       `json:"skipped"`                      // due users left for a later run: lease held by a sync, user changed meanwhile, or Gmail answered 429
-	Failed            int       `json:"failed"`                       // renewals, syncs or stops that failed; the users stay due
-	ReauthRequired    int       `json:"reauth_required"`              // users whose refresh token Gmail refused, now marked reauth_required
-	WatchesStopped    int       `json:"watches_stopped"`              // watches of long-reauth_required users stopped, or left to lapse when the token is dead
-	RateLimited       int       `json:"rate_limited"`                 // 429s from Gmail, each slowing the limiter
-	Announced         int       `json:"announced,omitempty"`          // gmail.user.connected events owed since a failed publish, now published
-	Withdrawn         int       `json:"withdrawn,omitempty"`          // connections whose result lapsed unredeemed, now revoked and removed (or, reconnects and moves, forgotten)
-	Joined            int       `json:"joined,omitempty"`             // delegation mode: users the directory lists, now watched
-	Left              int       `json:"left,omitempty"`               // delegation mode: users it no longer lists, now disconnected
-	DelegationRefused bool      `json:"delegation_refused,omitempty"` // Google refused the domain-wide delegation
-	Stopped           bool      `json:"stopped"`                      // the time budget ended the run before every due user was taken
-	Remaining         int64     `json:"remaining"`                    // renewals plus reconciles still due when the run ended
-	Units             int       `json:"units"`                        // Gmail quota units paced by the limiter
-	UnitsPerSecond    float64   `json:"units_per_second"`             // the limiter's rate at the end
-	DurationMS        int64     `json:"duration_ms"`
-	Firestore         store.Ops `json:"firestore"` // what the run cost in Firestore, its syncs included
-	Error             string    `json:"error,omitempty"`
+	Renewed           int          `json:"renewed"`                      // watches renewed
+	Reconciled        int          `json:"reconciled"`                   // mailboxes synced by the safety net
+	Skipped           int          `json:"skipped"`                      // due users left for a later run: lease held by a sync, user changed meanwhile, or Gmail answered 429
+	Failed            int          `json:"failed"`                       // renewals, syncs or stops that failed; the users stay due
+	ReauthRequired    int          `json:"reauth_required"`              // users whose refresh token Gmail refused, now marked reauth_required
+	WatchesStopped    int          `json:"watches_stopped"`              // watches of long-reauth_required users stopped, or left to lapse when the token is dead
+	RateLimited       int          `json:"rate_limited"`                 // 429s from Gmail, each slowing the limiter
+	Announced         int          `json:"announced,omitempty"`          // gmail.user.connected events owed since a failed publish, now published
+	Withdrawn         int          `json:"withdrawn,omitempty"`          // connections whose result lapsed unredeemed, now revoked and removed (or, reconnects and moves, forgotten)
+	Joined            int          `json:"joined,omitempty"`             // delegation mode: users the directory lists, now watched
+	Left              int          `json:"left,omitempty"`               // delegation mode: users it no longer lists, now disconnected
+	DelegationRefused bool         `json:"delegation_refused,omitempty"` // Google refused the domain-wide delegation
+	Stopped           bool         `json:"stopped"`                      // the time budget ended the run before every due user was taken
+	Remaining         int64        `json:"remaining"`                    // renewals plus reconciles still due in its shards when the run ended
+	Shards            store.Shards `json:"shards"`                       // the shards the run walked
+	Units             int          `json:"units"`                        // Gmail quota units paced by the limiter
+	UnitsPerSecond    float64      `json:"units_per_second"`             // the limiter's rate at the end
+	DurationMS        int64        `json:"duration_ms"`
+	Firestore         store.Ops    `json:"firestore"` // what the run cost in Firestore, its syncs included
+	Error             string       `json:"error,omitempty"`
 }
 
 // What one user's work came to.
@@ -61,14 +63,15 @@ const (
 type phase struct {
 	units int // reserved before each user: a watch, a stop, or a reconcile's
 	// first history.list (charged the rest of what its sync spent after)
-	list  func(context.Context, store.Position, int) ([]store.User, error)
-	at    func(store.User) time.Time // the field the query orders by
-	wants func(store.User) bool      // nil: every user listed
+	list  func(context.Context, int, store.Position, int) ([]store.User, error) // a page of one shard's users
+	at    func(store.User) time.Time                                            // the field the query orders by
+	wants func(store.User) bool                                                 // nil: every user listed
 	do    func(context.Context, store.User) outcome
 }
 
 type run struct {
 	h       *Handler
+	shards  store.Shards    // the shards this run walks
 	now     time.Time       // due times are compared with this clock reading
 	startBy time.Time       // the end of the budget: no user is started after it
 	work    context.Context // in-flight work, cancelled finishGrace after startBy
@@ -81,13 +84,23 @@ type run struct {
 	units int
 }
 
-// Run works through the due users once and returns the report.
-func (h *Handler) Run(ctx context.Context) Report {
+// Run works through the due users of every shard once and returns the report.
+func (h *Handler) Run(ctx context.Context) Report { return h.RunShards(ctx, store.AllShards()) }
+
+// RunShards works through the due users of the shards once and returns the
+// report. The run over the range that starts at shard 0 also keeps a
+// delegated domain in step with its directory.
+func (h *Handler) RunShards(ctx context.Context, shards store.Shards) Report {
 	start := time.Now()
+	if !shards.Valid() {
+		rep := Report{Shards: shards, Error: fmt.Sprintf("shards %d..%d are not a range of 0..%d", shards.From, shards.To, store.ShardCount)}
+		h.d.Logger.ErrorContext(ctx, "renew run refused", "report", rep)
+		return rep
+	}
 	ctx, ops := store.Counting(ctx)
 	work, cancel := context.WithDeadline(ctx, start.Add(h.set.RunBudget+finishGrace))
 	defer cancel()
-	r := &run{h: h, now: h.d.Now(), startBy: start.Add(h.set.RunBudget), work: work}
+	r := &run{h: h, shards: shards, now: h.d.Now(), startBy: start.Add(h.set.RunBudget), work: work}
 	phases := []phase{
 		{units: h.quota.Units(gmailclient.MethodWatch), list: r.due(store.RenewDue), at: func(u store.User) time.Time { return u.RenewAt }, do: r.renew},
 		{units: h.quota.Units(gmailclient.MethodHistoryList), list: r.due(store.SyncDue), at: func(u store.User) time.Time { return u.SyncDueAt }, do: r.reconcile},
@@ -103,8 +116,11 @@ func (h *Handler) Run(ctx context.Context) Report {
 	if err == nil && !r.stopped && h.d.Pending != nil {
 		err = r.walk(phase{units: h.quota.Units(gmailclient.MethodStop), list: r.lapsed, at: func(u store.User) time.Time { return u.PendingUntil }, do: r.withdraw})
 	}
-	if err == nil && !r.stopped && h.d.Domain != nil {
-		err = r.inStep()
+	// A failed directory listing is reported, but skips nothing: the
+	// renewals and reconciles of the users already watched go on.
+	var domainErr error
+	if err == nil && !r.stopped && h.d.Domain != nil && shards.From == 0 {
+		domainErr = r.inStep()
 	}
 	for _, p := range phases {
 		if err != nil || r.stopped {
@@ -112,7 +128,9 @@ func (h *Handler) Run(ctx context.Context) Report {
 		}
 		err = r.walk(p)
 	}
+	err = errors.Join(domainErr, err)
 	rep := r.rep
+	rep.Shards = shards
 	rep.Stopped, rep.Units, rep.UnitsPerSecond = r.stopped, r.units, h.limiter.rate()
 	remaining, cerr := r.remaining(ctx)
 	rep.Remaining = remaining
@@ -135,15 +153,24 @@ const finishGrace = 30 * time.Second
 // the run's work is cancelled, so spent quota is never lost to a cancel.
 const recordTimeout = 10 * time.Second
 
-// walk pages through p's users, working on each with bounded concurrency,
-// until none is left or the budget ends.
+// walk pages through p's users of each of the run's shards, working on
+// each user with bounded concurrency, until none is left or the budget ends.
 func (r *run) walk(p phase) error {
 	var g errgroup.Group
 	g.SetLimit(r.h.set.Concurrency)
 	defer g.Wait()
+	for shard := r.shards.From; shard < r.shards.To; shard++ {
+		if err := r.walkShard(&g, p, shard); err != nil || r.stopped {
+			return err
+		}
+	}
+	return nil
+}
+
+func (r *run) walkShard(g *errgroup.Group, p phase, shard int) error {
 	var from store.Position
 	for {
-		users, err := p.list(r.work, from, r.h.set.PageSize)
+		users, err := p.list(r.work, shard, from, r.h.set.PageSize)
 		if err != nil {
 			if r.work.Err() != nil { // the budget ended during the query
 				r.stopped = true
@@ -223,9 +250,9 @@ func (r *run) count(o outcome) {
 	}
 }
 
-func (r *run) due(field string) func(context.Context, store.Position, int) ([]store.User, error) {
-	return func(ctx context.Context, from store.Position, limit int) ([]store.User, error) {
-		return r.h.d.Users.Due(ctx, field, r.now, from, limit)
+func (r *run) due(field string) func(context.Context, int, store.Position, int) ([]store.User, error) {
+	return func(ctx context.Context, shard int, from store.Position, limit int) ([]store.User, error) {
+		return r.h.d.Users.Due(ctx, shard, field, r.now, from, limit)
 	}
 }
 
@@ -233,8 +260,8 @@ func (r *run) due(field string) func(context.Context, store.Position, int) ([]st
 // publishes it: younger, the connect that wrote it may still be publishing.
 const noticeGrace = 5 * time.Minute
 
-func (r *run) unannounced(ctx context.Context, from store.Position, limit int) ([]store.User, error) {
-	return r.h.d.Users.Unannounced(ctx, r.now.Add(-noticeGrace), from, limit)
+func (r *run) unannounced(ctx context.Context, shard int, from store.Position, limit int) ([]store.User, error) {
+	return r.h.d.Users.Unannounced(ctx, shard, r.now.Add(-noticeGrace), from, limit)
 }
 
 // announce publishes the connected event an active user's record still
@@ -262,8 +289,8 @@ func (r *run) announce(ctx context.Context, u store.User) outcome {
 	return announced
 }
 
-func (r *run) lapsed(ctx context.Context, from store.Position, limit int) ([]store.User, error) {
-	return r.h.d.Users.Lapsed(ctx, r.now, from, limit)
+func (r *run) lapsed(ctx context.Context, shard int, from store.Position, limit int) ([]store.User, error) {
+	return r.h.d.Users.Lapsed(ctx, shard, r.now, from, limit)
 }
 
 // withdraw ends a connection whose result the application did not redeem
@@ -279,17 +306,17 @@ func (r *run) withdraw(ctx context.Context, u store.User) outcome {
 	return withdrawn
 }
 
-func (r *run) reauthWatches(ctx context.Context, from store.Position, limit int) ([]store.User, error) {
-	return r.h.d.Users.ReauthWatches(ctx, r.now, from, limit)
+func (r *run) reauthWatches(ctx context.Context, shard int, from store.Position, limit int) ([]store.User, error) {
+	return r.h.d.Users.ReauthWatches(ctx, shard, r.now, from, limit)
 }
 
-// remaining counts the renewals and reconciles still due.
+// remaining counts the renewals and reconciles still due in the run's shards.
 func (r *run) remaining(ctx context.Context) (int64, error) {
 	ctx, cancel := context.WithTimeout(ctx, 20*time.Second)
 	defer cancel()
 	var n int64
 	for _, field := range []string{store.RenewDue, store.SyncDue} {
-		c, err := r.h.d.Users.CountDue(ctx, field, r.now)
+		c, err := r.h.d.Users.CountDue(ctx, r.shards, field, r.now)
 		if err != nil {
 			return n, err
 		}

@@ -52,6 +52,7 @@ type Config struct {
 	Duration      time.Duration
 	RenewUsers    int
 	RenewQuota    int                      // Gmail project units per minute during the renewal section
+	RenewShards   int                      // renewal: 1, the scheduled run over every shard; more, that many shard ranges run at once, as the fan-out pushes them
 	Quota         gmailclient.QuotaProfile // Gmail's quota profile, in the sandbox and the functions
 	SeedBudget    time.Duration
 	ColdRuns      int
@@ -66,7 +67,7 @@ func Defaults() Config {
 		Sections: Sections, GmailLatency: 50 * time.Millisecond,
 		Mailboxes: 20, Singles: 5, Bursts: 3, BurstSize: 10, DuplicateRate: 0.3,
 		Concurrency: 80, Duration: 20 * time.Second,
-		RenewUsers: 10_000, RenewQuota: 300_000, SeedBudget: 10 * time.Minute,
+		RenewUsers: 10_000, RenewQuota: 300_000, RenewShards: 1, SeedBudget: 10 * time.Minute,
 		ColdRuns: 5, Push: pushRelay, Dir: filepath.Join(".local", "bench"), Quota: gmailclient.QuotaStandard2026,
 	}
 }
@@ -89,6 +90,7 @@ func (c Config) validate() error {
 	check(c.Duration >= time.Second && c.Duration <= time.Hour, "-duration %v: want 1s..1h", c.Duration)
 	check(c.RenewUsers >= 1 && c.RenewUsers <= 100_000, "-users %d: want 1..100000", c.RenewUsers)
 	check(c.RenewQuota >= 6000 && c.RenewQuota <= 100_000_000, "-renew-quota %d: want 6000..100000000 units per minute", c.RenewQuota)
+	check(c.RenewShards >= 1 && c.RenewShards <= store.ShardCount, "-renew-shards %d: want 1..%d", c.RenewShards, store.ShardCount)
 	check(c.SeedBudget >= 10*time.Second && c.SeedBudget <= 2*time.Hour, "-seed-budget %v: want 10s..2h", c.SeedBudget)
 	check(c.ColdRuns >= 1 && c.ColdRuns <= 100, "-cold-runs %d: want 1..100", c.ColdRuns)
 	check(c.Push == pushRelay || c.Push == pushEmulator, "-push %q: want %s or %s", c.Push, pushRelay, pushEmulator)

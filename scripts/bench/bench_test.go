@@ -42,6 +42,9 @@ func TestParseFlags(t *testing.T) {
 			want: func(c *Config) { c.Quota = gmailclient.QuotaLegacy }},
 		{name: "every bad value at once", args: []string{"-only", "quota,speed", "-users", "0", "-duplicates", "2", "-concurrency", "0", "-quota", "standard-2025"},
 			wantErr: []string{`unknown section "speed"`, "-users 0", "-duplicates 2", "-concurrency 0", `-quota "standard-2025"`}},
+		{name: "shard runs", args: []string{"-only", "renewal", "-renew-shards", "16"}, wantOut: filepath.Join(".local", "bench", "bench.json"),
+			want: func(c *Config) { c.Sections, c.RenewShards = []string{"renewal"}, 16 }},
+		{name: "too many shard runs", args: []string{"-renew-shards", "17"}, wantErr: []string{"-renew-shards 17"}},
 		{name: "no section", args: []string{"-only", ","}, wantErr: []string{"no section chosen"}},
 		{name: "stray argument", args: []string{"quota"}, wantErr: []string{"unexpected arguments"}},
 	} {

@@ -112,6 +112,7 @@ func parseFlags(args []string, errOut io.Writer) (Config, string, error) {
 	fs.DurationVar(&c.Duration, "duration", d.Duration, "length of the throughput run")
 	fs.IntVar(&c.RenewUsers, "users", d.RenewUsers, "users whose watches the renewal section renews")
 	fs.IntVar(&c.RenewQuota, "renew-quota", d.RenewQuota, "Gmail project quota in units per minute during the renewal section (the renew function is told the same)")
+	fs.IntVar(&c.RenewShards, "renew-shards", d.RenewShards, "renewal: how many ranges of the 16 shards run at once, as renew's fan-out pushes them (1: the scheduled run over every shard)")
 	fs.DurationVar(&c.SeedBudget, "seed-budget", d.SeedBudget, "time allowed for seeding the renewal users; fewer are used if it runs out")
 	fs.IntVar(&c.ColdRuns, "cold-runs", d.ColdRuns, "starts per function binary in the cold-start section")
 	fs.StringVar(&c.Push, "push", d.Push, "how Gmail pushes reach notify and the baseline: relay (pulled and POSTed in parallel, as Pub/Sub push does) or emulator (the emulator's own push, about two at a time)")

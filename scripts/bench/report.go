@@ -161,6 +161,8 @@ func (r *Report) evaluate() {
 		add("(4) renewal rate at least 0.9 of the quota-allowed rate", fmt.Sprintf(">= 0.90 (of %.1f watches/s)", n.AllowedPerSecond),
 			fmt.Sprintf("%.2f (%.1f/s)", n.Ratio, n.PerSecond), n.Ratio >= 0.9)
 		add("(4) zero 429s during renewal", "0", fmt.Sprint(n.RateLimited), n.RateLimited == 0)
+		add("(4) a complete pass: every seeded user renewed, nothing left due", fmt.Sprintf("%d renewed, 0 left", n.Users),
+			fmt.Sprintf("%d renewed, %d left", n.Renewed, n.Remaining), n.Renewed == n.Users && n.Remaining == 0)
 	}
 	if c := r.ColdStart; c != nil {
 		calls, checked := 0, len(c.Isolation) > 0
@@ -353,10 +355,13 @@ func (r *Report) Print(out io.Writer) {
 		}
 	}
 	if n := r.Renewal; n != nil {
-		fmt.Fprintf(out, "\n4. Renewal: one renew run, every watch due, Gmail project quota %d units/min (renew told the same)\n", n.QuotaPerMinute)
-		row("  users", "seeded in s", "renewed", "run s", "watches/s", "allowed/s", "achieved/allowed", "watch calls", "429s")
-		row(fmt.Sprintf("  %d of %d", n.Users, n.UsersWanted), f1(n.SeedSeconds), n.Renewed, f1(n.Seconds), f2(n.PerSecond), f2(n.AllowedPerSecond), f2(n.Ratio), n.WatchCalls, n.RateLimited)
+		fmt.Fprintf(out, "\n4. Renewal: %d renew run(s) at once over the 16 shards, every watch due, Gmail project quota %d units/min (renew told the same)\n", max(n.ShardRuns, 1), n.QuotaPerMinute)
+		row("  users", "seeded in s", "renewed", "left", "run s", "watches/s", "allowed/s", "achieved/allowed", "watch calls", "429s")
+		row(fmt.Sprintf("  %d of %d", n.Users, n.UsersWanted), f1(n.SeedSeconds), n.Renewed, n.Remaining, f1(n.Seconds), f2(n.PerSecond), f2(n.AllowedPerSecond), f2(n.Ratio), n.WatchCalls, n.RateLimited)
 		tw.Flush()
+		for _, e := range n.Errors {
+			fmt.Fprintf(out, "  run error: %s\n", e)
+		}
 	}
 	if c := r.Capacity; c != nil {
 		printCapacity(out, row, func() { tw.Flush() }, c)

@@ -9,6 +9,7 @@
 package stack
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/base64"
@@ -429,8 +430,21 @@ func (st *Stack) PID(name string) int {
 }
 
 // Renew runs the renew function once, as Cloud Scheduler does, and returns its report.
-func (st *Stack) Renew(ctx context.Context) (string, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, st.FunctionURLs["renew"]+"/", nil)
+func (st *Stack) Renew(ctx context.Context) (string, error) { return st.postRenew(ctx, "/", nil) }
+
+// RenewShards runs the renew function over a range of shards, as the
+// fan-out topic's push subscription does, and returns its report.
+func (st *Stack) RenewShards(ctx context.Context, from, to int) (string, error) {
+	data, _ := json.Marshal(map[string]int{"from": from, "to": to})
+	body, _ := json.Marshal(map[string]any{
+		"message":      map[string]any{"data": base64.StdEncoding.EncodeToString(data), "messageId": fmt.Sprintf("shards-%d-%d", from, to)},
+		"subscription": "projects/local/subscriptions/renew-fanout",
+	})
+	return st.postRenew(ctx, "/shards", bytes.NewReader(body))
+}
+
+func (st *Stack) postRenew(ctx context.Context, path string, in io.Reader) (string, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, st.FunctionURLs["renew"]+path, in)
 	if err != nil {
 		return "", err
 	}

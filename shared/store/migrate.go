@@ -29,14 +29,14 @@ func (s *Store) MoveUser(ctx context.Context, oldKey, newKey, sub string) error 
 		switch {
 		case errors.Is(nerr, ErrNotFound):
 			moved := old
-			moved.Key, moved.Sub, moved.UpdatedAt = newKey, sub, s.now()
+			moved.Key, moved.Shard, moved.Sub, moved.UpdatedAt = newKey, ShardOf(newKey), sub, s.now()
 			if err := tx.Create(newRef, moved); err != nil {
 				return err
 			}
 		case nerr != nil:
 			return nerr
 		}
-		old.Status, old.MovedTo, old.UpdatedAt = Disconnected, newKey, s.now()
+		old.Status, old.MovedTo, old.UpdatedAt, old.Shard = Disconnected, newKey, s.now(), ShardOf(oldKey)
 		return tx.Set(oldRef, old)
 	})
 }

@@ -29,8 +29,9 @@ func (s *Store) ClearNotice(ctx context.Context, key string, at time.Time) error
 }
 
 // Unannounced returns up to limit users, of any status, whose notice was
-// written at or before t, oldest first, after from. The notice field exists
-// only while owed, so its single-field index stays as small as the set.
-func (s *Store) Unannounced(ctx context.Context, t time.Time, from Position, limit int) ([]User, error) {
-	return s.page(ctx, s.users().Where("notice.at", "<=", t), "notice.at", from, limit)
+// written at or before t, in shard, oldest first, after from. The notice
+// field exists only while owed, so its index, on (shard, notice.at), stays
+// as small as the set.
+func (s *Store) Unannounced(ctx context.Context, shard int, t time.Time, from Position, limit int) ([]User, error) {
+	return s.page(ctx, shard, s.users().Where("notice.at", "<=", t), "notice.at", from, limit)
 }

@@ -68,7 +68,8 @@ func TestUnannouncedListsOwedNoticesOldestFirst(t *testing.T) {
 	ctx := context.Background()
 	var keys []string
 	for i := range 5 {
-		u, _, err := s.Connect(ctx, store.Connection{Email: fmt.Sprintf("owed%d@example.com", i), HistoryID: 1})
+		email := fmt.Sprintf("owed%d@example.com", i)
+		u, _, err := s.Connect(ctx, store.Connection{Key: keyIn(testShard, email), Email: email, HistoryID: 1})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -89,7 +90,7 @@ func TestUnannouncedListsOwedNoticesOldestFirst(t *testing.T) {
 	var got []string
 	var from store.Position
 	for range 10 {
-		page, err := s.Unannounced(ctx, last.Notice.At.Add(-time.Nanosecond), from, 2)
+		page, err := s.Unannounced(ctx, testShard, last.Notice.At.Add(-time.Nanosecond), from, 2)
 		if err != nil {
 			t.Fatal(err)
 		}

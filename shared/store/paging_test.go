@@ -10,13 +10,26 @@ import (
 	"github.com/gmailwatch/gmailwatch/shared/store"
 )
 
-// seed connects n users and sets each one's fields with set(i, user).
+// testShard is the shard the seeded users are in.
+const testShard = 5
+
+// keyIn returns a user key derived from name that falls in shard.
+func keyIn(shard int, name string) string {
+	for i := 0; ; i++ {
+		if k := store.Key(fmt.Sprintf("%s#%d", name, i)); store.ShardOf(k) == shard {
+			return k
+		}
+	}
+}
+
+// seed connects n users of testShard and sets each one's fields with set(i, user).
 func seed(t *testing.T, s *store.Store, n int, set func(i int, u *store.User)) []string {
 	t.Helper()
 	ctx := context.Background()
 	keys := make([]string, n)
 	for i := range n {
-		u, _, err := s.Connect(ctx, store.Connection{Email: fmt.Sprintf("user%02d@example.com", i), HistoryID: 1})
+		email := fmt.Sprintf("user%02d@example.com", i)
+		u, _, err := s.Connect(ctx, store.Connection{Key: keyIn(testShard, email), Email: email, HistoryID: 1})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -42,7 +55,7 @@ func TestDuePagesStayValidWhenThePreviousPageChanges(t *testing.T) {
 	var got []string
 	var from store.Position
 	for page := 0; page < 10; page++ {
-		users, err := s.Due(ctx, store.RenewDue, now, from, 2)
+		users, err := s.Due(ctx, testShard, store.RenewDue, now, from, 2)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -78,7 +91,7 @@ func TestCountDue(t *testing.T) {
 		field string
 		want  int64
 	}{{store.RenewDue, 2}, {store.SyncDue, 0}} {
-		got, err := s.CountDue(context.Background(), tc.field, now)
+		got, err := s.CountDue(context.Background(), store.AllShards(), tc.field, now)
 		if err != nil || got != tc.want {
 			t.Errorf("CountDue(%s) = %d, %v; want %d", tc.field, got, err, tc.want)
 		}
@@ -95,7 +108,7 @@ func TestReauthWatchesListsLiveWatchesOfReauthUsers(t *testing.T) {
 			u.Status = store.Active
 		}
 	})
-	users, err := s.ReauthWatches(context.Background(), now, store.Position{}, 10)
+	users, err := s.ReauthWatches(context.Background(), testShard, now, store.Position{}, 10)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -139,6 +139,7 @@ func (s *Store) Redeem(ctx context.Context, id string) (before, after User, err 
 		}
 		u.Status, u.AppRef, u.ActiveSince, u.ReauthSince = Active, res.AppRef, at, time.Time{}
 		u.PendingResult, u.PendingUntil, u.SyncDueAt, u.UpdatedAt = "", time.Time{}, now, now
+		u.Shard = ShardOf(res.User)
 		u.OptedOut = false // connected by consent again, and confirmed
 		u.Notice = &Notice{At: at, HistoryID: max(u.Cursor, u.PendingHistoryID)}
 		after = u
@@ -157,8 +158,8 @@ func (s *Store) Redeem(ctx context.Context, id string) (before, after User, err 
 // before t, oldest first, after from. The pendingUntil field exists only
 // while a result is unredeemed, so its single-field index stays as small
 // as the set.
-func (s *Store) Lapsed(ctx context.Context, t time.Time, from Position, limit int) ([]User, error) {
-	return s.page(ctx, s.users().Where("pendingUntil", "<=", t), "pendingUntil", from, limit)
+func (s *Store) Lapsed(ctx context.Context, shard int, t time.Time, from Position, limit int) ([]User, error) {
+	return s.page(ctx, shard, s.users().Where("pendingUntil", "<=", t), "pendingUntil", from, limit)
 }
 
 // Forget deletes u's record, as read, with its markers: only if it has not

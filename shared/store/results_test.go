@@ -76,7 +76,7 @@ func TestResultIsSupersededOrExpires(t *testing.T) {
 	if got, _ := s.Get(ctx, second.Key); got.Status != store.Pending || got.AppRef != "" || got.PendingResult != store.ResultID("code-2") {
 		t.Errorf("after refused redeems: %+v, want still pending for the second consent", got)
 	}
-	lapsed, err := s.Lapsed(ctx, now, store.Position{}, 10)
+	lapsed, err := s.Lapsed(ctx, second.Shard, now, store.Position{}, 10)
 	if err != nil || len(lapsed) != 1 || lapsed[0].Key != second.Key {
 		t.Errorf("Lapsed = %+v, %v; want the second consent", lapsed, err)
 	}

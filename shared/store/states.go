@@ -17,6 +17,13 @@ import (
 // carrying it is a replay.
 var ErrStateUsed = errors.New("state already used")
 
+// usedState is an oauthStates document.
+type usedState struct {
+	Flow     string    `firestore:"flow"`
+	UsedAt   time.Time `firestore:"usedAt"`
+	ExpireAt time.Time `firestore:"expireAt"` // Firestore TTL
+}
+
 // UseState records an OAuth state nonce as used, in oauthStates/{sha256 of
 // the nonce}, so each is accepted at most once by any instance. The document
 // keeps the flow and when it was used, and an expireAt (an hour after the
@@ -24,9 +31,7 @@ var ErrStateUsed = errors.New("state already used")
 // when the nonce was recorded before.
 func (s *Store) UseState(ctx context.Context, nonce, flow string, expires time.Time) error {
 	count(ctx, Ops{Writes: 1})
-	_, err := s.state(nonce).Create(ctx, map[string]any{
-		"flow": flow, "usedAt": s.now(), "expireAt": expires.Add(time.Hour),
-	})
+	_, err := s.state(nonce).Create(ctx, usedState{Flow: flow, UsedAt: s.now(), ExpireAt: expires.Add(time.Hour)})
 	switch {
 	case status.Code(err) == codes.AlreadyExists:
 		return ErrStateUsed

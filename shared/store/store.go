@@ -48,6 +48,7 @@ var ErrNoChange = errors.New("no change")
 // (uint64 in the API); Firestore stores int64, which they fit.
 type User struct {
 	Key                string    `firestore:"-"`
+	Shard              int       `firestore:"shard"` // ShardOf(Key): the first field of every index on a time field
 	Email              string    `firestore:"email"`
 	Sub                string    `firestore:"sub"`    // Google's account id; "" on records keyed by address, before migration
 	AppRef             string    `firestore:"appRef"` // the application's reference, from the connect link
@@ -154,7 +155,7 @@ func decode(key string, snap *firestore.DocumentSnapshot, err error) (User, erro
 	if err := snap.DataTo(&u); err != nil {
 		return User{}, fmt.Errorf("decode user %s: %w", key, err)
 	}
-	u.Key, u.Version = key, snap.UpdateTime
+	u.Key, u.Version, u.Shard = key, snap.UpdateTime, shardOf(snap)
 	return u, nil
 }
 
@@ -193,6 +194,10 @@ func (s *Store) Claim(ctx context.Context, u User, l Lease, pushID int64, at tim
 		{Path: "updatedAt", Value: s.now()},
 	}
 	u.Lease, u.SyncDueAt, u.UpdatedAt = l, l.Until, s.now()
+	if shard := ShardOf(u.Key); u.Shard != shard { // a record from before shards
+		u.Shard = shard
+		ups = append(ups, firestore.Update{Path: "shard", Value: shard})
+	}
 	if pushID > 0 {
 		u.PendingHistoryID, u.LastNotificationAt = max(u.PendingHistoryID, pushID), at
 		ups = append(ups, firestore.Update{Path: "pendingHistoryId", Value: u.PendingHistoryID},
@@ -238,7 +243,7 @@ func (s *Store) Update(ctx context.Context, key string, fn func(u *User) error) 
 			}
 			return was, err
 		}
-		u.UpdatedAt = s.now()
+		u.UpdatedAt, u.Shard = s.now(), ShardOf(key)
 		count(ctx, Ops{Writes: 1})
 		res, err := ref.Update(ctx, changes(was, u), firestore.LastUpdateTime(was.Version))
 		switch status.Code(err) {
@@ -371,7 +376,7 @@ func (s *Store) Connect(ctx context.Context, c Connection) (User, bool, error) {
 			u.SyncDueAt = now
 		}
 		u.Refusals, u.RefusedSince = 0, time.Time{}
-		u.Key, u.Email, u.Sub, u.AppRef, u.Status = key, strings.ToLower(c.Email), c.Sub, c.AppRef, Active
+		u.Key, u.Shard, u.Email, u.Sub, u.AppRef, u.Status = key, ShardOf(key), strings.ToLower(c.Email), c.Sub, c.AppRef, Active
 		u.Labels, u.LabelFilter, u.Delegated = c.Labels, c.LabelFilter, c.Delegated
 		u.WatchExpiration, u.RenewAt, u.LastRenewAt = c.WatchExpiration, c.RenewAt, now
 		// One instant, to the microsecond Firestore keeps: the activation
@@ -394,7 +399,7 @@ func (s *Store) held(u User, created bool, c Connection, key string, now time.Ti
 	} else {
 		u.PendingHistoryID = max(u.PendingHistoryID, c.HistoryID)
 	}
-	u.Key, u.Email = key, strings.ToLower(c.Email)
+	u.Key, u.Shard, u.Email = key, ShardOf(key), strings.ToLower(c.Email)
 	u.Labels, u.LabelFilter = c.Labels, c.LabelFilter
 	u.WatchExpiration, u.RenewAt, u.LastRenewAt, u.UpdatedAt = c.WatchExpiration, c.RenewAt, now, now
 	u.PendingResult, u.PendingUntil = c.Result, c.ResultExpires

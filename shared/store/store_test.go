@@ -187,7 +187,8 @@ func TestDuePagesInOrder(t *testing.T) {
 	ctx := context.Background()
 	base := time.Now().Truncate(time.Second)
 	for i := 0; i < 7; i++ {
-		u, _, err := s.Connect(ctx, store.Connection{Email: fmt.Sprintf("u%d@example.com", i), HistoryID: 1, RenewAt: base.Add(time.Duration(i) * time.Minute)})
+		email := fmt.Sprintf("u%d@example.com", i)
+		u, _, err := s.Connect(ctx, store.Connection{Key: keyIn(testShard, email), Email: email, HistoryID: 1, RenewAt: base.Add(time.Duration(i) * time.Minute)})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -198,7 +199,7 @@ func TestDuePagesInOrder(t *testing.T) {
 	var got []time.Time
 	var after store.Position
 	for {
-		page, err := s.Due(ctx, store.RenewDue, base.Add(5*time.Minute), after, 2)
+		page, err := s.Due(ctx, testShard, store.RenewDue, base.Add(5*time.Minute), after, 2)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -20,6 +20,7 @@ type strayPush struct {
 	HistoryID int64     `firestore:"historyId"`
 	At        time.Time `firestore:"at"`
 	ExpireAt  time.Time `firestore:"expireAt"` // Firestore TTL
+	Shard     int       `firestore:"shard"`    // ShardOf the document's key: at is a time near now, indexed after it
 }
 
 // StrayTTL is how long a stray push is kept: Gmail keeps history for about
@@ -32,7 +33,9 @@ func (s *Store) strays() *firestore.CollectionRef { return s.fs.Collection("stra
 // at `at`: one write, the server keeping the highest id.
 func (s *Store) KeepStray(ctx context.Context, email string, historyID int64, at time.Time) error {
 	count(ctx, Ops{Writes: 1})
-	_, err := s.strays().Doc(Key(email)).Set(ctx, map[string]any{
+	key := Key(email)
+	_, err := s.strays().Doc(key).Set(ctx, map[string]any{
+		"shard":     ShardOf(key),
 		"historyId": firestore.FieldTransformMaximum(historyID),
 		"at":        at,
 		"expireAt":  at.Add(StrayTTL),
@@ -67,12 +70,17 @@ func (s *Store) TakeStray(ctx context.Context, email string) (int64, error) {
 }
 
 // HasStrays reports whether any stray push kept since `since` waits for its
-// mailbox.
+// mailbox: one query a shard, each served by the index on (shard, at).
 func (s *Store) HasStrays(ctx context.Context, since time.Time) (bool, error) {
-	count(ctx, Ops{Reads: 1})
-	snaps, err := s.strays().Where("at", ">=", since).Limit(1).Documents(ctx).GetAll()
-	if err != nil {
-		return false, fmt.Errorf("query stray pushes: %w", err)
+	for shard := range ShardCount {
+		count(ctx, Ops{Reads: 1})
+		snaps, err := s.strays().Where("shard", "==", shard).Where("at", ">=", since).Limit(1).Documents(ctx).GetAll()
+		if err != nil {
+			return false, fmt.Errorf("query stray pushes: %w", err)
+		}
+		if len(snaps) > 0 {
+			return true, nil
+		}
 	}
-	return len(snaps) > 0, nil
+	return false, nil
 }
