@@ -131,7 +131,7 @@ func TestBench(t *testing.T) {
 		t.Skip("runs the whole stack and builds every function")
 	}
 	cfg := Config{Sections: Sections, GmailLatency: 20 * time.Millisecond, Mailboxes: 2, Singles: 2, Bursts: 1, BurstSize: 4,
-		DuplicateRate: 0.5, Concurrency: 4, Duration: 2 * time.Second, RenewUsers: 30, RenewQuota: 60_000,
+		DuplicateRate: 0.5, Concurrency: 4, Duration: 2 * time.Second, RenewUsers: 30, RenewQuota: 60_000, RenewShards: 1,
 		SeedBudget: time.Minute, ColdRuns: 1, Push: pushRelay, Dir: t.TempDir(), Quota: gmailclient.QuotaStandard2026}
 	var progress bytes.Buffer
 	cfg.Progress = &progress
