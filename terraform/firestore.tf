@@ -477,6 +477,18 @@ resource "google_firestore_field" "users_pending_until_unindexed" {
   depends_on = [google_firestore_field.users_pending_result_unindexed]
 }
 
+# When the disconnected event a disconnect still owes was made
+# (shared/lifecycle): written near now, never queried.
+resource "google_firestore_field" "users_farewell_unindexed" {
+  database   = google_firestore_database.main.name
+  collection = "users"
+  field      = "farewell"
+
+  index_config {}
+
+  depends_on = [google_firestore_field.users_pending_until_unindexed]
+}
+
 resource "google_firestore_field" "messages_type_unindexed" {
   database   = google_firestore_database.main.name
   collection = "messages"
@@ -484,7 +496,7 @@ resource "google_firestore_field" "messages_type_unindexed" {
 
   index_config {}
 
-  depends_on = [google_firestore_field.users_pending_until_unindexed]
+  depends_on = [google_firestore_field.users_farewell_unindexed]
 }
 
 resource "google_firestore_field" "messages_message_id_unindexed" {
