@@ -32,7 +32,7 @@ type Report struct {
 	Left              int          `json:"left,omitempty"`               // delegation mode: users it no longer lists, now disconnected
 	DelegationRefused bool         `json:"delegation_refused,omitempty"` // Google refused the domain-wide delegation
 	Stopped           bool         `json:"stopped"`                      // the time budget ended the run before every due user was taken
-	Remaining         int64        `json:"remaining"`                    // renewals plus reconciles still due in its shards when the run ended
+	Remaining         int64        `json:"remaining"`                    // renewals plus reconciles still due in its shards when the run ended; -1: not counted
 	Shards            store.Shards `json:"shards"`                       // the shards the run walked
 	Units             int          `json:"units"`                        // Gmail quota units paced by the limiter
 	UnitsPerSecond    float64      `json:"units_per_second"`             // the limiter's rate at the end
@@ -133,9 +133,15 @@ func (h *Handler) RunShards(ctx context.Context, shards store.Shards) Report {
 	rep.Shards = shards
 	rep.Stopped, rep.Units, rep.UnitsPerSecond = r.stopped, r.units, h.limiter.rate()
 	remaining, cerr := r.remaining(ctx)
+	if cerr != nil {
+		// The count only reports; failing the run for it would have Pub/Sub
+		// or the scheduler run the whole shard range again.
+		remaining = -1
+		h.d.Logger.WarnContext(ctx, "work left not counted", "error", cerr)
+	}
 	rep.Remaining = remaining
 	rep.DurationMS, rep.Firestore = time.Since(start).Milliseconds(), ops()
-	if err = errors.Join(err, cerr); err != nil {
+	if err != nil {
 		rep.Error = err.Error()
 		h.d.Logger.ErrorContext(ctx, "renew run failed", "report", rep, "error", err)
 		return rep
