@@ -60,15 +60,9 @@ func (s *Store) CreateLink(ctx context.Context, l Link) error {
 // Link returns the stored link with id.
 func (s *Store) Link(ctx context.Context, id string) (Link, error) {
 	snap, err := s.links().Doc(id).Get(ctx)
-	if status.Code(err) == codes.NotFound {
-		return Link{}, ErrLinkNotFound
-	}
+	l, err := readDoc[Link](snap, err, "connect link", ErrLinkNotFound)
 	if err != nil {
-		return Link{}, fmt.Errorf("read connect link: %w", err)
-	}
-	var l Link
-	if err := snap.DataTo(&l); err != nil {
-		return Link{}, fmt.Errorf("decode connect link: %w", err)
+		return Link{}, err
 	}
 	l.ID = id
 	return l, nil

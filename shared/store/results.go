@@ -80,15 +80,9 @@ func (s *Store) PeekResult(ctx context.Context, id string) (Result, User, error)
 }
 
 func decodeResult(id string, snap *firestore.DocumentSnapshot, err error) (Result, error) {
-	if status.Code(err) == codes.NotFound || (err == nil && !snap.Exists()) {
-		return Result{}, ErrResultNotFound
-	}
+	r, err := readDoc[Result](snap, err, "connect result", ErrResultNotFound)
 	if err != nil {
-		return Result{}, fmt.Errorf("read connect result: %w", err)
-	}
-	var r Result
-	if err := snap.DataTo(&r); err != nil {
-		return Result{}, fmt.Errorf("decode connect result: %w", err)
+		return Result{}, err
 	}
 	r.ID = id
 	return r, nil

@@ -145,18 +145,28 @@ func (s *Store) Get(ctx context.Context, key string) (User, error) {
 }
 
 func decode(key string, snap *firestore.DocumentSnapshot, err error) (User, error) {
-	if status.Code(err) == codes.NotFound || (err == nil && !snap.Exists()) {
-		return User{}, fmt.Errorf("user %s: %w", key, ErrNotFound)
-	}
+	u, err := readDoc[User](snap, err, "user "+key, ErrNotFound)
 	if err != nil {
-		return User{}, fmt.Errorf("read user %s: %w", key, err)
-	}
-	var u User
-	if err := snap.DataTo(&u); err != nil {
-		return User{}, fmt.Errorf("decode user %s: %w", key, err)
+		return User{}, err
 	}
 	u.Key, u.Version, u.Shard = key, snap.UpdateTime, shardOf(snap)
 	return u, nil
+}
+
+// readDoc decodes a document read (snap, err) into T. A missing document is
+// "what: notFound"; a failed read or decode names what.
+func readDoc[T any](snap *firestore.DocumentSnapshot, err error, what string, notFound error) (T, error) {
+	var v T
+	if status.Code(err) == codes.NotFound || (err == nil && !snap.Exists()) {
+		return v, fmt.Errorf("%s: %w", what, notFound)
+	}
+	if err != nil {
+		return v, fmt.Errorf("read %s: %w", what, err)
+	}
+	if err := snap.DataTo(&v); err != nil {
+		return v, fmt.Errorf("decode %s: %w", what, err)
+	}
+	return v, nil
 }
 
 // RaisePending records a push of historyID that arrived at `at` with one
