@@ -50,7 +50,6 @@ func init() { functions.HTTP("Accounts", platform.HTTP(production, unavailable))
 type Config struct {
 	Platform   platform.Settings
 	ConsentURL string // CONSENT_URL: the consent function's PUBLIC_URL, where links point
-	DomainOnly bool   // CONNECT_MODE delegation: the deployment watches a Workspace domain, and no one connects by consent
 	LinkTTL    time.Duration
 	Links      connectlink.Policy
 	Delegation *gmailclient.Delegation // CONNECT_MODE delegation or both; nil in consent mode
@@ -75,7 +74,6 @@ func ReadConfig(lookup platform.Lookup) (Config, error) {
 		Sync:       gmailsync.ReadSettings(r),
 		Callers:    ReadCallers(r),
 	}
-	c.DomainOnly = c.Delegation != nil && c.Delegation.Only
 	c.Sync.Labels, c.Sync.LabelFilter = gmailclient.ReadLabels(r)
 	c.Sync.Types = events.ReadTypes(r) // a resync announces what notify does
 	c.Sync.Content = mailbody.ReadSettings(r, c.OAuth.Scope)

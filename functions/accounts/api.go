@@ -41,7 +41,7 @@ const DomainOnlyReason = "delegation_only"
 // before its body is read (no one could ever use the link), and reports
 // whether it did.
 func (h *Handler) linksRefused(w http.ResponseWriter) bool {
-	if !h.cfg.DomainOnly {
+	if h.cfg.Delegation == nil || !h.cfg.Delegation.Only { // CONNECT_MODE delegation: no one connects by consent
 		return false
 	}
 	failWhy(w, http.StatusConflict, DomainOnlyReason, "no account connects by consent here: this deployment watches the mailboxes of its "+
